@@ -1,0 +1,28 @@
+"""Shared test setup: seeds, CUDA skip marker. No device queries at import time (STYLE.md 8)."""
+
+import os
+import random
+
+import pytest
+import torch
+
+# Triton kernels run on the CPU through the interpreter; it must be set before triton is imported (ENV.md).
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; none is available on this machine")
+    has_cuda = None
+    for item in items:
+        if "cuda" in item.keywords:
+            if has_cuda is None:
+                has_cuda = torch.cuda.is_available()
+            if not has_cuda:
+                item.add_marker(skip)
