@@ -1,0 +1,149 @@
+"""What a model family adapter provides, and the flow-matching step math they share.
+
+A family adapter turns one diffusers pipeline into four pure functions of tensors: encode the conditions of an
+instance (``prepare``), evaluate the denoiser on latents at one step (``denoise``), move latents one step
+(``step``), and decode latents with the full VAE (``decode``). The denoising loop itself lives in
+``reasoner.Reasoner`` and is the same for every family: it never calls ``scheduler.step``, whose internal step
+counter would advance twice when a checkpointed step is recomputed in the backward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["PreparedInstance", "FamilyAdapter"]
+
+
+@dataclass
+class PreparedInstance:
+    """Conditions of one instance, encoded once and reused by every ``predict`` and by the final ``sample``.
+
+    Attributes:
+        family: adapter name (``"wan"``, ...) that made it; another family's reasoner refuses it.
+        noise: (B, C, F_lat, h, w) float32 initial noise from a seeded CPU generator.
+        prompt_embeds: (B, L, D) text conditions in the transformer's dtype.
+        negative_prompt_embeds: (B, L, D) or None; present only when prepared with ``guidance_scale > 1``.
+        conditions: family-specific tensors (image latents, masks, image embeddings), all without grad.
+        num_frames, height, width, seed, guidance_scale: what ``prepare`` was called with.
+    """
+
+    family: str
+    noise: torch.Tensor
+    prompt_embeds: torch.Tensor
+    negative_prompt_embeds: torch.Tensor | None
+    num_frames: int
+    height: int
+    width: int
+    seed: int
+    guidance_scale: float = 1.0
+    conditions: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def num_latent_frames(self) -> int:
+        return self.noise.shape[2]
+
+
+def _check_int(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
+
+
+class FamilyAdapter:
+    """Base class: one subclass per model family (Wan, CogVideoX, LTX). Flow-matching (rectified flow) by default.
+
+    Subclasses set ``name``, ``pipeline_classes`` (class names they accept), ``attention_targets`` and
+    ``ffn_targets`` (default LoRA targets), and implement ``prepare``, ``model_input`` and ``decode``.
+    """
+
+    name = "base"
+    pipeline_classes: tuple[str, ...] = ()
+    attention_targets: tuple[str, ...] = ()
+    ffn_targets: tuple[str, ...] = ()
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    @property
+    def transformer(self):
+        return self.pipe.transformer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    # ----- schedule and step: rectified flow x_t = (1 - sigma) x0 + sigma * eps, model predicts v = eps - x0 -----
+
+    def schedule(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(timesteps (steps,), sigmas (steps + 1,))`` from a copy of the pipeline's scheduler (its own shift).
+
+        The copy keeps the pipeline's scheduler state untouched, so ``pipe(...)`` still works afterwards.
+        """
+        _check_int("steps", steps)
+        sched = copy.deepcopy(self.pipe.scheduler)
+        sched.set_timesteps(steps, device="cpu")
+        sigmas = getattr(sched, "sigmas", None)
+        if sigmas is None or len(sigmas) != steps + 1:
+            raise TypeError(
+                f"scheduler {type(sched).__name__} has no flow-matching sigma schedule of length steps + 1; "
+                "use a FlowMatchEulerDiscreteScheduler (or a scheduler with use_flow_sigmas=True)"
+            )
+        return sched.timesteps[:steps].to(torch.float32), sigmas.to(torch.float32)
+
+    def step(self, latents: torch.Tensor, model_output: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+        """Euler step of the flow ODE in float32: ``x + (sigma_next - sigma) * v``; with sigma_next = 0 this is x0."""
+        return latents.to(torch.float32) + (sigma_next - sigma) * model_output.to(torch.float32)
+
+    # ----- to implement per family -----
+
+    def check_geometry(self, num_frames: int, height: int, width: int) -> None:
+        raise NotImplementedError
+
+    def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
+                max_sequence_length) -> PreparedInstance:
+        raise NotImplementedError
+
+    def model_input(self, prepared: PreparedInstance, latents: torch.Tensor, t: torch.Tensor):
+        """``(hidden_states, timestep, extra_kwargs)`` for one conditional denoiser call on ``latents``."""
+        raise NotImplementedError
+
+    def finalize(self, prepared: PreparedInstance, latents: torch.Tensor) -> torch.Tensor:
+        """Latents after the last step, before decoding (e.g. put the conditioning frame back). Default: unchanged."""
+        return latents
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Full VAE decode of normalized latents (B, C, F_lat, h, w) -> frames (B, F, 3, H, W) float32 in [0, 1]."""
+        raise NotImplementedError
+
+    def pixel_frame_index(self, num_latent_frames: int) -> list[int]:
+        """For each latent frame, the decoded frame it stands for (used to align light and full decodes)."""
+        raise NotImplementedError
+
+    # ----- shared -----
+
+    def denoise(self, prepared: PreparedInstance, latents: torch.Tensor, t: torch.Tensor,
+                guidance_scale: float) -> torch.Tensor:
+        """One denoiser evaluation (two when guided, batched as cond/uncond) -> model output (B, C, F_lat, h, w) fp32."""
+        hidden, timestep, extra = self.model_input(prepared, latents, t)
+        enc = prepared.prompt_embeds
+        guided = guidance_scale > 1.0
+        if guided:
+            # One batched call over [cond, uncond] instead of two calls: the denoiser's weights are read once.
+            hidden = torch.cat([hidden, hidden])
+            timestep = torch.cat([timestep, timestep])
+            enc = torch.cat([enc, prepared.negative_prompt_embeds])
+            extra = {k: (torch.cat([v, v]) if torch.is_tensor(v) else v) for k, v in extra.items()}
+        out = self.transformer(
+            hidden_states=hidden.to(self.dtype), timestep=timestep, encoder_hidden_states=enc, return_dict=False, **extra
+        )[0]
+        out = out.to(torch.float32)
+        if guided:
+            cond, uncond = out.chunk(2)
+            out = uncond + guidance_scale * (cond - uncond)
+        return out

@@ -1,0 +1,308 @@
+"""``Reasoner``: a frozen diffusers video pipeline plus one trainable LoRA, with a differentiable prediction.
+
+Recipe (STYLE.md 11), shared by every model family:
+1. ``from_pipeline``: pick the family adapter, freeze every component (eval mode, requires_grad False), inject the
+   LoRA (PEFT format; fused layers when available).
+2. ``prepare``: check inputs, encode text / image conditions once, fix the initial noise (seeded CPU generator).
+3. ``predict``: denoise from that noise. ``one_step``: the x0 estimate of a single evaluation at sigma = 1.
+   ``k_step``: T Euler steps; the first T - K run under ``torch.no_grad()`` (no graph is built at all), each of the
+   last K runs inside ``torch.utils.checkpoint(use_reentrant=False)`` so only its input latents are kept and its
+   activations are recomputed in the backward pass: memory ~ one step's activations + K latents, not K steps'.
+4. ``sample``: the same loop without gradient, then the full VAE decode.
+Gradients can only reach the LoRA: it is the only thing with ``requires_grad=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from .family import FamilyAdapter, PreparedInstance, _check_int
+from .lora import (LoRASpec, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
+                   snapshot_lora)
+from .wan import WanAdapter
+
+__all__ = ["Reasoner", "PredictOutput", "SampleOutput", "SUPPORTED_PIPELINES", "adapter_for"]
+
+_ADAPTERS: tuple[type[FamilyAdapter], ...] = (WanAdapter,)
+SUPPORTED_PIPELINES: tuple[str, ...] = tuple(c for a in _ADAPTERS for c in a.pipeline_classes)
+# Named in the issue, not implemented yet: listed in the error so users know they are planned, not forgotten.
+_PLANNED = ("CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline")
+
+
+def adapter_for(pipe) -> FamilyAdapter:
+    """The family adapter for ``pipe``; ``TypeError`` listing the supported pipeline classes otherwise."""
+    cls_name = type(pipe).__name__
+    for adapter_cls in _ADAPTERS:
+        if cls_name in adapter_cls.pipeline_classes:
+            return adapter_cls(pipe)
+    raise TypeError(
+        f"`pipe` must be one of the supported diffusers pipelines {list(SUPPORTED_PIPELINES)}, got {cls_name} "
+        f"(not yet implemented: {list(_PLANNED)})"
+    )
+
+
+@dataclass
+class PredictOutput:
+    """``latents``: (B, C, F_lat, h, w) float32 clean-sample estimate, differentiable w.r.t. the LoRA parameters
+    when ``predict`` ran with grad enabled. ``denoiser_evals`` counts transformer calls (2 per guided step)."""
+
+    latents: torch.Tensor
+    denoiser_evals: int
+    grad_steps: int
+    steps: int
+
+
+@dataclass
+class SampleOutput:
+    """``frames``: (B, F, 3, H, W) float32 in [0, 1] (None when ``decode=False``); ``latents``: (B, C, F_lat, h, w)."""
+
+    frames: torch.Tensor | None
+    latents: torch.Tensor
+    denoiser_evals: int = 0
+
+
+@dataclass
+class _Counters:
+    denoiser_evals: int = 0
+    vae_decodes: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Reasoner:
+    """A diffusers video pipeline turned into a frozen backbone with one trainable, resettable LoRA.
+
+    Build with :meth:`from_pipeline`. The pipeline is modified in place (LoRA injected, components frozen).
+    """
+
+    def __init__(self, pipe, adapter: FamilyAdapter, spec: LoRASpec, lora_config, fuse_report):
+        self.pipe = pipe
+        self.adapter = adapter
+        self.lora_spec = spec
+        self.lora_config = lora_config
+        self.fuse_report = fuse_report
+        self.counters = _Counters()
+        self._initial = snapshot_lora(self.transformer, spec.adapter_name)
+
+    # ----- 1. construction -----
+
+    @classmethod
+    def from_pipeline(cls, pipe, lora: LoRASpec | None = None) -> "Reasoner":
+        """Wrap ``pipe`` (one of :data:`SUPPORTED_PIPELINES`) and add a fresh LoRA described by ``lora``."""
+        if lora is None:
+            lora = LoRASpec()
+        if not isinstance(lora, LoRASpec):
+            raise TypeError(f"`lora` must be a LoRASpec, got {type(lora).__name__}")
+        adapter = adapter_for(pipe)
+        for name, component in pipe.components.items():
+            if isinstance(component, torch.nn.Module):
+                # Frozen models run in eval mode: built-from-config modules start in train mode and dropout
+                # would make two identical calls differ (ENV.md).
+                component.eval()
+                component.requires_grad_(False)
+        targets = lora.target_modules
+        if targets is None:
+            targets = adapter.attention_targets + (adapter.ffn_targets if lora.include_ffn else ())
+        config, report = inject_lora(adapter.transformer, lora, targets)
+        return cls(pipe, adapter, lora, config, report)
+
+    @property
+    def transformer(self):
+        return self.adapter.transformer
+
+    @property
+    def family(self) -> str:
+        return self.adapter.name
+
+    # ----- 2. conditions -----
+
+    def prepare(self, prompt: str, image=None, negative_prompt: str | None = None, *, num_frames: int, height: int,
+                width: int, seed: int = 0, guidance_scale: float = 1.0,
+                max_sequence_length: int = 512) -> PreparedInstance:
+        """Encode one instance's conditions and fix its initial noise.
+
+        Args:
+            prompt: the task prompt.
+            image: first frame for image-to-video pipelines: PIL RGB of size (width, height) or a float tensor
+                (3, H, W) / (1, 3, H, W) in [0, 1]. Must be None for text-to-video pipelines.
+            negative_prompt: used only when ``guidance_scale > 1`` (empty string when None).
+            num_frames, height, width: video geometry; the family adapter checks VAE/patch compatibility.
+            seed: seeds the CPU generator of the initial noise (the same seed gives the same noise everywhere).
+            guidance_scale: classifier-free guidance default for this instance; 1 (off) suits distilled models.
+            max_sequence_length: text tokens (padded) fed to the text encoder.
+        """
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError(f"`prompt` must be a non-empty string, got {prompt!r}")
+        _check_int("seed", seed, minimum=0)
+        _check_int("max_sequence_length", max_sequence_length)
+        guidance_scale = self._check_guidance(guidance_scale)
+        return self.adapter.prepare(prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
+                                    max_sequence_length)
+
+    @staticmethod
+    def _check_guidance(g) -> float:
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not (g >= 1.0):
+            raise ValueError(f"`guidance_scale` must be a number >= 1 (1 = no guidance), got {g!r}")
+        return float(g)
+
+    def _check_prepared(self, prepared, guidance_scale):
+        if not isinstance(prepared, PreparedInstance):
+            raise TypeError(f"`prepared` must come from Reasoner.prepare, got {type(prepared).__name__}")
+        if prepared.family != self.family:
+            raise ValueError(f"`prepared` was made by a {prepared.family!r} reasoner, this one is {self.family!r}")
+        g = prepared.guidance_scale if guidance_scale is None else self._check_guidance(guidance_scale)
+        if g > 1.0 and prepared.negative_prompt_embeds is None:
+            raise ValueError(
+                f"`guidance_scale`={g} needs negative prompt embeddings: call prepare(..., guidance_scale > 1)"
+            )
+        return g
+
+    # ----- 3. differentiable prediction -----
+
+    def _one_step(self, prepared, latents, t, sigma, sigma_next, guidance_scale):
+        out = self.adapter.denoise(prepared, latents, t, guidance_scale)
+        return self.adapter.step(latents, out, sigma, sigma_next)
+
+    def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None):
+        timesteps, sigmas = self.adapter.schedule(steps)
+        latents = prepared.noise
+        evals_per_step = 2 if guidance_scale > 1.0 else 1
+        first_grad = steps - grad_steps
+        for i in range(steps):
+            t = timesteps[i].to(latents.device)
+            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+            if i < first_grad or not torch.is_grad_enabled():
+                with torch.no_grad():
+                    latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale)
+            elif checkpoint:
+                latents = _checkpoint(self._one_step, prepared, latents, t, s, s_next, guidance_scale,
+                                      use_reentrant=False)
+            else:
+                latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale)
+            self.counters.denoiser_evals += evals_per_step
+            if callback is not None:
+                callback(self, i, t, latents)
+        return self.adapter.finalize(prepared, latents), evals_per_step * steps
+
+    def predict(self, prepared: PreparedInstance, mode: str = "one_step", *, steps: int | None = None,
+                grad_steps: int = 1, guidance_scale: float | None = None, checkpoint: bool | None = None,
+                block_checkpointing: bool = False) -> PredictOutput:
+        """Differentiable clean-latent prediction from ``prepared``'s fixed noise.
+
+        Args:
+            prepared: from :meth:`prepare`.
+            mode: ``"one_step"`` (one evaluation at sigma = 1, x0 = x - sigma * v; the paper's optimization-time
+                prediction, meaningful for step-distilled models) or ``"k_step"``.
+            steps: T, the number of sampling steps (``k_step`` only; required there).
+            grad_steps: K, how many of the last steps carry gradient, 1 <= K <= T (``k_step`` only).
+            guidance_scale: overrides the prepared one; > 1 runs batched cond/uncond guidance.
+            checkpoint: checkpoint each gradient step; None = on when K > 1 (with a single step there is nothing to
+                save: its activations would be recomputed right away).
+            block_checkpointing: also checkpoint each transformer block inside a step (diffusers' gradient
+                checkpointing), trading a second recompute for the single step's activation peak.
+
+        Returns:
+            :class:`PredictOutput` with latents (B, C, F_lat, h, w) float32; decode with ``LightDecoder`` or
+            :meth:`decode`.
+        """
+        guidance_scale = self._check_prepared(prepared, guidance_scale)
+        if mode == "one_step":
+            if steps not in (None, 1):
+                raise ValueError(f"`steps` must be None or 1 for mode='one_step', got {steps!r}")
+            if grad_steps != 1:
+                raise ValueError(f"`grad_steps` must be 1 for mode='one_step', got {grad_steps!r}")
+            steps = 1
+        elif mode == "k_step":
+            if steps is None:
+                raise ValueError("`steps` is required for mode='k_step' (the number of sampling steps T)")
+            _check_int("steps", steps)
+            _check_int("grad_steps", grad_steps)
+            if grad_steps > steps:
+                raise ValueError(f"`grad_steps` must be between 1 and steps={steps}, got {grad_steps}")
+        else:
+            raise ValueError(f"`mode` must be 'one_step' or 'k_step', got {mode!r}")
+        if checkpoint is None:
+            checkpoint = grad_steps > 1
+        with self._block_checkpointing(block_checkpointing):
+            latents, evals = self._run(prepared, steps, grad_steps, guidance_scale, bool(checkpoint))
+        return PredictOutput(latents=latents, denoiser_evals=evals, grad_steps=grad_steps, steps=steps)
+
+    @contextlib.contextmanager
+    def _block_checkpointing(self, enabled: bool):
+        tr = self.transformer
+        if not enabled:
+            yield
+            return
+        was = getattr(tr, "gradient_checkpointing", False)
+        tr.enable_gradient_checkpointing(
+            gradient_checkpointing_func=lambda module, *args: _checkpoint(module.__call__, *args, use_reentrant=False)
+        )
+        try:
+            yield
+        finally:
+            if not was:
+                tr.disable_gradient_checkpointing()
+
+    # ----- 4. final sample -----
+
+    @torch.no_grad()
+    def sample(self, prepared: PreparedInstance, steps: int = 4, *, guidance_scale: float | None = None,
+               decode: bool = True, callback_on_step_end=None) -> SampleOutput:
+        """Few-step sampling without gradient, LoRA applied, then the full VAE decode.
+
+        Args:
+            prepared: from :meth:`prepare` (same noise as every ``predict``).
+            steps: sampling steps T >= 1.
+            guidance_scale: overrides the prepared one.
+            decode: False returns latents only.
+            callback_on_step_end: ``f(reasoner, step_index, timestep, latents)`` after each step.
+
+        Returns:
+            :class:`SampleOutput`; ``frames`` (B, F, 3, H, W) float32 in [0, 1].
+        """
+        guidance_scale = self._check_prepared(prepared, guidance_scale)
+        _check_int("steps", steps)
+        latents, evals = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end)
+        frames = self.decode(latents) if decode else None
+        return SampleOutput(frames=frames, latents=latents, denoiser_evals=evals)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Full VAE decode: latents (B, C, F_lat, h, w) -> frames (B, F, 3, H, W) float32 in [0, 1], differentiable."""
+        if not torch.is_tensor(latents) or latents.dim() != 5:
+            raise ValueError(f"`latents` must be a 5-D tensor (B, C, F_lat, h, w), got {getattr(latents, 'shape', latents)}")
+        self.counters.vae_decodes += 1
+        return self.adapter.decode(latents)
+
+    # ----- LoRA management -----
+
+    def lora_parameters(self) -> list[torch.nn.Parameter]:
+        """The trainable parameters (PEFT ``lora_A`` / ``lora_B`` of this reasoner's adapter)."""
+        return list(lora_named_parameters(self.transformer, self.lora_spec.adapter_name).values())
+
+    def named_lora_parameters(self) -> dict[str, torch.nn.Parameter]:
+        return lora_named_parameters(self.transformer, self.lora_spec.adapter_name)
+
+    def reset_lora(self, seed: int | None = None) -> None:
+        """Fresh adapter for a new instance: back to the initial weights (``seed=None``) or a re-drawn lora_A
+        (``seed`` given); lora_B = 0 either way, so the output equals the frozen model's."""
+        if seed is None:
+            restore_lora(self.transformer, self.lora_spec.adapter_name, self._initial)
+        else:
+            reset_lora(self.transformer, self.lora_spec.adapter_name, seed)
+
+    def snapshot_lora(self) -> dict[str, torch.Tensor]:
+        """Detached copies of the adapter weights (best-so-far keeping)."""
+        return snapshot_lora(self.transformer, self.lora_spec.adapter_name)
+
+    def restore_lora(self, snapshot: dict[str, torch.Tensor]) -> None:
+        """Load weights from :meth:`snapshot_lora` back into the adapter (in place; optimizers keep their params)."""
+        restore_lora(self.transformer, self.lora_spec.adapter_name, snapshot)
+
+    def save_adapter(self, directory) -> str:
+        """Write the adapter so that a stock ``type(pipe).from_pretrained(...).load_lora_weights(directory)`` loads
+        it (``pytorch_lora_weights.safetensors`` + metadata, and peft's ``adapter_config.json``); atomic."""
+        return save_lora_adapter(self.pipe, self.transformer, self.lora_spec.adapter_name, self.lora_config,
+                                 directory)

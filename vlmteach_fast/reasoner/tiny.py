@@ -1,0 +1,119 @@
+"""Tiny random-weight diffusers video pipelines, built offline, for tests, benchmarks and smoke runs.
+
+The configs are diffusers' own unit-test configs (ENV.md "Tiny models with random weights"): every component is
+built from a config, put in eval mode (built modules start in training mode and UMT5's dropout would make two calls
+differ) and kept in float32. Nothing here is downloaded. The frames these pipelines make are noise-like; they exist
+to exercise shapes, gradients, determinism and file formats, not quality.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["tiny_wan_pipeline", "tiny_cogvideox_i2v_pipeline", "tiny_ltx_i2v_pipeline"]
+
+_WAN_VARIANTS = ("t2v", "i2v", "ti2v")
+
+
+def _eval(*modules):
+    for m in modules:
+        if m is not None:
+            m.eval()
+
+
+def _tiny_umt5():
+    from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
+
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8
+        )
+    )
+    # ByT5Tokenizer needs no files; its 384-entry vocabulary matches vocab_size above.
+    return ByT5Tokenizer(), text_encoder
+
+
+def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2):
+    """Build a tiny Wan pipeline with random weights.
+
+    Args:
+        variant: ``"t2v"`` (``WanPipeline``), ``"i2v"`` (Wan2.1 ``WanImageToVideoPipeline``: 36 input channels =
+            16 noise + 4 mask + 16 image latents, with a tiny CLIP image encoder) or ``"ti2v"`` (Wan2.2 TI2V form:
+            ``WanImageToVideoPipeline(expand_timesteps=True)``, 16 input channels, per-token timesteps).
+        seed: seeds ``torch.manual_seed`` before building, so the same seed gives the same weights.
+        num_layers: transformer blocks (2 is diffusers' test config).
+
+    Returns:
+        A pipeline on the CPU in float32 with every component in eval mode. Frames must satisfy ``height`` and
+        ``width`` divisible by 16 (8x VAE x 2x patch) and ``num_frames % 4 == 1``.
+    """
+    if variant not in _WAN_VARIANTS:
+        raise ValueError(f"`variant` must be one of {_WAN_VARIANTS}, got {variant!r}")
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    tokenizer, text_encoder = _tiny_umt5()
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
+    common = dict(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
+    if variant == "t2v":
+        from diffusers import WanPipeline
+
+        transformer = WanTransformer3DModel(in_channels=16, out_channels=16, **common)
+        _eval(vae, text_encoder, transformer)
+        return WanPipeline(
+            tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler, transformer=transformer
+        )
+
+    from diffusers import WanImageToVideoPipeline
+
+    if variant == "ti2v":
+        transformer = WanTransformer3DModel(in_channels=16, out_channels=16, **common)
+        _eval(vae, text_encoder, transformer)
+        return WanImageToVideoPipeline(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            vae=vae,
+            scheduler=scheduler,
+            transformer=transformer,
+            expand_timesteps=True,
+        )
+
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    transformer = WanTransformer3DModel(in_channels=36, out_channels=16, image_dim=4, **common)
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=4,
+            projection_dim=4,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            intermediate_size=16,
+            patch_size=1,
+        )
+    )
+    image_processor = CLIPImageProcessor(crop_size=32, size=32)
+    _eval(vae, text_encoder, transformer, image_encoder)
+    return WanImageToVideoPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=scheduler,
+        transformer=transformer,
+        image_encoder=image_encoder,
+        image_processor=image_processor,
+    )

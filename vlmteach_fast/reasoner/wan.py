@@ -1,0 +1,172 @@
+"""Wan adapter: Wan2.1/2.2 text-to-video, Wan2.1 image-to-video and the Wan2.2 TI2V form.
+
+Three ways the image enters the model (all as in diffusers' ``WanPipeline`` / ``WanImageToVideoPipeline``):
+- T2V (``WanPipeline``): the transformer sees the noisy latents only.
+- Wan2.1 I2V (``WanImageToVideoPipeline``, ``expand_timesteps=False``): the VAE latents of [image, zeros...] and a
+  4-channel first-frame mask are concatenated to the noisy latents on the channel axis (16 + 4 + 16 = 36 channels),
+  and, when the transformer has ``image_dim``, CLIP image embeddings go to its image cross-attention.
+- Wan2.2 TI2V (``expand_timesteps=True``, the 5B model): the first latent frame is *replaced* by the image latent
+  and every token gets its own timestep, 0 on the first frame (it is clean), t elsewhere.
+Conditions are computed with the pipeline's own ``encode_prompt`` / ``prepare_latents`` / ``encode_image`` so they
+match ``pipe(...)`` exactly (tests compare against it).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .family import FamilyAdapter, PreparedInstance, _check_int
+from .video_io import image_to_tensor, tensor_to_pil
+
+__all__ = ["WanAdapter"]
+
+
+class WanAdapter(FamilyAdapter):
+    name = "wan"
+    pipeline_classes = ("WanPipeline", "WanImageToVideoPipeline")
+    # Self- and cross-attention projections of every block (diffusers' Wan attention names).
+    attention_targets = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
+                         "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0")
+    ffn_targets = ("ffn.net.0.proj", "ffn.net.2")
+
+    def __init__(self, pipe):
+        super().__init__(pipe)
+        if getattr(pipe, "transformer", None) is None:
+            raise ValueError("the Wan pipeline has no `transformer`; a reasoner needs one")
+        if getattr(pipe, "transformer_2", None) is not None:
+            # Wan2.2 A14B switches experts at boundary_ratio; one LoRA per expert is not implemented yet.
+            raise NotImplementedError(
+                "two-expert Wan2.2 pipelines (transformer_2 set) are not supported yet; use a single-transformer "
+                "Wan pipeline (Wan2.1 T2V/I2V, Wan2.2 TI2V-5B)"
+            )
+        self.is_i2v = type(pipe).__name__ == "WanImageToVideoPipeline"
+        self.expand_timesteps = bool(getattr(pipe.config, "expand_timesteps", False))
+        vae = pipe.vae
+        self.temporal = int(vae.config.scale_factor_temporal)
+        self.spatial = int(vae.config.scale_factor_spatial)
+        self.patch = tuple(self.transformer.config.patch_size)
+        z = vae.config.z_dim
+        self._mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32).view(1, z, 1, 1, 1)
+        self._std = torch.tensor(vae.config.latents_std, dtype=torch.float32).view(1, z, 1, 1, 1)
+
+    @property
+    def variant(self) -> str:
+        if not self.is_i2v:
+            return "t2v"
+        return "ti2v" if self.expand_timesteps else "i2v"
+
+    def check_geometry(self, num_frames, height, width):
+        _check_int("num_frames", num_frames)
+        _check_int("height", height)
+        _check_int("width", width)
+        if num_frames % self.temporal != 1:
+            lo = (num_frames - 1) // self.temporal * self.temporal + 1
+            raise ValueError(
+                f"`num_frames` must be k * {self.temporal} + 1 (the VAE compresses time {self.temporal}x after the "
+                f"first frame), got {num_frames}; nearest accepted values: {lo}, {lo + self.temporal}"
+            )
+        mult_h, mult_w = self.spatial * self.patch[1], self.spatial * self.patch[2]
+        if height % mult_h or width % mult_w:
+            raise ValueError(
+                f"`height` and `width` must be multiples of ({mult_h}, {mult_w}) (VAE x patch size), "
+                f"got ({height}, {width})"
+            )
+
+    def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
+                max_sequence_length):
+        pipe = self.pipe
+        self.check_geometry(num_frames, height, width)
+        if self.is_i2v and image is None:
+            raise ValueError(f"`image` is required for {type(pipe).__name__} (image-to-video), got None")
+        if not self.is_i2v and image is not None:
+            raise ValueError(
+                f"`image` must be None for the text-to-video {type(pipe).__name__}; for image conditioning build the "
+                "reasoner from a WanImageToVideoPipeline"
+            )
+        device = self.device
+        guided = guidance_scale > 1.0
+        with torch.no_grad():
+            pos, neg = pipe.encode_prompt(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                do_classifier_free_guidance=guided,
+                num_videos_per_prompt=1,
+                max_sequence_length=max_sequence_length,
+                device=device,
+            )
+            pos = pos.to(self.dtype)
+            neg = neg.to(self.dtype) if guided else None
+            lat_f = (num_frames - 1) // self.temporal + 1
+            channels = pipe.vae.config.z_dim if self.is_i2v else self.transformer.config.in_channels
+            shape = (1, channels, lat_f, height // self.spatial, width // self.spatial)
+            # Seeded CPU generator: the same seed gives the same noise on every device (diffusers' randn_tensor).
+            noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+            noise = noise.to(device)
+            conditions = {}
+            if self.is_i2v:
+                img = image_to_tensor(image, height, width).to(device)
+                out = pipe.prepare_latents(img, 1, channels, height, width, num_frames, torch.float32, device,
+                                           None, noise.clone())
+                if self.expand_timesteps:
+                    conditions["image_latents"] = out[1]  # (1, C, 1, h, w)
+                    conditions["first_frame_mask"] = out[2]  # (1, 1, F_lat, h, w): 0 on frame 0, 1 elsewhere
+                else:
+                    conditions["concat"] = out[1]  # (1, 4 + C, F_lat, h, w): mask then image latents
+                if self.transformer.config.image_dim is not None:
+                    if getattr(pipe, "image_encoder", None) is None:
+                        raise ValueError("the transformer expects CLIP image embeddings but the pipeline has no "
+                                         "`image_encoder`")
+                    emb = pipe.encode_image(tensor_to_pil(img.cpu()), device)
+                    conditions["image_embeds"] = emb.to(self.dtype)
+        return PreparedInstance(
+            family=self.name,
+            noise=noise,
+            prompt_embeds=pos,
+            negative_prompt_embeds=neg,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            seed=seed,
+            guidance_scale=float(guidance_scale),
+            conditions=conditions,
+        )
+
+    def model_input(self, prepared, latents, t):
+        b = latents.shape[0]
+        c = prepared.conditions
+        extra = {}
+        if "image_embeds" in c:
+            extra["encoder_hidden_states_image"] = c["image_embeds"]
+        if self.is_i2v and self.expand_timesteps:
+            mask = c["first_frame_mask"]
+            hidden = (1 - mask) * c["image_latents"] + mask * latents
+            # One timestep per token (patch): 0 on the clean first frame, t elsewhere; (B, F_lat * h/p * w/p).
+            ts = (mask[0][0][:, :: self.patch[1], :: self.patch[2]] * t).flatten()
+            return hidden, ts.unsqueeze(0).expand(b, -1), extra
+        if self.is_i2v:
+            return torch.cat([latents, c["concat"].to(latents.dtype)], dim=1), t.expand(b), extra
+        if self.expand_timesteps:
+            # Wan2.2 5B text-to-video: per-token timesteps, all equal to t.
+            n = latents.shape[2] * (latents.shape[3] // self.patch[1]) * (latents.shape[4] // self.patch[2])
+            return latents, t.expand(b, n), extra
+        return latents, t.expand(b), extra
+
+    def finalize(self, prepared, latents):
+        if self.is_i2v and self.expand_timesteps:
+            mask = prepared.conditions["first_frame_mask"]
+            return (1 - mask) * prepared.conditions["image_latents"] + mask * latents
+        return latents
+
+    def to_vae_space(self, latents: torch.Tensor) -> torch.Tensor:
+        """Undo the pipeline's latent normalisation: z_vae = z * std + mean (per channel)."""
+        return latents * self._std.to(latents.device) + self._mean.to(latents.device)
+
+    def decode(self, latents):
+        vae = self.pipe.vae
+        z = self.to_vae_space(latents.to(torch.float32)).to(vae.dtype)
+        video = vae.decode(z, return_dict=False)[0]  # (B, 3, F, H, W) in [-1, 1]
+        return (video.to(torch.float32) / 2 + 0.5).clamp(0, 1).permute(0, 2, 1, 3, 4)
+
+    def pixel_frame_index(self, num_latent_frames):
+        # Latent frame 0 is pixel frame 0; latent frame j >= 1 covers pixel frames 4j-3 .. 4j: take the last.
+        return [j * self.temporal for j in range(num_latent_frames)]
