@@ -1,0 +1,131 @@
+"""Tiny random Qwen-VL teachers and an offline tokenizer, shared by the teacher tests and benchmarks.
+
+No hub access here (ENV.md): models are built from configs with random weights, the tokenizer is a `tokenizers`
+WordLevel model holding the Qwen special tokens. Everything is fp32 and in eval mode.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+QWEN_SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+WORDS = (
+    "system user assistant You are a helpful Yes No yes no Does do the ball red green square purple circle reach "
+    "reaches stay stays intact end at in on of to and is it frame video final move onto through walls without "
+    "disappearing overlap Is Are goal process question questions answer JSON list task prompt first Write one "
+    "Return only with keys Answer"
+).split()
+PUNCT = list("?.,:;!\"'{}[]()-_/\n") + ["1", "2", "3", "4"]
+
+
+def make_qwen_tokenizer(with_yes: bool = True) -> PreTrainedTokenizerFast:
+    """A WordLevel tokenizer with the Qwen special tokens; `with_yes=False` drops every yes/Yes token."""
+    words = [w for w in WORDS if with_yes or w.lower() != "yes"]
+    vocab = {"[UNK]": 0}
+    for tok in QWEN_SPECIAL + words + PUNCT:
+        vocab.setdefault(tok, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="<|endoftext|>", eos_token="<|im_end|>"
+    )
+    fast.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL})
+    return fast
+
+
+def _ids(tok):
+    conv = tok.convert_tokens_to_ids
+    return dict(
+        image_token_id=conv("<|image_pad|>"),
+        video_token_id=conv("<|video_pad|>"),
+        vision_start_token_id=conv("<|vision_start|>"),
+        vision_end_token_id=conv("<|vision_end|>"),
+    )
+
+
+def _text_config(vocab_size: int, **extra) -> dict:
+    # head_dim 8 -> 4 rotary frequencies, split (t, h, w) = (2, 1, 1) by mrope_section.
+    cfg = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
+    )
+    cfg.update(extra)
+    return cfg
+
+
+def make_qwen_vl(family: str = "qwen2_vl", vocab_size: int = 160, text_layers: int = 2, vision_depth: int = 2,
+                 weight_std: float = 0.2):
+    """A tiny random `*ForConditionalGeneration` of the given Qwen-VL family, fp32, eval mode, plus its tokenizer.
+
+    Matrices are redrawn with std `weight_std`: at the default init (0.02) every logit is ~log(1/V) +- 1e-3, so
+    comparisons between code paths would pass even if questions or images were mixed up; at 0.2 log P(Yes) varies by
+    ~1 nat between questions and frames.
+    """
+    import transformers as tf
+
+    tok = make_qwen_tokenizer()
+    if len(tok) > vocab_size:
+        raise ValueError(f"vocab_size must be >= {len(tok)}, got {vocab_size}")
+    ids = _ids(tok)
+    text = _text_config(vocab_size, num_hidden_layers=text_layers, bos_token_id=tok.pad_token_id,
+                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if family == "qwen2_vl":
+        vision = dict(depth=vision_depth, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2,
+                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+        config = tf.Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
+        model = tf.Qwen2VLForConditionalGeneration(config)
+    elif family == "qwen2_5_vl":
+        vision = dict(depth=vision_depth, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                      fullatt_block_indexes=[vision_depth - 1])
+        config = tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
+        model = tf.Qwen2_5_VLForConditionalGeneration(config)
+    elif family == "qwen3_vl":
+        text.update(head_dim=8)
+        text["rope_parameters"] = dict(text["rope_parameters"], mrope_interleaved=True)
+        vision = dict(depth=vision_depth, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                      patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
+                      deepstack_visual_indexes=[0])
+        config = tf.Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
+        model = tf.Qwen3VLForConditionalGeneration(config)
+    else:
+        raise ValueError(f"family must be one of qwen2_vl, qwen2_5_vl, qwen3_vl, got {family!r}")
+    model.generation_config.bos_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.normal_(0.0, weight_std)
+    model.eval()
+    return model, tok
+
+
+def make_qwen_image_processor(family: str = "qwen2_vl", min_pixels: int = 28 * 28, max_pixels: int = 56 * 56):
+    """The HF (PIL-backed) image processor configured like the family's checkpoints, with small pixel bounds."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    if family == "qwen3_vl":
+        return Qwen2VLImageProcessorPil(
+            patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+            size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+        )
+    return Qwen2VLImageProcessorPil(size={"shortest_edge": min_pixels, "longest_edge": max_pixels})

@@ -1,0 +1,245 @@
+"""`VLMTeacher`: a frozen transformers VLM as query writer and differentiable VQA scorer.
+
+reward(frames, queries) in five steps:
+1. check inputs; pick each question kind's frames (goal: last frame(s); process: frames spread over the video);
+2. preprocess the union of picked frames in torch (differentiable) and run the vision tower once for all of them;
+3. per frame view, score its questions in a batched LM pass that reuses the view's visual prefix;
+4. form logits at the answer position only (lm_head on one hidden state per question, not on the sequence);
+5. log P("Yes") over the full vocabulary (or yes-vs-no normalized), weighted mean over questions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .base import GOAL, PROCESS, Queries, RewardOutput, as_queries, check_frames
+from .preprocess import select_frames
+from .qwen_vl import QwenVLAdapter
+from .queries import QueryCache, build_instruction, parse_queries
+
+ADAPTERS = {t: QwenVLAdapter for t in QwenVLAdapter.model_types}
+YES_CANDIDATES = ("Yes", " Yes", "yes", " yes", "YES")
+NO_CANDIDATES = ("No", " No", "no", " no", "NO")
+
+
+def supported_model_types() -> list[str]:
+    """transformers `model_type`s with a teacher adapter."""
+    return sorted(ADAPTERS)
+
+
+@dataclass
+class RewardConfig:
+    """How `VLMTeacher.reward` looks at the video and turns answers into a score."""
+
+    goal_frames: int = field(default=1, metadata={"help": "final frames shown with the goal question"})
+    process_frames: int = field(default=4, metadata={"help": "frames spread over the video for process questions"})
+    min_pixels: int | None = field(default=None, metadata={"help": "per-frame pixel floor; None: processor's"})
+    max_pixels: int | None = field(default=None, metadata={"help": "per-frame pixel cap; None: processor's"})
+    answer_form: str = field(
+        default="log_p_yes",
+        metadata={"help": "'log_p_yes': full-vocabulary log P(Yes); 'yes_no': log P(Yes) / (P(Yes) + P(No))"},
+    )
+    question_suffix: str = field(default=" Answer yes or no.", metadata={"help": "appended to every question"})
+    share_prefix: bool = field(
+        default=True, metadata={"help": "reuse the visual prefix's KV cache across questions (False: full rows)"}
+    )
+
+    def __post_init__(self):
+        for name in ("goal_frames", "process_frames"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"RewardConfig.{name} must be an int >= 1, got {v!r}")
+        for name in ("min_pixels", "max_pixels"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"RewardConfig.{name} must be None or an int >= 1, got {v!r}")
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ValueError(f"RewardConfig.min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})")
+        if self.answer_form not in ("log_p_yes", "yes_no"):
+            raise ValueError(f"RewardConfig.answer_form must be 'log_p_yes' or 'yes_no', got {self.answer_form!r}")
+
+
+def resolve_answer_token(tokenizer, candidates=YES_CANDIDATES) -> int:
+    """Id of the first candidate spelling that the tokenizer encodes as exactly one known token.
+
+    BPE vocabularies differ on whether the answer starts with a space ("Yes" vs " Yes"); after the chat template's
+    "assistant\\n" the model's first answer token is the space-less one, so that is tried first.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    for text in candidates:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1 and ids[0] != unk:
+            return int(ids[0])
+    raise ValueError(
+        f"tokenizer has no single-token spelling of the answer among {list(candidates)}; "
+        "a VQA reward needs one (pass the model's own tokenizer)"
+    )
+
+
+def _split_processor(processor):
+    """(tokenizer, image_processor) from a processor, a tokenizer, or a (tokenizer, image_processor) pair."""
+    if isinstance(processor, (tuple, list)) and len(processor) == 2:
+        return processor[0], processor[1]
+    tok = getattr(processor, "tokenizer", None)
+    if tok is not None:
+        return tok, getattr(processor, "image_processor", None)
+    if callable(getattr(processor, "convert_tokens_to_ids", None)):
+        return processor, None
+    raise TypeError(
+        "processor must be a transformers processor, a tokenizer, or a (tokenizer, image_processor) pair, "
+        f"got {type(processor).__name__}"
+    )
+
+
+class VLMTeacher:
+    """A frozen VLM that writes yes/no questions and scores frames with a differentiable log P("Yes").
+
+    Args:
+        model: a transformers `*ForConditionalGeneration` of a supported family (see `supported_model_types()`).
+            It is put in eval mode and its parameters get requires_grad=False: no gradient ever reaches them.
+        processor: the model's processor, or its tokenizer, or a (tokenizer, image_processor) pair. The image
+            processor only supplies normalization and pixel bounds; preprocessing itself runs in torch.
+        config: `RewardConfig` (defaults work).
+    """
+
+    def __init__(self, model, processor, config: RewardConfig | None = None):
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        if model_type not in ADAPTERS:
+            raise ValueError(
+                f"unsupported VLM family {model_type!r} ({type(model).__name__}); supported model_type values: "
+                f"{supported_model_types()}"
+            )
+        self.config = config if config is not None else RewardConfig()
+        if not isinstance(self.config, RewardConfig):
+            raise TypeError(f"config must be a RewardConfig, got {type(self.config).__name__}")
+        self.tokenizer, self.image_processor = _split_processor(processor)
+        model.eval()
+        model.requires_grad_(False)
+        self.model = model
+        self.adapter = ADAPTERS[model_type](model, self.tokenizer, self.image_processor)
+        self.yes_id = resolve_answer_token(self.tokenizer, YES_CANDIDATES)
+        try:
+            self.no_id = resolve_answer_token(self.tokenizer, NO_CANDIDATES)
+        except ValueError:
+            self.no_id = None  # only the 'yes_no' form needs it; checked there
+        self.query_cache = QueryCache()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, dtype: torch.dtype = torch.bfloat16, device="cpu",
+                        config: RewardConfig | None = None, trust_remote_code: bool = False, **model_kwargs):
+        """Load model + tokenizer (+ image processor when loadable) from a hub id or local directory."""
+        from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+        hf_config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        if hf_config.model_type not in ADAPTERS:
+            raise ValueError(
+                f"unsupported VLM family {hf_config.model_type!r} at {name_or_path!r}; supported model_type values: "
+                f"{supported_model_types()}"
+            )
+        model = AutoModelForImageTextToText.from_pretrained(
+            name_or_path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **model_kwargs
+        ).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        try:
+            image_processor = AutoImageProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, ImportError, AttributeError):
+            image_processor = None  # family defaults (normalization, pixel bounds) are used then
+        return cls(model, (tokenizer, image_processor), config=config)
+
+    # ---- queries ------------------------------------------------------------------------------------------------
+    def synthesize_queries(self, prompt: str, first_frame: torch.Tensor | None = None, max_process: int = 3,
+                           max_new_tokens: int = 160) -> Queries:
+        """Ask the VLM for one goal and up to `max_process` process questions about the task.
+
+        Args:
+            prompt: the task prompt.
+            first_frame: (3, H, W) float in [0, 1] or None.
+        Unusable output falls back to a goal derived from the prompt (with a warning). Cached per
+        (prompt, image hash, max_process).
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+        if not isinstance(max_process, int) or max_process < 0:
+            raise ValueError(f"max_process must be an int >= 0, got {max_process!r}")
+        if first_frame is not None:
+            check_frames(first_frame[None, None] if first_frame.ndim == 3 else first_frame, "first_frame")
+            if first_frame.ndim != 3:
+                raise ValueError(f"`first_frame` must have shape (3, H, W), got {tuple(first_frame.shape)}")
+        key = self.query_cache.key(prompt, first_frame, max_process)
+        cached = self.query_cache.get(key)
+        if cached is not None:
+            return cached
+        with torch.no_grad():
+            text = self.adapter.generate_text(
+                build_instruction(prompt, max_process), first_frame, max_new_tokens,
+                self.config.min_pixels, self.config.max_pixels,
+            )
+        queries, _ = parse_queries(text, prompt, max_process)
+        self.query_cache.put(key, queries)
+        return queries
+
+    # ---- reward -------------------------------------------------------------------------------------------------
+    def _views(self, num_frames: int, kinds: list[str]) -> dict[str, list[int]]:
+        views = {}
+        if GOAL in kinds:
+            views[GOAL] = select_frames(num_frames, self.config.goal_frames, "last")
+        if PROCESS in kinds:
+            views[PROCESS] = select_frames(num_frames, self.config.process_frames, "uniform")
+        return views
+
+    def answer_logits(self, frames: torch.Tensor, questions: list[str], kinds: list[str]):
+        """(B, Q, V) logits at the answer position, and stats. Steps 1-4 of `reward`; frames already checked."""
+        B, F_ = frames.shape[:2]
+        views = self._views(F_, kinds)
+        union = sorted({i for v in views.values() for i in v})
+        images = frames[:, union].reshape(B * len(union), *frames.shape[2:])
+        pv, grid = self.adapter.preprocess(images, self.config.min_pixels, self.config.max_pixels)
+        feats = self.adapter.encode(pv, grid)  # the one vision-tower pass
+        stats = {"vision_calls": 1, "lm_calls": 0, "images": B * len(union)}
+        suffix = self.config.question_suffix
+        hidden = None
+        for kind, frame_idx in views.items():
+            cols = [i for i, k in enumerate(kinds) if k == kind]
+            view = [union.index(i) for i in frame_idx]
+            h, calls = self.adapter.answer_hidden(
+                feats, B, len(union), view, [questions[i] + suffix for i in cols], self.config.share_prefix
+            )
+            stats["lm_calls"] += calls
+            if hidden is None:
+                hidden = h.new_zeros(B, len(questions), h.shape[-1])
+            hidden = hidden.index_copy(1, torch.tensor(cols, device=h.device), h)
+        logits = self.model.get_output_embeddings()(hidden)  # (B, Q, V): lm_head on Q positions only
+        return logits, stats
+
+    def reward(self, frames: torch.Tensor, queries, weights=None) -> RewardOutput:
+        """Differentiable VQA reward.
+
+        Args:
+            frames: (B, F, 3, H, W) float (fp32/bf16/fp16) in [0, 1]; typically requires grad.
+            queries: `Queries`, or a non-empty list of question strings (first = goal, rest = process).
+            weights: optional (Q,) per-question weights overriding `queries.weights`.
+        Returns: `RewardOutput`; `.reward` is (B,) and differentiable w.r.t. `frames` only.
+        """
+        frames = check_frames(frames)
+        queries = as_queries(queries)
+        if weights is not None:
+            queries = Queries(queries.goal, queries.process, list(weights))
+        if self.config.answer_form == "yes_no" and self.no_id is None:
+            raise ValueError("answer_form='yes_no' needs a single-token 'No' in the tokenizer; none was found")
+        device = next(self.model.parameters()).device
+        frames_in = frames.to(device=device, dtype=torch.float32)
+        logits, stats = self.answer_logits(frames_in, queries.questions, queries.kinds)
+        logits = logits.float()
+        if self.config.answer_form == "log_p_yes":
+            log_probs = torch.log_softmax(logits, dim=-1)[..., self.yes_id]
+        else:
+            pair = logits[..., [self.yes_id, self.no_id]]
+            log_probs = torch.log_softmax(pair, dim=-1)[..., 0]
+        w = queries.weight_tensor(device=log_probs.device)
+        w = w / w.sum()
+        return RewardOutput(
+            reward=(log_probs * w).sum(-1), log_probs=log_probs, weights=w,
+            questions=queries.questions, kinds=queries.kinds, stats=stats,
+        )
