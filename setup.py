@@ -46,7 +46,7 @@ def _extensions():
 
     exts = []
     build_cpu, build_cuda = _flag("VLMTEACH_BUILD_CPU"), _flag("VLMTEACH_BUILD_CUDA")
-    cxx = ["-O3", "-std=c++17", "-fopenmp"]
+    cxx = ["-O3", "-fopenmp"]
     if build_cpu != "0":
         exts.append(cpp_extension.CppExtension(
             "vlmteach_fast._C_cpu",
@@ -68,8 +68,8 @@ def _extensions():
         os.environ["TORCH_CUDA_ARCH_LIST"] = archs
         exts.append(cpp_extension.CUDAExtension(
             "vlmteach_fast._C_cuda",
-            sources=["csrc/lora_cuda.cu"],
-            extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+            sources=["csrc/lora_cuda.cu", "csrc/lora_cuda_ops.cpp"],
+            extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
         ))
         _say(f"building the CUDA extension for archs {archs} (CUDA {torch.version.cuda}).")
     elif build_cuda == "0":

@@ -1,0 +1,86 @@
+"""Backend choice for every op: by device, availability and the user's override.
+
+Order of preference: CUDA tensors use triton, then the CUDA extension, then the reference; CPU tensors use the C++
+CPU extension, then the reference. Triton on CPU tensors is used only when forced under TRITON_INTERPRET=1 (tests).
+Override with ``use_backend("reference")`` (a context manager), ``set_backend`` or the environment variable
+``VLMTEACH_BACKEND``.
+"""
+
+import contextlib
+import os
+from typing import Iterator, List, Optional, Tuple
+
+import torch
+
+from .. import _ext
+
+BACKENDS = ("triton", "cuda", "cpu", "reference")
+
+_forced: Optional[str] = None
+
+
+def _check_name(name: Optional[str], arg: str) -> Optional[str]:
+    if name is not None and name not in BACKENDS and name != "auto":
+        raise ValueError(f"`{arg}` must be one of {BACKENDS + ('auto',)}, got {name!r}")
+    return None if name in (None, "auto") else name
+
+
+def set_backend(name: Optional[str]) -> None:
+    """Force one backend for all ops (``None`` or ``"auto"`` restores automatic choice)."""
+    global _forced
+    _forced = _check_name(name, "name")
+
+
+def get_backend() -> Optional[str]:
+    """The forced backend, if any (``set_backend`` / ``use_backend`` / ``VLMTEACH_BACKEND``)."""
+    return _forced or _check_name(os.environ.get("VLMTEACH_BACKEND") or None, "VLMTEACH_BACKEND")
+
+
+@contextlib.contextmanager
+def use_backend(name: Optional[str]) -> Iterator[None]:
+    """Force a backend inside a ``with`` block, e.g. ``with use_backend("reference"): ...``."""
+    global _forced
+    previous, _forced = _forced, _check_name(name, "name")
+    try:
+        yield
+    finally:
+        _forced = previous
+
+
+def _why_not(name: str, device: torch.device) -> Optional[str]:
+    """None when backend ``name`` can run on ``device``, else the reason it cannot."""
+    if name == "reference":
+        return None
+    if name == "triton":
+        if not _ext.TRITON.ok:
+            return _ext.TRITON.reason
+        return None if _ext.triton_usable(device) else f"triton needs CUDA tensors (or TRITON_INTERPRET=1), got {device}"
+    ext = _ext.CUDA_EXT if name == "cuda" else _ext.CPU_EXT
+    if not ext.ok:
+        return ext.reason
+    if device.type != name:
+        return f"the {name} extension runs on {name} tensors, got {device}"
+    return None
+
+
+def available_backends(device: torch.device) -> List[str]:
+    """Backends that can run on ``device`` on this machine, in preference order."""
+    return [b for b in BACKENDS if _why_not(b, device) is None]
+
+
+def select_backend(device: torch.device) -> Tuple[str, str]:
+    """(backend, reason) for tensors on ``device``; raises RuntimeError when a forced backend cannot run there."""
+    forced = get_backend()
+    if forced is not None:
+        why = _why_not(forced, device)
+        if why is not None:
+            raise RuntimeError(f"backend {forced!r} was forced but cannot run: {why}")
+        return forced, "forced"
+    order = ("triton", "cuda", "reference") if device.type == "cuda" else ("cpu", "reference")
+    skipped = []
+    for name in order:
+        why = _why_not(name, device)
+        if why is None:
+            return name, ("preferred for " + device.type) if not skipped else "; ".join(skipped)
+        skipped.append(f"{name}: {why}")
+    return "reference", "; ".join(skipped)
