@@ -50,6 +50,10 @@ class WanAdapter(FamilyAdapter):
         self._std = torch.tensor(vae.config.latents_std, dtype=torch.float32).view(1, z, 1, 1, 1)
 
     @property
+    def latent_channels(self) -> int:
+        return int(self.pipe.vae.config.z_dim)
+
+    @property
     def variant(self) -> str:
         if not self.is_i2v:
             return "t2v"

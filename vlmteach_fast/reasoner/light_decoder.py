@@ -1,0 +1,278 @@
+"""Cheap differentiable latent -> RGB decoding for the reward (the paper's "Light VAE"), with frame selection.
+
+Three kinds, one interface ``LightDecoder(reasoner, config)(latents, frames=...) -> (B, F_sel, 3, H, W)`` in [0, 1]:
+- ``"linear"``: RGB = z @ W + b per latent pixel, bilinearly upsampled to the frame size. W (C x 3) and b are fitted
+  by least squares against the model's own VAE on random latents, once per VAE, and cached as safetensors (keyed by
+  the VAE's config and a fingerprint of its weights). One latent frame gives one RGB frame: the pixel frame it
+  stands for (``FamilyAdapter.pixel_frame_index``: for Wan the last of its 4 frames).
+- ``"tiny"``: a tiny autoencoder decoder: a diffusers ``AutoencoderTiny`` directory (applied per latent frame) or
+  any module the user passes that maps (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1]. TAEHV-format single
+  checkpoint files need the TAEHV module itself, which is not bundled: pass it as ``tiny_module``.
+- ``"full"``: the full VAE on all latent frames (temporal VAEs are causal: decoding a subset is not exact), then the
+  selected frames are picked. Exact but the expensive baseline.
+Frame selection happens on latent frames *before* a light decode, so the reward never pays for frames it ignores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["LightDecoderConfig", "LightDecoder", "select_latent_frames", "psnr"]
+
+_KINDS = ("linear", "tiny", "full")
+_NAMED_SELECTIONS = ("all", "first", "last", "first_last")
+
+
+def select_latent_frames(num_latent_frames: int, frames) -> list[int]:
+    """Latent frame indices for a selection.
+
+    Args:
+        num_latent_frames: F_lat of the latents.
+        frames: ``"all"``, ``"first"``, ``"last"``, ``"first_last"``, ``("every", k)`` (0, k, 2k, ... and always
+            the last frame, which the goal question looks at), or an explicit list of indices (negative allowed).
+    """
+    n = num_latent_frames
+    if isinstance(frames, str):
+        if frames == "all":
+            return list(range(n))
+        if frames == "first":
+            return [0]
+        if frames == "last":
+            return [n - 1]
+        if frames == "first_last":
+            return [0, n - 1] if n > 1 else [0]
+        raise ValueError(f"`frames` must be one of {_NAMED_SELECTIONS}, ('every', k) or a list of ints, got {frames!r}")
+    if isinstance(frames, tuple) and len(frames) == 2 and frames[0] == "every":
+        k = frames[1]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"`frames`=('every', k) needs an int k >= 1, got k={k!r}")
+        idx = list(range(0, n, k))
+        return idx if idx[-1] == n - 1 else idx + [n - 1]
+    if isinstance(frames, (list, tuple)) and frames and all(isinstance(i, int) and not isinstance(i, bool)
+                                                            for i in frames):
+        out = []
+        for i in frames:
+            if not -n <= i < n:
+                raise ValueError(f"`frames` index {i} is out of range for {n} latent frames")
+            out.append(i % n)
+        return out
+    raise ValueError(f"`frames` must be one of {_NAMED_SELECTIONS}, ('every', k) or a list of ints, got {frames!r}")
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of two same-shape tensors with values in [0, 1]."""
+    mse = float(torch.mean((x.to(torch.float32) - y.to(torch.float32)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * torch.log10(torch.tensor(1.0 / mse)).item()
+
+
+@dataclass
+class LightDecoderConfig:
+    kind: str = field(default="linear", metadata={"help": f"one of {_KINDS}"})
+    frames: object = field(default="all", metadata={"help": "default frame selection (see select_latent_frames)"})
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "where fitted linear maps are cached; None = next to the VAE when it was loaded from a "
+                          "writable local directory, else $VLMTEACH_FAST_CACHE or ~/.cache/vlmteach_fast"},
+    )
+    fit_samples: int = field(default=4, metadata={"help": "random latent videos decoded for the least-squares fit"})
+    fit_latent_frames: int = field(default=3, metadata={"help": "latent frames per fitting video"})
+    fit_latent_size: int = field(default=16, metadata={"help": "latent height = width of fitting videos"})
+    fit_seed: int = field(default=0, metadata={"help": "seed of the fitting latents"})
+    tiny_path: str | None = field(default=None, metadata={"help": "kind='tiny': diffusers AutoencoderTiny directory"})
+    tiny_latent_space: str = field(
+        default="vae", metadata={"help": "kind='tiny': 'vae' (un-normalised VAE latents) or 'normalized' (as sampled)"}
+    )
+
+    def __post_init__(self):
+        if self.kind not in _KINDS:
+            raise ValueError(f"`kind` must be one of {_KINDS}, got {self.kind!r}")
+        select_latent_frames(4, self.frames)  # validates the selection's form
+        for name in ("fit_samples", "fit_latent_frames", "fit_latent_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {v!r}")
+        if self.tiny_latent_space not in ("vae", "normalized"):
+            raise ValueError(f"`tiny_latent_space` must be 'vae' or 'normalized', got {self.tiny_latent_space!r}")
+
+
+class LightDecoder:
+    """Latents (B, C, F_lat, h, w) -> frames (B, F_sel, 3, H, W) float32 in [0, 1], differentiable in the latents.
+
+    Args:
+        reasoner: a :class:`~vlmteach_fast.reasoner.Reasoner` (its family adapter gives the VAE and frame mapping).
+        config: :class:`LightDecoderConfig`.
+        tiny_module: for ``kind="tiny"``, a module mapping (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1]
+            (e.g. a TAEHV decoder you built); overrides ``config.tiny_path``.
+    """
+
+    def __init__(self, reasoner, config: LightDecoderConfig | None = None, tiny_module=None):
+        self.config = config or LightDecoderConfig()
+        self.adapter = reasoner.adapter
+        self.reasoner = reasoner
+        self.weight = None  # (C, 3) for kind='linear'
+        self.bias = None  # (3,)
+        self.fit_psnr = None
+        self.cache_path = None
+        self.tiny = None
+        if self.config.kind == "linear":
+            self._load_or_fit()
+        elif self.config.kind == "tiny":
+            self.tiny = tiny_module if tiny_module is not None else self._load_tiny(self.config.tiny_path)
+
+    # ----- linear map: fit and cache -----
+
+    def _fingerprint(self) -> str:
+        vae = self.adapter.pipe.vae
+        h = hashlib.sha256()
+        h.update(self.adapter.name.encode())
+        h.update(type(vae).__name__.encode())
+        cfg = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
+        h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+        c = self.config
+        h.update(f"{c.fit_samples},{c.fit_latent_frames},{c.fit_latent_size},{c.fit_seed}".encode())
+        with torch.no_grad():
+            # Sums of every parameter in float64: a different checkpoint of the same architecture changes them;
+            # reading the weights once costs far less than one fitting decode.
+            for name, p in vae.named_parameters():
+                d = p.detach().to(torch.float64)
+                h.update(f"{name}:{tuple(p.shape)}:{float(d.sum()):.10e}:{float(d.abs().sum()):.10e}".encode())
+        return h.hexdigest()[:20]
+
+    def _cache_dir(self) -> str:
+        if self.config.cache_dir is not None:
+            return self.config.cache_dir
+        src = getattr(self.adapter.pipe.vae.config, "_name_or_path", "") or ""
+        if src and os.path.isdir(src) and os.access(src, os.W_OK):
+            return os.path.join(src, "vlmteach_fast_light_decoder")
+        root = os.environ.get("VLMTEACH_FAST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                     "vlmteach_fast")
+        return os.path.join(root, "light_decoder")
+
+    def _load_or_fit(self) -> None:
+        from safetensors.torch import load_file, save_file
+
+        path = os.path.join(self._cache_dir(), f"linear_{self.adapter.name}_{self._fingerprint()}.safetensors")
+        self.cache_path = path
+        if os.path.exists(path):
+            t = load_file(path)
+            self.weight, self.bias = t["weight"], t["bias"]
+            self.fit_psnr = float(t["fit_psnr"])
+            self.loaded_from_cache = True
+            return
+        self.loaded_from_cache = False
+        self.weight, self.bias, self.fit_psnr = self._fit()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".safetensors", prefix=".fit-tmp-", dir=os.path.dirname(path))
+        os.close(fd)
+        try:
+            save_file({"weight": self.weight, "bias": self.bias, "fit_psnr": torch.tensor(self.fit_psnr)}, tmp,
+                      metadata={"family": self.adapter.name, "kind": "linear"})
+            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def fit_data(self, seed: int):
+        """(latents (N, C, F_lat, h, w), targets (N, F_lat, 3, h, w)) from the full VAE on N(0, 1) latents.
+
+        Targets are the full decode's frame for each latent frame, area-averaged to latent resolution (each latent
+        pixel stands for an s x s pixel block).
+        """
+        c, a = self.config, self.adapter
+        gen = torch.Generator().manual_seed(seed)
+        shape = (c.fit_samples, a.latent_channels, c.fit_latent_frames, c.fit_latent_size, c.fit_latent_size)
+        z = torch.randn(shape, generator=gen).to(a.device)
+        with torch.no_grad():
+            video = torch.cat([a.decode(z[i: i + 1]) for i in range(z.shape[0])])  # (N, F, 3, H, W)
+        idx = a.pixel_frame_index(c.fit_latent_frames)
+        target = video[:, idx]  # (N, F_lat, 3, H, W)
+        n, f = target.shape[:2]
+        target = F.avg_pool2d(target.flatten(0, 1), a.spatial).view(n, f, 3, c.fit_latent_size, c.fit_latent_size)
+        return z, target
+
+    def _fit(self):
+        z, target = self.fit_data(self.config.fit_seed)
+        x = z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]).to(torch.float64)  # (N*F*h*w, C)
+        y = target.permute(0, 1, 3, 4, 2).reshape(-1, 3).to(torch.float64)  # (N*F*h*w, 3)
+        x1 = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # bias column
+        sol = torch.linalg.lstsq(x1.cpu(), y.cpu()).solution  # (C + 1, 3), float64 for a well-posed solve
+        w, b = sol[:-1].to(torch.float32), sol[-1].to(torch.float32)
+        pred = (x1.cpu() @ sol).clamp(0, 1)
+        return w.contiguous(), b.contiguous(), psnr(pred, y.cpu())
+
+    def linear_rgb(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, h, w) -> (B, F, 3, h, w) at latent resolution, before upsampling and clamping."""
+        w = self.weight.to(latents.device, latents.dtype)
+        b = self.bias.to(latents.device, latents.dtype)
+        return (torch.einsum("bcfhw,cd->bfdhw", latents, w) + b.view(1, 1, 3, 1, 1))
+
+    # ----- tiny autoencoder -----
+
+    @staticmethod
+    def _load_tiny(path):
+        if path is None:
+            raise ValueError("kind='tiny' needs `tiny_path` (a diffusers AutoencoderTiny directory) or `tiny_module`")
+        if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+            from diffusers import AutoencoderTiny
+
+            model = AutoencoderTiny.from_pretrained(path, use_safetensors=True).eval().requires_grad_(False)
+            return _PerFrameTinyDecoder(model)
+        raise NotImplementedError(
+            f"`tiny_path`={path!r} is not a diffusers AutoencoderTiny directory (config.json + safetensors). "
+            "TAEHV / LightTAE single-file checkpoints need their own module, which vlmteach_fast does not bundle: "
+            "build that decoder yourself and pass it as LightDecoder(..., tiny_module=module)"
+        )
+
+    # ----- decoding -----
+
+    def __call__(self, latents: torch.Tensor, frames=None) -> torch.Tensor:
+        """Decode the selected latent frames.
+
+        Args:
+            latents: (B, C, F_lat, h, w) normalized latents as returned by ``Reasoner.predict``; any float dtype.
+            frames: selection (see :func:`select_latent_frames`); None = ``config.frames``.
+
+        Returns:
+            (B, F_sel, 3, H, W) float32 in [0, 1] with H, W the frame size (h, w times the VAE's spatial factor).
+        """
+        a = self.adapter
+        if not torch.is_tensor(latents) or latents.dim() != 5 or latents.shape[1] != a.latent_channels:
+            raise ValueError(
+                f"`latents` must have shape (B, {a.latent_channels}, F_lat, h, w), got {tuple(getattr(latents, 'shape', ()))}"
+            )
+        idx = select_latent_frames(latents.shape[2], self.config.frames if frames is None else frames)
+        kind = self.config.kind
+        if kind == "full":
+            video = self.reasoner.decode(latents)  # (B, F, 3, H, W)
+            return video[:, [a.pixel_frame_index(latents.shape[2])[i] for i in idx]]
+        sel = latents[:, :, idx].to(torch.float32)
+        if kind == "tiny":
+            z = a.to_vae_space(sel) if self.config.tiny_latent_space == "vae" else sel
+            return self.tiny(z).to(torch.float32).clamp(0, 1)
+        rgb = self.linear_rgb(sel)  # (B, F_sel, 3, h, w)
+        b, f = rgb.shape[:2]
+        size = (latents.shape[3] * a.spatial, latents.shape[4] * a.spatial)
+        up = F.interpolate(rgb.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+        return up.view(b, f, 3, *size).clamp(0, 1)
+
+
+class _PerFrameTinyDecoder(torch.nn.Module):
+    """A 2-D ``AutoencoderTiny`` applied to each latent frame: (B, C, F, h, w) -> (B, F, 3, H, W) in [0, 1]."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z):
+        b, c, f, h, w = z.shape
+        x = z.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        img = self.model.decode(x, return_dict=False)[0]  # (B*F, 3, H, W) in [-1, 1]
+        return (img / 2 + 0.5).view(b, f, *img.shape[1:])
