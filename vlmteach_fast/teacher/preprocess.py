@@ -61,16 +61,27 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
 
 
 def resize_images(images: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
-    """Resize (N, 3, H, W) images in [0, 1] to `size` = (h, w), differentiably.
+    """Resize (N, 3, H, W) images in [0, 1] to `size` = (h, w), differentiably, the way PIL does.
 
-    Antialiasing is on (PIL, which the HF processors use, always filters on downscale; without it a 4x downscale of a
-    checkerboard differs from PIL by ~0.5). The result is clamped to [0, 1] because the processors resize uint8 images,
-    which saturate bicubic overshoot; the clamp zeroes the gradient only on saturated pixels.
+    PIL (behind the HF processors) resizes in two separable antialiased passes and stores a uint8 intermediate, which
+    clips the bicubic overshoot between the passes, so the pass order matters where overshoot happens (sharp edges,
+    noise). Measured against Pillow 13 on 200 random size pairs with white noise: doing the vertical pass first iff
+    it downscales and reduces more than the horizontal one (h < H and H/h > W/w), with a clamp between and after,
+    matches PIL within ~1 uint8 level in 109 of the 120 pairs where the order matters (the rest differ by up to ~20
+    levels at overshooting pixels; Pillow's rule is not documented). The other order differs by up to 22 levels, one
+    joint 2-D interpolate by up to 16, and no antialias by up to 150 on a 56 -> 32 downscale. On smooth images
+    (nothing clips) every order agrees with PIL within 1 level. The clamps zero the gradient only on saturated pixels;
+    PIL's uint8 rounding is not reproduced, as it would zero every gradient.
     """
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    out = F.interpolate(images, size=size, mode=mode, antialias=mode in ("bilinear", "bicubic"), align_corners=False)
-    return out.clamp(0.0, 1.0)
+    h, w = size
+    H, W = images.shape[-2:]
+    aa = mode in ("bilinear", "bicubic")
+    passes = [(h, W), (h, w)] if (h < H and H * w > W * h) else [(H, w), (h, w)]
+    out = images
+    for step in passes:
+        if tuple(out.shape[-2:]) != step:
+            out = F.interpolate(out, size=step, mode=mode, antialias=aa, align_corners=False).clamp(0.0, 1.0)
+    return out
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

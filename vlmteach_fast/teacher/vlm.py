@@ -213,6 +213,34 @@ class VLMTeacher:
         logits = self.model.get_output_embeddings()(hidden)  # (B, Q, V): lm_head on Q positions only
         return logits, stats
 
+    def log_probs(self, frames: torch.Tensor, questions: list[str], kinds: list[str]):
+        """Per-question answer log-probabilities, without weighting.
+
+        Args:
+            frames: (B, F, 3, H, W) float in [0, 1].
+            questions: Q question strings.
+            kinds: Q entries, "goal" or "process" (which frames each question sees).
+        Returns: ((B, Q) float32 log P("Yes") or yes-vs-no normalized form, stats dict).
+        """
+        frames = check_frames(frames)
+        if not questions or len(questions) != len(kinds):
+            raise ValueError(
+                f"questions and kinds must be non-empty and of equal length, got {len(questions)} and {len(kinds)}"
+            )
+        bad = [k for k in kinds if k not in (GOAL, PROCESS)]
+        if bad:
+            raise ValueError(f"kinds must be 'goal' or 'process', got {bad}")
+        if self.config.answer_form == "yes_no" and self.no_id is None:
+            raise ValueError("answer_form='yes_no' needs a single-token 'No' in the tokenizer; none was found")
+        device = next(self.model.parameters()).device
+        # fp32 through resize/normalize: bf16 frames would add ~4e-3 rounding before the vision tower's own cast.
+        logits, stats = self.answer_logits(frames.to(device=device, dtype=torch.float32), questions, kinds)
+        logits = logits.float()
+        if self.config.answer_form == "log_p_yes":
+            return torch.log_softmax(logits, dim=-1)[..., self.yes_id], stats
+        pair = logits[..., [self.yes_id, self.no_id]]
+        return torch.log_softmax(pair, dim=-1)[..., 0], stats
+
     def reward(self, frames: torch.Tensor, queries, weights=None) -> RewardOutput:
         """Differentiable VQA reward.
 
@@ -222,21 +250,10 @@ class VLMTeacher:
             weights: optional (Q,) per-question weights overriding `queries.weights`.
         Returns: `RewardOutput`; `.reward` is (B,) and differentiable w.r.t. `frames` only.
         """
-        frames = check_frames(frames)
         queries = as_queries(queries)
         if weights is not None:
             queries = Queries(queries.goal, queries.process, list(weights))
-        if self.config.answer_form == "yes_no" and self.no_id is None:
-            raise ValueError("answer_form='yes_no' needs a single-token 'No' in the tokenizer; none was found")
-        device = next(self.model.parameters()).device
-        frames_in = frames.to(device=device, dtype=torch.float32)
-        logits, stats = self.answer_logits(frames_in, queries.questions, queries.kinds)
-        logits = logits.float()
-        if self.config.answer_form == "log_p_yes":
-            log_probs = torch.log_softmax(logits, dim=-1)[..., self.yes_id]
-        else:
-            pair = logits[..., [self.yes_id, self.no_id]]
-            log_probs = torch.log_softmax(pair, dim=-1)[..., 0]
+        log_probs, stats = self.log_probs(frames, queries.questions, queries.kinds)
         w = queries.weight_tensor(device=log_probs.device)
         w = w / w.sum()
         return RewardOutput(
