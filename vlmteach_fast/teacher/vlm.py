@@ -164,9 +164,10 @@ class VLMTeacher:
         if not isinstance(max_process, int) or max_process < 0:
             raise ValueError(f"max_process must be an int >= 0, got {max_process!r}")
         if first_frame is not None:
-            check_frames(first_frame[None, None] if first_frame.ndim == 3 else first_frame, "first_frame")
-            if first_frame.ndim != 3:
-                raise ValueError(f"`first_frame` must have shape (3, H, W), got {tuple(first_frame.shape)}")
+            if not isinstance(first_frame, torch.Tensor) or first_frame.ndim != 3:
+                shape = tuple(first_frame.shape) if isinstance(first_frame, torch.Tensor) else type(first_frame)
+                raise ValueError(f"`first_frame` must be a tensor of shape (3, H, W) in [0, 1], got {shape}")
+            check_frames(first_frame[None, None], "first_frame")
         key = self.query_cache.key(prompt, first_frame, max_process)
         cached = self.query_cache.get(key)
         if cached is not None:
