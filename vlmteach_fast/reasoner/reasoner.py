@@ -162,11 +162,14 @@ class Reasoner:
 
     # ----- 3. differentiable prediction -----
 
-    def _one_step(self, prepared, latents, t, sigma, sigma_next, guidance_scale):
-        out = self.adapter.denoise(prepared, latents, t, guidance_scale)
+    def _one_step(self, prepared, latents, t, sigma, sigma_next, guidance_scale, blocks=False):
+        # Block checkpointing is switched on *inside* the step so that a checkpointed step's recomputation in the
+        # backward pass runs the same blocks the same way (else its saved tensors would not match the forward's).
+        with self._block_checkpointing(blocks):
+            out = self.adapter.denoise(prepared, latents, t, guidance_scale)
         return self.adapter.step(latents, out, sigma, sigma_next)
 
-    def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None):
+    def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False):
         timesteps, sigmas = self.adapter.schedule(steps)
         latents = prepared.noise
         evals_per_step = 2 if guidance_scale > 1.0 else 1
@@ -178,10 +181,10 @@ class Reasoner:
                 with torch.no_grad():
                     latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale)
             elif checkpoint:
-                latents = _checkpoint(self._one_step, prepared, latents, t, s, s_next, guidance_scale,
+                latents = _checkpoint(self._one_step, prepared, latents, t, s, s_next, guidance_scale, blocks,
                                       use_reentrant=False)
             else:
-                latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale)
+                latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale, blocks)
             self.counters.denoiser_evals += evals_per_step
             if callback is not None:
                 callback(self, i, t, latents)
@@ -226,14 +229,14 @@ class Reasoner:
             raise ValueError(f"`mode` must be 'one_step' or 'k_step', got {mode!r}")
         if checkpoint is None:
             checkpoint = grad_steps > 1
-        with self._block_checkpointing(block_checkpointing):
-            latents, evals = self._run(prepared, steps, grad_steps, guidance_scale, bool(checkpoint))
+        latents, evals = self._run(prepared, steps, grad_steps, guidance_scale, bool(checkpoint),
+                                   blocks=bool(block_checkpointing))
         return PredictOutput(latents=latents, denoiser_evals=evals, grad_steps=grad_steps, steps=steps)
 
     @contextlib.contextmanager
     def _block_checkpointing(self, enabled: bool):
         tr = self.transformer
-        if not enabled:
+        if not enabled or not torch.is_grad_enabled():
             yield
             return
         was = getattr(tr, "gradient_checkpointing", False)

@@ -1,0 +1,232 @@
+"""Reasoner on tiny random Wan pipelines (T2V, Wan2.1 I2V, Wan2.2 TI2V): fidelity, gradients, checkpointing, inputs.
+
+Geometry everywhere: 9 frames (3 latent frames), 32 x 32 pixels (4 x 4 latents, 2 x 2 tokens per frame),
+16 text tokens: each denoiser call takes a few ms, so the whole file stays well under a minute on 2 cores.
+"""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlmteach_fast.reasoner import SUPPORTED_PIPELINES, LoRASpec, Reasoner, TensorMemoryTracker
+from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+
+GEOM = dict(num_frames=9, height=32, width=32)
+SEQ = 16
+VARIANTS = ("t2v", "i2v", "ti2v")
+
+
+def _image(seed=0):
+    rng = np.random.RandomState(seed)
+    return Image.fromarray((rng.rand(32, 32, 3) * 255).astype("uint8"))
+
+
+@pytest.fixture(scope="module")
+def reasoners():
+    """One reasoner per variant, built once; tests that change the LoRA reset it (see _fresh)."""
+    out = {}
+    for v in VARIANTS:
+        pipe = tiny_wan_pipeline(v)
+        out[v] = Reasoner.from_pipeline(pipe, LoRASpec(rank=4, alpha=8, fused=False))
+    return out
+
+
+def _fresh(r, seed=1):
+    """Reset the adapter and give lora_B random values, so every LoRA parameter gets a gradient (with lora_B = 0
+    only lora_B would) and the adapter visibly changes the output."""
+    r.reset_lora()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in r.named_lora_parameters().items():
+            if ".lora_B." in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+
+
+def _prepare(r, variant, seed=3, **kw):
+    image = _image() if variant != "t2v" else None
+    return r.prepare("a red ball rolls", image=image, seed=seed, max_sequence_length=SEQ, **GEOM, **kw)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sample_matches_the_diffusers_pipeline(reasoners, variant):
+    # The LoRA is reset (lora_B = 0), so the adapted model equals the frozen one and our own loop must reproduce
+    # pipe(...) from the same noise: conditions, per-token timesteps and the Euler update all have to be right.
+    # Both run the same float32 kernels; the only difference is op order in the update (~1 ulp): 1e-5 is >40x that.
+    r = reasoners[variant]
+    r.reset_lora()
+    prep = _prepare(r, variant)
+    ours = r.sample(prep, steps=3).frames
+    kw = dict(image=_image()) if variant != "t2v" else {}
+    ref = r.pipe(prompt="a red ball rolls", latents=prep.noise.clone(), num_inference_steps=3, guidance_scale=1.0,
+                 output_type="pt", max_sequence_length=SEQ, **GEOM, **kw).frames
+    assert ours.shape == (1, 9, 3, 32, 32) and ours.dtype == torch.float32
+    assert float(ours.min()) >= 0.0 and float(ours.max()) <= 1.0
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+
+
+def test_batched_guidance_matches_the_pipeline(reasoners):
+    # Guided sampling: one batched [cond, uncond] call per step vs diffusers' two calls; same tolerance argument.
+    r = reasoners["t2v"]
+    r.reset_lora()
+    prep = _prepare(r, "t2v", guidance_scale=3.0, negative_prompt="blurry")
+    ours = r.sample(prep, steps=2).frames
+    ref = r.pipe("a red ball rolls", negative_prompt="blurry", latents=prep.noise.clone(), num_inference_steps=2,
+                 guidance_scale=3.0, output_type="pt", max_sequence_length=SEQ, **GEOM).frames
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    assert r.predict(prep).denoiser_evals == 2  # cond + uncond of one step
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_reach_only_lora(reasoners, variant):
+    r = reasoners[variant]
+    _fresh(r)
+    prep = _prepare(r, variant)
+    out = r.predict(prep, mode="k_step", steps=3, grad_steps=2)
+    r.decode(out.latents).mean().backward()
+    lora = r.named_lora_parameters()
+    assert len(lora) == 2 * 8 * 2  # 2 blocks x 8 attention projections x (A, B)
+    for name, p in lora.items():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    lora_ids = {id(p) for p in lora.values()}
+    for comp_name, comp in r.pipe.components.items():
+        if isinstance(comp, torch.nn.Module):
+            for name, p in comp.named_parameters():
+                if id(p) not in lora_ids:
+                    assert not p.requires_grad and p.grad is None, f"{comp_name}.{name}"
+    r.reset_lora()
+    assert all(p.grad is None for p in r.lora_parameters())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_same_seed_same_frames(reasoners, variant):
+    r = reasoners[variant]
+    _fresh(r)
+    a = r.decode(r.predict(_prepare(r, variant, seed=5)).latents)
+    b = r.decode(r.predict(_prepare(r, variant, seed=5)).latents)
+    c = r.decode(r.predict(_prepare(r, variant, seed=6)).latents)
+    assert torch.equal(a, b)
+    assert float((a - c).detach().abs().max()) > 1e-3
+
+
+def test_one_step_is_the_x0_estimate_at_sigma_one(reasoners):
+    # x0 = x_T - sigma_T * v with sigma_T = 1 (FlowMatchEuler's first sigma for a one-step schedule).
+    r = reasoners["t2v"]
+    _fresh(r)
+    prep = _prepare(r, "t2v")
+    with torch.no_grad():
+        got = r.predict(prep).latents
+        v = r.transformer(hidden_states=prep.noise, timestep=torch.tensor([1000.0]),
+                          encoder_hidden_states=prep.prompt_embeds, return_dict=False)[0]
+    torch.testing.assert_close(got, prep.noise - v, rtol=0, atol=1e-6)
+
+
+def test_steps_without_gradient_build_no_graph(reasoners):
+    # The first T - K denoiser calls must run with grad mode off (not merely on detached inputs).
+    r = reasoners["t2v"]
+    prep = _prepare(r, "t2v")
+    modes = []
+    handle = r.transformer.register_forward_hook(lambda m, i, o: modes.append(torch.is_grad_enabled()))
+    try:
+        out = r.predict(prep, mode="k_step", steps=5, grad_steps=2)
+        assert modes == [False, False, False, True, True]
+        assert out.latents.requires_grad and out.denoiser_evals == 5
+    finally:
+        handle.remove()
+
+
+def _grads(r, prep, **kw):
+    for p in r.lora_parameters():
+        p.grad = None
+    out = r.predict(prep, mode="k_step", steps=4, **kw)
+    r.decode(out.latents).square().mean().backward()
+    return {n: p.grad.clone() for n, p in r.named_lora_parameters().items()}
+
+
+@pytest.mark.parametrize("variant", ["t2v", "ti2v"])
+def test_checkpointed_grads_equal_plain_grads(reasoners, variant):
+    # Recomputation runs the same CPU kernels on the same inputs in eval mode (no dropout, no RNG): gradients agree
+    # to float32 rounding of the accumulation order; rtol 1e-5 / atol 1e-8 is ~100x the measured gap (0 here).
+    r = reasoners[variant]
+    _fresh(r)
+    prep = _prepare(r, variant)
+    plain = _grads(r, prep, grad_steps=3, checkpoint=False)
+    ckpt = _grads(r, prep, grad_steps=3, checkpoint=True)
+    blocks = _grads(r, prep, grad_steps=3, checkpoint=True, block_checkpointing=True)
+    assert float(sum(g.abs().sum() for g in plain.values())) > 0
+    for n in plain:
+        torch.testing.assert_close(ckpt[n], plain[n], rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(blocks[n], plain[n], rtol=1e-5, atol=1e-8)
+    assert not r.transformer.gradient_checkpointing  # the option is switched off again afterwards
+
+
+def _peak(r, prep, k, checkpoint):
+    with TensorMemoryTracker() as mem:
+        out = r.predict(prep, mode="k_step", steps=8, grad_steps=k, checkpoint=checkpoint)
+        r.decode(out.latents).mean().backward()
+        del out
+    return mem.peak_bytes
+
+
+def test_checkpointing_keeps_peak_memory_about_flat_in_k(reasoners):
+    # Peak bytes of tensors created during predict + backward (TensorMemoryTracker; deterministic, unlike RSS).
+    r = reasoners["t2v"]
+    _fresh(r)
+    prep = _prepare(r, "t2v")
+    plain = {k: _peak(r, prep, k, False) for k in (1, 4)}
+    ckpt = {k: _peak(r, prep, k, True) for k in (1, 4)}
+    plain_growth = plain[4] - plain[1]
+    ckpt_growth = ckpt[4] - ckpt[1]
+    assert plain_growth > 0
+    # Measured: the checkpointed growth is a few latents (~3 KB per step) against ~70 KB per step of activations.
+    assert ckpt_growth < 0.2 * plain_growth, (plain, ckpt)
+    assert ckpt[4] <= 1.3 * ckpt[1], ckpt  # the issue's target, at K=4 here (bench/ measures K=8)
+
+
+def test_bad_inputs_name_the_argument(reasoners):
+    t2v, i2v = reasoners["t2v"], reasoners["i2v"]
+    prep = _prepare(t2v, "t2v")
+    with pytest.raises(ValueError, match="grad_steps.*steps=3"):
+        t2v.predict(prep, mode="k_step", steps=3, grad_steps=4)
+    with pytest.raises(ValueError, match="steps.*required"):
+        t2v.predict(prep, mode="k_step")
+    with pytest.raises(ValueError, match="mode"):
+        t2v.predict(prep, mode="two_step")
+    with pytest.raises(ValueError, match="guidance_scale.*negative"):
+        t2v.predict(prep, guidance_scale=2.0)
+    with pytest.raises(ValueError, match=r"num_frames.*k \* 4 \+ 1.*got 10.*9, 13"):
+        t2v.prepare("x", num_frames=10, height=32, width=32)
+    with pytest.raises(ValueError, match=r"height.*width.*multiples of \(16, 16\)"):
+        t2v.prepare("x", num_frames=9, height=40, width=32)
+    with pytest.raises(ValueError, match="image.*must be None.*text-to-video"):
+        t2v.prepare("x", image=_image(), **GEOM)
+    with pytest.raises(ValueError, match="image.*required"):
+        i2v.prepare("x", **GEOM)
+    with pytest.raises(ValueError, match="RGB.*got mode 'L'"):
+        i2v.prepare("x", image=_image().convert("L"), **GEOM)
+    with pytest.raises(ValueError, match=r"size \(width, height\) = \(32, 32\), got \(48, 32\)"):
+        i2v.prepare("x", image=_image().resize((48, 32)), **GEOM)
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 1\]"):
+        i2v.prepare("x", image=torch.full((3, 32, 32), 2.0), **GEOM)
+    with pytest.raises(TypeError, match="prepared.*must come from Reasoner.prepare"):
+        t2v.sample(object())
+    with pytest.raises(ValueError, match="prompt"):
+        t2v.prepare("", **GEOM)
+
+
+def test_unsupported_pipeline_lists_supported_ones():
+    class StableDiffusionPipeline:  # stands in for any pipeline class the reasoner does not know
+        pass
+
+    with pytest.raises(TypeError, match="WanPipeline.*WanImageToVideoPipeline.*got StableDiffusionPipeline"):
+        Reasoner.from_pipeline(StableDiffusionPipeline())
+    assert "WanImageToVideoPipeline" in SUPPORTED_PIPELINES
+
+
+def test_tensor_image_equals_pil_image(reasoners):
+    r = reasoners["i2v"]
+    img = _image()
+    t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    a = r.prepare("x", image=img, seed=1, max_sequence_length=SEQ, **GEOM)
+    b = r.prepare("x", image=t, seed=1, max_sequence_length=SEQ, **GEOM)
+    torch.testing.assert_close(a.conditions["concat"], b.conditions["concat"], rtol=0, atol=0)
