@@ -55,24 +55,26 @@ def _ids(tok):
     )
 
 
-def _text_config(vocab_size: int, **extra) -> dict:
-    # head_dim 8 -> 4 rotary frequencies, split (t, h, w) = (2, 1, 1) by mrope_section.
+def _text_config(vocab_size: int, width: int = 32, **extra) -> dict:
+    # 4 heads; at width 32, head_dim 8 -> 4 rotary frequencies split (t, h, w) = (2, 1, 1) by mrope_section.
+    half = width // 8
+    section = [half // 2, half // 4, half - half // 2 - half // 4]
     cfg = dict(
         vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=width,
+        intermediate_size=2 * width,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section},
     )
     cfg.update(extra)
     return cfg
 
 
 def make_qwen_vl(family: str = "qwen2_vl", vocab_size: int = 160, text_layers: int = 2, vision_depth: int = 2,
-                 weight_std: float = 0.2):
+                 weight_std: float = 0.2, width: int = 32):
     """A tiny random `*ForConditionalGeneration` of the given Qwen-VL family, fp32, eval mode, plus its tokenizer.
 
     Matrices are redrawn with std `weight_std`: at the default init (0.02) every logit is ~log(1/V) +- 1e-3, so
@@ -85,24 +87,24 @@ def make_qwen_vl(family: str = "qwen2_vl", vocab_size: int = 160, text_layers: i
     if len(tok) > vocab_size:
         raise ValueError(f"vocab_size must be >= {len(tok)}, got {vocab_size}")
     ids = _ids(tok)
-    text = _text_config(vocab_size, num_hidden_layers=text_layers, bos_token_id=tok.pad_token_id,
+    text = _text_config(vocab_size, width, num_hidden_layers=text_layers, bos_token_id=tok.pad_token_id,
                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     if family == "qwen2_vl":
-        vision = dict(depth=vision_depth, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2,
+        vision = dict(depth=vision_depth, embed_dim=width, hidden_size=width, num_heads=2, mlp_ratio=2,
                       patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
         config = tf.Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
         model = tf.Qwen2VLForConditionalGeneration(config)
     elif family == "qwen2_5_vl":
-        vision = dict(depth=vision_depth, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+        vision = dict(depth=vision_depth, hidden_size=width, intermediate_size=2 * width, num_heads=2,
+                      out_hidden_size=width, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
                       fullatt_block_indexes=[vision_depth - 1])
         config = tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
         model = tf.Qwen2_5_VLForConditionalGeneration(config)
     elif family == "qwen3_vl":
-        text.update(head_dim=8)
+        text.update(head_dim=width // 4)
         text["rope_parameters"] = dict(text["rope_parameters"], mrope_interleaved=True)
-        vision = dict(depth=vision_depth, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                      patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
+        vision = dict(depth=vision_depth, hidden_size=width, intermediate_size=2 * width, num_heads=2,
+                      out_hidden_size=width, patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
                       deepstack_visual_indexes=[0])
         config = tf.Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
         model = tf.Qwen3VLForConditionalGeneration(config)
