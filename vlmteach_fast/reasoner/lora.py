@@ -78,7 +78,8 @@ def inject_lora(transformer, spec: LoRASpec, target_modules: tuple[str, ...]):
     """Add a fresh LoRA to ``transformer`` in place and freeze everything else.
 
     Returns ``(lora_config, fuse_report)``; ``fuse_report`` is None when the layers stay plain PEFT.
-    Afterwards exactly the adapter's parameters have ``requires_grad=True``.
+    Afterwards exactly the adapter's parameters have ``requires_grad=True``; adapters that were active before
+    (loaded with ``load_lora_weights``) stay active and frozen.
     """
     from peft import LoraConfig
 
@@ -89,7 +90,19 @@ def inject_lora(transformer, spec: LoRASpec, target_modules: tuple[str, ...]):
         lora_dropout=0.0,  # frozen models run in eval mode, where dropout would be inert anyway
         init_lora_weights=True,
     )
-    transformer.add_adapter(config, adapter_name=spec.adapter_name)
+    # Adapters already loaded into the pipeline (e.g. a step-distillation LoRA) stay active beside ours:
+    # add_adapter alone would activate only the new one.
+    previous = list(transformer.active_adapters()) if getattr(transformer, "peft_config", None) else []
+    try:
+        transformer.add_adapter(config, adapter_name=spec.adapter_name)
+    except ValueError as exc:
+        if "not found" not in str(exc):
+            raise
+        raise ValueError(
+            f"`target_modules` {list(target_modules)} matched no linear layer of {type(transformer).__name__} ({exc})"
+        ) from None
+    if previous:
+        transformer.set_adapter(previous + [spec.adapter_name])
     params = lora_named_parameters(transformer, spec.adapter_name)
     if not params:
         raise ValueError(

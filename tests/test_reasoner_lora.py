@@ -1,0 +1,165 @@
+"""The reasoner's LoRA: PEFT-format files a stock diffusers pipeline loads, reset / snapshot / restore, the spec."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlmteach_fast.reasoner import LoRASpec, Reasoner
+from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+
+GEOM = dict(num_frames=9, height=32, width=32)
+SEQ = 16
+
+
+def _image():
+    return Image.fromarray((np.random.RandomState(0).rand(32, 32, 3) * 255).astype("uint8"))
+
+
+def _train_a_little(r, prep, steps=2, lr=1e-2):
+    # A few real optimizer steps on an arbitrary differentiable loss, so the adapter is what an optimization would
+    # leave behind (lora_A and lora_B both moved), not a hand-set tensor. Adam moves every parameter by ~lr per
+    # step whatever the (tiny, random-model) gradient scale is, so each call visibly changes the output.
+    opt = torch.optim.Adam(r.lora_parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(7)
+    lora = r.named_lora_parameters()
+    if all(float(p.detach().abs().max()) == 0 for n, p in lora.items() if ".lora_B." in n):
+        with torch.no_grad():  # fresh adapter: lora_B = 0 would leave lora_A without gradient on the first step
+            for n, p in lora.items():
+                if ".lora_B." in n:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        frames = r.decode(r.predict(prep).latents)
+        (1.0 - frames[:, -1, 0]).mean().backward()  # "make the last frame red"
+        opt.step()
+
+
+@pytest.mark.parametrize("variant", ["t2v", "i2v"])
+def test_saved_adapter_loads_into_a_fresh_stock_pipeline(tmp_path, variant):
+    # alpha != rank on purpose: without the LoRA config in the file's metadata diffusers would load it with the
+    # wrong scale, silently (ENV.md).
+    r = Reasoner.from_pipeline(tiny_wan_pipeline(variant), LoRASpec(rank=4, alpha=12, include_ffn=True, fused=False))
+    image = _image() if variant != "t2v" else None
+    prep = r.prepare("a ball", image=image, seed=2, max_sequence_length=SEQ, **GEOM)
+    base = r.sample(prep, steps=2).frames
+    _train_a_little(r, prep)
+    ours = r.sample(prep, steps=2).frames
+    assert float((ours - base).abs().max()) > 1e-3  # the adapter changes the video, so the comparison below bites
+
+    out = r.save_adapter(tmp_path / "adapter")
+    assert sorted(os.listdir(out)) == ["adapter_config.json", "pytorch_lora_weights.safetensors"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".lora-")]  # no temp dirs left behind
+
+    fresh = tiny_wan_pipeline(variant)  # same seed -> same frozen weights, no LoRA
+    fresh.load_lora_weights(out)
+    fresh.transformer.eval()
+    kw = dict(image=image) if image is not None else {}
+    stock = fresh(prompt="a ball", latents=prep.noise.clone(), num_inference_steps=2, guidance_scale=1.0,
+                  output_type="pt", max_sequence_length=SEQ, **GEOM, **kw).frames
+    # Same float32 computation on the same weights; 1e-5 covers op-order rounding (measured ~1e-7).
+    torch.testing.assert_close(stock, ours, rtol=0, atol=1e-5)
+
+    # And through our own reasoner on the fresh pipeline: the loaded adapter is the only one, our new one is zero.
+    r2 = Reasoner.from_pipeline(fresh, LoRASpec(rank=2, fused=False, adapter_name="fresh"))
+    torch.testing.assert_close(r2.sample(r2.prepare("a ball", image=image, seed=2, max_sequence_length=SEQ, **GEOM),
+                                         steps=2).frames, ours, rtol=0, atol=1e-5)
+
+
+def test_save_replaces_an_existing_adapter_atomically(tmp_path):
+    r = Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(rank=2, fused=False))
+    d = tmp_path / "a"
+    r.save_adapter(d)
+    first = (d / "pytorch_lora_weights.safetensors").read_bytes()
+    with torch.no_grad():
+        r.lora_parameters()[1].add_(1.0)
+    r.save_adapter(d)
+    assert (d / "pytorch_lora_weights.safetensors").read_bytes() != first
+    assert sorted(os.listdir(tmp_path)) == ["a"]
+
+
+@pytest.fixture(scope="module")
+def t2v():
+    r = Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(rank=4, fused=False))
+    prep = r.prepare("a ball", seed=1, max_sequence_length=SEQ, **GEOM)
+    return r, prep
+
+
+def test_reset_gives_the_frozen_model_back(t2v):
+    r, prep = t2v
+    r.reset_lora()
+    base = r.predict(prep).latents.detach()
+    _train_a_little(r, prep)
+    assert float((r.predict(prep).latents.detach() - base).abs().max()) > 1e-4
+    r.reset_lora()
+    assert all(p.grad is None for p in r.lora_parameters())
+    torch.testing.assert_close(r.predict(prep).latents.detach(), base, rtol=0, atol=0)
+    # A seeded reset re-draws lora_A reproducibly; lora_B = 0 keeps the output equal to the frozen model's.
+    r.reset_lora(seed=11)
+    a1 = r.snapshot_lora()
+    r.reset_lora(seed=11)
+    a2 = r.snapshot_lora()
+    r.reset_lora(seed=12)
+    a3 = r.snapshot_lora()
+    assert all(torch.equal(a1[k], a2[k]) for k in a1)
+    assert any(not torch.equal(a1[k], a3[k]) for k in a1 if ".lora_A." in k)
+    torch.testing.assert_close(r.predict(prep).latents.detach(), base, rtol=0, atol=0)
+
+
+def test_snapshot_and_restore_keep_the_best_adapter(t2v):
+    r, prep = t2v
+    r.reset_lora()
+    _train_a_little(r, prep, steps=1)
+    best = r.snapshot_lora()
+    best_out = r.predict(prep).latents.detach()
+    _train_a_little(r, prep, steps=2)
+    assert float((r.predict(prep).latents.detach() - best_out).abs().max()) > 1e-4
+    params_before = [id(p) for p in r.lora_parameters()]
+    r.restore_lora(best)
+    assert [id(p) for p in r.lora_parameters()] == params_before  # in place: an optimizer keeps working
+    torch.testing.assert_close(r.predict(prep).latents.detach(), best_out, rtol=0, atol=0)
+    bad = dict(best)
+    bad.pop(next(iter(bad)))
+    with pytest.raises(ValueError, match="snapshot.*does not match"):
+        r.restore_lora(bad)
+
+
+def test_fused_option_never_breaks_the_reasoner(t2v):
+    # fused=True uses vlmteach_fast.nn.fuse_peft_lora when it exists, else stays plain PEFT; either way the outputs
+    # must equal plain PEFT's (same weights). Fused kernels accumulate in fp32 in another order: 1e-5.
+    r_plain, prep = t2v
+    r_plain.reset_lora()
+    r_fused = Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(rank=4, fused=True))
+    r_fused.restore_lora(r_plain.snapshot_lora())
+    got = r_fused.predict(r_fused.prepare("a ball", seed=1, max_sequence_length=SEQ, **GEOM)).latents
+    torch.testing.assert_close(got.detach(), r_plain.predict(prep).latents.detach(), rtol=0, atol=1e-5)
+    got.mean().backward()
+    assert all(p.grad is not None for p in r_fused.lora_parameters())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(rank=0), "rank.*>= 1.*got 0"),
+        (dict(rank=2.0), "rank.*int"),
+        (dict(alpha=-1.0), "alpha.*> 0"),
+        (dict(target_modules=[]), "target_modules"),
+        (dict(adapter_name="a.b"), "adapter_name"),
+    ],
+)
+def test_lora_spec_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LoRASpec(**kwargs)
+
+
+def test_spec_defaults_and_targets():
+    s = LoRASpec(rank=8)
+    assert s.alpha == 8.0 and s.target_modules is None
+    r = Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(rank=2, target_modules=("attn1.to_q",),
+                                                                   fused=False))
+    names = list(r.named_lora_parameters())
+    assert len(names) == 2 * 2 and all("attn1.to_q" in n for n in names)
+    with pytest.raises(ValueError, match="matched no linear layer"):
+        Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(target_modules=("nope",), fused=False))
