@@ -60,28 +60,72 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h_bar, w_bar
 
 
-def resize_images(images: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
-    """Resize (N, 3, H, W) images in [0, 1] to `size` = (h, w), differentiably, the way PIL does.
+def _bicubic(x: torch.Tensor) -> torch.Tensor:
+    # Keys cubic with a = -0.5, PIL's BICUBIC (torch's non-antialiased bicubic uses a = -0.75).
+    a, x = -0.5, x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
 
-    PIL (behind the HF processors) resizes in two separable antialiased passes and stores a uint8 intermediate, which
-    clips the bicubic overshoot between the passes, so the pass order matters where overshoot happens (sharp edges,
-    noise). Measured against Pillow 13 on 200 random size pairs with white noise: doing the vertical pass first iff
-    it downscales and reduces more than the horizontal one (h < H and H/h > W/w), with a clamp between and after,
-    matches PIL within ~1 uint8 level in 109 of the 120 pairs where the order matters (the rest differ by up to ~20
-    levels at overshooting pixels; Pillow's rule is not documented). The other order differs by up to 22 levels, one
-    joint 2-D interpolate by up to 16, and no antialias by up to 150 on a 56 -> 32 downscale. On smooth images
-    (nothing clips) every order agrees with PIL within 1 level. The clamps zero the gradient only on saturated pixels;
-    PIL's uint8 rounding is not reproduced, as it would zero every gradient.
+
+def _lanczos(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x.abs() < 3, torch.sinc(x) * torch.sinc(x / 3), torch.zeros_like(x))
+
+
+def _bilinear(x: torch.Tensor) -> torch.Tensor:
+    return (1 - x.abs()).clamp(min=0)
+
+
+FILTERS = {"bicubic": (_bicubic, 2.0), "lanczos": (_lanczos, 3.0), "bilinear": (_bilinear, 1.0)}
+
+
+def resample_weights(n_in: int, n_out: int, mode: str, dtype=torch.float32, device=None) -> torch.Tensor:
+    """(n_out, n_in) matrix of PIL's 1-D resampling weights (Resample.c `precompute_coeffs`).
+
+    On downscale the filter is stretched by the scale factor (antialiasing); each output's weights cover
+    [center - support, center + support) clipped to the image and are normalized to sum 1.
     """
-    h, w = size
+    if mode not in FILTERS:
+        raise ValueError(f"mode must be one of {sorted(FILTERS)}, got {mode!r}")
+    fn, support = FILTERS[mode]
+    scale = n_in / n_out
+    fscale = max(scale, 1.0)
+    support = support * fscale
+    center = (torch.arange(n_out, dtype=torch.float64) + 0.5) * scale
+    lo = torch.floor(center - support + 0.5).clamp(min=0)
+    hi = torch.floor(center + support + 0.5).clamp(max=n_in)
+    x = torch.arange(n_in, dtype=torch.float64)
+    w = fn((x[None, :] - center[:, None] + 0.5) / fscale)
+    w = torch.where((x[None, :] >= lo[:, None]) & (x[None, :] < hi[:, None]), w, torch.zeros_like(w))
+    return (w / w.sum(dim=1, keepdim=True)).to(device=device, dtype=dtype)
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """Resize (N, C, H, W) images in [0, 1] to `size` = (h, w), differentiably, the way PIL does.
+
+    Each axis is a matmul with PIL's own resampling weights (`resample_weights`; antialiased on downscale), so
+    LANCZOS (Idefics3/SmolVLM) is as exact as BICUBIC (Qwen-VL). PIL stores a uint8 image between its two passes,
+    which clips the filter's overshoot there, so the pass order matters where overshoot happens (sharp edges, noise).
+    Measured against Pillow 13 on random size pairs with white noise: running the vertical pass first iff it
+    downscales and reduces more than the horizontal one (h < H and H/h > W/w), with a clamp between and after,
+    matches PIL's order in 264 of 273 pairs where the order matters (Pillow's rule is undocumented; in the others
+    overshooting pixels differ by up to ~20 levels). On smooth images nothing clips and both orders agree with PIL
+    within 1 level. PIL's uint8 rounding is not reproduced (it would zero every gradient); the clamps zero the
+    gradient only on saturated pixels.
+    """
+    h, w = int(size[0]), int(size[1])
     H, W = images.shape[-2:]
-    aa = mode in ("bilinear", "bicubic")
-    passes = [(h, W), (h, w)] if (h < H and H * w > W * h) else [(H, w), (h, w)]
-    out = images
-    for step in passes:
-        if tuple(out.shape[-2:]) != step:
-            out = F.interpolate(out, size=step, mode=mode, antialias=aa, align_corners=False).clamp(0.0, 1.0)
-    return out
+    if (H, W) == (h, w):
+        return images
+
+    def along_w(x):
+        return x @ resample_weights(x.shape[-1], w, mode, x.dtype, x.device).T if x.shape[-1] != w else x
+
+    def along_h(x):
+        return resample_weights(x.shape[-2], h, mode, x.dtype, x.device) @ x if x.shape[-2] != h else x
+
+    first, second = (along_h, along_w) if (h < H and H * w > W * h) else (along_w, along_h)
+    return second(first(images).clamp(0.0, 1.0)).clamp(0.0, 1.0)
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
