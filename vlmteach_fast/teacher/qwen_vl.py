@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from .lm_batch import gather_last, left_pad, suffix_batch
 from .preprocess import normalize, qwen_patchify, resize_images, smart_resize
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -181,36 +182,20 @@ class QwenVLAdapter:
         )
         cache = out.cache
         cache.batch_repeat_interleave(nq)  # rows (b, q), b-major
-        # Text after the images continues from the largest position id used so far (mrope: max over t/h/w rows).
-        next_pos = pos.amax(dim=(0, 2)) + 1  # (B,)
-        lengths = torch.tensor([len(s) for s in suffixes], device=dev)
-        S = int(lengths.max())
-        # Right padding: every real suffix token sits before the pads, so causality alone keeps pads out of the
-        # answer position; the mask is still passed so no attention kernel sees them.
-        sids = torch.full((nq, S), self.pad_id, dtype=torch.long, device=dev)
-        for i, s in enumerate(suffixes):
-            sids[i, : len(s)] = torch.tensor(s, device=dev)
-        smask = (torch.arange(S, device=dev)[None] < lengths[:, None]).long()
-        sids, smask = sids.repeat(B, 1), smask.repeat(B, 1)  # (B*nq, S)
-        mask = torch.cat([torch.ones(B * nq, ids.shape[1], dtype=torch.long, device=dev), smask], dim=1)
-        spos = next_pos.repeat_interleave(nq)[:, None] + torch.arange(S, device=dev)[None]  # (B*nq, S)
-        spos = spos[None].expand(3, -1, -1)
+        sids, mask, lengths = suffix_batch(suffixes, B, ids.shape[1], self.pad_id, dev)
+        # Text after the images continues from the largest position id used so far (mrope: max over t/h/w rows);
+        # text tokens carry the same id in all three rows.
+        next_pos = (pos.amax(dim=(0, 2)) + 1).repeat_interleave(nq)  # (B*nq,)
+        spos = (next_pos[:, None] + torch.arange(sids.shape[1], device=dev)[None])[None].expand(3, -1, -1)
         h = self.model.model.language_model(
             input_ids=sids, attention_mask=mask, position_ids=spos, cache=cache, use_cache=True
         ).last_hidden_state  # (B*nq, S, D)
-        last = lengths.repeat(B) - 1
-        return h[torch.arange(B * nq, device=dev), last].view(B, nq, -1)
+        return gather_last(h, lengths).view(B, nq, -1)
 
     def _full_rows(self, feats, index, prefix, suffixes, B, n_img, dev):
         nq = len(suffixes)
-        rows = [prefix + s for _ in range(B) for s in suffixes]
-        L = max(len(r) for r in rows)
         # Left padding puts every row's answer position at -1; get_rope_index skips masked positions.
-        ids = torch.full((B * nq, L), self.pad_id, dtype=torch.long, device=dev)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, L - len(r):] = torch.tensor(r, device=dev)
-            mask[i, L - len(r):] = 1
+        ids, mask = left_pad([prefix + s for _ in range(B) for s in suffixes], self.pad_id, dev)
         row_index = [index[b * n_img + k] for b in range(B) for _ in range(nq) for k in range(n_img)]
         enc, grid = feats.select(row_index)
         mm = ((ids == self.image_token_id) & mask.bool()).int()
