@@ -172,8 +172,9 @@ class LightDecoder:
         fd, tmp = tempfile.mkstemp(suffix=".safetensors", prefix=".fit-tmp-", dir=os.path.dirname(path))
         os.close(fd)
         try:
-            save_file({"weight": self.weight, "bias": self.bias, "fit_psnr": torch.tensor(self.fit_psnr)}, tmp,
-                      metadata={"family": self.adapter.name, "kind": "linear"})
+            tensors = {"weight": self.weight, "bias": self.bias,
+                       "fit_psnr": torch.tensor(self.fit_psnr, dtype=torch.float64)}
+            save_file(tensors, tmp, metadata={"family": self.adapter.name, "kind": "linear"})
             os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
         except BaseException:
             if os.path.exists(tmp):
