@@ -6,8 +6,10 @@ import random
 import pytest
 import torch
 
-# Triton kernels run on the CPU through the interpreter; it must be set before triton is imported (ENV.md).
-os.environ.setdefault("TRITON_INTERPRET", "1")
+# With a CPU-only torch, Triton kernels run on CPU tensors through the interpreter, which must be switched on before
+# triton is imported (ENV.md). With a CUDA build of torch they run compiled on the GPU (the `cuda`-marked tests).
+if torch.version.cuda is None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)
