@@ -131,3 +131,75 @@ def make_qwen_image_processor(family: str = "qwen2_vl", min_pixels: int = 28 * 2
             size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
         )
     return Qwen2VLImageProcessorPil(size={"shortest_edge": min_pixels, "longest_edge": max_pixels})
+
+
+IDEFICS_SPECIAL = [
+    "<|end_of_text|>",
+    "<|begin_of_text|>",
+    "<|im_start|>",
+    "<fake_token_around_image>",
+    "<image>",
+    "<global-img>",
+    "<end_of_utterance>",
+]
+
+
+def make_idefics_tokenizer(family: str = "idefics3") -> PreTrainedTokenizerFast:
+    """WordLevel tokenizer with the Idefics3/SmolVLM special tokens."""
+    vocab = {"[UNK]": 0}
+    for tok in IDEFICS_SPECIAL + WORDS + ["User", "Assistant"] + PUNCT:
+        vocab.setdefault(tok, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    bos = "<|begin_of_text|>" if family == "idefics3" else "<|im_start|>"
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="<|end_of_text|>", eos_token="<end_of_utterance>",
+        bos_token=bos,
+    )
+    fast.add_special_tokens({"additional_special_tokens": IDEFICS_SPECIAL})
+    return fast
+
+
+def make_idefics3(family: str = "idefics3", vocab_size: int = 160, image_size: int = 64, patch_size: int = 8,
+                  weight_std: float = 0.2):
+    """A tiny random Idefics3 or SmolVLM (`family="smolvlm"`), fp32, eval mode, plus its tokenizer.
+
+    64 px encoder input with 8 px patches and pixel-shuffle scale 2 -> 16 image tokens per frame.
+    """
+    import transformers as tf
+
+    tok = make_idefics_tokenizer(family)
+    text = dict(model_type="llama", vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=image_size, patch_size=patch_size)
+    image_token_id = tok.convert_tokens_to_ids("<image>")
+    if family == "idefics3":
+        config = tf.Idefics3Config(text_config=text, vision_config=vision, scale_factor=2,
+                                   image_token_id=image_token_id, pad_token_id=tok.pad_token_id)
+        model = tf.Idefics3ForConditionalGeneration(config)
+    elif family == "smolvlm":
+        config = tf.SmolVLMConfig(text_config=text, vision_config=vision, scale_factor=2,
+                                  image_token_id=image_token_id, pad_token_id=tok.pad_token_id)
+        model = tf.SmolVLMForConditionalGeneration(config)
+    else:
+        raise ValueError(f"family must be 'idefics3' or 'smolvlm', got {family!r}")
+    model.generation_config.bos_token_id = tok.bos_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.normal_(0.0, weight_std)
+    model.eval()
+    return model, tok
+
+
+def make_idefics_image_processor(image_size: int = 64, longest_edge: int = 128):
+    """HF (PIL-backed) Idefics3 image processor without image splitting (frames as single global images)."""
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    return Idefics3ImageProcessorPil(
+        do_image_splitting=False, size={"longest_edge": longest_edge}, max_image_size={"longest_edge": image_size}
+    )

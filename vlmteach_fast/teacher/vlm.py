@@ -16,10 +16,12 @@ import torch
 
 from .base import GOAL, PROCESS, Queries, RewardOutput, as_queries, check_frames
 from .preprocess import select_frames
+from .idefics3 import Idefics3Adapter
 from .qwen_vl import QwenVLAdapter
 from .queries import QueryCache, build_instruction, parse_queries
 
-ADAPTERS = {t: QwenVLAdapter for t in QwenVLAdapter.model_types}
+# One adapter per model family, keyed by transformers' `config.model_type`.
+ADAPTERS = {t: cls for cls in (QwenVLAdapter, Idefics3Adapter) for t in cls.model_types}
 YES_CANDIDATES = ("Yes", " Yes", "yes", " yes", "YES")
 NO_CANDIDATES = ("No", " No", "no", " no", "NO")
 
@@ -119,9 +121,9 @@ class VLMTeacher:
         model.requires_grad_(False)
         self.model = model
         self.adapter = ADAPTERS[model_type](model, self.tokenizer, self.image_processor)
-        self.yes_id = resolve_answer_token(self.tokenizer, YES_CANDIDATES)
+        self.yes_id = resolve_answer_token(self.tokenizer, getattr(self.adapter, "yes_candidates", YES_CANDIDATES))
         try:
-            self.no_id = resolve_answer_token(self.tokenizer, NO_CANDIDATES)
+            self.no_id = resolve_answer_token(self.tokenizer, getattr(self.adapter, "no_candidates", NO_CANDIDATES))
         except ValueError:
             self.no_id = None  # only the 'yes_no' form needs it; checked there
         self.query_cache = QueryCache()
