@@ -60,7 +60,7 @@ def test_reward_fwd_bwd(benchmark, teacher, num_questions, mode):
     frames = torch.rand(1, FRAMES, 3, 112, 112, requires_grad=True)
     questions = QUESTIONS[:num_questions]
     calls = []
-    hook = teacher.model.model.visual.register_forward_hook(lambda m, i, o: calls.append(1))
+    hook = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         _step(teacher, frames, questions, mode == "batched")
         vision_calls = len(calls)

@@ -203,3 +203,44 @@ def make_idefics_image_processor(image_size: int = 64, longest_edge: int = 128):
     return Idefics3ImageProcessorPil(
         do_image_splitting=False, size={"longest_edge": longest_edge}, max_image_size={"longest_edge": image_size}
     )
+
+
+def make_llava(vocab_size: int = 160, image_size: int = 32, patch_size: int = 8, weight_std: float = 0.2,
+               strategy: str = "default"):
+    """A tiny random LLaVA-1.5-style model (CLIP tower, 16 image tokens), fp32, eval mode, plus its tokenizer."""
+    import transformers as tf
+
+    special = ["<pad>", "<s>", "</s>", "<image>"]
+    vocab = {"[UNK]": 0}
+    for t in special + WORDS + ["USER", "ASSISTANT"] + PUNCT:
+        vocab.setdefault(t, len(vocab))
+    wl = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    wl.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok = PreTrainedTokenizerFast(tokenizer_object=wl, unk_token="[UNK]", pad_token="<pad>", bos_token="<s>",
+                                  eos_token="</s>")
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    text = dict(model_type="llama", vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=32)
+    config = tf.LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                            vision_feature_layer=-2, vision_feature_select_strategy=strategy)
+    model = tf.LlavaForConditionalGeneration(config)
+    model.generation_config.bos_token_id = tok.bos_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.normal_(0.0, weight_std)
+    model.eval()
+    return model, tok
+
+
+def make_llava_image_processor(image_size: int = 32):
+    """HF (PIL-backed) LLaVA image processor: shortest edge to `image_size`, centre crop, CLIP normalization."""
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    return LlavaImageProcessorPil(size={"shortest_edge": image_size},
+                                  crop_size={"height": image_size, "width": image_size})

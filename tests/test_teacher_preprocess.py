@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from teacher_fixtures import make_idefics3, make_idefics_image_processor, make_qwen_image_processor, make_qwen_vl
+from teacher_fixtures import (
+    make_idefics3,
+    make_idefics_image_processor,
+    make_llava,
+    make_llava_image_processor,
+    make_qwen_image_processor,
+    make_qwen_vl,
+)
 from vlmteach_fast.teacher.idefics3 import Idefics3Adapter
+from vlmteach_fast.teacher.llava import LlavaAdapter
 from vlmteach_fast.teacher.preprocess import qwen_patchify, resize_images, select_frames, smart_resize
 from vlmteach_fast.teacher.qwen_vl import QwenVLAdapter
 
@@ -164,3 +172,20 @@ def test_idefics3_preprocess_matches_hf_processor(hw, longest_edge, image):
     assert diff.mean() <= MEAN_LEVELS
     if (hw, longest_edge) == ((64, 64), 64):
         assert diff.max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    "hw,image", [((32, 32), "noise"), ((50, 70), "noise"), ((90, 40), "smooth"), ((33, 100), "smooth")]
+)
+def test_llava_preprocess_matches_hf_processor(hw, image):
+    model, tok = make_llava()
+    proc = make_llava_image_processor(image_size=32)
+    adapter = LlavaAdapter(model, tok, proc)
+    img = _noise_image(*hw) if image == "noise" else _smooth_image(*hw)
+    ref = proc(images=[img], return_tensors="pt")["pixel_values"]
+    pixel_values, _ = adapter.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+    assert pixel_values.shape == ref.shape == (1, 3, 32, 32)
+    diff = (pixel_values - ref).abs() * 255 * min(adapter.std)
+    # One BICUBIC resize then an integer crop: same bound as the Qwen case.
+    assert diff.max() <= MAX_LEVELS, f"max diff {float(diff.max()):.3f} uint8 levels"
+    assert diff.mean() <= MEAN_LEVELS

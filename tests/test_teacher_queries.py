@@ -114,7 +114,7 @@ def test_synthesize_queries_runs_generation_and_caches():
     teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56))
     frame = torch.rand(3, 40, 40)
     calls = []
-    handle = model.model.visual.register_forward_hook(lambda m, i, o: calls.append(1))
+    handle = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a random model usually writes no question: fallback is fine here

@@ -3,10 +3,17 @@
 import pytest
 import torch
 
-from teacher_fixtures import make_idefics3, make_idefics_image_processor, make_qwen_tokenizer, make_qwen_vl
+from teacher_fixtures import (
+    make_idefics3,
+    make_idefics_image_processor,
+    make_llava,
+    make_llava_image_processor,
+    make_qwen_tokenizer,
+    make_qwen_vl,
+)
 from vlmteach_fast.teacher import Queries, RewardConfig, RewardOutput, Teacher, VLMTeacher, WeightedTeachers
 
-FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm"]
+FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm", "llava"]
 QUERIES = Queries(
     goal="Does the red ball reach the green square?",
     process=["Does the ball stay intact?", "Is the red ball on the square at the end of the video?"],
@@ -21,6 +28,9 @@ def teacher(request):
     if request.param in ("idefics3", "smolvlm"):
         model, tok = make_idefics3(request.param)
         return VLMTeacher(model, (tok, make_idefics_image_processor()), RewardConfig(process_frames=3))
+    if request.param == "llava":
+        model, tok = make_llava()
+        return VLMTeacher(model, (tok, make_llava_image_processor()), RewardConfig(process_frames=3))
     model, tok = make_qwen_vl(request.param)
     return VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, process_frames=3))
 
@@ -42,7 +52,9 @@ def _hf_reference(teacher, frames, queries):
             for _ in idx:
                 ids += ad.image_ids(ad.tokens_per_image(grid))
             ids = torch.tensor([ids + ad.question_ids(question + cfg.question_suffix)])
-            if grid is None:  # Idefics3/SmolVLM: pixel_values (batch, images, 3, S, S), 1-D positions
+            if teacher.adapter.family == "llava":  # pixel_values (images, 3, S, S), 1-D positions
+                logits = teacher.model(input_ids=ids, pixel_values=pv).logits[0, -1]
+            elif grid is None:  # Idefics3/SmolVLM: pixel_values (batch, images, 3, S, S), 1-D positions
                 logits = teacher.model(input_ids=ids, pixel_values=pv[None]).logits[0, -1]
             else:
                 logits = teacher.model(
@@ -115,8 +127,7 @@ def test_gradient_reaches_frames_not_params(teacher):
 
 def test_vision_tower_once_and_lm_head_on_answer_positions_only(teacher):
     calls, head_shapes = [], []
-    tower = getattr(teacher.model.model, "visual", None) or teacher.model.model.vision_model
-    h1 = tower.register_forward_hook(lambda m, i, o: calls.append(1))
+    h1 = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     h2 = teacher.model.get_output_embeddings().register_forward_hook(lambda m, i, o: head_shapes.append(i[0].shape))
     try:
         with torch.no_grad():

@@ -103,6 +103,11 @@ class Idefics3Adapter:
         self.bos = tokenizer.bos_token or _BOS[family]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids["<end_of_utterance>"]
 
+    @property
+    def vision_module(self):
+        """The vision tower module (for hooks counting its calls)."""
+        return self.model.model.vision_model
+
     # ---- text ---------------------------------------------------------------------------------------------------
     def _encode_text(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -100,6 +100,11 @@ class QwenVLAdapter:
         self.vision_start_id, self.vision_end_id = ids["<|vision_start|>"], ids["<|vision_end|>"]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids["<|im_end|>"]
 
+    @property
+    def vision_module(self):
+        """The vision tower module (for hooks counting its calls)."""
+        return self.model.model.visual
+
     # ---- text ---------------------------------------------------------------------------------------------------
     def _encode_text(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

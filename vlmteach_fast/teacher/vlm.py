@@ -17,11 +17,12 @@ import torch
 from .base import GOAL, PROCESS, Queries, RewardOutput, as_queries, check_frames
 from .preprocess import select_frames
 from .idefics3 import Idefics3Adapter
+from .llava import LlavaAdapter
 from .qwen_vl import QwenVLAdapter
 from .queries import QueryCache, build_instruction, parse_queries
 
 # One adapter per model family, keyed by transformers' `config.model_type`.
-ADAPTERS = {t: cls for cls in (QwenVLAdapter, Idefics3Adapter) for t in cls.model_types}
+ADAPTERS = {t: cls for cls in (QwenVLAdapter, Idefics3Adapter, LlavaAdapter) for t in cls.model_types}
 YES_CANDIDATES = ("Yes", " Yes", "yes", " yes", "YES")
 NO_CANDIDATES = ("No", " No", "no", " no", "NO")
 

@@ -1,0 +1,165 @@
+"""LLaVA-style adapter (`LlavaForConditionalGeneration`: CLIP tower + MLP projector + Llama-style LM, 1-D positions).
+
+Prompt (LLaVA-1.5): "USER: <image>*n\\n{question} ASSISTANT:", where the processor expands each <image> to one token
+per vision patch ((S / patch)^2, plus one for the CLS token when vision_feature_select_strategy == "full").
+Preprocessing as CLIPImageProcessor: shortest edge to S (BICUBIC), centre crop S x S, CLIP mean/std. Only the
+square-crop path (`do_pad=False`, LLaVA-1.5's default) is reproduced; LLaVA-NeXT's any-resolution tiling is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from .lm_batch import full_rows_1d, shared_prefix_1d
+from .preprocess import normalize, resize_images
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def shortest_edge_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
+    """transformers' `get_resize_output_image_size(default_to_square=False)`: short side to `shortest_edge`."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = shortest_edge, int(shortest_edge * long / short)
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+def center_crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop (..., H, W) to (h, w) around the centre, top/left offsets rounded down like transformers' center_crop."""
+    H, W = images.shape[-2:]
+    h, w = size
+    if h > H or w > W:
+        raise ValueError(f"crop size {size} must not exceed the image size {(H, W)}")
+    top, left = (H - h) // 2, (W - w) // 2
+    return images[..., top:top + h, left:left + w]
+
+
+@dataclass
+class TowerFeatures:
+    """One vision pass over N images: `pooled` holds N tensors (tokens_per_image, D)."""
+
+    pooled: tuple
+
+    def select(self, index: list[int]):
+        return BaseModelOutputWithPooling(pooler_output=[self.pooled[i] for i in index])
+
+
+def _get(obj, key, default=None):
+    if obj is None:
+        return default
+    return obj.get(key, default) if isinstance(obj, dict) else getattr(obj, key, default)
+
+
+class LlavaAdapter:
+    """Family adapter for `LlavaForConditionalGeneration` (model_type "llava")."""
+
+    model_types = ("llava",)
+    # The prompt ends with "ASSISTANT:", so the answer's first token carries a leading space.
+    yes_candidates = (" Yes", "Yes", " yes", "yes")
+    no_candidates = (" No", "No", " no", "no")
+
+    def __init__(self, model, tokenizer, image_processor=None):
+        cfg = model.config
+        if cfg.model_type not in self.model_types:
+            raise ValueError(f"LlavaAdapter supports model_type {self.model_types}, got {cfg.model_type!r}")
+        self.model, self.tokenizer, self.family = model, tokenizer, cfg.model_type
+        vc = cfg.vision_config
+        self.image_size, self.patch_size = int(vc.image_size), int(vc.patch_size)
+        self.feature_layer = cfg.vision_feature_layer
+        self.strategy = cfg.vision_feature_select_strategy
+        self.num_image_tokens = (self.image_size // self.patch_size) ** 2 + (1 if self.strategy == "full" else 0)
+        self.mean = tuple(_get(image_processor, "image_mean") or OPENAI_CLIP_MEAN)
+        self.std = tuple(_get(image_processor, "image_std") or OPENAI_CLIP_STD)
+        self.shortest_edge = int(_get(_get(image_processor, "size"), "shortest_edge") or self.image_size)
+        crop = _get(image_processor, "crop_size")
+        self.crop = (int(_get(crop, "height") or self.image_size), int(_get(crop, "width") or self.image_size))
+        if self.crop != (self.image_size, self.image_size):
+            raise ValueError(f"image processor crop_size {self.crop} must equal the vision tower's image_size "
+                             f"{self.image_size}")
+        if _get(image_processor, "do_pad", False):
+            raise ValueError("LlavaAdapter reproduces the do_pad=False (centre-crop) path only; got do_pad=True")
+        self.image_token_id = int(cfg.image_token_id)
+        tok_id = tokenizer.convert_tokens_to_ids("<image>")
+        if tok_id != self.image_token_id:
+            raise ValueError(f"tokenizer's <image> id {tok_id} differs from model.config.image_token_id "
+                             f"{self.image_token_id}")
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if self.pad_id is None:
+            raise ValueError("tokenizer needs a pad_token or an eos_token to pad batched questions")
+
+    @property
+    def vision_module(self):
+        """The vision tower module (for hooks counting its calls)."""
+        return self.model.model.vision_tower
+
+    # ---- text ---------------------------------------------------------------------------------------------------
+    def _encode_text(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def head_ids(self) -> list[int]:
+        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        return bos + self._encode_text("USER:")
+
+    def question_ids(self, question: str) -> list[int]:
+        return self._encode_text(f"\n{question} ASSISTANT:")
+
+    def image_ids(self, num_tokens: int | None = None) -> list[int]:
+        return [self.image_token_id] * (self.num_image_tokens if num_tokens is None else num_tokens)
+
+    # ---- vision -------------------------------------------------------------------------------------------------
+    def preprocess(self, images: torch.Tensor, min_pixels=None, max_pixels=None):
+        """(N, 3, H, W) float in [0, 1] -> (pixel_values (N, 3, S, S), None), differentiable."""
+        size = shortest_edge_size(images.shape[-2], images.shape[-1], self.shortest_edge)
+        x = center_crop(resize_images(images, size, "bicubic"), self.crop)
+        return normalize(x, self.mean, self.std), None
+
+    def tokens_per_image(self, grid=None) -> int:
+        return self.num_image_tokens
+
+    def encode(self, pixel_values: torch.Tensor, grid=None) -> TowerFeatures:
+        """One vision-tower pass (CLIP at `vision_feature_layer` + projector) over all images."""
+        out = self.model.model.get_image_features(
+            pixel_values=pixel_values, vision_feature_layer=self.feature_layer,
+            vision_feature_select_strategy=self.strategy, return_dict=True,
+        )
+        feats = out.pooler_output
+        return TowerFeatures(tuple(feats) if isinstance(feats, (list, tuple)) else tuple(feats.unbind(0)))
+
+    # ---- language model -----------------------------------------------------------------------------------------
+    def answer_hidden(self, feats: TowerFeatures, num_videos: int, per_video: int, view: list[int],
+                      questions: list[str], share_prefix: bool = True) -> tuple[torch.Tensor, int]:
+        """(hidden (num_videos, nq, D) at the answer position, LM calls). See `QwenVLAdapter.answer_hidden`."""
+        B, nq = num_videos, len(questions)
+        index = [b * per_video + u for b in range(B) for u in view]
+        prefix = self.head_ids()
+        for _ in view:
+            prefix += self.image_ids()
+        suffixes = [self.question_ids(q) for q in questions]
+        dev = feats.pooled[0].device
+        base = self.model.model
+        if share_prefix:
+            h = shared_prefix_1d(base, base.language_model, prefix, suffixes, B, feats.select(index), self.pad_id,
+                                 dev)
+            return h, 2
+        rows = [i for b in range(B) for _ in range(nq) for i in index[b * len(view):(b + 1) * len(view)]]
+        return full_rows_1d(base, prefix, suffixes, B, feats.select(rows), self.pad_id, dev), 1
+
+    # ---- generation ---------------------------------------------------------------------------------------------
+    def generate_text(self, text: str, image: torch.Tensor | None, max_new_tokens: int,
+                      min_pixels: int | None = None, max_pixels: int | None = None) -> str:
+        """Greedy answer of the model to `text` about an optional (3, H, W) image in [0, 1]."""
+        ids = self.head_ids()
+        kwargs = {}
+        if image is not None:
+            pv, _ = self.preprocess(image[None])
+            ids += self.image_ids()
+            kwargs["pixel_values"] = pv
+        ids = torch.tensor([ids + self.question_ids(text)], device=self.model.device)
+        out = self.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=self.pad_id, **kwargs,
+        )
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
