@@ -268,3 +268,29 @@ def test_weighted_teachers_sum():
         WeightedTeachers([vlm, rule], weights=[1.0])
     with pytest.raises(TypeError, match=r"teachers\[1\]"):
         WeightedTeachers([vlm, object()])
+
+
+def test_from_pretrained_roundtrip(tmp_path):
+    from teacher_fixtures import make_qwen_image_processor
+
+    model, tok = make_qwen_vl("qwen2_vl", text_layers=1, vision_depth=1)
+    proc = make_qwen_image_processor("qwen2_vl", max_pixels=56 * 56)
+    model.save_pretrained(tmp_path)  # safetensors
+    tok.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    cfg = RewardConfig(process_frames=2)
+    loaded = VLMTeacher.from_pretrained(str(tmp_path), dtype=torch.float32, config=cfg)
+    direct = VLMTeacher(model, (tok, proc), cfg)
+    assert loaded.adapter.max_pixels == 56 * 56  # pixel bounds came from the saved image processor
+    frames = _frames(B=1)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.reward(frames, QUERIES).log_probs, direct.reward(frames, QUERIES).log_probs)
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+
+
+def test_from_pretrained_rejects_unsupported(tmp_path):
+    from transformers import LlamaConfig
+
+    LlamaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="unsupported VLM family 'llama'"):
+        VLMTeacher.from_pretrained(str(tmp_path))
