@@ -1,4 +1,5 @@
-"""Reasoner on tiny random Wan pipelines (T2V, Wan2.1 I2V, Wan2.2 TI2V): fidelity, gradients, checkpointing, inputs.
+"""Reasoner on tiny random pipelines (Wan T2V, Wan2.1 I2V, Wan2.2 TI2V, LTX I2V): fidelity, gradients,
+checkpointing, inputs.
 
 Geometry everywhere: 9 frames (3 latent frames), 32 x 32 pixels (4 x 4 latents, 2 x 2 tokens per frame),
 16 text tokens: each denoiser call takes a few ms, so the whole file stays well under a minute on 2 cores.
@@ -10,11 +11,15 @@ import torch
 from PIL import Image
 
 from vlmteach_fast.reasoner import SUPPORTED_PIPELINES, LoRASpec, Reasoner, TensorMemoryTracker
-from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+from vlmteach_fast.reasoner.tiny import tiny_ltx_i2v_pipeline, tiny_wan_pipeline
 
 GEOM = dict(num_frames=9, height=32, width=32)
 SEQ = 16
-VARIANTS = ("t2v", "i2v", "ti2v")
+VARIANTS = ("t2v", "i2v", "ti2v", "ltx")
+
+
+def _build(variant):
+    return tiny_ltx_i2v_pipeline() if variant == "ltx" else tiny_wan_pipeline(variant)
 
 
 def _image(seed=0):
@@ -27,7 +32,7 @@ def reasoners():
     """One reasoner per variant, built once; tests that change the LoRA reset it (see _fresh)."""
     out = {}
     for v in VARIANTS:
-        pipe = tiny_wan_pipeline(v)
+        pipe = _build(v)
         out[v] = Reasoner.from_pipeline(pipe, LoRASpec(rank=4, alpha=8, fused=False))
     return out
 
@@ -51,14 +56,19 @@ def _prepare(r, variant, seed=3, **kw):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_sample_matches_the_diffusers_pipeline(reasoners, variant):
     # The LoRA is reset (lora_B = 0), so the adapted model equals the frozen one and our own loop must reproduce
-    # pipe(...) from the same noise: conditions, per-token timesteps and the Euler update all have to be right.
+    # pipe(...) from the same noise: conditions, per-token timesteps, the schedule and the Euler update all have
+    # to be right. LTX draws its image latent from the generator too, so it gets the seed, not the latents.
     # Both run the same float32 kernels; the only difference is op order in the update (~1 ulp): 1e-5 is >40x that.
     r = reasoners[variant]
     r.reset_lora()
     prep = _prepare(r, variant)
     ours = r.sample(prep, steps=3).frames
     kw = dict(image=_image()) if variant != "t2v" else {}
-    ref = r.pipe(prompt="a red ball rolls", latents=prep.noise.clone(), num_inference_steps=3, guidance_scale=1.0,
+    if variant == "ltx":
+        kw["generator"] = torch.Generator().manual_seed(3)
+    else:
+        kw["latents"] = prep.noise.clone()
+    ref = r.pipe(prompt="a red ball rolls", num_inference_steps=3, guidance_scale=1.0,
                  output_type="pt", max_sequence_length=SEQ, **GEOM, **kw).frames
     assert ours.shape == (1, 9, 3, 32, 32) and ours.dtype == torch.float32
     assert float(ours.min()) >= 0.0 and float(ours.max()) <= 1.0
@@ -85,7 +95,8 @@ def test_gradients_reach_only_lora(reasoners, variant):
     out = r.predict(prep, mode="k_step", steps=3, grad_steps=2)
     r.decode(out.latents).mean().backward()
     lora = r.named_lora_parameters()
-    assert len(lora) == 2 * 8 * 2  # 2 blocks x 8 attention projections x (A, B)
+    blocks = getattr(r.transformer, "blocks", None) or r.transformer.transformer_blocks
+    assert len(lora) == len(blocks) * 8 * 2  # blocks x 8 attention projections x (A, B)
     for name, p in lora.items():
         assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
     lora_ids = {id(p) for p in lora.values()}
@@ -143,7 +154,7 @@ def _grads(r, prep, **kw):
     return {n: p.grad.clone() for n, p in r.named_lora_parameters().items()}
 
 
-@pytest.mark.parametrize("variant", ["t2v", "ti2v"])
+@pytest.mark.parametrize("variant", ["t2v", "ti2v", "ltx"])
 def test_checkpointed_grads_equal_plain_grads(reasoners, variant):
     # Recomputation runs the same CPU kernels on the same inputs in eval mode (no dropout, no RNG): gradients agree
     # to float32 rounding of the accumulation order; rtol 1e-5 / atol 1e-8 is ~100x the measured gap (0 here).
@@ -212,13 +223,21 @@ def test_bad_inputs_name_the_argument(reasoners):
         t2v.sample(object())
     with pytest.raises(ValueError, match="prompt"):
         t2v.prepare("", **GEOM)
+    ltx = reasoners["ltx"]
+    with pytest.raises(ValueError, match="image.*required"):
+        ltx.prepare("x", **GEOM)
+    with pytest.raises(ValueError, match=r"num_frames.*k \* 4 \+ 1.*got 11"):
+        ltx.prepare("x", image=_image(), num_frames=11, height=32, width=32)
+    with pytest.raises(ValueError, match="made by a 'wan' reasoner, this one is 'ltx'"):
+        ltx.predict(prep)
 
 
 def test_unsupported_pipeline_lists_supported_ones():
     class StableDiffusionPipeline:  # stands in for any pipeline class the reasoner does not know
         pass
 
-    with pytest.raises(TypeError, match="WanPipeline.*WanImageToVideoPipeline.*got StableDiffusionPipeline"):
+    with pytest.raises(TypeError, match="WanPipeline.*WanImageToVideoPipeline.*LTXImageToVideoPipeline.*"
+                                        "got StableDiffusionPipeline"):
         Reasoner.from_pipeline(StableDiffusionPipeline())
     assert "WanImageToVideoPipeline" in SUPPORTED_PIPELINES
 

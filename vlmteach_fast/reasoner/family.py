@@ -80,14 +80,15 @@ class FamilyAdapter:
 
     # ----- schedule and step: rectified flow x_t = (1 - sigma) x0 + sigma * eps, model predicts v = eps - x0 -----
 
-    def schedule(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def schedule(self, steps: int, prepared: PreparedInstance) -> tuple[torch.Tensor, torch.Tensor]:
         """``(timesteps (steps,), sigmas (steps + 1,))`` from a copy of the pipeline's scheduler (its own shift).
 
         The copy keeps the pipeline's scheduler state untouched, so ``pipe(...)`` still works afterwards.
+        Families whose pipelines pass custom sigmas / a resolution-dependent shift override ``scheduler_kwargs``.
         """
         _check_int("steps", steps)
         sched = copy.deepcopy(self.pipe.scheduler)
-        sched.set_timesteps(steps, device="cpu")
+        sched.set_timesteps(device="cpu", **self.scheduler_kwargs(steps, prepared))
         sigmas = getattr(sched, "sigmas", None)
         if sigmas is None or len(sigmas) != steps + 1:
             raise TypeError(
@@ -95,6 +96,14 @@ class FamilyAdapter:
                 "use a FlowMatchEulerDiscreteScheduler (or a scheduler with use_flow_sigmas=True)"
             )
         return sched.timesteps[:steps].to(torch.float32), sigmas.to(torch.float32)
+
+    def scheduler_kwargs(self, steps: int, prepared: PreparedInstance) -> dict:
+        """Arguments of ``scheduler.set_timesteps`` for ``steps`` steps (default: just the count)."""
+        return {"num_inference_steps": steps}
+
+    def initial_latents(self, prepared: PreparedInstance) -> torch.Tensor:
+        """Latents the loop starts from (default: the prepared noise)."""
+        return prepared.noise
 
     def step(self, latents: torch.Tensor, model_output: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
         """Euler step of the flow ODE in float32: ``x + (sigma_next - sigma) * v``; with sigma_next = 0 this is x0."""
@@ -112,6 +121,14 @@ class FamilyAdapter:
     def model_input(self, prepared: PreparedInstance, latents: torch.Tensor, t: torch.Tensor):
         """``(hidden_states, timestep, extra_kwargs)`` for one conditional denoiser call on ``latents``."""
         raise NotImplementedError
+
+    def uncond_extra(self, prepared: PreparedInstance, extra: dict) -> dict:
+        """The unconditional half's extra kwargs (default: the same; e.g. LTX swaps in the negative text mask)."""
+        return extra
+
+    def model_output(self, prepared: PreparedInstance, out: torch.Tensor) -> torch.Tensor:
+        """Transformer output -> (B, C, F_lat, h, w) (default: already that shape; LTX unpacks tokens)."""
+        return out
 
     def finalize(self, prepared: PreparedInstance, latents: torch.Tensor) -> torch.Tensor:
         """Latents after the last step, before decoding (e.g. put the conditioning frame back). Default: unchanged."""
@@ -138,11 +155,12 @@ class FamilyAdapter:
             hidden = torch.cat([hidden, hidden])
             timestep = torch.cat([timestep, timestep])
             enc = torch.cat([enc, prepared.negative_prompt_embeds])
-            extra = {k: (torch.cat([v, v]) if torch.is_tensor(v) else v) for k, v in extra.items()}
+            unc = self.uncond_extra(prepared, extra)
+            extra = {k: (torch.cat([v, unc[k]]) if torch.is_tensor(v) else v) for k, v in extra.items()}
         out = self.transformer(
             hidden_states=hidden.to(self.dtype), timestep=timestep, encoder_hidden_states=enc, return_dict=False, **extra
         )[0]
-        out = out.to(torch.float32)
+        out = self.model_output(prepared, out.to(torch.float32))
         if guided:
             cond, uncond = out.chunk(2)
             out = uncond + guidance_scale * (cond - uncond)

@@ -23,14 +23,15 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from .family import FamilyAdapter, PreparedInstance, _check_int
 from .lora import (LoRASpec, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
                    snapshot_lora)
+from .ltx import LTXAdapter
 from .wan import WanAdapter
 
 __all__ = ["Reasoner", "PredictOutput", "SampleOutput", "SUPPORTED_PIPELINES", "adapter_for"]
 
-_ADAPTERS: tuple[type[FamilyAdapter], ...] = (WanAdapter,)
+_ADAPTERS: tuple[type[FamilyAdapter], ...] = (WanAdapter, LTXAdapter)
 SUPPORTED_PIPELINES: tuple[str, ...] = tuple(c for a in _ADAPTERS for c in a.pipeline_classes)
 # Named in the issue, not implemented yet: listed in the error so users know they are planned, not forgotten.
-_PLANNED = ("CogVideoXImageToVideoPipeline", "LTXImageToVideoPipeline")
+_PLANNED = ("CogVideoXImageToVideoPipeline",)
 
 
 def adapter_for(pipe) -> FamilyAdapter:
@@ -170,8 +171,8 @@ class Reasoner:
         return self.adapter.step(latents, out, sigma, sigma_next)
 
     def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False):
-        timesteps, sigmas = self.adapter.schedule(steps)
-        latents = prepared.noise
+        timesteps, sigmas = self.adapter.schedule(steps, prepared)
+        latents = self.adapter.initial_latents(prepared)
         evals_per_step = 2 if guidance_scale > 1.0 else 1
         first_grad = steps - grad_steps
         for i in range(steps):

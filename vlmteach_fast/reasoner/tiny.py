@@ -117,3 +117,41 @@ def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2):
         image_encoder=image_encoder,
         image_processor=image_processor,
     )
+
+
+def _tiny_t5():
+    from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
+
+    text_encoder = T5EncoderModel(
+        T5Config(vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                 relative_attention_num_buckets=8)
+    )
+    return ByT5Tokenizer(), text_encoder
+
+
+def tiny_ltx_i2v_pipeline(seed: int = 0):
+    """A tiny ``LTXImageToVideoPipeline`` (diffusers' test config): 8 latent channels, 4x spatial / 4x temporal
+    compression... as the VAE reports it; frames must satisfy ``num_frames % temporal == 1`` and sides divisible
+    by the spatial ratio (32 x 32 x 9 frames works)."""
+    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline,
+                           LTXVideoTransformer3DModel)
+
+    torch.manual_seed(seed)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4, attention_head_dim=8,
+        cross_attention_dim=32, num_layers=1, caption_channels=32,
+    )
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False), decoder_inject_noise=(False,) * 5,
+        upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, timestep_conditioning=False, patch_size=1,
+        patch_size_t=1, encoder_causal=True, decoder_causal=False,
+    )
+    vae.use_framewise_encoding = False
+    vae.use_framewise_decoding = False
+    tokenizer, text_encoder = _tiny_t5()
+    _eval(vae, text_encoder, transformer)
+    return LTXImageToVideoPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
+                                   tokenizer=tokenizer, transformer=transformer)
