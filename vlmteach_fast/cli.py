@@ -3,6 +3,7 @@
 Subcommands:
   doctor    torch / CUDA / Triton versions, which backend each op uses on each device, and why.
   example   a small fused-LoRA example: a PEFT LoRA on a linear stack, fused, checked against PEFT, trained 20 steps.
+  solve     one instance with optimize | best_of_n | vlm_as_solver | baseline; writes video, adapter, history, plots.
 """
 
 import argparse
@@ -78,6 +79,15 @@ def _example(args) -> int:
     return 0 if err < 1e-4 else 1
 
 
+METHODS = ("optimize", "best_of_n", "vlm_as_solver", "baseline")
+
+
+def _solve(args) -> int:
+    from .solve import run_solve
+
+    return run_solve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmteach-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,6 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--rank", type=int, default=16, help="LoRA rank (default 16)")
     ex.add_argument("--steps", type=int, default=20, help="training steps (default 20)")
     ex.set_defaults(func=_example)
+    so = sub.add_parser("solve", help="solve one instance and write video.mp4, video.gif, adapter/, history.json, "
+                                      "reward.png, result.json")
+    so.add_argument("--pipeline", required=True, help="diffusers pipeline directory or hub id")
+    so.add_argument("--teacher", required=True, help="transformers VLM directory or hub id")
+    so.add_argument("--prompt", required=True, help="the task prompt")
+    so.add_argument("--image", default=None, help="first frame (image-to-video pipelines)")
+    so.add_argument("--queries", default=None,
+                    help="JSON file or inline JSON: a list of questions (first = goal) or {goal, process}")
+    so.add_argument("--method", default="optimize", choices=METHODS, help="default optimize")
+    so.add_argument("--config", default=None, help="YAML/JSON config (OptimizeConfig fields, plus n and rounds)")
+    so.add_argument("--out", required=True, help="output directory")
+    so.add_argument("--device", default=None, help="pipeline device (default cuda if available, else cpu)")
+    so.add_argument("--teacher-device", default=None, help="teacher device (default: the pipeline's)")
+    so.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                    help="model dtype (default bfloat16 on CUDA, float32 on CPU)")
+    so.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (off by default)")
+    so.set_defaults(func=_solve)
     return parser
 
 

@@ -1,0 +1,199 @@
+"""optimize(): the loop really optimizes, keeps the best adapter, stops for the right reason, survives NaNs and
+interrupts, respects budgets, and its saved adapter reproduces the final sample in a fresh pipeline."""
+
+import json
+import os
+import warnings
+
+import pytest
+import torch
+
+from optimize_fixtures import GEOM, BrightnessTeacher, first_frame, tiny_pipe
+from vlmteach_fast.instance import SamplingConfig
+from vlmteach_fast.optimize import OptimizeConfig, optimize
+from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner
+
+PROMPT = "make the ball reach the square"
+
+
+def cfg(**kw):
+    base = dict(lr=5e-2, max_steps=4, patience=100, progress=False, lora=LoRASpec(rank=4),
+                decoder=LightDecoderConfig(kind="full"), sampling=SamplingConfig(final_steps=2, **GEOM))
+    base.update(kw)
+    return OptimizeConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipe()
+
+
+def test_vlm_teacher_reward_rises_and_final_sample_uses_best_adapter(pipe, tmp_path):
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from teacher_fixtures import make_qwen_vl
+    from vlmteach_fast.teacher import RewardConfig, VLMTeacher
+
+    model, tok = make_qwen_vl()
+    teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, process_frames=2))
+    res = optimize(pipe, teacher, PROMPT, image=first_frame(),
+                   queries=["Is the red ball on the green square?", "Is there exactly one ball?"],
+                   config=cfg(max_steps=4, lr=2e-2, keep_initial_if_better=False,
+                              decoder=LightDecoderConfig(kind="linear", cache_dir=str(tmp_path))))
+    losses = [h.loss for h in res.history]
+    assert len(losses) == 4 and res.stop_reason == "max_steps"
+    assert losses[-1] < losses[0], losses  # the teacher's reward went up
+    best = max(range(4), key=lambda i: -losses[i])
+    assert res.best_step == best
+    # the final video is the sample of the kept adapter
+    r = res.reasoner
+    r.restore_lora(res.adapter)
+    prep = r.prepare(PROMPT, first_frame(), **GEOM, seed=0)
+    torch.testing.assert_close(r.sample(prep, steps=2).frames, res.frames, rtol=0, atol=1e-6)
+
+
+def test_stop_all_yes(pipe):
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(yes_threshold=1e-6))
+    assert res.stop_reason == "all_yes" and len(res.history) == 1
+
+
+def test_stop_plateau(pipe):
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(patience=2, min_delta=1e6,
+                                                                                   max_steps=10))
+    # step 0 sets the best loss (inf -> loss), steps 1 and 2 fail to improve by 1e6: stop after 3 steps
+    assert res.stop_reason == "plateau" and len(res.history) == 3
+
+
+def test_stop_max_steps_and_loss_falls(pipe):
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(max_steps=3))
+    assert res.stop_reason == "max_steps" and len(res.history) == 3
+    assert res.history[-1].loss < res.history[0].loss
+    assert res.cost.reward_backward == 3 and res.cost.denoiser_backward == 3 and res.cost.light_decodes == 3
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_best_of_n_budget_is_respected_in_denoiser_evals(pipe, n):
+    c = cfg(max_steps=50, budget=f"best_of_n:{n}")
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=c)
+    limit = n * c.sampling.final_steps  # Best-of-n: n samples of final_steps evaluations
+    assert res.stop_reason == "budget"
+    assert res.cost.denoiser_equiv <= limit, res.cost
+    # best_of_n also caps seconds (n x the measured candidate time), which may stop earlier than the eval count:
+    # initial (2) + final (2) + 3 per step (1 forward + 2 for its backward) <= limit
+    assert len(res.history) <= (limit - 4) // 3
+
+
+@pytest.mark.parametrize("evals,expected_steps", [(4, 0), (11, 2), (12, 2), (13, 3)])
+def test_denoiser_eval_budget_allows_exactly_what_fits(pipe, evals, expected_steps):
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
+                   config=cfg(max_steps=50, budget={"denoiser_evals": evals}))
+    # initial sample 2 + final sample 2 + 3 per step
+    assert res.stop_reason == "budget" and len(res.history) == expected_steps
+    assert res.cost.denoiser_equiv == 4 + 3 * expected_steps <= evals
+
+
+def test_seconds_budget_stops_early(pipe):
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
+                   config=cfg(max_steps=50, budget={"seconds": 1e-3}))
+    assert res.stop_reason == "budget" and len(res.history) == 0 and res.frames.shape == (1, 5, 3, 32, 32)
+
+
+def test_nan_reward_is_survived(pipe):
+    teacher = BrightnessTeacher(nan_at={2})  # call 0: initial sample; call 2: optimization step 1
+    with pytest.warns(RuntimeWarning, match="non-finite loss or gradient at step 1"):
+        res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=cfg(max_steps=4))
+    assert res.stop_reason == "max_steps" and [h.skipped for h in res.history] == [False, True, False, False]
+    assert res.history[2].lr == pytest.approx(0.5 * res.history[0].lr)
+    assert torch.isfinite(res.frames).all()
+    assert all(torch.isfinite(v).all() for v in res.adapter.values())
+
+
+def test_repeated_nan_stops_as_diverged_with_best_so_far(pipe):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = optimize(pipe, BrightnessTeacher(nan_at={"all"}), PROMPT, image=first_frame(),
+                       config=cfg(max_steps=10, max_failures=3, score_initial=False))
+    assert res.stop_reason == "diverged" and len(res.history) == 3
+    assert res.best_step == -1 and all(torch.isfinite(v).all() for v in res.adapter.values())
+
+
+def test_keyboard_interrupt_from_callback_returns_best_so_far(pipe):
+    def callback(info):
+        if info.step == 1:
+            raise KeyboardInterrupt
+
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(max_steps=6),
+                       callback=callback)
+    assert res.stop_reason == "interrupted" and len(res.history) == 2
+    assert res.frames.shape == (1, 5, 3, 32, 32)
+
+
+def test_saved_adapter_loads_into_fresh_pipeline_and_reproduces_final_sample(pipe, tmp_path):
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
+                   config=cfg(max_steps=3, keep_initial_if_better=False), out_dir=tmp_path / "out")
+    assert not res.used_initial and res.best_step >= 0
+    files = sorted(os.listdir(tmp_path / "out"))
+    assert files == ["adapter", "history.json", "result.json", "reward.png", "video.gif", "video.mp4"]
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert [h["step"] for h in history] == [0, 1, 2]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["stop_reason"] == "max_steps" and result["cost"]["denoiser_backward"] == 3
+
+    fresh = tiny_pipe()
+    fresh.load_lora_weights(str(tmp_path / "out" / "adapter"))
+    r2 = Reasoner.from_pipeline(fresh, LoRASpec(rank=2, adapter_name="probe"))  # zero adapter: changes nothing
+    prep = r2.prepare(PROMPT, first_frame(), **GEOM, seed=0)
+    torch.testing.assert_close(r2.sample(prep, steps=2).frames, res.frames, rtol=0, atol=1e-5)
+
+
+def test_keep_initial_if_better(pipe):
+    """With a teacher that prefers dark videos but lr pushing nowhere useful, the plain sample may win: then the
+    returned video is the initial one and the adapter is the fresh one."""
+    res = optimize(pipe, BrightnessTeacher(sharpness=-8.0), PROMPT, image=first_frame(),
+                   config=cfg(max_steps=2, lr=1e-9))
+    if res.used_initial:
+        torch.testing.assert_close(res.frames, res.initial_frames)
+        assert res.best_step == -1 and all((v == 0).all() for k, v in res.adapter.items() if "lora_B" in k)
+    else:  # tiny lr: the optimized video must then score at least as well as the plain one
+        assert sum(res.final_p_yes) >= sum(res.initial_p_yes) - 1e-6
+
+
+@pytest.mark.parametrize("kwargs,exc,pattern", [
+    (dict(prompt=""), ValueError, "`prompt` must be a non-empty string"),
+    (dict(image=None), ValueError, "`image` is required for the image-to-video"),
+    (dict(image="/nonexistent/frame.png"), FileNotFoundError, "`image` file not found"),
+    (dict(config="not a config"), TypeError, "`config` must be an OptimizeConfig"),
+    (dict(teacher=object()), TypeError, "`teacher` must provide synthesize_queries"),
+    (dict(queries=[]), ValueError, "at least one question"),
+])
+def test_bad_input_fails_before_heavy_work(pipe, kwargs, exc, pattern):
+    teacher = kwargs.pop("teacher", BrightnessTeacher())
+    args = dict(prompt=PROMPT, image=first_frame(), config=cfg())
+    args.update(kwargs)
+    with pytest.raises(exc, match=pattern):
+        optimize(pipe, teacher, **args)
+    assert teacher.calls == 0 if isinstance(teacher, BrightnessTeacher) else True
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="'best_of_n:5'"):
+        OptimizeConfig(budget="best_of_five")
+    with pytest.raises(ValueError, match="grad_steps must be <= steps=2"):
+        OptimizeConfig(mode="k_step", steps=2, grad_steps=3)
+    with pytest.raises(ValueError, match="mode must be 'one_step' or 'k_step'"):
+        OptimizeConfig(mode="two_step")
+    with pytest.raises(ValueError, match="unknown keys"):
+        OptimizeConfig(budget={"minutes": 3})
+
+
+def test_text_to_video_pipeline_rejects_image():
+    with pytest.raises(ValueError, match="`image` must be None for the text-to-video"):
+        optimize(tiny_pipe("t2v"), BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg())
+
+
+def test_k_step_mode_runs(pipe):
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
+                   config=cfg(mode="k_step", steps=2, grad_steps=2, max_steps=2, augment_views=2))
+    assert len(res.history) == 2 and res.cost.denoiser_recompute == 4 and res.cost.denoiser_backward == 4

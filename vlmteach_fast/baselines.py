@@ -1,0 +1,167 @@
+"""The alternatives ``optimize`` is judged against, with the same teacher, the same instance setup and the same cost
+record: ``baseline`` (one plain sample), ``best_of_n`` (N seeds, the teacher picks) and ``vlm_as_solver`` (the
+teacher writes a refined prompt / plan, the video model samples once; optional critique rounds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .cost import CostMeter, CostRecord
+from .instance import SamplingConfig, score_frames, setup_instance
+from .reasoner import LoRASpec
+from .teacher import Queries
+
+__all__ = ["MethodResult", "baseline", "best_of_n", "vlm_as_solver"]
+
+SOLVER_INSTRUCTION = (
+    "A video generation model must make a video that solves this task, starting from the shown first frame.\n"
+    "Task: {prompt}\n"
+    "Write one short paragraph that describes exactly what must happen in the video, step by step, so that the task "
+    "is solved and no rule is broken. Only the description."
+)
+CRITIQUE_INSTRUCTION = (
+    "Task: {prompt}\nThe shown image is the last frame of a video made from this description:\n{plan}\n"
+    "If the task is not solved, rewrite the description so the video solves it. Only the description."
+)
+MAX_PLAN_CHARS = 600  # long plans push the task prompt out of the text encoder's window; 600 chars ~ 150 tokens
+
+
+@dataclass
+class MethodResult:
+    """What a baseline returns.
+
+    Attributes:
+        method: "baseline", "best_of_n" or "vlm_as_solver".
+        frames: (1, F, 3, H, W) float32 in [0, 1], the returned video.
+        queries: the questions the teacher scored with.
+        p_yes: P(Yes) per query on the returned video.
+        cost: ``CostRecord`` of the whole method.
+        candidates: per candidate {"seed", "prompt", "p_yes", "reward"}, best first (the ranking).
+        prompt: the prompt the returned video was sampled with.
+    """
+
+    method: str
+    frames: torch.Tensor
+    queries: Queries
+    p_yes: list[float]
+    cost: CostRecord
+    candidates: list[dict] = field(default_factory=list)
+    prompt: str = ""
+
+    def summary(self) -> dict:
+        return {"method": self.method, "questions": self.queries.questions, "p_yes": self.p_yes,
+                "prompt": self.prompt, "candidates": self.candidates, "cost": self.cost.to_dict()}
+
+    def save(self, out_dir, fps: int = 8) -> dict:
+        """video.mp4, video.gif, result.json (atomically)."""
+        from .outputs import save_frames_result
+
+        return save_frames_result(self.frames, self.summary(), out_dir, fps=fps)
+
+
+def _candidate(setup, teacher, meter, prompt: str, seed_offset: int, prepared=None):
+    reasoner = setup.reasoner
+    if prepared is None:
+        s = setup.sampling
+        prepared = reasoner.prepare(prompt, setup.image, s.negative_prompt, num_frames=s.num_frames,
+                                    height=setup.prepared.height, width=setup.prepared.width,
+                                    seed=s.seed + seed_offset, guidance_scale=s.guidance_scale,
+                                    max_sequence_length=s.max_sequence_length)
+    frames = reasoner.sample(prepared, steps=setup.sampling.final_steps).frames
+    out, p_yes = score_frames(teacher, frames, setup.queries)
+    meter.record.reward_calls += 1
+    info = {"seed": prepared.seed, "prompt": prompt, "p_yes": p_yes, "reward": float(out.reward.mean())}
+    return frames, info
+
+
+def _setup(pipe, teacher, prompt, image, queries, sampling, lora):
+    setup = setup_instance(pipe, teacher, prompt, image, queries, sampling, lora)
+    setup.reasoner.reset_lora()  # the plain model: lora_B = 0
+    meter = CostMeter(setup.reasoner)
+    if queries is None:
+        meter.record.generate_calls += 1
+    return setup, meter
+
+
+def baseline(pipe, teacher, prompt: str, image=None, queries=None, sampling: SamplingConfig | None = None,
+             lora: LoRASpec | None = None) -> MethodResult:
+    """One plain sample of the frozen model (fresh, zero LoRA), scored by the teacher. Arguments as ``best_of_n``."""
+    setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
+    frames, info = _candidate(setup, teacher, meter, prompt, 0, setup.prepared)
+    return MethodResult("baseline", frames, setup.queries, info["p_yes"], meter.finish(), [info], prompt)
+
+
+def best_of_n(pipe, teacher, prompt: str, image=None, queries=None, n: int = 5,
+              sampling: SamplingConfig | None = None, lora: LoRASpec | None = None) -> MethodResult:
+    """Sample ``n`` videos (seeds ``sampling.seed + i``), score each with the teacher on the full decode, keep the best.
+
+    Args:
+        pipe: a supported diffusers pipeline or a ``Reasoner`` (its LoRA is reset to zero: the plain model).
+        teacher: a ``Teacher``.
+        prompt: task prompt. image: first frame for image-to-video pipelines (PIL / (3, H, W) in [0, 1] / path).
+        queries: given questions, or None to let the teacher write them.
+        n: candidates (>= 1).
+        sampling: geometry, base seed, final steps.
+    Returns:
+        ``MethodResult`` whose ``candidates`` is the ranking (best first).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be an int >= 1, got {n!r}")
+    setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
+    best_frames, ranking = None, []
+    for i in range(n):
+        frames, info = _candidate(setup, teacher, meter, prompt, i, setup.prepared if i == 0 else None)
+        ranking.append(info)
+        if best_frames is None or info["reward"] > max(r["reward"] for r in ranking[:-1]):
+            best_frames = frames
+    ranking.sort(key=lambda r: -r["reward"])
+    return MethodResult("best_of_n", best_frames, setup.queries, ranking[0]["p_yes"], meter.finish(), ranking, prompt)
+
+
+def _generate(teacher, instruction: str, image, max_new_tokens: int) -> str:
+    """Text from the teacher's VLM (a public ``generate_text`` if it has one, else its family adapter's)."""
+    if hasattr(teacher, "generate_text"):
+        return teacher.generate_text(instruction, image, max_new_tokens=max_new_tokens)
+    adapter = getattr(teacher, "adapter", None)
+    if adapter is None or not hasattr(adapter, "generate_text"):
+        raise TypeError(f"vlm_as_solver needs a teacher that can write text (a VLMTeacher), got {type(teacher).__name__}")
+    cfg = getattr(teacher, "config", None)
+    with torch.no_grad():
+        return adapter.generate_text(instruction, image, max_new_tokens, getattr(cfg, "min_pixels", None),
+                                     getattr(cfg, "max_pixels", None))
+
+
+def _refined(prompt: str, plan: str) -> str:
+    plan = " ".join(plan.split())[:MAX_PLAN_CHARS]
+    return f"{prompt.strip()} {plan}".strip() if plan else prompt
+
+
+def vlm_as_solver(pipe, teacher, prompt: str, image=None, queries=None, rounds: int = 0, max_new_tokens: int = 120,
+                  sampling: SamplingConfig | None = None, lora: LoRASpec | None = None) -> MethodResult:
+    """The teacher solves the task in text (a plan appended to the prompt); the video model samples once per round.
+
+    Args:
+        rounds: critique rounds after the first sample: the teacher sees the last frame and rewrites the plan; the
+            best-scoring round is returned. Other arguments as ``best_of_n``.
+        max_new_tokens: length cap of each plan.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"`rounds` must be an int >= 0, got {rounds!r}")
+    setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
+    plan = _generate(teacher, SOLVER_INSTRUCTION.format(prompt=prompt), setup.first_frame, max_new_tokens)
+    meter.record.generate_calls += 1
+    tried = []
+    for r in range(rounds + 1):
+        refined = _refined(prompt, plan)
+        frames, info = _candidate(setup, teacher, meter, refined, 0)
+        tried.append((info, frames))
+        if r < rounds:
+            last = frames[0, -1].detach().float().cpu()
+            plan = _generate(teacher, CRITIQUE_INSTRUCTION.format(prompt=prompt, plan=plan), last, max_new_tokens)
+            meter.record.generate_calls += 1
+    tried.sort(key=lambda t: -t[0]["reward"])
+    best_info, best_frames = tried[0]
+    return MethodResult("vlm_as_solver", best_frames, setup.queries, best_info["p_yes"], meter.finish(),
+                        [t[0] for t in tried], best_info["prompt"])

@@ -1,0 +1,86 @@
+"""Config files (YAML or JSON) -> ``OptimizeConfig`` and method options, with unknown keys rejected by name.
+
+A file looks like::
+
+    max_steps: 16
+    lr: 0.002
+    budget: best_of_n:5
+    lora: {rank: 16, alpha: 16}
+    decoder: {kind: linear, frames: all}
+    sampling: {num_frames: 17, final_steps: 4, seed: 0}
+    n: 5          # best_of_n only
+    rounds: 0     # vlm_as_solver only
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from .cost import Budget
+from .instance import SamplingConfig
+from .optimize import OptimizeConfig
+from .reasoner import LightDecoderConfig, LoRASpec
+
+__all__ = ["load_config", "METHOD_KEYS"]
+
+METHOD_KEYS = {"n": 5, "rounds": 0}  # options of best_of_n / vlm_as_solver, with defaults
+_NESTED = {"lora": LoRASpec, "decoder": LightDecoderConfig, "sampling": SamplingConfig, "budget": Budget}
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a mapping of {cls.__name__} fields, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    kwargs = {}
+    for k, v in data.items():
+        if k in _NESTED and isinstance(v, dict) and cls is OptimizeConfig:
+            v = _build(_NESTED[k], v, f"{where}.{k}")
+        elif isinstance(v, list) and k in ("target_modules",):
+            v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def load_config(source=None) -> tuple[OptimizeConfig, dict]:
+    """(OptimizeConfig, method options) from a YAML/JSON file path, a dict, or None (defaults).
+
+    Raises ValueError naming the file and the unknown or invalid key; FileNotFoundError for a missing file.
+    """
+    if source is None:
+        return OptimizeConfig(), dict(METHOD_KEYS)
+    where = "config"
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        where = f"config file {path!r}"
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{where} not found")
+        with open(path) as f:
+            text = f.read()
+        if path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+        data = data or {}
+    elif isinstance(source, dict):
+        data = dict(source)
+    else:
+        raise TypeError(f"config must be a path, a dict or None, got {type(source).__name__}")
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must hold a mapping at the top level, got {type(data).__name__}")
+    options = dict(METHOD_KEYS)
+    for k in list(data):
+        if k in METHOD_KEYS:
+            options[k] = data.pop(k)
+    try:
+        return _build(OptimizeConfig, data, where), options
+    except (TypeError, ValueError) as err:
+        if str(err).startswith(where):
+            raise
+        raise ValueError(f"{where}: {err}") from err

@@ -1,0 +1,176 @@
+"""One instance, set up the same way for every method: reasoner, geometry, first frame, queries, prepared conditions.
+
+``optimize`` and the baselines (``best_of_n``, ``vlm_as_solver``, ``baseline``) all start from ``setup_instance`` so
+their costs and outputs are comparable: same noise seed, same geometry, same queries, same teacher.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from .reasoner import LoRASpec, PreparedInstance, Reasoner
+from .teacher import Queries, as_queries
+
+__all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "setup_instance", "score_frames"]
+
+_REASONER_ATTR = "_vlmteach_reasoner"
+
+
+@dataclass
+class SamplingConfig:
+    """Geometry and final-sampling settings shared by every method.
+
+    Attributes:
+        num_frames: frames of the video; must be k * 4 + 1 for Wan (the VAE compresses time 4x).
+        height, width: frame size in pixels; None takes the image's size (image-to-video), else 480 x 832.
+        seed: seed of the initial noise (CPU generator); Best-of-N uses seed, seed + 1, ...
+        final_steps: sampling steps of the final video (few-step / distilled models: 4).
+        guidance_scale: classifier-free guidance (1 = off, right for distilled models).
+        negative_prompt: used only when guidance_scale > 1.
+        max_sequence_length: text tokens fed to the text encoder.
+    """
+
+    num_frames: int = field(default=17, metadata={"help": "frames (k*4+1 for Wan)"})
+    height: int | None = field(default=None, metadata={"help": "frame height; None = image height or 480"})
+    width: int | None = field(default=None, metadata={"help": "frame width; None = image width or 832"})
+    seed: int = field(default=0, metadata={"help": "noise seed"})
+    final_steps: int = field(default=4, metadata={"help": "sampling steps of the final video"})
+    guidance_scale: float = field(default=1.0, metadata={"help": "CFG scale, 1 = off"})
+    negative_prompt: str | None = field(default=None, metadata={"help": "negative prompt (CFG only)"})
+    max_sequence_length: int = field(default=512, metadata={"help": "text tokens"})
+
+    def __post_init__(self):
+        for name in ("num_frames", "final_steps", "max_sequence_length"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"SamplingConfig.{name} must be an int >= 1, got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"SamplingConfig.seed must be an int >= 0, got {self.seed!r}")
+        for name in ("height", "width"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"SamplingConfig.{name} must be a positive int or None, got {v!r}")
+        if not isinstance(self.guidance_scale, (int, float)) or not self.guidance_scale >= 1.0:
+            raise ValueError(f"SamplingConfig.guidance_scale must be >= 1 (1 = off), got {self.guidance_scale!r}")
+
+
+@dataclass
+class InstanceSetup:
+    """Everything a method needs about one instance (built by ``setup_instance``)."""
+
+    reasoner: Reasoner
+    prompt: str
+    image: object  # PIL image / tensor / None, as given to Reasoner.prepare
+    first_frame: torch.Tensor | None  # (3, H, W) float32 in [0, 1]
+    queries: Queries
+    prepared: PreparedInstance
+    sampling: SamplingConfig
+
+
+def as_reasoner(pipe, lora: LoRASpec | None = None) -> Reasoner:
+    """A ``Reasoner`` for ``pipe``: itself if it is one, else the one built for this pipeline before (cached on it,
+    so repeated calls do not inject a second LoRA), else a new one with ``lora``."""
+    if isinstance(pipe, Reasoner):
+        return pipe
+    cached = getattr(pipe, _REASONER_ATTR, None)
+    if cached is not None:
+        if lora is not None and cached.lora_spec != lora:
+            raise ValueError(
+                f"`pipe` already carries a reasoner LoRA {cached.lora_spec}; pass that Reasoner, or a fresh pipeline "
+                f"for a different LoRA spec {lora}"
+            )
+        return cached
+    reasoner = Reasoner.from_pipeline(pipe, lora=lora)
+    setattr(pipe, _REASONER_ATTR, reasoner)
+    return reasoner
+
+
+def load_image(image):
+    """Accept a PIL image, a tensor (3, H, W) in [0, 1], a path, or None. Paths are opened as RGB PIL images."""
+    if image is None or torch.is_tensor(image):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        from PIL import Image, UnidentifiedImageError
+
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"`image` file not found: {path!r}")
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"`image` could not be read as an image: {path!r} ({err})") from err
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    raise TypeError(f"`image` must be a PIL.Image, a (3, H, W) tensor in [0, 1], a file path or None, "
+                    f"got {type(image).__name__}")
+
+
+def _image_tensor(image) -> torch.Tensor | None:
+    """(3, H, W) float32 in [0, 1] view of the first frame (for the teacher's query synthesis)."""
+    if image is None:
+        return None
+    if torch.is_tensor(image):
+        t = image[0] if image.dim() == 4 else image
+        return t.detach().to(torch.float32).cpu()
+    import numpy as np
+
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, sampling: SamplingConfig | None = None,
+                   lora: LoRASpec | None = None, max_process: int = 3, seed_offset: int = 0) -> InstanceSetup:
+    """Check inputs, build/reuse the reasoner, get queries, encode conditions once.
+
+    Args:
+        pipe: a supported diffusers pipeline or a ``Reasoner``.
+        teacher: a ``Teacher`` (``synthesize_queries`` + ``reward``).
+        prompt: non-empty task prompt.
+        image: first frame (PIL RGB / (3, H, W) tensor in [0, 1] / path) for image-to-video pipelines, else None.
+        queries: ``Queries`` / list of questions (first = goal) / None to let the teacher write them.
+        sampling: geometry and seed.
+        lora: LoRA spec used when a new reasoner is built.
+        max_process: process questions the teacher may write.
+        seed_offset: added to ``sampling.seed`` (Best-of-N candidates).
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"`prompt` must be a non-empty string, got {prompt!r}")
+    if not (hasattr(teacher, "reward") and hasattr(teacher, "synthesize_queries")):
+        raise TypeError(f"`teacher` must provide synthesize_queries() and reward() (the Teacher protocol), "
+                        f"got {type(teacher).__name__}")
+    sampling = sampling or SamplingConfig()
+    reasoner = as_reasoner(pipe, lora)
+    image = load_image(image)
+    first = _image_tensor(image)
+    height = sampling.height or (first.shape[1] if first is not None else 480)
+    width = sampling.width or (first.shape[2] if first is not None else 832)
+    # Geometry and image/pipeline mismatches fail here, before the teacher writes a single token.
+    reasoner.adapter.check_geometry(sampling.num_frames, height, width)
+    is_i2v = getattr(reasoner.adapter, "is_i2v", None)
+    pipe_name = type(reasoner.pipe).__name__
+    if is_i2v is True and image is None:
+        raise ValueError(f"`image` is required for the image-to-video {pipe_name}, got None")
+    if is_i2v is False and image is not None:
+        raise ValueError(f"`image` must be None for the text-to-video {pipe_name}, got {type(image).__name__}")
+    if queries is not None:
+        q = as_queries(queries)
+    else:
+        q = teacher.synthesize_queries(prompt, first, max_process=max_process)
+    prepared = reasoner.prepare(prompt, image, sampling.negative_prompt, num_frames=sampling.num_frames,
+                                height=height, width=width, seed=sampling.seed + seed_offset,
+                                guidance_scale=sampling.guidance_scale,
+                                max_sequence_length=sampling.max_sequence_length)
+    return InstanceSetup(reasoner, prompt, image, first, q, prepared, sampling)
+
+
+def score_frames(teacher, frames: torch.Tensor, queries: Queries, grad: bool = False):
+    """Teacher reward on frames (B, F, 3, H, W) in [0, 1]. Returns (RewardOutput, P(Yes) per query as a list)."""
+    with torch.set_grad_enabled(grad):
+        out = teacher.reward(frames, queries)
+    p_yes = out.log_probs.detach().float().exp().mean(0).tolist()  # (Q,)
+    return out, p_yes

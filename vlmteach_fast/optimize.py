@@ -1,0 +1,415 @@
+"""``optimize``: per-instance test-time LoRA optimization of a video model against a VLM teacher's reward.
+
+Recipe (DESIGN.md; STYLE.md 11):
+1. set up the instance (``instance.setup_instance``): reasoner, queries, conditions encoded once, fixed noise;
+2. optionally sample and score the fresh model once (the plain video; with ``budget="best_of_n:N"`` this also
+   measures what one Best-of-N candidate costs on this instance);
+3. loop: predict (one-step or k-step) -> light decode -> teacher reward -> loss = -sum_q w_q log P(Yes | q)
+   -> backward -> AdamW step, keeping the best adapter, until a stopping rule fires;
+4. restore the best adapter, sample with the final number of steps, full VAE decode, score it.
+
+What is known to go wrong (DESIGN.md) is designed for: ``augment_views`` averages the teacher over perturbed copies
+of the frames (noise + 1-pixel shifts) so a single adversarial pixel pattern fools it less; ``mode="k_step"`` for
+models that are not step-distilled; the final video is scored again on the full decode and, with
+``keep_initial_if_better``, the plain sample is returned when the optimized one scores lower.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from .cost import Budget, CostMeter, CostRecord, parse_budget
+from .instance import InstanceSetup, SamplingConfig, score_frames, setup_instance
+from .reasoner import LightDecoder, LightDecoderConfig, LoRASpec
+from .teacher import Queries
+
+__all__ = ["OptimizeConfig", "OptimizeResult", "StepInfo", "optimize"]
+
+log = logging.getLogger(__name__)
+
+STOP_REASONS = ("all_yes", "plateau", "max_steps", "budget", "diverged", "interrupted")
+
+
+@dataclass
+class OptimizeConfig:
+    """Every knob of ``optimize``, with defaults that work for a step-distilled reasoner (the paper's setting)."""
+
+    # prediction during optimization
+    mode: str = field(default="one_step", metadata={"help": "'one_step' (distilled models) or 'k_step'"})
+    steps: int = field(default=4, metadata={"help": "k_step: sampling steps T of each prediction"})
+    grad_steps: int = field(default=1, metadata={"help": "k_step: last K of the T steps carry gradient"})
+    block_checkpointing: bool = field(default=False, metadata={"help": "checkpoint transformer blocks too"})
+    # LoRA and optimizer
+    lora: LoRASpec = field(default_factory=LoRASpec, metadata={"help": "rank, alpha, targets of the fresh LoRA"})
+    lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (<= 0 disables)"})
+    # reward
+    decoder: LightDecoderConfig = field(default_factory=LightDecoderConfig, metadata={"help": "light decoder"})
+    augment_views: int = field(default=0, metadata={"help": "perturbed copies the teacher scores (0 = off)"})
+    augment_noise: float = field(default=0.03, metadata={"help": "std of the views' pixel noise"})
+    augment_shift: int = field(default=1, metadata={"help": "max pixel shift of the views"})
+    max_process: int = field(default=3, metadata={"help": "process questions the teacher may write"})
+    # stopping
+    max_steps: int = field(default=16, metadata={"help": "optimization steps at most (paper: ~16 on average)"})
+    yes_threshold: float = field(default=0.9, metadata={"help": "stop when every query's P(Yes) reaches this"})
+    patience: int = field(default=4, metadata={"help": "plateau: steps without improvement before stopping"})
+    min_delta: float = field(default=1e-3, metadata={"help": "plateau: smallest loss decrease that counts"})
+    budget: object = field(default=None, metadata={"help": "None, Budget(...), dict or 'best_of_n:N'"})
+    # robustness
+    max_failures: int = field(default=3, metadata={"help": "non-finite steps in a row before 'diverged'"})
+    lr_decay_on_failure: float = field(default=0.5, metadata={"help": "lr factor after a non-finite step"})
+    # initial / final sample
+    score_initial: bool = field(default=True, metadata={"help": "sample + score the fresh model first"})
+    keep_initial_if_better: bool = field(default=True, metadata={"help": "return the plain video if it scores higher"})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "geometry, seed, final steps"})
+    progress: bool = field(default=True, metadata={"help": "tqdm bar"})
+
+    def __post_init__(self):
+        if self.mode not in ("one_step", "k_step"):
+            raise ValueError(f"OptimizeConfig.mode must be 'one_step' or 'k_step', got {self.mode!r}")
+        for name in ("steps", "grad_steps", "max_steps", "patience", "max_failures"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"OptimizeConfig.{name} must be an int >= 1, got {v!r}")
+        if self.mode == "k_step" and self.grad_steps > self.steps:
+            raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
+        for name in ("lr", "lr_decay_on_failure"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not (v > 0) or not math.isfinite(v):
+                raise ValueError(f"OptimizeConfig.{name} must be a positive finite number, got {v!r}")
+        if not 0.0 < self.yes_threshold <= 1.0:
+            raise ValueError(f"OptimizeConfig.yes_threshold must be in (0, 1], got {self.yes_threshold!r}")
+        if isinstance(self.augment_views, bool) or not isinstance(self.augment_views, int) or self.augment_views < 0:
+            raise ValueError(f"OptimizeConfig.augment_views must be an int >= 0, got {self.augment_views!r}")
+        for name, cls in (("lora", LoRASpec), ("decoder", LightDecoderConfig), ("sampling", SamplingConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise TypeError(f"OptimizeConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        self.budget = parse_budget(self.budget)
+
+    @property
+    def grad_evals_per_step(self) -> int:
+        return 1 if self.mode == "one_step" else self.grad_steps
+
+
+@dataclass
+class StepInfo:
+    """One optimization step, as passed to ``callback`` and stored in ``OptimizeResult.history``."""
+
+    step: int
+    loss: float
+    p_yes: list[float]
+    lr: float
+    seconds: float
+    grad_norm: float
+    skipped: bool = False
+    best: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class OptimizeResult:
+    """What ``optimize`` returns.
+
+    Attributes:
+        frames: (1, F, 3, H, W) float32 in [0, 1], the final video (full VAE decode).
+        adapter: the chosen adapter's weights {PEFT parameter name: tensor} (CPU copies).
+        queries: the questions the teacher asked.
+        history: one ``StepInfo`` per optimization step.
+        stop_reason: one of ``STOP_REASONS``.
+        cost: the ``CostRecord`` of the whole run (initial sample, steps, final sample, scoring).
+        final_p_yes / initial_p_yes: P(Yes) per query on the full decode of the final / plain video.
+        best_step: index of the step whose adapter was kept (-1: the fresh adapter).
+        used_initial: True when the plain video scored higher and was returned.
+        reasoner: the Reasoner used (holds the chosen adapter; ``save_adapter`` writes it).
+    """
+
+    frames: torch.Tensor
+    adapter: dict
+    queries: Queries
+    history: list[StepInfo]
+    stop_reason: str
+    cost: CostRecord
+    final_p_yes: list[float]
+    initial_p_yes: list[float] | None = None
+    initial_frames: torch.Tensor | None = None
+    best_step: int = -1
+    used_initial: bool = False
+    reasoner: object = None
+
+    def summary(self) -> dict:
+        """JSON-ready summary (no tensors)."""
+        return {
+            "stop_reason": self.stop_reason,
+            "steps": len(self.history),
+            "best_step": self.best_step,
+            "used_initial": self.used_initial,
+            "questions": self.queries.questions,
+            "final_p_yes": self.final_p_yes,
+            "initial_p_yes": self.initial_p_yes,
+            "cost": self.cost.to_dict(),
+        }
+
+    def save(self, out_dir, fps: int = 8) -> dict:
+        """Write video.mp4, video.gif, adapter/, history.json, reward.png, result.json (each atomically)."""
+        from .outputs import save_optimize_result
+
+        return save_optimize_result(self, out_dir, fps=fps)
+
+
+def augment_views(frames: torch.Tensor, views: int, noise: float, shift: int, generator: torch.Generator):
+    """(B, F, 3, H, W) -> (B * views, F, 3, H, W): each copy with Gaussian pixel noise and a random integer shift
+    (the same for all frames of a copy), differentiable w.r.t. ``frames``. DESIGN.md: averaging the teacher over 8
+    such views cut reward hacking on the tiny world."""
+    out = []
+    for _ in range(views):
+        dy, dx = (torch.randint(-shift, shift + 1, (2,), generator=generator).tolist() if shift > 0 else (0, 0))
+        v = torch.roll(frames, shifts=(dy, dx), dims=(-2, -1))
+        eps = torch.randn(v.shape, generator=generator).to(v.device, v.dtype)
+        out.append((v + noise * eps).clamp(0, 1))
+    return torch.cat(out, dim=0)
+
+
+def _finite_grads(params) -> bool:
+    return all(p.grad is None or torch.isfinite(p.grad).all() for p in params)
+
+
+class _Stopper:
+    """Plateau detection on the loss: stop after ``patience`` steps without a decrease of at least ``min_delta``."""
+
+    def __init__(self, patience: int, min_delta: float):
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.bad = math.inf, 0
+
+    def update(self, loss: float) -> bool:
+        if loss < self.best - self.min_delta:
+            self.best, self.bad = loss, 0
+        else:
+            self.bad += 1
+        return self.bad >= self.patience
+
+
+def _resolve_budget(budget: Budget | None, candidate_seconds: float | None, candidate_evals: float):
+    if budget is None or budget.best_of_n is None:
+        return budget
+    if candidate_seconds is None:
+        raise ValueError("budget='best_of_n:N' needs the one-candidate cost: set score_initial=True")
+    n = budget.best_of_n
+    return Budget(seconds=n * candidate_seconds, denoiser_evals=n * candidate_evals)
+
+
+def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: OptimizeConfig | None = None,
+             callback=None, out_dir=None) -> OptimizeResult:
+    """Optimize a fresh per-instance LoRA so the video model's output satisfies the teacher's questions.
+
+    Args:
+        pipe: a diffusers video pipeline (see ``vlmteach_fast.reasoner.SUPPORTED_PIPELINES``) or a ``Reasoner``.
+            A pipeline is wrapped once (LoRA injected, components frozen) and the wrapper is reused on later calls.
+        teacher: a ``VLMTeacher`` or any ``Teacher`` (``synthesize_queries`` + differentiable ``reward``); it may
+            live on another device than the pipeline (frames move with their gradient).
+        prompt: the task prompt (non-empty str).
+        image: first frame for image-to-video pipelines: PIL RGB image, (3, H, W) float tensor in [0, 1], or a path.
+        queries: ``Queries``, a list of questions (first = goal), or None to let the teacher write them.
+        config: ``OptimizeConfig``.
+        callback: ``f(step_info: StepInfo)`` after every step; raising KeyboardInterrupt stops and returns the best.
+        out_dir: when given, the result is saved there (``OptimizeResult.save``).
+
+    Returns:
+        ``OptimizeResult`` (final frames (1, F, 3, H, W) float32 in [0, 1], adapter, history, stop reason, cost).
+    """
+    config = config or OptimizeConfig()
+    if not isinstance(config, OptimizeConfig):
+        raise TypeError(f"`config` must be an OptimizeConfig, got {type(config).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable or None, got {type(callback).__name__}")
+    setup = setup_instance(pipe, teacher, prompt, image, queries, config.sampling, config.lora, config.max_process)
+    reasoner = setup.reasoner
+    reasoner.reset_lora()
+    meter = CostMeter(reasoner)
+    if queries is None:
+        meter.record.generate_calls += 1
+
+    # 2. the plain sample: its score, and what one Best-of-N candidate costs here
+    initial_frames = initial_p = None
+    candidate_seconds = None
+    candidate_evals = config.sampling.final_steps * (2 if config.sampling.guidance_scale > 1 else 1)
+    if config.score_initial or (config.budget is not None and config.budget.best_of_n):
+        t0 = meter.elapsed()
+        initial_frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
+        _, initial_p = score_frames(teacher, initial_frames, setup.queries)
+        meter.record.reward_calls += 1
+        candidate_seconds = meter.elapsed() - t0
+    budget = _resolve_budget(config.budget, candidate_seconds, candidate_evals)
+
+    result = _optimize_loop(setup, teacher, config, meter, budget, candidate_seconds, candidate_evals, callback)
+    history, stop_reason, best_snapshot, best_step = result
+
+    # 4. final sample with the best adapter
+    reasoner.restore_lora(best_snapshot)
+    frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
+    _, final_p = score_frames(teacher, frames, setup.queries)
+    meter.record.reward_calls += 1
+    used_initial = False
+    w = setup.queries.weight_tensor()
+    if (config.keep_initial_if_better and initial_p is not None
+            and _weighted_log(initial_p, w) > _weighted_log(final_p, w)):
+        used_initial, frames, final_p, best_step = True, initial_frames, initial_p, -1
+        reasoner.reset_lora()
+    out = OptimizeResult(
+        frames=frames, adapter={k: v.detach().cpu().clone() for k, v in reasoner.snapshot_lora().items()},
+        queries=setup.queries, history=history, stop_reason=stop_reason, cost=meter.finish(),
+        final_p_yes=final_p, initial_p_yes=initial_p, initial_frames=initial_frames, best_step=best_step,
+        used_initial=used_initial, reasoner=reasoner,
+    )
+    if out_dir is not None:
+        out.save(out_dir)
+    return out
+
+
+def _weighted_log(p_yes: list[float], w: torch.Tensor) -> float:
+    logs = torch.tensor(p_yes).clamp_min(1e-12).log()
+    return float((logs * w / w.sum()).sum())
+
+
+def _optimize_loop(setup: InstanceSetup, teacher, config: OptimizeConfig, meter: CostMeter, budget, candidate_seconds,
+                   candidate_evals, callback):
+    """Step 3 of the recipe. Returns (history, stop_reason, best adapter snapshot, best step index)."""
+    from tqdm.auto import tqdm
+
+    reasoner, queries = setup.reasoner, setup.queries
+    params = reasoner.lora_parameters()
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    decoder = _decoder_for(reasoner, config.decoder)
+    gen = torch.Generator().manual_seed(config.sampling.seed)
+    weights = queries.weight_tensor()
+    stopper = _Stopper(config.patience, config.min_delta)
+    history: list[StepInfo] = []
+    best_reward, best_step = -math.inf, -1
+    best_snapshot = last_good = reasoner.snapshot_lora()
+    failures, stop_reason = 0, "max_steps"
+    guided = config.sampling.guidance_scale > 1
+    evals = (1 if config.mode == "one_step" else config.steps) * (2 if guided else 1)
+    grad_evals = config.grad_evals_per_step * (2 if guided else 1)
+    recompute = grad_evals if (config.mode == "k_step" and config.grad_steps > 1) else 0
+    step_equiv = evals + 2.0 * grad_evals + recompute
+    final_equiv = candidate_evals
+    step_seconds = None
+    bar = tqdm(total=config.max_steps, desc="optimize", disable=not config.progress, leave=False)
+    try:
+        for step in range(config.max_steps):
+            if _over_budget(budget, meter, step_seconds, candidate_seconds, step_equiv, final_equiv):
+                stop_reason = "budget"
+                break
+            t0 = meter.elapsed()
+            lr = opt.param_groups[0]["lr"]
+            pred = reasoner.predict(setup.prepared, mode=config.mode,
+                                    steps=config.steps if config.mode == "k_step" else None,
+                                    grad_steps=config.grad_steps if config.mode == "k_step" else 1,
+                                    block_checkpointing=config.block_checkpointing)
+            frames = decoder(pred.latents)  # (1, F_sel, 3, H, W)
+            meter.record.light_decodes += 1
+            views = (augment_views(frames, config.augment_views, config.augment_noise, config.augment_shift, gen)
+                     if config.augment_views else frames)
+            rew = teacher.reward(views, queries)
+            meter.record.reward_calls += 1
+            loss = -rew.reward.mean()
+            p_yes = rew.log_probs.detach().float().exp().mean(0).tolist()
+            reward_value = float(rew.reward.detach().mean())
+            opt.zero_grad(set_to_none=True)
+            ok = bool(torch.isfinite(loss))
+            grad_norm = float("nan")
+            if ok:
+                loss.backward()
+                meter.record.reward_backward += 1
+                meter.record.denoiser_backward += grad_evals
+                meter.record.denoiser_recompute += recompute
+                ok = _finite_grads(params)
+            if ok:
+                if config.max_grad_norm > 0:
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
+                improved = reward_value > best_reward
+                if improved:  # this reward belongs to the adapter *before* this update
+                    best_reward, best_step = reward_value, step
+                    best_snapshot = reasoner.snapshot_lora()
+                last_good = reasoner.snapshot_lora()
+                opt.step()
+                failures = 0
+            else:
+                failures += 1
+                opt.zero_grad(set_to_none=True)
+                reasoner.restore_lora(last_good)
+                for g in opt.param_groups:
+                    g["lr"] *= config.lr_decay_on_failure
+                warnings.warn(f"optimize: non-finite loss or gradient at step {step}; restored the last good adapter "
+                              f"and lowered lr to {opt.param_groups[0]['lr']:.3g} ({failures}/{config.max_failures})",
+                              RuntimeWarning, stacklevel=2)
+            step_seconds = meter.elapsed() - t0
+            info = StepInfo(step=step, loss=float(loss.detach()), p_yes=p_yes, lr=lr, seconds=step_seconds,
+                            grad_norm=grad_norm, skipped=not ok, best=ok and best_step == step)
+            history.append(info)
+            bar.update(1)
+            bar.set_postfix(loss=f"{info.loss:.3f}", p_yes="/".join(f"{p:.2f}" for p in p_yes))
+            log.info("step %d loss %.4f p_yes %s", step, info.loss, p_yes)
+            if callback is not None:
+                callback(info)
+            if failures >= config.max_failures:
+                stop_reason = "diverged"
+                break
+            if ok and all(p >= config.yes_threshold for p in p_yes):
+                stop_reason = "all_yes"
+                break
+            if ok and stopper.update(info.loss):
+                stop_reason = "plateau"
+                break
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+        warnings.warn("optimize: interrupted; finishing with the best adapter so far", RuntimeWarning, stacklevel=2)
+    except torch.OutOfMemoryError as err:
+        raise RuntimeError(_oom_message(config)) from err
+    finally:
+        bar.close()
+        opt.zero_grad(set_to_none=True)
+    return history, stop_reason, best_snapshot, best_step
+
+
+def _over_budget(budget, meter, step_seconds, candidate_seconds, step_equiv, final_equiv) -> bool:
+    """True when one more step plus the final sample would exceed the budget (time estimated from the last step)."""
+    if budget is None:
+        return False
+    rec = meter.sync()
+    if budget.denoiser_evals is not None and rec.denoiser_equiv + step_equiv + final_equiv > budget.denoiser_evals:
+        return True
+    if budget.seconds is not None:
+        final_s = candidate_seconds or 0.0
+        if rec.seconds + (step_seconds or 0.0) + final_s > budget.seconds:
+            return True
+    return False
+
+
+def _oom_message(config: OptimizeConfig) -> str:
+    hints = []
+    if config.mode == "k_step":
+        hints.append(f"lower grad_steps (now {config.grad_steps}) or steps (now {config.steps})")
+    if not config.block_checkpointing:
+        hints.append("set block_checkpointing=True")
+    if config.augment_views:
+        hints.append(f"lower augment_views (now {config.augment_views})")
+    hints.append(f"decode fewer frames (decoder.frames, now {config.decoder.frames!r})")
+    hints.append("lower num_frames / height / width in sampling, or the LoRA rank")
+    return "out of memory during optimization: " + "; ".join(hints)
+
+
+def _decoder_for(reasoner, config: LightDecoderConfig) -> LightDecoder:
+    """One LightDecoder per (reasoner, config), kept on the reasoner: the linear fit is paid once per model."""
+    cache = reasoner.__dict__.setdefault("_light_decoders", {})
+    key = repr(config)
+    if key not in cache:
+        cache[key] = LightDecoder(reasoner, config)
+    return cache[key]
