@@ -1,0 +1,70 @@
+"""Baselines share optimize's setup and cost record: baseline, best_of_n (ranking), vlm_as_solver (plan + rounds)."""
+
+import os
+import sys
+
+import pytest
+import torch
+
+from optimize_fixtures import GEOM, BrightnessTeacher, first_frame, tiny_pipe
+from vlmteach_fast.baselines import baseline, best_of_n, vlm_as_solver
+from vlmteach_fast.instance import SamplingConfig
+
+PROMPT = "make the ball reach the square"
+SAMPLING = SamplingConfig(final_steps=2, **GEOM)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipe()
+
+
+def test_best_of_n_ranks_candidates_and_returns_the_best(pipe, tmp_path):
+    teacher = BrightnessTeacher()
+    res = best_of_n(pipe, teacher, PROMPT, image=first_frame(), n=3, sampling=SAMPLING)
+    rewards = [c["reward"] for c in res.candidates]
+    assert rewards == sorted(rewards, reverse=True) and len(rewards) == 3
+    assert sorted(c["seed"] for c in res.candidates) == [0, 1, 2]
+    assert len(set(rewards)) == 3  # different seeds, different videos
+    # the returned video is the best candidate's: re-score it
+    again = teacher.reward(res.frames, res.queries)
+    assert float(again.reward) == pytest.approx(rewards[0], abs=1e-6)
+    assert res.cost.denoiser_forward == 3 * 2 and res.cost.full_decodes == 3 and res.cost.reward_calls == 3
+    assert res.cost.denoiser_backward == 0
+    paths = res.save(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["result.json", "video.gif", "video.mp4"] and len(paths) == 3
+
+
+def test_baseline_is_the_plain_model(pipe):
+    from vlmteach_fast.reasoner import Reasoner
+
+    res = baseline(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), sampling=SAMPLING)
+    r = Reasoner.from_pipeline(tiny_pipe())  # fresh, zero LoRA = the plain model
+    prep = r.prepare(PROMPT, first_frame(), **GEOM, seed=0)
+    torch.testing.assert_close(r.sample(prep, steps=2).frames, res.frames, rtol=0, atol=1e-6)
+    assert res.method == "baseline" and res.cost.denoiser_forward == 2
+
+
+def test_vlm_as_solver_appends_a_plan_and_runs_critique_rounds(pipe):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from teacher_fixtures import make_qwen_vl
+    from vlmteach_fast.teacher import RewardConfig, VLMTeacher
+
+    model, tok = make_qwen_vl()
+    teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, process_frames=2))
+    res = vlm_as_solver(pipe, teacher, PROMPT, image=first_frame(), queries=["Is the ball on the square?"],
+                        rounds=1, max_new_tokens=6, sampling=SAMPLING)
+    assert res.cost.generate_calls == 2 and res.cost.denoiser_forward == 2 * 2 and len(res.candidates) == 2
+    assert all(c["prompt"].startswith(PROMPT) for c in res.candidates)
+    assert res.prompt in [c["prompt"] for c in res.candidates]
+
+
+def test_vlm_as_solver_needs_a_text_teacher(pipe):
+    with pytest.raises(TypeError, match="needs a teacher that can write text"):
+        vlm_as_solver(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), sampling=SAMPLING)
+
+
+@pytest.mark.parametrize("bad,pattern", [(0, "`n` must be an int >= 1"), (2.5, "`n` must be an int >= 1")])
+def test_best_of_n_rejects_bad_n(pipe, bad, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        best_of_n(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), n=bad, sampling=SAMPLING)

@@ -1,0 +1,77 @@
+"""`vlmteach-fast solve`: writes every output file; bad config keys and paths fail fast, before models load."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from optimize_fixtures import tiny_pipe
+from vlmteach_fast.cli import main
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from teacher_fixtures import make_qwen_image_processor, make_qwen_vl
+
+    root = tmp_path_factory.mktemp("models")
+    tiny_pipe().save_pretrained(root / "pipe")
+    model, tok = make_qwen_vl()
+    for obj in (model, tok, make_qwen_image_processor()):
+        obj.save_pretrained(root / "teacher")
+    from PIL import Image
+
+    Image.fromarray((torch.rand(32, 32, 3) * 255).to(torch.uint8).numpy()).save(root / "frame.png")
+    (root / "cfg.yaml").write_text("max_steps: 2\nlr: 0.01\nprogress: false\nn: 2\n"
+                                   "sampling: {num_frames: 5, final_steps: 2}\nlora: {rank: 2}\n")
+    return root
+
+
+def _args(models, out, *extra):
+    return ["solve", "--pipeline", str(models / "pipe"), "--teacher", str(models / "teacher"), "--prompt",
+            "move the ball onto the square", "--image", str(models / "frame.png"), "--queries",
+            '["Is the ball on the square?", "Is there one ball?"]', "--config", str(models / "cfg.yaml"),
+            "--out", str(out), *extra]
+
+
+def test_solve_optimize_writes_every_file(models, tmp_path, capsys):
+    assert main(_args(models, tmp_path / "out")) == 0
+    files = sorted(os.listdir(tmp_path / "out"))
+    assert files == ["adapter", "history.json", "result.json", "reward.png", "video.gif", "video.mp4"]
+    assert sorted(os.listdir(tmp_path / "out" / "adapter")) == ["adapter_config.json",
+                                                                 "pytorch_lora_weights.safetensors"]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["steps"] == 2 and len(result["final_p_yes"]) == 2
+    assert (tmp_path / "out" / "reward.png").read_bytes()[:4] == b"\x89PNG"
+    assert "optimize: P(Yes) per query" in capsys.readouterr().out
+
+
+def test_solve_best_of_n(models, tmp_path):
+    assert main(_args(models, tmp_path / "bon", "--method", "best_of_n")) == 0
+    result = json.loads((tmp_path / "bon" / "result.json").read_text())
+    assert result["method"] == "best_of_n" and len(result["candidates"]) == 2  # n: 2 from the config file
+
+
+@pytest.mark.parametrize("change,message", [
+    (("--config", "BAD"), "unknown key(s) ['max_stepz']"),
+    (("--image", "/nonexistent.png"), "`image` file not found"),
+    (("--pipeline", "./no/such/dir"), "--pipeline directory not found"),
+    (("--queries", "not json"), "--queries must be a JSON file or inline JSON"),
+    (("--queries", "[]"), "--queries must be a non-empty list"),
+])
+def test_bad_arguments_fail_fast(models, tmp_path, change, message):
+    args = _args(models, tmp_path / "x")
+    if change[1] == "BAD":
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("max_stepz: 3\n")
+        change = (change[0], str(bad))
+    args[args.index(change[0]) + 1] = change[1]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert message in str(exc.value)
+
+
+def test_unknown_method_is_rejected(models, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(_args(models, tmp_path / "y", "--method", "best_of_five"))
+    assert "invalid choice: 'best_of_five'" in capsys.readouterr().err
