@@ -10,7 +10,7 @@ import torch
 
 from optimize_fixtures import GEOM, BrightnessTeacher, first_frame, tiny_pipe
 from vlmteach_fast.instance import SamplingConfig
-from vlmteach_fast.optimize import OptimizeConfig, optimize
+from vlmteach_fast.optimization import OptimizeConfig, optimize
 from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner
 
 PROMPT = "make the ball reach the square"
@@ -197,3 +197,11 @@ def test_k_step_mode_runs(pipe):
     res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
                    config=cfg(mode="k_step", steps=2, grad_steps=2, max_steps=2, augment_views=2))
     assert len(res.history) == 2 and res.cost.denoiser_recompute == 4 and res.cost.denoiser_backward == 4
+
+
+def test_public_entry_point_is_the_function_even_after_submodule_import():
+    import vlmteach_fast
+    import vlmteach_fast.optimization as mod
+    from vlmteach_fast import optimize as public
+
+    assert public is mod.optimize and vlmteach_fast.optimize is mod.optimize and callable(public)

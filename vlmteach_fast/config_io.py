@@ -20,7 +20,7 @@ import os
 
 from .cost import Budget
 from .instance import SamplingConfig
-from .optimize import OptimizeConfig
+from .optimization import OptimizeConfig
 from .reasoner import LightDecoderConfig, LoRASpec
 
 __all__ = ["load_config", "METHOD_KEYS"]

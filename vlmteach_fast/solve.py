@@ -60,7 +60,7 @@ def run_solve(args) -> int:
     from .baselines import baseline, best_of_n, vlm_as_solver
     from .config_io import load_config
     from .instance import load_image
-    from .optimize import optimize
+    from .optimization import optimize
     from .teacher import VLMTeacher
 
     # 1. everything cheap first: a typo must not cost a model load

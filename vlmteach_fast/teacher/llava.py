@@ -129,22 +129,21 @@ class LlavaAdapter:
         return TowerFeatures(tuple(feats) if isinstance(feats, (list, tuple)) else tuple(feats.unbind(0)))
 
     # ---- language model -----------------------------------------------------------------------------------------
-    def answer_hidden(self, feats: TowerFeatures, num_videos: int, per_video: int, view: list[int],
-                      questions: list[str], share_prefix: bool = True) -> tuple[torch.Tensor, int]:
-        """(hidden (num_videos, nq, D) at the answer position, LM calls). See `QwenVLAdapter.answer_hidden`."""
-        B, nq = num_videos, len(questions)
-        index = [b * per_video + u for b in range(B) for u in view]
+    def answer_hidden(self, feats: TowerFeatures, layout: list[list[int]], questions: list[str],
+                      share_prefix: bool = True) -> tuple[torch.Tensor, int]:
+        """(hidden (B, nq, D) at the answer position, LM calls). See `QwenVLAdapter.answer_hidden`."""
+        B, nq = len(layout), len(questions)
         prefix = self.head_ids()
-        for _ in view:
+        for _ in layout[0]:
             prefix += self.image_ids()
         suffixes = [self.question_ids(q) for q in questions]
         dev = feats.pooled[0].device
         base = self.model.model
         if share_prefix:
-            h = shared_prefix_1d(base, base.language_model, prefix, suffixes, B, feats.select(index), self.pad_id,
-                                 dev)
+            index = [i for row in layout for i in row]
+            h = shared_prefix_1d(base, base.language_model, prefix, suffixes, B, feats.select(index), self.pad_id, dev)
             return h, 2
-        rows = [i for b in range(B) for _ in range(nq) for i in index[b * len(view):(b + 1) * len(view)]]
+        rows = [i for row in layout for _ in range(nq) for i in row]
         return full_rows_1d(base, prefix, suffixes, B, feats.select(rows), self.pad_id, dev), 1
 
     # ---- generation ---------------------------------------------------------------------------------------------

@@ -157,3 +157,30 @@ def qwen_patchify(images: torch.Tensor, patch_size: int, temporal_patch_size: in
     pixel_values = x.reshape(n * gh * gw, c * temporal_patch_size * patch_size * patch_size)
     grid = torch.tensor([[1, gh, gw]] * n, dtype=torch.long, device=images.device)
     return pixel_values, grid
+
+
+def qwen_video_patchify(videos: torch.Tensor, patch_size: int, temporal_patch_size: int, merge_size: int):
+    """Qwen-VL flat patch layout for B clips (the HF Qwen2-VL video processor's `patchify`, on tensors).
+
+    Args:
+        videos: (B, T, C, H, W) normalized; T is padded to a multiple of temporal_patch_size by repeating the last
+            frame, as the HF processor does.
+    Returns:
+        pixel_values: (B * gt * gh * gw, C * temporal_patch_size * patch_size**2), consecutive frames of a temporal
+            patch side by side, so a clip of one frame repeated equals `qwen_patchify` of that frame;
+        grid_thw: (B, 3) int64 rows (gt, gh, gw).
+    """
+    b, t, c, h, w = videos.shape
+    factor = patch_size * merge_size
+    if h % factor or w % factor:
+        raise ValueError(f"frame size must be a multiple of {factor}, got {h}x{w}")
+    if pad := -t % temporal_patch_size:
+        videos = torch.cat([videos, videos[:, -1:].expand(-1, pad, -1, -1, -1)], dim=1)
+        t += pad
+    gt, gh, gw = t // temporal_patch_size, h // patch_size, w // patch_size
+    x = videos.reshape(b, gt, temporal_patch_size, c, gh // merge_size, merge_size, patch_size,
+                       gw // merge_size, merge_size, patch_size)
+    x = x.permute(0, 1, 4, 7, 5, 8, 3, 2, 6, 9)  # (B, gt, gh/m, gw/m, m, m, C, tp, p, p)
+    pixel_values = x.reshape(b * gt * gh * gw, c * temporal_patch_size * patch_size * patch_size)
+    grid = torch.tensor([[gt, gh, gw]] * b, dtype=torch.long, device=videos.device)
+    return pixel_values, grid

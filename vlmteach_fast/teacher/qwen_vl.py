@@ -18,7 +18,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .lm_batch import gather_last, left_pad, suffix_batch
-from .preprocess import normalize, qwen_patchify, resize_images, smart_resize
+from .preprocess import normalize, qwen_patchify, qwen_video_patchify, resize_images, smart_resize
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -36,7 +36,7 @@ SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_en
 
 @dataclass
 class VisionFeatures:
-    """Output of one vision-tower pass over N = B * U images (b-major).
+    """Output of one vision-tower pass over N images or video clips.
 
     pooled: N tensors (tokens_per_image, D), the merged features placed at <|image_pad|> positions.
     deepstack: Qwen3 only, per deepstack layer N tensors (tokens_per_image, D); else None.
@@ -46,6 +46,7 @@ class VisionFeatures:
     pooled: tuple
     deepstack: list | None
     grid_thw: torch.Tensor
+    modality: str = "image"  # "image" or "video": which placeholder token, token type and grid argument to use
 
     def select(self, index: list[int]):
         """(encoder output for `model.model(mm_encoder_outputs=...)`, grid rows) for the images in `index`."""
@@ -92,6 +93,7 @@ class QwenVLAdapter:
         self.max_pixels = int(_processor_value(image_processor, "max_pixels", d["max_pixels"]))
         self.system = d["system"]
         self.image_token_id = int(model.config.image_token_id)
+        self.video_token_id = int(model.config.video_token_id)
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         unk = getattr(tokenizer, "unk_token_id", None)
         missing = [t for t, i in ids.items() if i is None or (unk is not None and i == unk)]
@@ -119,7 +121,11 @@ class QwenVLAdapter:
         return self._encode_text(f"{question}<|im_end|>\n<|im_start|>assistant\n")
 
     def image_ids(self, num_tokens: int) -> list[int]:
-        return [self.vision_start_id] + [self.image_token_id] * num_tokens + [self.vision_end_id]
+        return self.visual_ids(num_tokens, "image")
+
+    def visual_ids(self, num_tokens: int, modality: str = "image") -> list[int]:
+        pad = self.image_token_id if modality == "image" else self.video_token_id
+        return [self.vision_start_id] + [pad] * num_tokens + [self.vision_end_id]
 
     # ---- vision -------------------------------------------------------------------------------------------------
     def target_size(self, height: int, width: int, min_pixels: int | None, max_pixels: int | None):
@@ -136,7 +142,39 @@ class QwenVLAdapter:
         return qwen_patchify(x, self.patch_size, self.temporal_patch_size, self.merge_size)
 
     def tokens_per_image(self, grid_thw: torch.Tensor) -> int:
-        return int(grid_thw[0].prod()) // self.merge_size**2
+        return self.tokens_per_item(grid_thw[0])
+
+    def tokens_per_item(self, grid_row: torch.Tensor) -> int:
+        """LM tokens for one image or clip with grid (t, h, w): the 2x2 spatial merge divides by merge_size**2."""
+        return int(grid_row.prod()) // self.merge_size**2
+
+    @property
+    def supports_video(self) -> bool:
+        # Qwen3-VL interleaves per-frame timestamp text ("<0.5 seconds>") with a video's frames; not reproduced.
+        return self.family in ("qwen2_vl", "qwen2_5_vl")
+
+    def encode_videos(self, clips: list[torch.Tensor], min_pixels: int | None = None,
+                      max_pixels: int | None = None) -> VisionFeatures:
+        """One vision-tower pass over video clips, frames merged in pairs by the temporal patch (Qwen2/2.5-VL).
+
+        Args:
+            clips: list of (B, T, 3, H, W) float tensors in [0, 1] (T may differ between list entries).
+        Returns: features of len(clips) * B clips, clip-major then b.
+        """
+        if not self.supports_video:
+            raise ValueError(f"frames_as='video' is supported for qwen2_vl and qwen2_5_vl, got {self.family!r}")
+        pvs, grids = [], []
+        for clip in clips:
+            B, T = clip.shape[:2]
+            size = self.target_size(clip.shape[-2], clip.shape[-1], min_pixels, max_pixels)
+            x = normalize(resize_images(clip.reshape(B * T, *clip.shape[2:]), size), self.mean, self.std)
+            pv, grid = qwen_video_patchify(x.view(B, T, *x.shape[1:]), self.patch_size, self.temporal_patch_size,
+                                           self.merge_size)
+            pvs.append(pv)
+            grids.append(grid)
+        pixel_values, grid_thw = torch.cat(pvs), torch.cat(grids)
+        out = self.model.model.get_video_features(pixel_values, grid_thw, return_dict=True)
+        return VisionFeatures(tuple(out.pooler_output), None, grid_thw, modality="video")
 
     def encode(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> VisionFeatures:
         """One vision-tower pass over all images."""
@@ -151,63 +189,81 @@ class QwenVLAdapter:
         )
         return pos
 
-    def answer_hidden(self, feats: VisionFeatures, num_videos: int, per_video: int, view: list[int],
-                      questions: list[str], share_prefix: bool = True) -> tuple[torch.Tensor, int]:
+    def answer_hidden(self, feats: VisionFeatures, layout: list[list[int]], questions: list[str],
+                      share_prefix: bool = True) -> tuple[torch.Tensor, int]:
         """Final hidden state at the answer position for every (video, question).
 
         Args:
-            feats: vision output for num_videos * per_video images, b-major.
-            view: which of each video's `per_video` images the questions look at (in order).
-            questions: the nq questions sharing this view.
-            share_prefix: run the common prefix (template + images) once per video and reuse its KV cache for all
-                questions (default); False runs full left-padded rows, one per (video, question).
-        Returns: (hidden (num_videos, nq, D), number of LM forward calls made).
+            feats: one vision pass's output (images or clips).
+            layout: per video b, the indices into `feats` its prompt shows, in order (same count for every b).
+            questions: the nq questions sharing this frame view.
+            share_prefix: run the common prefix (template + visual tokens) once per video and reuse its KV cache for
+                all questions (default); False runs full left-padded rows, one per (video, question).
+        Returns: (hidden (B, nq, D), number of LM forward calls made).
         """
-        B, nq = num_videos, len(questions)
-        index = [b * per_video + u for b in range(B) for u in view]
-        n_tok = self.tokens_per_image(feats.grid_thw)
+        B = len(layout)
+        index = [i for row in layout for i in row]
         prefix = self.head_ids()
-        for _ in view:
-            prefix += self.image_ids(n_tok)
+        for i in layout[0]:
+            prefix += self.visual_ids(self.tokens_per_item(feats.grid_thw[i]), feats.modality)
         suffixes = [self.question_ids(q) for q in questions]
         dev = feats.grid_thw.device
         if share_prefix:
             return self._shared_prefix(feats, index, prefix, suffixes, B, dev), 2
-        return self._full_rows(feats, index, prefix, suffixes, B, len(view), dev), 1
+        return self._full_rows(feats, index, prefix, suffixes, B, len(layout[0]), dev), 1
+
+    def _mm_inputs(self, feats, index, ids, mask=None):
+        """Token types, grid kwargs, encoder outputs and mrope position ids for rows `ids` showing feats[index]."""
+        enc, grid = feats.select(index)
+        pad_id = self.image_token_id if feats.modality == "image" else self.video_token_id
+        is_visual = ids == pad_id
+        if mask is not None:
+            is_visual &= mask.bool()
+        mm = is_visual.int() * (1 if feats.modality == "image" else 2)
+        grid_kw = {"image_grid_thw": grid} if feats.modality == "image" else {"video_grid_thw": grid}
+        rope_kw = dict(grid_kw)
+        if feats.modality == "video" and self.family == "qwen2_5_vl":
+            # Qwen2.5-VL spaces video positions by tokens_per_second * seconds per temporal patch; without an fps
+            # the model's own default is 1 s per patch, which is what passing nothing gives.
+            rope_kw["second_per_grid_ts"] = None
+        pos, _ = self.model.model.get_rope_index(
+            input_ids=ids, mm_token_type_ids=mm, attention_mask=mask, **rope_kw
+        )
+        return mm, grid_kw, {feats.modality: enc}, pos
 
     def _shared_prefix(self, feats, index, prefix, suffixes, B, dev):
         nq = len(suffixes)
-        enc, grid = feats.select(index)
-        ids = torch.tensor(prefix, device=dev).expand(B, -1)  # (B, P), identical rows: no padding needed
-        mm = (ids == self.image_token_id).int()
-        pos = self._rope(ids, mm, grid)  # (3, B, P)
+        # (B, P + 1): identical rows, no padding. The extra last token is a text stand-in whose mrope position is
+        # where the questions start. It is not max(position) + 1: after a clip the text resumes at the clip's
+        # start + max(gh, gw) / merge, while Qwen2.5-VL spaces a clip's temporal positions by tokens_per_second
+        # (measured: 0.86 nats off on a 4-frame clip when continuing from the max).
+        ids = torch.tensor(prefix + [self.pad_id], device=dev).expand(B, -1)
+        mm, grid_kw, enc, pos = self._mm_inputs(feats, index, ids)  # pos (3, B, P + 1)
+        next_pos = pos[0, :, -1].repeat_interleave(nq)  # (B*nq,)
+        ids, mm, pos = ids[:, :-1], mm[:, :-1], pos[..., :-1]
         out = self.model.model(
             input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=pos, mm_token_type_ids=mm,
-            image_grid_thw=grid, mm_encoder_outputs={"image": enc}, use_cache=True,
+            mm_encoder_outputs=enc, use_cache=True, **grid_kw,
         )
         cache = out.cache
         cache.batch_repeat_interleave(nq)  # rows (b, q), b-major
         sids, mask, lengths = suffix_batch(suffixes, B, ids.shape[1], self.pad_id, dev)
-        # Text after the images continues from the largest position id used so far (mrope: max over t/h/w rows);
-        # text tokens carry the same id in all three rows.
-        next_pos = (pos.amax(dim=(0, 2)) + 1).repeat_interleave(nq)  # (B*nq,)
+        # Text tokens carry the same position id in all three mrope rows.
         spos = (next_pos[:, None] + torch.arange(sids.shape[1], device=dev)[None])[None].expand(3, -1, -1)
         h = self.model.model.language_model(
             input_ids=sids, attention_mask=mask, position_ids=spos, cache=cache, use_cache=True
         ).last_hidden_state  # (B*nq, S, D)
         return gather_last(h, lengths).view(B, nq, -1)
 
-    def _full_rows(self, feats, index, prefix, suffixes, B, n_img, dev):
+    def _full_rows(self, feats, index, prefix, suffixes, B, n_items, dev):
         nq = len(suffixes)
         # Left padding puts every row's answer position at -1; get_rope_index skips masked positions.
         ids, mask = left_pad([prefix + s for _ in range(B) for s in suffixes], self.pad_id, dev)
-        row_index = [index[b * n_img + k] for b in range(B) for _ in range(nq) for k in range(n_img)]
-        enc, grid = feats.select(row_index)
-        mm = ((ids == self.image_token_id) & mask.bool()).int()
-        pos = self._rope(ids, mm, grid, attention_mask=mask)
+        row_index = [index[b * n_items + k] for b in range(B) for _ in range(nq) for k in range(n_items)]
+        mm, grid_kw, enc, pos = self._mm_inputs(feats, row_index, ids, mask)
         h = self.model.model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, mm_token_type_ids=mm, image_grid_thw=grid,
-            mm_encoder_outputs={"image": enc}, use_cache=False,
+            input_ids=ids, attention_mask=mask, position_ids=pos, mm_token_type_ids=mm, mm_encoder_outputs=enc,
+            use_cache=False, **grid_kw,
         ).last_hidden_state
         return h[:, -1].view(B, nq, -1)
 

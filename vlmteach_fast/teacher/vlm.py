@@ -45,6 +45,11 @@ class RewardConfig:
         metadata={"help": "'log_p_yes': full-vocabulary log P(Yes); 'yes_no': log P(Yes) / (P(Yes) + P(No))"},
     )
     question_suffix: str = field(default=" Answer yes or no.", metadata={"help": "appended to every question"})
+    frames_as: str = field(
+        default="images",
+        metadata={"help": "'images': each picked frame is an image; 'video': the picked frames form one clip "
+                          "(Qwen2-VL / Qwen2.5-VL only; consecutive frames share a temporal patch)"},
+    )
     share_prefix: bool = field(
         default=True, metadata={"help": "reuse the visual prefix's KV cache across questions (False: full rows)"}
     )
@@ -60,6 +65,8 @@ class RewardConfig:
                 raise ValueError(f"RewardConfig.{name} must be None or an int >= 1, got {v!r}")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError(f"RewardConfig.min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})")
+        if self.frames_as not in ("images", "video"):
+            raise ValueError(f"RewardConfig.frames_as must be 'images' or 'video', got {self.frames_as!r}")
         if self.answer_form not in ("log_p_yes", "yes_no"):
             raise ValueError(f"RewardConfig.answer_form must be 'log_p_yes' or 'yes_no', got {self.answer_form!r}")
 
@@ -193,22 +200,40 @@ class VLMTeacher:
             views[PROCESS] = select_frames(num_frames, self.config.process_frames, "uniform")
         return views
 
+    def _encode(self, frames: torch.Tensor, views: dict[str, list[int]]):
+        """One vision-tower pass for every frame view; returns (features, {kind: per-video feature indices})."""
+        B = frames.shape[0]
+        cfg = self.config
+        if cfg.frames_as == "video":
+            if not getattr(self.adapter, "supports_video", False):
+                raise ValueError(
+                    f"RewardConfig.frames_as='video' is not supported for {self.adapter.family!r}; "
+                    "use frames_as='images'"
+                )
+            feats = self.adapter.encode_videos([frames[:, idx] for idx in views.values()], cfg.min_pixels,
+                                               cfg.max_pixels)
+            # Clip-major, then video: view v of video b is clip v * B + b.
+            return feats, {kind: [[v * B + b] for b in range(B)] for v, kind in enumerate(views)}, B * len(views)
+        union = sorted({i for v in views.values() for i in v})
+        U = len(union)
+        images = frames[:, union].reshape(B * U, *frames.shape[2:])
+        pv, grid = self.adapter.preprocess(images, cfg.min_pixels, cfg.max_pixels)
+        feats = self.adapter.encode(pv, grid)
+        layout = {kind: [[b * U + union.index(i) for i in idx] for b in range(B)] for kind, idx in views.items()}
+        return feats, layout, B * U
+
     def answer_logits(self, frames: torch.Tensor, questions: list[str], kinds: list[str]):
         """(B, Q, V) logits at the answer position, and stats. Steps 1-4 of `reward`; frames already checked."""
         B, F_ = frames.shape[:2]
         views = self._views(F_, kinds)
-        union = sorted({i for v in views.values() for i in v})
-        images = frames[:, union].reshape(B * len(union), *frames.shape[2:])
-        pv, grid = self.adapter.preprocess(images, self.config.min_pixels, self.config.max_pixels)
-        feats = self.adapter.encode(pv, grid)  # the one vision-tower pass
-        stats = {"vision_calls": 1, "lm_calls": 0, "images": B * len(union)}
+        feats, layout, n_items = self._encode(frames, views)  # the one vision-tower pass
+        stats = {"vision_calls": 1, "lm_calls": 0, "visual_items": n_items}
         suffix = self.config.question_suffix
         hidden = None
-        for kind, frame_idx in views.items():
+        for kind in views:
             cols = [i for i, k in enumerate(kinds) if k == kind]
-            view = [union.index(i) for i in frame_idx]
             h, calls = self.adapter.answer_hidden(
-                feats, B, len(union), view, [questions[i] + suffix for i in cols], self.config.share_prefix
+                feats, layout[kind], [questions[i] + suffix for i in cols], self.config.share_prefix
             )
             stats["lm_calls"] += calls
             if hidden is None:

@@ -1,0 +1,94 @@
+"""optimize (16 steps) vs Best-of-5 on the same small models and instance, and optimize's per-step cost breakdown.
+
+Run:  python -m pytest bench/bench_optimize.py --benchmark-only --benchmark-json=bench/optimize.json
+      python bench/report.py bench/optimize.json
+
+Models: the tiny random Wan2.2-TI2V-style pipeline (vlmteach_fast.reasoner.tiny) and a tiny random Qwen2-VL teacher
+(tests/teacher_fixtures.py), 9 frames at 64 x 64. Random weights: this measures cost, not quality. The paper's claim
+to check: 16 optimization steps cost no more than Best-of-5 (one-step mode, light decoder, 4-step final sample).
+"""
+
+import os
+import sys
+import time
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
+from teacher_fixtures import make_qwen_vl  # noqa: E402
+from vlmteach_fast.baselines import best_of_n  # noqa: E402
+from vlmteach_fast.instance import SamplingConfig  # noqa: E402
+from vlmteach_fast.optimization import OptimizeConfig, _decoder_for, optimize  # noqa: E402
+from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner  # noqa: E402
+from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline  # noqa: E402
+from vlmteach_fast.teacher import RewardConfig, VLMTeacher  # noqa: E402
+
+GEOM = dict(num_frames=9, height=64, width=64)
+QUERIES = ["Is the red ball on the green square at the end?", "Does the ball stay in one piece?"]
+PROMPT = "move the red ball onto the green square"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    model, tok = make_qwen_vl()
+    teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=64 * 64, process_frames=4))
+    pipe = tiny_wan_pipeline("ti2v")
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    cache = str(tmp_path_factory.mktemp("ldc"))
+    return pipe, teacher, image, cache
+
+
+def _cfg(cache, **kw):
+    base = dict(max_steps=16, patience=1000, yes_threshold=1.0, lr=1e-2, progress=False, lora=LoRASpec(rank=16),
+                decoder=LightDecoderConfig(cache_dir=cache), sampling=SamplingConfig(final_steps=4, **GEOM))
+    base.update(kw)
+    return OptimizeConfig(**base)
+
+
+@pytest.mark.parametrize("method", ["optimize16", "best_of_5"])
+def test_optimize_vs_best_of_5(benchmark, setup, method):
+    pipe, teacher, image, cache = setup
+    benchmark.group = "optimize (16 steps) vs best_of_n (5), tiny Wan + tiny Qwen2-VL, 9x64x64, CPU"
+    if method == "optimize16":
+        optimize(pipe, teacher, PROMPT, image=image, queries=QUERIES, config=_cfg(cache, max_steps=1))  # warm-up
+        run = lambda: optimize(pipe, teacher, PROMPT, image=image, queries=QUERIES, config=_cfg(cache))  # noqa: E731
+    else:
+        run = lambda: best_of_n(pipe, teacher, PROMPT, image=image, queries=QUERIES, n=5,  # noqa: E731
+                                sampling=SamplingConfig(final_steps=4, **GEOM))
+    result = benchmark.pedantic(run, rounds=2, iterations=1)
+    benchmark.extra_info.update(provider=method, reference="best_of_5", cost=result.cost.to_dict())
+    if method == "optimize16":
+        assert len(result.history) == 16
+
+
+def test_per_step_breakdown(benchmark, setup):
+    """Seconds of each part of one optimization step (median of 8 steps), in extra_info."""
+    pipe, teacher, image, cache = setup
+    reasoner = Reasoner.from_pipeline(tiny_wan_pipeline("ti2v"), LoRASpec(rank=16))
+    prep = reasoner.prepare(PROMPT, image, seed=0, **GEOM)
+    decoder = _decoder_for(reasoner, LightDecoderConfig(cache_dir=cache))
+    opt = torch.optim.AdamW(reasoner.lora_parameters(), lr=1e-2)
+    parts = {k: [] for k in ("predict", "light_decode", "reward_fwd", "backward", "optimizer")}
+
+    def step():
+        t = [time.perf_counter()]
+        pred = reasoner.predict(prep)
+        t.append(time.perf_counter())
+        frames = decoder(pred.latents)
+        t.append(time.perf_counter())
+        loss = -teacher.reward(frames, QUERIES).reward.mean()
+        t.append(time.perf_counter())
+        opt.zero_grad()
+        loss.backward()
+        t.append(time.perf_counter())
+        opt.step()
+        t.append(time.perf_counter())
+        for k, a, b in zip(parts, t, t[1:]):
+            parts[k].append(b - a)
+
+    benchmark.group = "optimize step breakdown"
+    benchmark.pedantic(step, rounds=8, warmup_rounds=1, iterations=1)
+    med = {k: sorted(v)[len(v) // 2] for k, v in parts.items()}
+    benchmark.extra_info.update(provider="one_step", breakdown_seconds=med)

@@ -1,0 +1,95 @@
+"""Architectures of the shipped toy models (shared by the training scripts and the loaders) and the loaders.
+
+Video model: Wan2.2 TI2V form, i.e. diffusers' ``WanImageToVideoPipeline(expand_timesteps=True)``: the first latent
+frame is replaced by the image latent and gets timestep 0 (the Reasoner's "ti2v" path, no CLIP image encoder).
+- ``AutoencoderKLWan`` with 4x spatial (dim_mult of length 3) and 4x temporal compression: 9x32x32 frames ->
+  16 x 3 x 8 x 8 latents, one latent pixel per 4-px world cell.
+- ``WanTransformer3DModel``: 4 blocks, width 96 (6 heads x 16), patch (1, 2, 2) -> 48 tokens per video.
+- ``UMT5EncoderModel``: 2 layers, width 32, random frozen weights (it only has to tell 3 prompts apart) with a
+  ``ByT5Tokenizer`` (needs no files).
+Teacher: a tiny ``Qwen2VLForConditionalGeneration`` with a word-level tokenizer (``teacher_vocab``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["WEIGHTS_DIR", "PIPELINE_DIR", "TEACHER_DIR", "build_vae", "build_transformer", "build_text_encoder",
+           "build_scheduler", "assemble_pipeline", "load_pipeline", "SAMPLE_STEPS", "SHIFT"]
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
+PIPELINE_DIR = os.path.join(WEIGHTS_DIR, "video")
+TEACHER_DIR = os.path.join(WEIGHTS_DIR, "teacher")
+# The video model is trained for few-step sampling: sample with this many Euler steps of the flow ODE.
+SAMPLE_STEPS = 4
+# Scheduler shift: sigma' = s * sigma / (1 + (s - 1) * sigma); 3 spends half of 4 steps above sigma = 0.75, where
+# the walk's direction is decided (measured: shift 1 left the agent a smeared blob more often).
+SHIFT = 3.0
+
+
+def build_vae():
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(base_dim=12, z_dim=16, dim_mult=[1, 2, 2], num_res_blocks=1,
+                            temperal_downsample=[True, True], scale_factor_spatial=4, scale_factor_temporal=4,
+                            latents_mean=[0.0] * 16, latents_std=[1.0] * 16)
+
+
+def build_transformer():
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=6, attention_head_dim=16, in_channels=16,
+                                 out_channels=16, text_dim=32, freq_dim=256, ffn_dim=256, num_layers=4,
+                                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+
+
+def build_text_encoder(seed: int = 0):
+    from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed)
+    enc = UMT5EncoderModel(UMT5Config(vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                      relative_attention_num_buckets=8))
+    return ByT5Tokenizer(), enc.eval()
+
+
+def build_scheduler():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(shift=SHIFT)
+
+
+def assemble_pipeline(vae, transformer, tokenizer, text_encoder):
+    """A ``WanImageToVideoPipeline`` in the TI2V form from the given components (all put in eval mode)."""
+    from diffusers import WanImageToVideoPipeline
+
+    for m in (vae, transformer, text_encoder):
+        m.eval()
+    return WanImageToVideoPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
+                                   scheduler=build_scheduler(), transformer=transformer, expand_timesteps=True)
+
+
+def load_pipeline(path: str | None = None, dtype: torch.dtype = torch.float32, device="cpu"):
+    """Load the shipped toy video model offline.
+
+    Args:
+        path: a folder written by ``scripts/train_toy_video.py``; default: the one in the package.
+        dtype: parameter dtype (float32 default; the model is 4 MB, nothing to gain from less on CPU).
+        device: where to put it.
+
+    Returns:
+        A diffusers ``WanImageToVideoPipeline`` (``expand_timesteps=True``) in eval mode. Use it at
+        ``num_frames=9, height=32, width=32`` with ``SAMPLE_STEPS`` steps and ``guidance_scale=1``, e.g.
+        ``Reasoner.from_pipeline(load_pipeline())``.
+    """
+    from diffusers import WanImageToVideoPipeline
+
+    path = PIPELINE_DIR if path is None else path
+    if not os.path.isfile(os.path.join(path, "model_index.json")):
+        raise FileNotFoundError(f"no toy video model at {path!r} (model_index.json missing); "
+                                "train it with scripts/train_toy_video.py")
+    pipe = WanImageToVideoPipeline.from_pretrained(path, torch_dtype=dtype, use_safetensors=True)
+    for m in (pipe.vae, pipe.transformer, pipe.text_encoder):
+        m.eval()
+    return pipe.to(device)
