@@ -81,7 +81,8 @@ class FamilyAdapter:
     # ----- schedule and step: rectified flow x_t = (1 - sigma) x0 + sigma * eps, model predicts v = eps - x0 -----
 
     def schedule(self, steps: int, prepared: PreparedInstance) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(timesteps (steps,), sigmas (steps + 1,))`` from a copy of the pipeline's scheduler (its own shift).
+        """``(timesteps (steps,), coefficients (steps, 2))``: step i moves from ``coefficients[i, 0]`` to
+        ``coefficients[i, 1]`` (sigma -> next sigma for flow matching), from a copy of the pipeline's scheduler.
 
         The copy keeps the pipeline's scheduler state untouched, so ``pipe(...)`` still works afterwards.
         Families whose pipelines pass custom sigmas / a resolution-dependent shift override ``scheduler_kwargs``.
@@ -95,7 +96,8 @@ class FamilyAdapter:
                 f"scheduler {type(sched).__name__} has no flow-matching sigma schedule of length steps + 1; "
                 "use a FlowMatchEulerDiscreteScheduler (or a scheduler with use_flow_sigmas=True)"
             )
-        return sched.timesteps[:steps].to(torch.float32), sigmas.to(torch.float32)
+        sigmas = sigmas.to(torch.float32)
+        return sched.timesteps[:steps].to(torch.float32), torch.stack([sigmas[:-1], sigmas[1:]], dim=1)
 
     def scheduler_kwargs(self, steps: int, prepared: PreparedInstance) -> dict:
         """Arguments of ``scheduler.set_timesteps`` for ``steps`` steps (default: just the count)."""

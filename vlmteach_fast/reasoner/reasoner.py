@@ -23,15 +23,14 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from .family import FamilyAdapter, PreparedInstance, _check_int
 from .lora import (LoRASpec, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
                    snapshot_lora)
+from .cogvideox import CogVideoXAdapter
 from .ltx import LTXAdapter
 from .wan import WanAdapter
 
 __all__ = ["Reasoner", "PredictOutput", "SampleOutput", "SUPPORTED_PIPELINES", "adapter_for"]
 
-_ADAPTERS: tuple[type[FamilyAdapter], ...] = (WanAdapter, LTXAdapter)
+_ADAPTERS: tuple[type[FamilyAdapter], ...] = (WanAdapter, CogVideoXAdapter, LTXAdapter)
 SUPPORTED_PIPELINES: tuple[str, ...] = tuple(c for a in _ADAPTERS for c in a.pipeline_classes)
-# Named in the issue, not implemented yet: listed in the error so users know they are planned, not forgotten.
-_PLANNED = ("CogVideoXImageToVideoPipeline",)
 
 
 def adapter_for(pipe) -> FamilyAdapter:
@@ -41,8 +40,7 @@ def adapter_for(pipe) -> FamilyAdapter:
         if cls_name in adapter_cls.pipeline_classes:
             return adapter_cls(pipe)
     raise TypeError(
-        f"`pipe` must be one of the supported diffusers pipelines {list(SUPPORTED_PIPELINES)}, got {cls_name} "
-        f"(not yet implemented: {list(_PLANNED)})"
+        f"`pipe` must be one of the supported diffusers pipelines {list(SUPPORTED_PIPELINES)}, got {cls_name}"
     )
 
 
@@ -171,13 +169,13 @@ class Reasoner:
         return self.adapter.step(latents, out, sigma, sigma_next)
 
     def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False):
-        timesteps, sigmas = self.adapter.schedule(steps, prepared)
+        timesteps, coeffs = self.adapter.schedule(steps, prepared)
         latents = self.adapter.initial_latents(prepared)
         evals_per_step = 2 if guidance_scale > 1.0 else 1
         first_grad = steps - grad_steps
         for i in range(steps):
             t = timesteps[i].to(latents.device)
-            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+            s, s_next = float(coeffs[i, 0]), float(coeffs[i, 1])
             if i < first_grad or not torch.is_grad_enabled():
                 with torch.no_grad():
                     latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale)

@@ -155,3 +155,28 @@ def tiny_ltx_i2v_pipeline(seed: int = 0):
     _eval(vae, text_encoder, transformer)
     return LTXImageToVideoPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
                                    tokenizer=tokenizer, transformer=transformer)
+
+
+def tiny_cogvideox_i2v_pipeline(seed: int = 0):
+    """A tiny ``CogVideoXImageToVideoPipeline`` (diffusers' test config, DDIM scheduler): 4 latent channels, 8x
+    spatial / 4x temporal compression, learned positional embeddings sized for 16 x 16 pixels and 9 frames, so
+    use exactly ``num_frames=9, height=16, width=16``."""
+    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline,
+                           CogVideoXTransformer3DModel)
+
+    torch.manual_seed(seed)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=4, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=2,
+        text_embed_dim=32, num_layers=1, sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=16, use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=True,
+    )
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4,
+    )
+    tokenizer, text_encoder = _tiny_t5()
+    _eval(vae, text_encoder, transformer)
+    return CogVideoXImageToVideoPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
+                                         transformer=transformer, scheduler=CogVideoXDDIMScheduler())
