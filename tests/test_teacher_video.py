@@ -1,0 +1,89 @@
+"""frames_as='video' for Qwen2-VL / Qwen2.5-VL: clip patchify, reward vs the stock HF video forward, errors."""
+
+import pytest
+import torch
+
+from teacher_fixtures import make_idefics3, make_qwen_vl
+from vlmteach_fast.teacher import Queries, RewardConfig, VLMTeacher
+from vlmteach_fast.teacher.preprocess import qwen_patchify, qwen_video_patchify
+
+QUERIES = Queries("Does the red ball reach the green square?", ["Does the ball stay intact?", "Is it red?"])
+TOL = 1e-5  # fp32, same reasoning as test_teacher_reward.TOL
+
+
+def test_video_patchify_layout():
+    frame = torch.rand(1, 3, 28, 56)
+    still = qwen_video_patchify(frame[:, None].expand(1, 2, 3, 28, 56), 14, 2, 2)
+    assert torch.equal(still[0], qwen_patchify(frame, 14, 2, 2)[0])  # an image is a clip of one repeated frame
+    clip = torch.rand(2, 3, 3, 28, 28)  # odd T: padded by repeating the last frame -> gt = 2
+    pv, grid = qwen_video_patchify(clip, 14, 2, 2)
+    assert grid.tolist() == [[2, 2, 2], [2, 2, 2]] and pv.shape == (2 * 2 * 4, 3 * 2 * 14 * 14)
+    first = pv[0].view(3, 2, 14, 14)  # clip 0, temporal patch 0, top-left patch: frames 0 and 1 side by side
+    torch.testing.assert_close(first[:, 0], clip[0, 0, :, :14, :14])
+    torch.testing.assert_close(first[:, 1], clip[0, 1, :, :14, :14])
+    last = pv[7].view(3, 2, 14, 14)  # clip 0, temporal patch 1 = (frame 2, frame 2 repeated), bottom-right patch
+    torch.testing.assert_close(last[:, 0], clip[0, 2, :, 14:, 14:])
+    torch.testing.assert_close(last[:, 1], clip[0, 2, :, 14:, 14:])
+
+
+@pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
+def teacher(request):
+    model, tok = make_qwen_vl(request.param)
+    return VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, goal_frames=2, process_frames=4,
+                                               frames_as="video"))
+
+
+def _hf_video_reference(teacher, frames, queries):
+    ad, cfg = teacher.adapter, teacher.config
+    B, F_ = frames.shape[:2]
+    out = torch.zeros(B, len(queries))
+    for b in range(B):
+        for qi, (question, kind) in enumerate(zip(queries.questions, queries.kinds)):
+            idx = teacher._views(F_, [kind])[kind]
+            clip = frames[b:b + 1, idx]
+            size = ad.target_size(*frames.shape[-2:], cfg.min_pixels, cfg.max_pixels)
+            from vlmteach_fast.teacher.preprocess import normalize, resize_images
+
+            x = normalize(resize_images(clip[0], size), ad.mean, ad.std)[None]
+            pv, grid = qwen_video_patchify(x, ad.patch_size, ad.temporal_patch_size, ad.merge_size)
+            ids = ad.head_ids() + ad.visual_ids(ad.tokens_per_item(grid[0]), "video")
+            ids = torch.tensor([ids + ad.question_ids(question + cfg.question_suffix)])
+            logits = teacher.model(
+                input_ids=ids, pixel_values_videos=pv, video_grid_thw=grid,
+                mm_token_type_ids=(ids == ad.video_token_id).int() * 2,
+            ).logits[0, -1]
+            out[b, qi] = logits.log_softmax(-1)[teacher.yes_id]
+    return out
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_video_reward_matches_hf_forward(teacher, share_prefix):
+    frames = torch.rand(2, 6, 3, 50, 60)
+    teacher.config.share_prefix = share_prefix
+    try:
+        with torch.no_grad():
+            out = teacher.reward(frames, QUERIES)
+            ref = _hf_video_reference(teacher, frames, QUERIES)
+    finally:
+        teacher.config.share_prefix = True
+    torch.testing.assert_close(out.log_probs, ref, atol=TOL, rtol=0)
+    assert out.stats["vision_calls"] == 1 and out.stats["visual_items"] == 2 * 2  # 2 videos x (goal, process) clip
+    assert (ref[:, 0] - ref[:, 1]).abs().max() > 1e-2
+
+
+def test_video_gradient_reaches_frames(teacher):
+    frames = torch.rand(1, 6, 3, 50, 60, requires_grad=True)
+    teacher.reward(frames, QUERIES).reward.sum().backward()
+    seen = (frames.grad.abs().sum(dim=(0, 2, 3, 4)) > 0).nonzero().flatten().tolist()
+    assert seen == [0, 2, 3, 4, 5]  # process: uniform 4 of 6 = 0, 2, 3, 5; goal: last 2 = 4, 5
+    assert all(p.grad is None for p in teacher.model.parameters())
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "idefics3"])
+def test_video_mode_unsupported(family):
+    model, tok = make_qwen_vl(family, text_layers=1, vision_depth=1) if family == "qwen3_vl" else make_idefics3()
+    teacher = VLMTeacher(model, tok, RewardConfig(frames_as="video"))
+    with pytest.raises(ValueError, match="frames_as='video' is not supported"):
+        teacher.reward(torch.rand(1, 4, 3, 32, 32), ["Is it red?"])
+    with pytest.raises(ValueError, match="frames_as"):
+        RewardConfig(frames_as="clip")
