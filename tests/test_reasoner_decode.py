@@ -119,6 +119,22 @@ def test_linear_fit_on_the_wan_vae_is_cached_and_differentiable(reasoner, tmp_pa
     assert float(z.grad[:, :, 0].abs().sum()) > 0 and float(z.grad[:, :, 2].abs().sum()) > 0
 
 
+@pytest.mark.parametrize("family", ["cogvideox", "ltx"])
+def test_light_decoder_on_other_families(tmp_path, family):
+    from vlmteach_fast.reasoner.tiny import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline
+
+    pipe = tiny_cogvideox_i2v_pipeline() if family == "cogvideox" else tiny_ltx_i2v_pipeline()
+    r = Reasoner.from_pipeline(pipe, LoRASpec(rank=2, fused=False))
+    c = r.adapter.latent_channels
+    ld = LightDecoder(r, LightDecoderConfig(cache_dir=str(tmp_path), fit_samples=2, fit_latent_frames=3,
+                                            fit_latent_size=2 if family == "cogvideox" else 4))
+    assert ld.weight.shape == (c, 3)
+    z = torch.randn(1, c, 3, 2, 2)
+    out = ld(z, frames="last")
+    full = LightDecoder(r, LightDecoderConfig(kind="full"))(z, frames="last")
+    assert out.shape == full.shape == (1, 1, 3, 2 * r.adapter.spatial, 2 * r.adapter.spatial)
+
+
 def test_a_different_vae_gets_a_different_cache_entry(tmp_path):
     r1 = Reasoner.from_pipeline(tiny_wan_pipeline("t2v", seed=0), LoRASpec(rank=2, fused=False))
     r2 = Reasoner.from_pipeline(tiny_wan_pipeline("t2v", seed=1), LoRASpec(rank=2, fused=False))
