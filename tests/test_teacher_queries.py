@@ -8,7 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from teacher_fixtures import make_qwen_vl
+from teacher_fixtures import make_idefics3, make_llava, make_qwen_vl
 from vlmteach_fast.teacher import Queries, QueryCache, RewardConfig, VLMTeacher, parse_queries, queries_from_checklist
 from vlmteach_fast.teacher.queries import MAX_QUESTION_CHARS, fallback_goal, is_question
 
@@ -149,3 +149,24 @@ def test_synthesize_queries_parses_generation(monkeypatch):
     with pytest.warns(UserWarning, match="derived from the prompt"):
         q = teacher.synthesize_queries("Pour the water.", None)
     assert q.goal == fallback_goal("Pour the water.")
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "idefics3", "smolvlm", "llava"])
+def test_synthesize_queries_every_family(family):
+    if family == "qwen3_vl":
+        model, tok = make_qwen_vl(family, text_layers=1, vision_depth=1)
+    elif family == "llava":
+        model, tok = make_llava()
+    else:
+        model, tok = make_idefics3(family)
+    teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=64 * 64))
+    calls = []
+    handle = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = teacher.synthesize_queries(PROMPT, torch.rand(3, 40, 48), max_process=2, max_new_tokens=6)
+    finally:
+        handle.remove()
+    _valid(q, 2)
+    assert len(calls) == 1  # the first frame reached the vision tower through the family's generate path

@@ -164,6 +164,17 @@ def test_goal_and_process_frame_views():
     assert seen == [6, 7]  # a goal-only query looks only at the last goal_frames frames
 
 
+@pytest.mark.parametrize("family", ["qwen3_vl", "llava"])
+def test_bf16_model(family):
+    model, tok = make_llava() if family == "llava" else make_qwen_vl(family, text_layers=1, vision_depth=1)
+    teacher = VLMTeacher(model.to(torch.bfloat16), tok, RewardConfig(max_pixels=56 * 56))
+    frames = _frames(B=1, grad=True)
+    out = teacher.reward(frames, QUERIES)
+    out.reward.sum().backward()
+    assert out.log_probs.dtype == torch.float32 and torch.isfinite(out.log_probs).all()
+    assert torch.isfinite(frames.grad).all() and frames.grad.abs().sum() > 0
+
+
 def test_bf16_frames_accepted():
     model, tok = make_qwen_vl("qwen2_vl", text_layers=1, vision_depth=1)
     teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56))
