@@ -14,8 +14,8 @@ import torch
 
 GOAL = "goal"
 PROCESS = "process"
-# Frames in [0, 1] are checked with this slack: decoders (VAE + clamp-free tanh) overshoot by ~1e-6 in fp32 and by up
-# to one bf16 ulp near 1.0 (2**-8 = 0.0039); a frame far outside is almost surely in [-1, 1] or [0, 255] instead.
+# Frames in [0, 1] are checked with this slack: a bf16 frame rescaled from [-1, 1] can land one bf16 ulp past 1.0
+# (2**-8 = 0.0039); a frame further outside is almost surely in [-1, 1] or [0, 255] instead, which the error names.
 RANGE_SLACK = 4e-3
 
 

@@ -11,12 +11,9 @@ pixel tensors as padding: a uniform mid-grey frame normalizes to exactly zero an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .lm_batch import full_rows_1d, shared_prefix_1d
+from .lm_batch import TowerFeatures, full_rows_1d, generate_greedy, shared_prefix_1d
 from .preprocess import normalize, resize_images
 
 # transformers' Idefics3 image processor caps any side at 4096 before splitting (MAX_IMAGE_SIZE).
@@ -44,16 +41,6 @@ def longest_edge_size(height: int, width: int, longest_edge: int) -> tuple[int, 
         else:
             height, width = MAX_IMAGE_SIZE, max(int(MAX_IMAGE_SIZE * aspect), 1)
     return height, width
-
-
-@dataclass
-class TowerFeatures:
-    """One vision pass over N images: `pooled` holds N tensors (seq_len, D)."""
-
-    pooled: tuple
-
-    def select(self, index: list[int]):
-        return BaseModelOutputWithPooling(pooler_output=[self.pooled[i] for i in index])
 
 
 def _size_value(image_processor, attr, key, default):
@@ -176,9 +163,5 @@ class Idefics3Adapter:
             pv, _ = self.preprocess(image[None])
             ids += self.image_ids()
             kwargs["pixel_values"] = pv[None]  # (batch, images, 3, S, S)
-        ids = torch.tensor([ids + self.question_ids(text)], device=self.model.device)
-        out = self.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=self.pad_id, **kwargs,
-        )
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        ids = ids + self.question_ids(text)
+        return generate_greedy(self.model, self.tokenizer, ids, self.pad_id, max_new_tokens, **kwargs)

@@ -8,12 +8,9 @@ square-crop path (`do_pad=False`, LLaVA-1.5's default) is reproduced; LLaVA-NeXT
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .lm_batch import full_rows_1d, shared_prefix_1d
+from .lm_batch import TowerFeatures, full_rows_1d, generate_greedy, shared_prefix_1d
 from .preprocess import normalize, resize_images
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -35,16 +32,6 @@ def center_crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         raise ValueError(f"crop size {size} must not exceed the image size {(H, W)}")
     top, left = (H - h) // 2, (W - w) // 2
     return images[..., top:top + h, left:left + w]
-
-
-@dataclass
-class TowerFeatures:
-    """One vision pass over N images: `pooled` holds N tensors (tokens_per_image, D)."""
-
-    pooled: tuple
-
-    def select(self, index: list[int]):
-        return BaseModelOutputWithPooling(pooler_output=[self.pooled[i] for i in index])
 
 
 def _get(obj, key, default=None):
@@ -156,9 +143,5 @@ class LlavaAdapter:
             pv, _ = self.preprocess(image[None])
             ids += self.image_ids()
             kwargs["pixel_values"] = pv
-        ids = torch.tensor([ids + self.question_ids(text)], device=self.model.device)
-        out = self.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=self.pad_id, **kwargs,
-        )
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        ids = ids + self.question_ids(text)
+        return generate_greedy(self.model, self.tokenizer, ids, self.pad_id, max_new_tokens, **kwargs)

@@ -10,7 +10,21 @@ use `shared_prefix_1d` / `full_rows_1d` as they are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+
+@dataclass
+class TowerFeatures:
+    """One vision pass over N images for adapters without extra per-image metadata: N tensors (tokens, D)."""
+
+    pooled: tuple
+
+    def select(self, index: list[int]) -> BaseModelOutputWithPooling:
+        """Encoder output for `model.model(mm_encoder_outputs={"image": ...})` holding the images in `index`."""
+        return BaseModelOutputWithPooling(pooler_output=[self.pooled[i] for i in index])
 
 
 def right_pad(seqs: list[list[int]], pad_id: int, device=None):
@@ -90,3 +104,13 @@ def full_rows_1d(base_model, prefix: list[int], suffixes: list[list[int]], num_v
         use_cache=False,
     ).last_hidden_state
     return h[:, -1].view(B, nq, -1)
+
+
+def generate_greedy(model, tokenizer, ids: list[int], pad_id: int, max_new_tokens: int, **model_kwargs) -> str:
+    """Greedy continuation of one prompt (token ids) with `model.generate`; returns the decoded new text."""
+    input_ids = torch.tensor([ids], device=model.device)
+    out = model.generate(
+        input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+        do_sample=False, pad_token_id=pad_id, **model_kwargs,
+    )
+    return tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .lm_batch import gather_last, left_pad, suffix_batch
+from .lm_batch import gather_last, generate_greedy, left_pad, suffix_batch
 from .preprocess import normalize, qwen_patchify, qwen_video_patchify, resize_images, smart_resize
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -183,12 +183,6 @@ class QwenVLAdapter:
         return VisionFeatures(tuple(out.pooler_output), list(deep) if deep else None, grid_thw)
 
     # ---- language model -----------------------------------------------------------------------------------------
-    def _rope(self, ids, mm, grid, attention_mask=None):
-        pos, _ = self.model.model.get_rope_index(
-            input_ids=ids, mm_token_type_ids=mm, image_grid_thw=grid, attention_mask=attention_mask
-        )
-        return pos
-
     def answer_hidden(self, feats: VisionFeatures, layout: list[list[int]], questions: list[str],
                       share_prefix: bool = True) -> tuple[torch.Tensor, int]:
         """Final hidden state at the answer position for every (video, question).
@@ -221,14 +215,9 @@ class QwenVLAdapter:
             is_visual &= mask.bool()
         mm = is_visual.int() * (1 if feats.modality == "image" else 2)
         grid_kw = {"image_grid_thw": grid} if feats.modality == "image" else {"video_grid_thw": grid}
-        rope_kw = dict(grid_kw)
-        if feats.modality == "video" and self.family == "qwen2_5_vl":
-            # Qwen2.5-VL spaces video positions by tokens_per_second * seconds per temporal patch; without an fps
-            # the model's own default is 1 s per patch, which is what passing nothing gives.
-            rope_kw["second_per_grid_ts"] = None
-        pos, _ = self.model.model.get_rope_index(
-            input_ids=ids, mm_token_type_ids=mm, attention_mask=mask, **rope_kw
-        )
+        # No second_per_grid_ts: Qwen2.5-VL then spaces a clip's temporal positions by its default of 1 s per
+        # temporal patch (tokens_per_second apart); the reward has no fps to do better.
+        pos, _ = self.model.model.get_rope_index(input_ids=ids, mm_token_type_ids=mm, attention_mask=mask, **grid_kw)
         return mm, grid_kw, {feats.modality: enc}, pos
 
     def _shared_prefix(self, feats, index, prefix, suffixes, B, dev):
@@ -277,10 +266,6 @@ class QwenVLAdapter:
             pv, grid = self.preprocess(image[None], min_pixels, max_pixels)
             ids += self.image_ids(self.tokens_per_image(grid))
             kwargs = dict(pixel_values=pv, image_grid_thw=grid)
-        ids = torch.tensor([ids + self.question_ids(text)], device=self.model.device)
-        kwargs["mm_token_type_ids"] = (ids == self.image_token_id).int()
-        out = self.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=self.pad_id, **kwargs,
-        )
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        ids = ids + self.question_ids(text)
+        kwargs["mm_token_type_ids"] = (torch.tensor([ids]) == self.image_token_id).int().to(self.model.device)
+        return generate_greedy(self.model, self.tokenizer, ids, self.pad_id, max_new_tokens, **kwargs)

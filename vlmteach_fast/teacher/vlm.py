@@ -2,7 +2,8 @@
 
 reward(frames, queries) in five steps:
 1. check inputs; pick each question kind's frames (goal: last frame(s); process: frames spread over the video);
-2. preprocess the union of picked frames in torch (differentiable) and run the vision tower once for all of them;
+2. preprocess the picked frames in torch (differentiable): the union of them as images, or one clip per frame view
+   (`frames_as="video"`), and run the vision tower once for all of them;
 3. per frame view, score its questions in a batched LM pass that reuses the view's visual prefix;
 4. form logits at the answer position only (lm_head on one hidden state per question, not on the sequence);
 5. log P("Yes") over the full vocabulary (or yes-vs-no normalized), weighted mean over questions.
@@ -15,11 +16,11 @@ from dataclasses import dataclass, field
 import torch
 
 from .base import GOAL, PROCESS, Queries, RewardOutput, as_queries, check_frames
-from .preprocess import select_frames
 from .idefics3 import Idefics3Adapter
 from .llava import LlavaAdapter
-from .qwen_vl import QwenVLAdapter
+from .preprocess import select_frames
 from .queries import QueryCache, build_instruction, parse_queries
+from .qwen_vl import QwenVLAdapter
 
 # One adapter per model family, keyed by transformers' `config.model_type`.
 ADAPTERS = {t: cls for cls in (QwenVLAdapter, Idefics3Adapter, LlavaAdapter) for t in cls.model_types}
@@ -74,8 +75,9 @@ class RewardConfig:
 def resolve_answer_token(tokenizer, candidates=YES_CANDIDATES) -> int:
     """Id of the first candidate spelling that the tokenizer encodes as exactly one known token.
 
-    BPE vocabularies differ on whether the answer starts with a space ("Yes" vs " Yes"); after the chat template's
-    "assistant\\n" the model's first answer token is the space-less one, so that is tried first.
+    BPE vocabularies differ on whether the answer starts with a space ("Yes" vs " Yes"). Adapters order their
+    candidates by their template: after Qwen's "assistant\\n" the answer token is the space-less one, after
+    Idefics3's "Assistant:" or LLaVA's "ASSISTANT:" it is the spaced one.
     """
     unk = getattr(tokenizer, "unk_token_id", None)
     for text in candidates:
@@ -261,6 +263,10 @@ class VLMTeacher:
             raise ValueError(f"kinds must be 'goal' or 'process', got {bad}")
         if self.config.answer_form == "yes_no" and self.no_id is None:
             raise ValueError("answer_form='yes_no' needs a single-token 'No' in the tokenizer; none was found")
+        if self.model.training:
+            # A caller (or a training loop over other modules) may have flipped it back; dropout in the teacher
+            # would make the reward random.
+            self.model.eval()
         device = next(self.model.parameters()).device
         # fp32 through resize/normalize: bf16 frames would add ~4e-3 rounding before the vision tower's own cast.
         logits, stats = self.answer_logits(frames.to(device=device, dtype=torch.float32), questions, kinds)
