@@ -42,6 +42,26 @@ def test_parse_numbered_list_and_cap():
     assert q.process == ["Does the ball stay round?", "Is it still red?"]
 
 
+def test_parse_non_english_and_embedded_json():
+    text = '前言 {"note": 1} 然后 {"goal": "球到达正方形了吗？", "process": ["¿La pelota sigue intacta?", "Est-ce rouge ?"]}'
+    q, fell_back = parse_queries(text, PROMPT)
+    assert not fell_back
+    assert q.goal == "球到达正方形了吗？"
+    assert q.process == ["¿La pelota sigue intacta?", "Est-ce rouge ?"]
+
+
+def test_parse_runaway_output_is_bounded():
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.warns(UserWarning, match="derived from the prompt"):
+        q, fell_back = parse_queries("{" * 200_000 + "Is it done?", PROMPT)
+    elapsed = time.perf_counter() - t0
+    # Only the first 20k characters are parsed, so the trailing question is never seen. Measured on the dev machine:
+    # 0.2 s with the cap, 12 s without it; 5 s separates the two even under load.
+    assert fell_back and elapsed < 5.0, elapsed
+
+
 def test_parse_goal_duplicated_in_process():
     text = json.dumps({"goal": "Is it done?", "process": ["is it done", "Does it stay intact?"]})
     q, _ = parse_queries(text, PROMPT, max_process=3)

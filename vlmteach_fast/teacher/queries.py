@@ -25,6 +25,9 @@ SYNTHESIS_INSTRUCTION = (
     "motion must keep (objects stay intact, do not pass through walls, do not vanish).\n"
     'Return only JSON: {{"goal": "...", "process": ["...", "..."]}}'
 )
+# Generations are cut to this many characters before parsing: synthesis asks for ~4 short questions (< 1000
+# characters); the cap bounds parsing time on runaway output.
+MAX_OUTPUT_CHARS = 20000
 # A question longer than this is almost surely rambling generation, not a checklist item (RULER-Bench's longest
 # checklist question is ~200 characters).
 MAX_QUESTION_CHARS = 300
@@ -50,28 +53,25 @@ def is_question(text: str) -> bool:
         return False
     if not any(ch.isalpha() for ch in text):
         return False
-    return text.endswith("?") or bool(_QUESTION_START.match(text))
+    # ASCII, full-width (CJK) and Arabic question marks.
+    return text.endswith(("?", "\uff1f", "\u061f")) or bool(_QUESTION_START.match(text))
 
 
 def _from_json(text: str):
-    """(goal, process) from the first JSON object in `text`, or None."""
+    """(goal, process) from the first JSON object in `text` that has a "goal" or "process" key, or None."""
+    decoder = json.JSONDecoder()
     start = text.find("{")
     while start != -1:
-        depth = 0
-        for end in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[end], 0)
-            if depth == 0:
-                try:
-                    obj = json.loads(text[start : end + 1])
-                except (ValueError, RecursionError):
-                    break
-                if isinstance(obj, dict):
-                    goal = obj.get("goal")
-                    proc = obj.get("process", [])
-                    goal = goal if isinstance(goal, str) else None
-                    proc = [p for p in proc if isinstance(p, str)] if isinstance(proc, list) else []
-                    return goal, proc
-                break
+        try:
+            obj, _ = decoder.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            obj = None
+        if isinstance(obj, dict) and ("goal" in obj or "process" in obj):
+            goal = obj.get("goal")
+            proc = obj.get("process", [])
+            goal = goal if isinstance(goal, str) else None
+            proc = [p for p in proc if isinstance(p, str)] if isinstance(proc, list) else []
+            return goal, proc
         start = text.find("{", start + 1)
     return None
 
@@ -104,6 +104,7 @@ def parse_queries(text: str, prompt: str, max_process: int = 3) -> tuple[Queries
     """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
+    text = text[:MAX_OUTPUT_CHARS]
     goal, process = None, []
     parsed = _from_json(text)
     if parsed is not None:
