@@ -4,8 +4,10 @@ Run:  python -m pytest bench/bench_reasoner.py --benchmark-only -q --benchmark-j
       python bench/bench_reasoner.py bench/reasoner.json     # the ratio table for bench/RESULTS_reasoner.md
 
 Model: a small random Wan T2V (4 blocks, 4 heads x 64 = 256 features, FFN 1024, LoRA rank 16 on the attention
-projections) at 17 frames x 64 x 64 pixels (5 latent frames x 8 x 8, 80 tokens), T = 8 sampling steps, loss = mean of the linear light decode of the first and
-last frames (the reward's access pattern). Random weights: timings and memory do not depend on them.
+projections) at 17 frames x 64 x 64 pixels (5 latent frames x 8 x 8, 80 tokens), T = 8 sampling steps,
+loss = mean of the linear light decode of the first and last frames (the reward's access pattern). Random weights:
+timings and memory do not depend on them. On the CPU torch runs one intra-op thread: the dev machine's 2 cores are
+shared, and spin-waiting OpenMP threads made timings swing 10x with the neighbours' load.
 extra_info:
   peak_bytes  peak bytes of tensors created during predict + backward (TensorMemoryTracker: every storage an op
               returns, forward and backward, counted until freed; weights excluded). On CUDA also
@@ -31,6 +33,15 @@ GEOM = dict(num_frames=17, height=64, width=64)
 # run the Triton *interpreter* (measured 40x slower than PEFT here): that is a correctness tool, not a speed path.
 FUSED = torch.cuda.is_available()
 _CACHE = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads():
+    before = torch.get_num_threads()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _reasoner():
@@ -75,7 +86,7 @@ def test_predict_backward(benchmark, mode, k):
         _predict_backward(r, prep, light, k, ckpt)
     benchmark.group = "predict+backward"
     benchmark.extra_info.update(mode=mode, k=k, steps=STEPS, peak_bytes=mem.peak_bytes,
-                                fused=r.fuse_report is not None)
+                                fused=r.fuse_report is not None, threads=torch.get_num_threads())
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()

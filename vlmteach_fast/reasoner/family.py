@@ -148,7 +148,7 @@ class FamilyAdapter:
 
     def denoise(self, prepared: PreparedInstance, latents: torch.Tensor, t: torch.Tensor,
                 guidance_scale: float) -> torch.Tensor:
-        """One denoiser evaluation (two when guided, batched as cond/uncond) -> model output (B, C, F_lat, h, w) fp32."""
+        """One denoiser evaluation (two when guided, batched as cond/uncond) -> output (B, C, F_lat, h, w) fp32."""
         hidden, timestep, extra = self.model_input(prepared, latents, t)
         enc = prepared.prompt_embeds
         guided = guidance_scale > 1.0
@@ -160,7 +160,8 @@ class FamilyAdapter:
             unc = self.uncond_extra(prepared, extra)
             extra = {k: (torch.cat([v, unc[k]]) if torch.is_tensor(v) else v) for k, v in extra.items()}
         out = self.transformer(
-            hidden_states=hidden.to(self.dtype), timestep=timestep, encoder_hidden_states=enc, return_dict=False, **extra
+            hidden_states=hidden.to(self.dtype), timestep=timestep, encoder_hidden_states=enc, return_dict=False,
+            **extra,
         )[0]
         out = self.model_output(prepared, out.to(torch.float32))
         if guided:

@@ -246,9 +246,8 @@ class LightDecoder:
         """
         a = self.adapter
         if not torch.is_tensor(latents) or latents.dim() != 5 or latents.shape[1] != a.latent_channels:
-            raise ValueError(
-                f"`latents` must have shape (B, {a.latent_channels}, F_lat, h, w), got {tuple(getattr(latents, 'shape', ()))}"
-            )
+            shape = tuple(getattr(latents, "shape", ()))
+            raise ValueError(f"`latents` must have shape (B, {a.latent_channels}, F_lat, h, w), got {shape}")
         idx = select_latent_frames(latents.shape[2], self.config.frames if frames is None else frames)
         kind = self.config.kind
         if kind == "full":

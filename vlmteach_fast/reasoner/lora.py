@@ -147,7 +147,9 @@ def restore_lora(transformer, adapter_name: str, snapshot: dict[str, torch.Tenso
         raise ValueError(f"`snapshot` does not match the adapter: missing {missing}..., unexpected {extra}...")
     for name, p in params.items():
         if snapshot[name].shape != p.shape:
-            raise ValueError(f"`snapshot[{name!r}]` must have shape {tuple(p.shape)}, got {tuple(snapshot[name].shape)}")
+            raise ValueError(
+                f"`snapshot[{name!r}]` must have shape {tuple(p.shape)}, got {tuple(snapshot[name].shape)}"
+            )
         p.copy_(snapshot[name])
         p.grad = None
 

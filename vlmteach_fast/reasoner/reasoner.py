@@ -274,7 +274,8 @@ class Reasoner:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Full VAE decode: latents (B, C, F_lat, h, w) -> frames (B, F, 3, H, W) float32 in [0, 1], differentiable."""
         if not torch.is_tensor(latents) or latents.dim() != 5:
-            raise ValueError(f"`latents` must be a 5-D tensor (B, C, F_lat, h, w), got {getattr(latents, 'shape', latents)}")
+            got = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
+            raise ValueError(f"`latents` must be a 5-D tensor (B, C, F_lat, h, w), got {got}")
         self.counters.vae_decodes += 1
         return self.adapter.decode(latents)
 
