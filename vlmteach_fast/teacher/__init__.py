@@ -1,12 +1,24 @@
-"""VLM teacher: query synthesis and a batched, differentiable VQA reward (DESIGN.md, issue 4)."""
+"""VLM teacher: query synthesis and a batched, differentiable VQA reward (DESIGN.md, issue 4).
+
+    teacher = VLMTeacher.from_pretrained("Qwen/Qwen2.5-VL-3B-Instruct", dtype=torch.bfloat16, device="cuda")
+    queries = teacher.synthesize_queries(prompt, first_frame)        # Queries(goal, process)
+    out = teacher.reward(frames, queries)                             # frames (B, F, 3, H, W) in [0, 1]
+    (-out.reward.mean()).backward()                                   # gradient reaches the frames only
+"""
 
 from .base import Queries, RewardOutput, Teacher, WeightedTeachers, as_queries, check_frames
+from .idefics3 import Idefics3Adapter
+from .llava import LlavaAdapter
 from .queries import QueryCache, parse_queries, queries_from_checklist
+from .qwen_vl import QwenVLAdapter
 from .vlm import RewardConfig, VLMTeacher, resolve_answer_token, supported_model_types
 
 __all__ = [
+    "Idefics3Adapter",
+    "LlavaAdapter",
     "Queries",
     "QueryCache",
+    "QwenVLAdapter",
     "RewardConfig",
     "RewardOutput",
     "Teacher",
