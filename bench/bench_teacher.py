@@ -3,6 +3,7 @@
     python -m pytest bench/bench_teacher.py --benchmark-only -q
 
 mode=batched: one `log_probs` call for all questions (one vision pass, shared visual prefix, one batched suffix pass).
+mode=batched_rows: one call, one vision pass, but a full left-padded row per question (share_prefix=False).
 mode=loop: one call per question (a vision pass and a full prompt per question), the naive implementation.
 All questions are process questions, so every question sees the same 8 frames (one frame view).
 extra_info records the vision-tower calls per reward evaluation and the LM forward calls.
@@ -43,7 +44,7 @@ def teacher():
 
 def _step(teacher, frames, questions, batched):
     frames.grad = None
-    if batched:
+    if batched:  # share_prefix decides between "batched" and "batched_rows"
         lp, _ = teacher.log_probs(frames, questions, ["process"] * len(questions))
     else:
         lp = torch.cat([teacher.log_probs(frames, [q], ["process"])[0] for q in questions], dim=1)
@@ -51,7 +52,7 @@ def _step(teacher, frames, questions, batched):
     return lp
 
 
-@pytest.mark.parametrize("mode", ["batched", "loop"])
+@pytest.mark.parametrize("mode", ["batched", "batched_rows", "loop"])
 @pytest.mark.parametrize("num_questions", [1, 2, 4, 8])
 def test_reward_fwd_bwd(benchmark, teacher, num_questions, mode):
     # One thread: the dev machine's 2 cores are shared with other jobs, and 2 OpenMP threads there made single rounds
@@ -59,17 +60,20 @@ def test_reward_fwd_bwd(benchmark, teacher, num_questions, mode):
     torch.set_num_threads(1)
     frames = torch.rand(1, FRAMES, 3, 112, 112, requires_grad=True)
     questions = QUESTIONS[:num_questions]
+    batched = mode != "loop"
+    teacher.config.share_prefix = mode != "batched_rows"
     calls = []
     hook = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
-        _step(teacher, frames, questions, mode == "batched")
+        _step(teacher, frames, questions, batched)
         vision_calls = len(calls)
-        benchmark.pedantic(_step, args=(teacher, frames, questions, mode == "batched"), rounds=7, warmup_rounds=1)
+        benchmark.pedantic(_step, args=(teacher, frames, questions, batched), rounds=7, warmup_rounds=1)
     finally:
         hook.remove()
+        teacher.config.share_prefix = True
     benchmark.extra_info.update(
         mode=mode, questions=num_questions, frames=FRAMES, vision_calls_per_reward=vision_calls,
         device="cpu", threads=torch.get_num_threads(),
     )
-    assert vision_calls == (1 if mode == "batched" else num_questions)
+    assert vision_calls == (1 if batched else num_questions)
     assert frames.grad is not None
