@@ -270,6 +270,18 @@ def test_unsupported_pipeline_lists_supported_ones():
     assert "WanImageToVideoPipeline" in SUPPORTED_PIPELINES
 
 
+def test_wan22_text_to_video_with_per_token_timesteps():
+    # WanPipeline(expand_timesteps=True) is the TI2V-5B model used for text-to-video: every token gets t.
+    r = Reasoner.from_pipeline(tiny_wan_pipeline("t2v", expand_timesteps=True), LoRASpec(rank=2, fused=False))
+    prep = _prepare(r, "t2v")
+    calls = []
+    ours = r.sample(prep, steps=2, callback_on_step_end=lambda rr, i, t, lat: calls.append((i, float(t)))).frames
+    ref = r.pipe(prompt="a red ball rolls", latents=prep.noise.clone(), num_inference_steps=2, guidance_scale=1.0,
+                 output_type="pt", max_sequence_length=SEQ, **GEOM).frames
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    assert [i for i, _ in calls] == [0, 1] and calls[0][1] == 1000.0
+
+
 def test_tensor_image_equals_pil_image(reasoners):
     r = reasoners["i2v"]
     img = _image()

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vlmteach_fast.reasoner import LightDecoder, LightDecoderConfig, LoRASpec, Reasoner, export_video, psnr
 from vlmteach_fast.reasoner import select_latent_frames
@@ -43,6 +45,16 @@ def test_select_latent_frames():
     for bad in ("middle", ("every", 0), [5], [], 3):
         with pytest.raises(ValueError, match="frames"):
             select_latent_frames(5, bad)
+
+
+@given(n=st.integers(1, 40), k=st.integers(1, 9))
+@settings(max_examples=60, deadline=None)
+def test_every_kth_selection_properties(n, k):
+    idx = select_latent_frames(n, ("every", k))
+    assert idx[0] == 0 and idx[-1] == n - 1  # first and last always decoded
+    assert idx == sorted(set(idx)) and all(0 <= i < n for i in idx)
+    assert all(0 < b - a <= k for a, b in zip(idx, idx[1:]))  # never a gap wider than k
+    assert len(idx) <= n // k + 2
 
 
 class _StructuredVAE(torch.nn.Module):

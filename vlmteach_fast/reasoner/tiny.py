@@ -33,7 +33,7 @@ def _tiny_umt5():
     return ByT5Tokenizer(), text_encoder
 
 
-def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2):
+def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2, expand_timesteps: bool = False):
     """Build a tiny Wan pipeline with random weights.
 
     Args:
@@ -42,6 +42,7 @@ def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2):
             ``WanImageToVideoPipeline(expand_timesteps=True)``, 16 input channels, per-token timesteps).
         seed: seeds ``torch.manual_seed`` before building, so the same seed gives the same weights.
         num_layers: transformer blocks (2 is diffusers' test config).
+        expand_timesteps: for ``"t2v"`` only: the Wan2.2 TI2V-5B text-to-video form (per-token timesteps).
 
     Returns:
         A pipeline on the CPU in float32 with every component in eval mode. Frames must satisfy ``height`` and
@@ -75,7 +76,8 @@ def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2):
         transformer = WanTransformer3DModel(in_channels=16, out_channels=16, **common)
         _eval(vae, text_encoder, transformer)
         return WanPipeline(
-            tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler, transformer=transformer
+            tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler, transformer=transformer,
+            expand_timesteps=expand_timesteps,
         )
 
     from diffusers import WanImageToVideoPipeline
