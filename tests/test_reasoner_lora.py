@@ -157,7 +157,7 @@ def test_snapshot_and_restore_keep_the_best_adapter(t2v):
         r.restore_lora(bad)
 
 
-def test_fused_option_never_breaks_the_reasoner(t2v):
+def test_fused_option_never_breaks_the_reasoner(t2v, tmp_path):
     # fused=True uses vlmteach_fast.nn.fuse_peft_lora when it exists, else stays plain PEFT; either way the outputs
     # must equal plain PEFT's (same weights). Fused kernels accumulate in fp32 in another order: 1e-5.
     r_plain, prep = t2v
@@ -168,6 +168,14 @@ def test_fused_option_never_breaks_the_reasoner(t2v):
     torch.testing.assert_close(got.detach(), r_plain.predict(prep).latents.detach(), rtol=0, atol=1e-5)
     got.mean().backward()
     assert all(p.grad is not None for p in r_fused.lora_parameters())
+    # Fused layers keep PEFT's state-dict keys, so the saved file is the plain-PEFT file.
+    from safetensors.torch import load_file
+
+    r_plain.save_adapter(tmp_path / "plain")
+    r_fused.save_adapter(tmp_path / "fused")
+    a = load_file(tmp_path / "plain" / "pytorch_lora_weights.safetensors")
+    b = load_file(tmp_path / "fused" / "pytorch_lora_weights.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize(
