@@ -1,0 +1,166 @@
+"""``vlmteach-fast bench`` and ``vlmteach-fast bench-report``; wired into the main parser by ``add_bench_parsers``.
+
+    vlmteach-fast bench --suite ruler.jsonl --method optimize --pipeline DIR --teacher DIR --config cfg.yaml --out runs/r
+    accelerate launch --num_processes 8 -m vlmteach_fast.cli bench ...        # one process per GPU, same flags
+    vlmteach-fast bench-report bench/results.json --out bench/RESULTS.md
+
+Re-running the same ``bench`` command resumes; running it with another ``--method`` into the same ``--out`` adds that
+method's column to the reports (summary.md, summary.csv, score_vs_seconds.png, categories.png, index.html).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["add_bench_parsers", "run_bench_command", "run_bench_report"]
+
+
+def _add_bench(sub):
+    from .runner import METHODS
+    from .suites import DEFAULT_QUERY_METRICS
+
+    p = sub.add_parser("bench", help="run a method over a benchmark suite (resumable; accelerate launch to shard)",
+                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--suite", required=True,
+                   help="RULER-style .json/.jsonl file, VBVR-style folder, or 'toy[:N]' (built-in demo world)")
+    p.add_argument("--method", default="optimize", choices=METHODS, help="default optimize")
+    p.add_argument("--pipeline", default=None,
+                   help="diffusers pipeline folder / hub id, 'toy', or py:MODULE:FACTORY (default 'toy' for the toy "
+                        "suite, else required)")
+    p.add_argument("--teacher", default=None, help="VLM folder / hub id, 'toy', or py:MODULE:FACTORY (as --pipeline)")
+    p.add_argument("--judge", default="none",
+                   help="checklist judge: none | teacher | VLM folder | py:MODULE:FACTORY (local, NOT the official "
+                        "RULER-Bench judge); default none")
+    p.add_argument("--config", default=None, help="YAML/JSON config (OptimizeConfig fields, plus n and rounds)")
+    p.add_argument("--out", required=True, help="output folder (records, videos, reports)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N suite items")
+    p.add_argument("--query-metrics", default=",".join(DEFAULT_QUERY_METRICS),
+                   help=f"checklist metrics used as the teacher's queries (default {','.join(DEFAULT_QUERY_METRICS)})")
+    p.add_argument("--retry-failed", action="store_true", help="re-run instances recorded as failed")
+    p.add_argument("--baseline-method", default="baseline", help="method the reports measure gains against")
+    p.add_argument("--device", default=None, help="model device (default: accelerate's device for this process)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="model dtype (default bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (off by default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_bench_command)
+
+
+def _add_report(sub):
+    p = sub.add_parser("bench-report", help="pytest-benchmark JSON -> markdown tables (machine, versions, backends)")
+    p.add_argument("json", nargs="+", help="files written by pytest --benchmark-json=FILE")
+    p.add_argument("--out", default=None, help="write the markdown here (default: print it)")
+    p.add_argument("--reference", default=None, help="provider to compute speed-ups against when a benchmark's "
+                                                     "extra_info names none")
+    p.add_argument("--title", default="Throughput", help="heading of the page")
+    p.set_defaults(func=run_bench_report)
+
+
+def add_bench_parsers(subparsers) -> None:
+    """Add ``bench`` and ``bench-report`` to the ``vlmteach-fast`` subparsers."""
+    _add_bench(subparsers)
+    _add_report(subparsers)
+
+
+def _prepare(args):
+    """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
+    from ..config_io import load_config
+    from .models import check_spec
+    from .runner import BenchConfig
+    from .suites import load_suite
+
+    try:
+        suite = load_suite(args.suite)
+        if suite.kind == "toy":
+            args.pipeline = args.pipeline or "toy"
+            args.teacher = args.teacher or "toy"
+        for name in ("pipeline", "teacher"):
+            if getattr(args, name) is None:
+                raise ValueError(f"--{name} is required for suite {args.suite!r}")
+            check_spec(getattr(args, name), f"--{name}")
+        check_spec(args.judge, "--judge")
+        config, options = load_config(args.config)
+        if args.no_progress:
+            config.progress = False
+        metrics = tuple(m.strip() for m in args.query_metrics.split(",") if m.strip())
+        cfg = BenchConfig(method=args.method, out=args.out, optimize=config, options=options, limit=args.limit,
+                          query_metrics=metrics, retry_failed=args.retry_failed,
+                          identity={"suite": suite.name, "pipeline": args.pipeline, "teacher": args.teacher,
+                                    "judge": args.judge, "dtype": args.dtype})
+        os.makedirs(args.out, exist_ok=True)
+        if not os.access(args.out, os.W_OK):
+            raise PermissionError(f"--out directory is not writable: {args.out!r}")
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, RuntimeError) as err:
+        raise SystemExit(f"error: {err}") from err
+    return suite, cfg
+
+
+def run_bench_command(args) -> int:
+    import torch
+
+    from .models import load_judge_spec, load_pipeline_spec, load_teacher_spec
+    from .records import read_all_records
+    from .report import write_reports
+    from .runner import run_bench
+    from .shard import process_state
+
+    suite, cfg = _prepare(args)
+    info = process_state(args.device)
+    if info.is_main:
+        for err in suite.errors:  # malformed entries: reported, skipped; the others run
+            print(f"bench: skipping {err}", file=sys.stderr, flush=True)
+
+    def load_models():
+        device = info.device(args.device)
+        dtype = getattr(torch, args.dtype) if args.dtype else (
+            torch.bfloat16 if device.type == "cuda" else torch.float32)
+        pipe = load_pipeline_spec(args.pipeline, device, dtype, args.trust_remote_code)
+        teacher = load_teacher_spec(args.teacher, device, dtype, args.trust_remote_code)
+        judge = load_judge_spec(args.judge, teacher, device, dtype, args.trust_remote_code)
+        return pipe, teacher, judge
+
+    records = run_bench(suite, cfg, load_models, info, progress=not args.no_progress)
+    if records is None:  # not the main process: it has written its shard
+        return 0
+    items = suite.items[: cfg.limit] if cfg.limit else suite.items
+    ids = {it.id for it in items}
+    everything = [r for r in read_all_records(cfg.out) if r["instance_id"] in ids]  # every method run into --out
+    paths = write_reports(cfg.out, everything, items, suite.errors, title=f"{suite.name}",
+                          baseline=args.baseline_method)
+    ok = [r for r in records if r["status"] == "ok"]
+    scores = [r["score"] for r in ok]
+    mean = f"{sum(scores) / len(scores):.3f} ({ok[0]['score_name']})" if ok else "-"
+    print(f"bench: {cfg.method}: {len(ok)}/{len(items)} finished, {len(records) - len(ok)} failed, "
+          f"{len(suite.errors)} suite entries skipped; mean score {mean}; report {paths['summary.md']}", flush=True)
+    return 0 if len(ok) == len(items) and not suite.errors else 1
+
+
+def run_bench_report(args) -> int:
+    from ..outputs import atomic_write_bytes
+    from .throughput import throughput_markdown
+
+    try:
+        md = throughput_markdown(args.json, reference=args.reference, title=args.title)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from err
+    if args.out:
+        atomic_write_bytes(args.out, md.encode())
+        print(f"bench-report: wrote {args.out}")
+    else:
+        print(md)
+    return 0
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry (``python -m vlmteach_fast.bench.cli bench ...``) until cli.py wires the subcommands."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="vlmteach-fast")
+    add_bench_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Resolving ``--pipeline`` / ``--teacher`` / ``--judge`` specs to objects.
+
+A spec is one of:
+- ``toy``: the built-in demo world's shipped model (``vlmteach_fast.toy.load_pipeline`` / ``load_teacher``);
+- ``py:MODULE:CALLABLE``: any importable zero-argument factory (your own wrapper, or tests' tiny models), called once
+  per process;
+- a local folder or hub id: ``DiffusionPipeline.from_pretrained`` / ``VLMTeacher.from_pretrained`` (offline: the
+  hub id must be in the local cache).
+``--judge`` also takes ``none`` (no checklist judging) and ``teacher`` (the teacher model, through
+``VLMChecklistJudge``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["resolve_factory", "load_pipeline_spec", "load_teacher_spec", "load_judge_spec"]
+
+
+def resolve_factory(spec: str, arg: str):
+    """``py:module:callable`` -> the callable (imported now, so a typo fails before any model loads)."""
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] != "py" or not parts[1] or not parts[2]:
+        raise ValueError(f"{arg} {spec!r}: expected py:MODULE:CALLABLE")
+    try:
+        module = importlib.import_module(parts[1])
+    except ImportError as err:
+        raise ValueError(f"{arg} {spec!r}: cannot import module {parts[1]!r} ({err})") from err
+    fn = getattr(module, parts[2], None)
+    if not callable(fn):
+        raise ValueError(f"{arg} {spec!r}: {parts[1]!r} has no callable {parts[2]!r}")
+    return fn
+
+
+def _toy(what: str):
+    try:
+        from .. import toy
+
+        return getattr(toy, f"load_{what}")()
+    except (ImportError, FileNotFoundError) as err:
+        raise RuntimeError(f"the built-in toy {what} is not available yet ({err}); pass --{what} explicitly") from err
+
+
+def check_spec(spec: str | None, arg: str) -> None:
+    """Cheap checks before any model loads: factories import, local folders exist."""
+    if spec is None or spec in ("toy", "none", "teacher"):
+        return
+    if spec.startswith("py:"):
+        resolve_factory(spec, arg)
+        return
+    from ..solve import _check_source
+
+    _check_source(spec, arg)
+
+
+def load_pipeline_spec(spec: str, device, dtype, trust_remote_code: bool = False):
+    if spec == "toy":
+        return _toy("pipeline").to(device)
+    if spec.startswith("py:"):
+        pipe = resolve_factory(spec, "--pipeline")()
+        return pipe.to(device) if hasattr(pipe, "to") else pipe
+    from ..solve import _check_source, load_pipeline
+
+    return load_pipeline(_check_source(spec, "--pipeline"), device, dtype, trust_remote_code)
+
+
+def load_teacher_spec(spec: str, device, dtype, trust_remote_code: bool = False):
+    if spec == "toy":
+        return _toy("teacher")
+    if spec.startswith("py:"):
+        return resolve_factory(spec, "--teacher")()
+    from ..solve import _check_source
+    from ..teacher import VLMTeacher
+
+    return VLMTeacher.from_pretrained(_check_source(spec, "--teacher"), dtype=dtype, device=device,
+                                      trust_remote_code=trust_remote_code)
+
+
+def load_judge_spec(spec: str | None, teacher, device, dtype, trust_remote_code: bool = False):
+    """None for ``none``; a ``ChecklistJudge`` otherwise (a factory may return a judge or a teacher-like model)."""
+    from .judge import VLMChecklistJudge
+
+    if spec in (None, "none"):
+        return None
+    if spec == "teacher":
+        return VLMChecklistJudge(teacher)
+    model = resolve_factory(spec, "--judge")() if spec.startswith("py:") else \
+        load_teacher_spec(spec, device, dtype, trust_remote_code)
+    return model if hasattr(model, "label") else VLMChecklistJudge(model)

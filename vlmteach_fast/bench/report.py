@@ -1,0 +1,212 @@
+"""Benchmark summaries from records: per method, overall / per category / per task; markdown, CSV and PNG plots.
+
+Columns: instances, failed, mean score (primary score of the suite, over finished instances), pass rate (over
+finished instances that have a pass notion), mean seconds and denoiser evaluations per instance, and the gain over
+the baseline method: mean of (score - baseline score) over instances both finished (paired, so a method is not
+credited for the instances it happened to finish).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+from ..outputs import atomic_write_bytes
+
+__all__ = ["SummaryRow", "method_labels", "summarize", "to_markdown", "to_csv", "plot_score_vs_seconds",
+           "plot_categories", "write_reports"]
+
+
+@dataclass
+class SummaryRow:
+    method: str
+    level: str  # "all" | "category" | "task"
+    group: str
+    instances: int
+    failed: int
+    score_name: str | None
+    mean_score: float | None
+    pass_rate: float | None
+    mean_seconds: float | None
+    mean_denoiser_evals: float | None
+    gain_over_baseline: float | None
+
+
+def method_labels(records: list[dict]) -> dict[tuple, str]:
+    """{(method, config hash): label}: the method's name, or ``method@hash`` when a method ran with several configs."""
+    hashes: dict[str, set] = {}
+    for r in records:
+        hashes.setdefault(r["method"], set()).add(r["config_hash"])
+    return {(m, h): (m if len(hs) == 1 else f"{m}@{h}") for m, hs in hashes.items() for h in hs}
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _evals(rec) -> float | None:
+    cost = rec.get("cost") or {}
+    if "denoiser_forward" not in cost:
+        return None
+    return cost["denoiser_forward"] + cost.get("denoiser_backward", 0)
+
+
+def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRow]:
+    """Summary rows for every method label x {all, each category, each task}. ``records``: merged records (one per
+    instance and method/config); ``baseline``: the label gains are measured against (None if absent)."""
+    labels = method_labels(records)
+    by_label: dict[str, list[dict]] = {}
+    for r in records:
+        by_label.setdefault(labels[(r["method"], r["config_hash"])], []).append(r)
+    # gains only between scores of the same kind (a judge's 0..100 minus a teacher's 0..1 means nothing)
+    base = {r["instance_id"]: (r["score"], r["score_name"]) for r in by_label.get(baseline, []) if r["status"] == "ok"}
+    rows = []
+    for label in sorted(by_label):
+        recs = by_label[label]
+        groups = [("all", "all", recs)]
+        for level, key in (("category", "category"), ("task", "task")):
+            for g in sorted({r[key] for r in recs}):
+                groups.append((level, g, [r for r in recs if r[key] == g]))
+        for level, g, rs in groups:
+            ok = [r for r in rs if r["status"] == "ok"]
+            names = Counter(r["score_name"] for r in ok)
+            passes = [r["passed"] for r in ok if r["passed"] is not None]
+            paired = [r["score"] - base[r["instance_id"]][0] for r in ok
+                      if label != baseline and base.get(r["instance_id"], (0, None))[1] == r["score_name"]]
+            rows.append(SummaryRow(
+                method=label, level=level, group=g, instances=len(rs), failed=len(rs) - len(ok),
+                score_name=names.most_common(1)[0][0] if names else None,
+                mean_score=_mean([r["score"] for r in ok]),
+                pass_rate=sum(passes) / len(passes) if passes else None,
+                mean_seconds=_mean([r["seconds"] for r in ok]),
+                mean_denoiser_evals=_mean([_evals(r) for r in ok]),
+                gain_over_baseline=_mean(paired) if paired else None))
+    return rows
+
+
+def _fmt(v, pct=False):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{100 * v:.1f}%" if pct else f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary") -> str:
+    """One table per level (all, category, task)."""
+    out = [f"# {title}\n"]
+    head = "| method | {g} | n | failed | score | mean score | pass rate | s / instance | denoiser evals | gain vs baseline |"
+    for level in ("all", "category", "task"):
+        rs = [r for r in rows if r.level == level]
+        if not rs:
+            continue
+        out += [f"\n## {'Overall' if level == 'all' else 'Per ' + level}\n", head.format(g=level),
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(rs, key=lambda r: (r.group, r.method)):
+            out.append(f"| {r.method} | {r.group} | {r.instances} | {r.failed} | {r.score_name or '-'} | "
+                       f"{_fmt(r.mean_score)} | {_fmt(r.pass_rate, pct=True)} | {_fmt(r.mean_seconds)} | "
+                       f"{_fmt(r.mean_denoiser_evals)} | {_fmt(r.gain_over_baseline)} |")
+    return "\n".join(out) + "\n"
+
+
+def to_csv(rows: list[SummaryRow]) -> str:
+    buf = io.StringIO()
+    fields = list(SummaryRow.__dataclass_fields__)
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in asdict(r).items()})
+    return buf.getvalue()
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_score_vs_seconds(records: list[dict]) -> bytes:
+    """PNG: each finished instance as a dot (seconds, score), one colour per method, method means as large markers."""
+    plt = _plt()
+    labels = method_labels(records)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for i, label in enumerate(sorted(set(labels.values()))):
+        rs = [r for r in records if labels[(r["method"], r["config_hash"])] == label and r["status"] == "ok"]
+        if not rs:
+            continue
+        xs, ys = [r["seconds"] for r in rs], [r["score"] for r in rs]
+        c = f"C{i}"
+        ax.scatter(xs, ys, s=12, alpha=0.4, color=c)
+        ax.scatter([sum(xs) / len(xs)], [sum(ys) / len(ys)], s=120, marker="*", color=c, label=label,
+                   edgecolors="black")
+    names = Counter(r["score_name"] for r in records if r["status"] == "ok")
+    ax.set_xlabel("seconds per instance")
+    ax.set_ylabel(f"score ({names.most_common(1)[0][0] if names else '-'})")
+    ax.grid(alpha=0.3)
+    if labels:
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_categories(rows: list[SummaryRow]) -> bytes:
+    """PNG: mean score per category, one bar per method."""
+    plt = _plt()
+    rs = [r for r in rows if r.level == "category"]
+    cats = sorted({r.group for r in rs})
+    methods = sorted({r.method for r in rs})
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(cats) * max(1, len(methods)) / 2), 4.0), dpi=100)
+    width = 0.8 / max(1, len(methods))
+    for i, m in enumerate(methods):
+        vals = {r.group: r.mean_score for r in rs if r.method == m}
+        ax.bar([c + i * width for c in range(len(cats))], [vals.get(c) or 0.0 for c in cats], width, label=m)
+    ax.set_xticks([c + 0.4 - width / 2 for c in range(len(cats))])
+    ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("mean score")
+    ax.grid(alpha=0.3, axis="y")
+    if methods:
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def write_reports(out_dir, records: list[dict], items=None, suite_errors=(), title: str = "Benchmark summary",
+                  baseline: str = "baseline") -> dict:
+    """summary.md, summary.csv, score_vs_seconds.png, categories.png and index.html in ``out_dir`` (each written
+    atomically). ``items``: suite items (instance order and prompts for the HTML page). Returns {name: path}."""
+    from .html import instances_html
+
+    out_dir = os.fspath(out_dir)
+    rows = summarize(records, baseline)
+    md = to_markdown(rows, title)
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        md += "\n## Failed instances\n\n" + "".join(f"- {r['method']} {r['instance_id']}: {r['error']}\n"
+                                                   for r in failed)
+    if suite_errors:
+        md += "\n## Suite entries that could not be used\n\n" + "".join(f"- {e}\n" for e in suite_errors)
+    paths = {
+        "summary.md": atomic_write_bytes(os.path.join(out_dir, "summary.md"), md.encode()),
+        "summary.csv": atomic_write_bytes(os.path.join(out_dir, "summary.csv"), to_csv(rows).encode()),
+        "score_vs_seconds.png": atomic_write_bytes(os.path.join(out_dir, "score_vs_seconds.png"),
+                                                   plot_score_vs_seconds(records)),
+        "categories.png": atomic_write_bytes(os.path.join(out_dir, "categories.png"), plot_categories(rows)),
+        "index.html": atomic_write_bytes(os.path.join(out_dir, "index.html"),
+                                         instances_html(records, items, title).encode()),
+    }
+    return paths

@@ -1,0 +1,240 @@
+"""Running one method over a suite: resumable, one record per finished instance, sharded across processes.
+
+Recipe of ``run_bench``:
+1. read every shard's records; pending = suite items without a record for (id, method, config hash);
+2. barrier (every process has read before any writes), take this process's slice (accelerate);
+3. load the models (only if this process has work), run each instance: method -> scores -> outputs written
+   atomically -> record appended (flush + fsync); an instance that raises is recorded with its error, the run goes on;
+4. barrier; the main process merges the shards into ``records.jsonl`` and writes the reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+
+from .records import RecordWriter, commit_dir, config_hash, merge_records, read_all_records, shard_path
+from .shard import ProcessInfo, split_pending
+from .suites import DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, checklist_queries
+
+__all__ = ["METHODS", "BenchConfig", "run_item", "run_bench", "pending_items"]
+
+log = logging.getLogger(__name__)
+METHODS = ("optimize", "best_of_n", "vlm_as_solver", "baseline")
+
+
+@dataclass
+class BenchConfig:
+    """What one ``bench`` run does (the models are passed separately, as objects or a loader).
+
+    Attributes:
+        method: one of ``METHODS``.
+        out: output folder (records, instance outputs, reports).
+        optimize: ``OptimizeConfig`` (its ``sampling`` and ``lora`` are used by every method).
+        options: {"n": Best-of-N candidates, "rounds": VLM-as-solver critique rounds}.
+        limit: run only the first ``limit`` suite items (None: all).
+        query_metrics: checklist metrics whose questions become the teacher's queries.
+        retry_failed: re-run instances whose record says "error" (otherwise they count as done).
+        fps: of the written videos.
+        identity: extra settings that define "the same run" (model specs): part of the config hash.
+    """
+
+    method: str = "optimize"
+    out: str = "bench_out"
+    optimize: object = None
+    options: dict = field(default_factory=lambda: {"n": 5, "rounds": 0})
+    limit: int | None = None
+    query_metrics: tuple = DEFAULT_QUERY_METRICS
+    retry_failed: bool = False
+    fps: int = 8
+    identity: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from ..optimization import OptimizeConfig
+
+        if self.method not in METHODS:
+            raise ValueError(f"`method` must be one of {METHODS}, got {self.method!r}")
+        if self.optimize is None:
+            self.optimize = OptimizeConfig(progress=False)
+        if not isinstance(self.optimize, OptimizeConfig):
+            raise TypeError(f"`optimize` must be an OptimizeConfig, got {type(self.optimize).__name__}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 1):
+            raise ValueError(f"`limit` must be a positive int or None, got {self.limit!r}")
+        unknown = [m for m in self.query_metrics if m not in RULER_METRICS]
+        if unknown:
+            raise ValueError(f"`query_metrics`: unknown metric(s) {unknown}; allowed: {list(RULER_METRICS)}")
+        self.query_metrics = tuple(self.query_metrics)
+
+    def hash(self) -> str:
+        """Config hash of the settings that change results (not ``out``, ``limit``, ``retry_failed``)."""
+        settings = {"method": self.method, "optimize": dataclasses.asdict(self.optimize),
+                    "query_metrics": list(self.query_metrics), "identity": self.identity}
+        if self.method == "best_of_n":
+            settings["n"] = self.options.get("n")
+        if self.method == "vlm_as_solver":
+            settings["rounds"] = self.options.get("rounds")
+        settings["optimize"].pop("progress", None)  # a progress bar changes nothing
+        return config_hash(settings)
+
+
+def _first_frame(item: BenchItem):
+    if item.toy is not None:
+        return item.toy.first_frame
+    if item.image is None:
+        return None
+    from ..instance import load_image
+
+    return load_image(item.image)
+
+
+def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher):
+    """Run the method. Returns (frames (1, F, 3, H, W), p_yes list, stop reason, cost dict, result object)."""
+    from ..baselines import baseline, best_of_n, vlm_as_solver
+    from ..optimization import optimize
+
+    image = _first_frame(item)
+    queries = checklist_queries(item, cfg.query_metrics)
+    if cfg.method == "optimize":
+        res = optimize(pipe, teacher, item.prompt, image=image, queries=queries, config=cfg.optimize)
+        return res.frames, res.final_p_yes, res.stop_reason, res.cost.to_dict(), res
+    kw = dict(image=image, queries=queries, sampling=cfg.optimize.sampling, lora=cfg.optimize.lora)
+    if cfg.method == "best_of_n":
+        res = best_of_n(pipe, teacher, item.prompt, n=cfg.options.get("n", 5), **kw)
+    elif cfg.method == "vlm_as_solver":
+        res = vlm_as_solver(pipe, teacher, item.prompt, rounds=cfg.options.get("rounds", 0), **kw)
+    else:
+        res = baseline(pipe, teacher, item.prompt, **kw)
+    return res.frames, res.p_yes, None, res.cost.to_dict(), res
+
+
+def _final_frame_match(frames: torch.Tensor, path: str) -> float:
+    """1 - mean |last frame - ground-truth final frame| (resized to the video's size): a crude proxy, not a VBVR rule
+    scorer (those are task-specific colour-mask checks)."""
+    from PIL import Image
+    import numpy as np
+
+    last = frames[0, -1].detach().float().cpu()  # (3, H, W)
+    with Image.open(path) as im:
+        gt = im.convert("RGB").resize((last.shape[2], last.shape[1]), Image.BILINEAR)
+    gt = torch.from_numpy(np.asarray(gt, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return float(1.0 - (last - gt).abs().mean())
+
+
+def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=None) -> dict:
+    """All scores of one video. Returns {"score", "score_name", "passed", "scores"}: the primary score is the suite's
+    rule scorer (toy: 0..1), else the checklist judge (0..100), else the ground-truth final-frame match (0..1),
+    else the teacher's mean P(Yes) (0..1). ``passed``: rule passed / every checklist label Good / None (proxy) /
+    every P(Yes) >= 0.5."""
+    scores = {"teacher": sum(p_yes) / len(p_yes)}
+    primary = ("teacher", scores["teacher"], all(p >= 0.5 for p in p_yes))
+    if "final_frame" in item.ground_truth:
+        scores["final_frame_match"] = _final_frame_match(frames, item.ground_truth["final_frame"])
+        primary = ("final_frame_match", scores["final_frame_match"], None)
+    if judge is not None and item.checklist:
+        from .judge import checklist_score
+
+        labels = judge.label(frames, item.prompt, [q for _, q in item.checklist])
+        score, per_metric = checklist_score([(m, lab) for (m, _), lab in zip(item.checklist, labels)])
+        scores.update(checklist=score, checklist_metrics=per_metric, checklist_labels=labels)
+        primary = ("checklist", score, all(lab == "Good" for lab in labels))
+    if item.toy is not None:
+        from ..toy import score_video
+
+        rule = score_video(item.toy, frames[0].detach().float().cpu())
+        scores.update(rule=rule.score, rule_parts=rule.parts)
+        primary = ("rule", rule.score, bool(rule.passed))
+    return {"score_name": primary[0], "score": primary[1], "passed": primary[2], "scores": scores}
+
+
+def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank: int = 0,
+             chash: str | None = None) -> dict:
+    """Run, score and save one instance; never raises for a failing instance (the record says "error")."""
+    chash = chash or cfg.hash()
+    rec = {"instance_id": item.id, "task": item.task, "category": item.category, "split": item.split,
+           "method": cfg.method, "config_hash": chash, "status": "ok", "error": None, "score": None,
+           "score_name": None, "passed": None, "scores": {}, "teacher_p_yes": None, "stop_reason": None,
+           "seconds": None, "cost": None, "video": None, "adapter": None, "rank": rank}
+    t0 = time.perf_counter()
+    try:
+        frames, p_yes, stop, cost, result = _solve(item, cfg, pipe, teacher)
+        rec.update(score_item(item, frames, p_yes, judge))
+        rec.update(teacher_p_yes=list(p_yes), stop_reason=stop, cost=cost)
+        rel = os.path.join("instances", f"{cfg.method}-{chash}", item.dir_name)
+        commit_dir(lambda d: result.save(d, fps=cfg.fps), os.path.join(cfg.out, rel))
+        rec["video"] = os.path.join(rel, "video.mp4")
+        if os.path.isdir(os.path.join(cfg.out, rel, "adapter")):
+            rec["adapter"] = os.path.join(rel, "adapter")
+    except Exception as err:  # noqa: BLE001 - one bad instance (bad image, OOM, NaN) must not stop the benchmark
+        log.warning("instance %s failed: %s", item.id, traceback.format_exc(limit=3))
+        rec.update(status="error", error=f"{type(err).__name__}: {err}", score=None, passed=None)
+        if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    rec["seconds"] = time.perf_counter() - t0
+    rec["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    return rec
+
+
+def pending_items(items: list[BenchItem], records: list[dict], method: str, chash: str,
+                  retry_failed: bool = False) -> list[BenchItem]:
+    """Items without a record for (id, method, config hash); with ``retry_failed`` also those whose record failed."""
+    done = {r["instance_id"] for r in records if r["method"] == method and r["config_hash"] == chash
+            and (r["status"] == "ok" or not retry_failed)}
+    return [it for it in items if it.id not in done]
+
+
+def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | None = None, progress: bool = True):
+    """Run ``cfg.method`` over ``suite`` into ``cfg.out``; resumes from the records already there.
+
+    Args:
+        suite: from ``load_suite``.
+        cfg: the run's settings.
+        load_models: zero-argument callable -> (pipe, teacher, judge or None); called only if this process has
+            instances to run.
+        info: this process's place (``shard.process_state()``); default: a single process.
+    Returns:
+        (records of this run's method and config hash, merged over all processes; only on the main process, else
+        None).
+    """
+    info = info or ProcessInfo()
+    chash = cfg.hash()
+    items = suite.items[: cfg.limit] if cfg.limit else list(suite.items)
+    pending = pending_items(items, read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed)
+    info.wait()  # 2. nobody writes before everybody has read: all processes split the same pending list
+    mine = split_pending(pending, info)
+    if info.is_main:
+        print(f"bench: {len(items)} instances, {len(items) - len(pending)} already done, {len(pending)} to run "
+              f"on {info.world} process(es); method {cfg.method}, config {chash}", flush=True)
+    if mine:
+        pipe, teacher, judge = load_models()
+        bar = _progress(mine, info, progress)
+        with RecordWriter(shard_path(cfg.out, info.rank)) as writer:
+            for item in bar:
+                rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
+                writer.append(rec)
+                if rec["status"] != "ok":
+                    print(f"bench: [rank {info.rank}] {item.id} failed: {rec['error']}", flush=True)
+    info.wait()
+    if not info.is_main:
+        return None
+    merge_records(cfg.out, [it.id for it in items])
+    ids = {it.id for it in items}
+    return [r for r in read_all_records(cfg.out)
+            if r["method"] == cfg.method and r["config_hash"] == chash and r["instance_id"] in ids]
+
+
+def _progress(items, info: ProcessInfo, enabled: bool):
+    if not enabled:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=f"bench rank {info.rank}", position=info.rank, leave=False)

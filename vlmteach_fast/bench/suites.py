@@ -1,0 +1,280 @@
+"""Benchmark suites -> a list of ``BenchItem``: RULER-Bench style JSON/JSONL, VBVR-Bench style folders, the built-in
+toy suite.
+
+Malformed items never stop a suite from loading: each becomes a ``SuiteError`` naming the file and line (JSON/JSONL)
+or the sample folder (VBVR), and the other items still run. Formats (DESIGN.md):
+
+- RULER-Bench style, ``suite.json`` (a list of objects, or ``{"items": [...]}``) or ``suite.jsonl`` (one object per
+  line): ``index``, ``task_name``, ``category``, ``prompt``, optional ``input_image_path`` (relative to the suite
+  file), ``checklist``: a list of one-key objects ``{metric: question}`` with metric in ``RULER_METRICS``.
+- VBVR-Bench style folder: ``<split>/<task>/<sample>/first_frame.png`` + ``prompt.txt``, optional ``final_frame.png``
+  and ``ground_truth.mp4``. The category is the task name (VBVR has no separate categories).
+- ``toy`` or ``toy:N``: N (default 12) held-out instances of the built-in demo world (``vlmteach_fast.toy``), scored
+  by its rule scorers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["RULER_METRICS", "DEFAULT_QUERY_METRICS", "BenchItem", "SuiteError", "Suite", "load_suite",
+           "load_ruler", "load_vbvr", "load_toy", "checklist_queries"]
+
+RULER_METRICS = ("Instruction Following", "Visual Consistency", "Visual Fidelity", "Rule Coherence")
+# The rule and instruction questions say what a solved task looks like: they steer the teacher. Consistency and
+# fidelity questions are kept for scoring only (optimizing against them would also be judging with them).
+DEFAULT_QUERY_METRICS = ("Rule Coherence", "Instruction Following")
+TOY_DEFAULT_N = 12
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class BenchItem:
+    """One benchmark instance.
+
+    Attributes:
+        id: unique within the suite; also used (sanitized) as a folder name.
+        task: task name; category: rule category (RULER) or the task (VBVR, toy).
+        prompt: the task prompt.
+        image: absolute path of the first frame, or None (text-to-video).
+        checklist: [(metric, question)] in file order (RULER), else empty.
+        split: VBVR split name, "" otherwise.
+        ground_truth: {"final_frame": path, "video": path} where present (VBVR).
+        source: "file:line" or folder the item came from (for error messages).
+        toy: the ``ToyInstance`` (built-in suite only; not serialized).
+    """
+
+    id: str
+    task: str
+    category: str
+    prompt: str
+    image: str | None = None
+    checklist: list[tuple[str, str]] = field(default_factory=list)
+    split: str = ""
+    ground_truth: dict = field(default_factory=dict)
+    source: str = ""
+    toy: object = None
+
+    def __post_init__(self):
+        for name in ("id", "task", "category", "prompt"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v.strip():
+                raise ValueError(f"`{name}` must be a non-empty string, got {v!r}")
+
+    @property
+    def dir_name(self) -> str:
+        """``id`` made safe as one path component."""
+        return _SAFE.sub("_", self.id).strip("._") or "item"
+
+
+@dataclass
+class SuiteError:
+    """A suite entry that could not be used: ``where`` is "file:line" or a folder; ``message`` says what is wrong."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class Suite:
+    name: str
+    items: list[BenchItem]
+    errors: list[SuiteError] = field(default_factory=list)
+    kind: str = "ruler"  # "ruler" | "vbvr" | "toy"
+
+
+def checklist_queries(item: BenchItem, metrics=DEFAULT_QUERY_METRICS):
+    """The teacher's ``Queries`` from the checklist questions of ``metrics`` (first one = goal), or None when the item
+    has none (the teacher then writes its own)."""
+    from ..teacher import Queries
+
+    questions = [q for m, q in item.checklist if m in metrics]
+    return Queries(goal=questions[0], process=questions[1:]) if questions else None
+
+
+# -- RULER-Bench style ---------------------------------------------------------------------------------------------
+
+def _ruler_item(obj, base_dir: str, where: str, position: int) -> BenchItem:
+    if not isinstance(obj, dict):
+        raise ValueError(f"an item must be a JSON object, got {type(obj).__name__}")
+    missing = [k for k in ("task_name", "category", "prompt") if k not in obj]
+    if missing:
+        raise ValueError(f"missing key(s) {missing}")
+    checklist = []
+    raw = obj.get("checklist", [])
+    if not isinstance(raw, list):
+        raise ValueError(f"`checklist` must be a list of one-key objects {{metric: question}}, got {type(raw).__name__}")
+    for j, entry in enumerate(raw):
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ValueError(f"checklist[{j}] must be a one-key object {{metric: question}}, got {entry!r}")
+        (metric, question), = entry.items()
+        if metric not in RULER_METRICS:
+            raise ValueError(f"checklist[{j}]: unknown metric {metric!r}; allowed: {list(RULER_METRICS)}")
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"checklist[{j}] ({metric}): the question must be a non-empty string")
+        checklist.append((metric, question))
+    image = obj.get("input_image_path")
+    if image is not None:
+        if not isinstance(image, str) or not image:
+            raise ValueError(f"`input_image_path` must be a path string, got {image!r}")
+        image = os.path.normpath(os.path.join(base_dir, image))
+        if not os.path.isfile(image):
+            raise ValueError(f"`input_image_path` file not found: {image!r}")
+    index = obj.get("index", position)
+    return BenchItem(id=str(index), task=str(obj["task_name"]), category=str(obj["category"]),
+                     prompt=obj["prompt"] if isinstance(obj["prompt"], str) else "", image=image,
+                     checklist=checklist, source=where)
+
+
+def load_ruler(path: str) -> Suite:
+    """A RULER-Bench style ``.json`` or ``.jsonl`` file. Bad items become ``SuiteError``s ("file:line: why")."""
+    path = os.fspath(path)
+    base = os.path.dirname(os.path.abspath(path))
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    entries = []  # (line number, parsed object or exception)
+    if path.endswith(".jsonl"):
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as err:
+                entries.append((lineno, ValueError(f"not valid JSON ({err.msg} at column {err.colno})")))
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            # one bad character spoils a whole .json file: nothing can run, so this one is fatal
+            raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from err
+        if isinstance(data, dict) and isinstance(data.get("items"), list):
+            data = data["items"]
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: a RULER-style .json suite must hold a list of items (or {{\"items\": [...]}})")
+        lines = _item_lines(text, len(data))
+        entries = list(zip(lines, data))
+    items, errors, seen = [], [], {}
+    for position, (lineno, obj) in enumerate(entries):
+        where = f"{path}:{lineno}"
+        try:
+            if isinstance(obj, Exception):
+                raise obj
+            item = _ruler_item(obj, base, where, position)
+            if not item.prompt.strip():
+                raise ValueError("`prompt` must be a non-empty string")
+            if item.id in seen:
+                raise ValueError(f"duplicate index {item.id!r} (first at {seen[item.id]})")
+        except ValueError as err:
+            errors.append(SuiteError(where, str(err)))
+            continue
+        seen[item.id] = where
+        items.append(item)
+    return Suite(os.path.splitext(os.path.basename(path))[0], items, errors, "ruler")
+
+
+def _item_lines(text: str, n: int) -> list[int]:
+    """Line number where each top-level list element of a JSON document starts (best effort: a scan of brackets
+    outside strings), so errors in a pretty-printed .json suite point at the right line."""
+    lines, depth, in_str, esc, line, expecting = [], 0, False, False, 1, False
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        if in_str:
+            esc = (ch == "\\") and not esc
+            if ch == '"' and not esc:
+                in_str = False
+            continue
+        if ch.isspace():
+            continue
+        if depth == 1 and expecting and ch not in ",]":
+            lines.append(line)
+            expecting = False
+        if ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth == 1 and ch == "[":
+                expecting = True
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 1:
+            expecting = True
+    lines += [1] * (n - len(lines))  # {"items": [...]} wrapping: depth differs; fall back to line 1
+    return lines[:n]
+
+
+# -- VBVR-Bench style ----------------------------------------------------------------------------------------------
+
+def load_vbvr(root: str) -> Suite:
+    """A VBVR-Bench style folder ``<split>/<task>/<sample>/{first_frame.png, prompt.txt, [final_frame.png],
+    [ground_truth.mp4]}``. Samples missing a first frame or prompt become ``SuiteError``s naming the folder."""
+    root = os.path.abspath(os.fspath(root))
+    items, errors = [], []
+    for split in sorted(os.listdir(root)):
+        split_dir = os.path.join(root, split)
+        if not os.path.isdir(split_dir) or split.startswith("."):
+            continue
+        for task in sorted(os.listdir(split_dir)):
+            task_dir = os.path.join(split_dir, task)
+            if not os.path.isdir(task_dir):
+                continue
+            for sample in sorted(os.listdir(task_dir)):
+                d = os.path.join(task_dir, sample)
+                if not os.path.isdir(d):
+                    continue
+                first, prompt_file = os.path.join(d, "first_frame.png"), os.path.join(d, "prompt.txt")
+                missing = [os.path.basename(p) for p in (first, prompt_file) if not os.path.isfile(p)]
+                if missing:
+                    errors.append(SuiteError(d, f"missing {missing}"))
+                    continue
+                with open(prompt_file, encoding="utf-8") as f:
+                    prompt = f.read().strip()
+                if not prompt:
+                    errors.append(SuiteError(prompt_file, "empty prompt"))
+                    continue
+                gt = {k: os.path.join(d, name) for k, name in (("final_frame", "final_frame.png"),
+                                                                ("video", "ground_truth.mp4"))
+                      if os.path.isfile(os.path.join(d, name))}
+                items.append(BenchItem(id=f"{split}/{task}/{sample}", task=task, category=task, prompt=prompt,
+                                       image=first, split=split, ground_truth=gt, source=d))
+    if not items and not errors:
+        raise ValueError(f"{root}: no <split>/<task>/<sample>/ folders found (VBVR-style suite)")
+    return Suite(os.path.basename(root.rstrip("/")), items, errors, "vbvr")
+
+
+# -- built-in ------------------------------------------------------------------------------------------------------
+
+def load_toy(n: int = TOY_DEFAULT_N, seed: int = 0) -> Suite:
+    """``n`` held-out instances of the built-in demo world (first frame as a tensor, scored by its rule scorers)."""
+    try:
+        from .. import toy
+    except ImportError as err:  # the demo world is built by another issue; say so instead of a bare ImportError
+        raise RuntimeError(f"the built-in suite needs vlmteach_fast.toy, which could not be imported: {err}") from err
+    items = []
+    for i, inst in enumerate(toy.make_instances(n, seed=seed)):
+        items.append(BenchItem(id=f"toy-{i:04d}-{inst.task_type}", task=inst.task_type, category=inst.difficulty,
+                               prompt=inst.prompt, source=f"toy:{i}", toy=inst))
+    return Suite(f"toy{n}", items, [], "toy")
+
+
+def load_suite(spec: str) -> Suite:
+    """``spec``: ``toy`` / ``toy:N``, a ``.json`` / ``.jsonl`` file, or a VBVR-style folder."""
+    spec = os.fspath(spec)
+    if spec == "toy" or spec.startswith("toy:"):
+        n = spec.partition(":")[2] or str(TOY_DEFAULT_N)
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--suite toy:N needs a positive N, got {spec!r}")
+        return load_toy(int(n))
+    if os.path.isdir(spec):
+        return load_vbvr(spec)
+    if os.path.isfile(spec):
+        if not spec.endswith((".json", ".jsonl")):
+            raise ValueError(f"--suite file must end in .json or .jsonl (RULER-style), got {spec!r}")
+        return load_ruler(spec)
+    raise FileNotFoundError(f"--suite not found: {spec!r} (a .json/.jsonl file, a VBVR-style folder, or 'toy[:N]')")
