@@ -137,8 +137,8 @@ def test_vision_tower_once_and_lm_head_on_answer_positions_only(teacher):
         h2.remove()
     assert len(calls) == 1 and out.stats["vision_calls"] == 1
     assert head_shapes == [torch.Size([2, 3, teacher.model.config.text_config.hidden_size])]
-    # One prefix + one suffix pass per frame view (goal view, process view).
-    assert out.stats["lm_calls"] == 4
+    # Goal view: its single question is one full-row pass; process view (2 questions): prefix + batched suffixes.
+    assert out.stats["lm_calls"] == 3
 
 
 def test_weights_and_answer_forms(teacher):

@@ -234,9 +234,9 @@ class VLMTeacher:
         hidden = None
         for kind in views:
             cols = [i for i, k in enumerate(kinds) if k == kind]
-            h, calls = self.adapter.answer_hidden(
-                feats, layout[kind], [questions[i] + suffix for i in cols], self.config.share_prefix
-            )
+            # With one question there is nothing to share: the full row is one LM call instead of two.
+            share = self.config.share_prefix and len(cols) > 1
+            h, calls = self.adapter.answer_hidden(feats, layout[kind], [questions[i] + suffix for i in cols], share)
             stats["lm_calls"] += calls
             if hidden is None:
                 hidden = h.new_zeros(B, len(questions), h.shape[-1])
