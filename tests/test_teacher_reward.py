@@ -305,3 +305,39 @@ def test_from_pretrained_rejects_unsupported(tmp_path):
     LlamaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="unsupported VLM family 'llama'"):
         VLMTeacher.from_pretrained(str(tmp_path))
+
+
+def test_augmented_views():
+    from vlmteach_fast.teacher.augment import random_views
+
+    model, tok = _small()
+    frames = _frames(B=2, F=4, grad=True)
+    plain = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56))
+    # Views without noise or shift are the frames themselves: the mean over views is the plain score.
+    same = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, augment_views=3, augment_noise=0.0,
+                                               augment_shift=0))
+    with torch.no_grad():
+        torch.testing.assert_close(same.reward(frames, QUERIES).log_probs, plain.reward(frames, QUERIES).log_probs,
+                                   atol=TOL, rtol=0)
+    aug = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, augment_views=4))
+    calls = []
+    hook = aug.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        out = aug.reward(frames, QUERIES)
+    finally:
+        hook.remove()
+    assert out.log_probs.shape == (2, 3) and calls == [1] and out.stats["augment_views"] == 4
+    out.reward.sum().backward()
+    assert frames.grad.abs().sum() > 0
+    # Shifts move content by whole pixels with replicated borders; each view's frames share one shift.
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 2, 3, 8, 8)
+    views = random_views(x, 5, noise_std=0.0, max_shift=1, generator=g)
+    for v in views:
+        diffs = [(v[0] - torch.roll(x[0, 0], (dy, dx), dims=(-2, -1)))[..., 1:-1, 1:-1].abs().max()
+                 for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        k = int(torch.stack(diffs).argmin())
+        assert diffs[k] == 0
+        assert (v[1] - torch.roll(x[0, 1], (k // 3 - 1, k % 3 - 1), dims=(-2, -1)))[..., 1:-1, 1:-1].abs().max() == 0
+    with pytest.raises(ValueError, match="augment_views"):
+        RewardConfig(augment_views=-1)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .augment import random_views
 from .base import GOAL, PROCESS, Queries, RewardOutput, as_queries, check_frames
 from .idefics3 import Idefics3Adapter
 from .llava import LlavaAdapter
@@ -51,6 +52,12 @@ class RewardConfig:
         metadata={"help": "'images': each picked frame is an image; 'video': the picked frames form one clip "
                           "(Qwen2-VL / Qwen2.5-VL only; consecutive frames share a temporal patch)"},
     )
+    augment_views: int = field(
+        default=0,
+        metadata={"help": "score K randomly perturbed views of every video and average (0: the frames as they are)"},
+    )
+    augment_noise: float = field(default=0.02, metadata={"help": "pixel noise std of each view"})
+    augment_shift: int = field(default=1, metadata={"help": "max integer translation (pixels) of each view"})
     share_prefix: bool = field(
         default=True, metadata={"help": "reuse the visual prefix's KV cache across questions (False: full rows)"}
     )
@@ -66,6 +73,13 @@ class RewardConfig:
                 raise ValueError(f"RewardConfig.{name} must be None or an int >= 1, got {v!r}")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError(f"RewardConfig.min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})")
+        if not isinstance(self.augment_views, int) or self.augment_views < 0:
+            raise ValueError(f"RewardConfig.augment_views must be an int >= 0, got {self.augment_views!r}")
+        if self.augment_noise < 0 or not isinstance(self.augment_shift, int) or self.augment_shift < 0:
+            raise ValueError(
+                "RewardConfig.augment_noise must be >= 0 and augment_shift an int >= 0, got "
+                f"{self.augment_noise!r} and {self.augment_shift!r}"
+            )
         if self.frames_as not in ("images", "video"):
             raise ValueError(f"RewardConfig.frames_as must be 'images' or 'video', got {self.frames_as!r}")
         if self.answer_form not in ("log_p_yes", "yes_no"):
@@ -269,12 +283,20 @@ class VLMTeacher:
             self.model.eval()
         device = next(self.model.parameters()).device
         # fp32 through resize/normalize: bf16 frames would add ~4e-3 rounding before the vision tower's own cast.
-        logits, stats = self.answer_logits(frames.to(device=device, dtype=torch.float32), questions, kinds)
+        x = frames.to(device=device, dtype=torch.float32)
+        K = self.config.augment_views
+        if K:
+            x = random_views(x, K, self.config.augment_noise, self.config.augment_shift)  # (B*K, ...)
+        logits, stats = self.answer_logits(x, questions, kinds)
         logits = logits.float()
         if self.config.answer_form == "log_p_yes":
-            return torch.log_softmax(logits, dim=-1)[..., self.yes_id], stats
-        pair = logits[..., [self.yes_id, self.no_id]]
-        return torch.log_softmax(pair, dim=-1)[..., 0], stats
+            log_probs = torch.log_softmax(logits, dim=-1)[..., self.yes_id]
+        else:
+            log_probs = torch.log_softmax(logits[..., [self.yes_id, self.no_id]], dim=-1)[..., 0]
+        if K:
+            log_probs = log_probs.view(frames.shape[0], K, -1).mean(dim=1)  # mean log-prob over views
+            stats["augment_views"] = K
+        return log_probs, stats
 
     def reward(self, frames: torch.Tensor, queries, weights=None) -> RewardOutput:
         """Differentiable VQA reward.
