@@ -113,7 +113,9 @@ def test_padding_with_very_different_question_lengths(teacher, share_prefix):
 
 def test_gradient_reaches_frames_not_params(teacher):
     frames = _frames(grad=True)
+    before = frames.detach().clone()
     out = teacher.reward(frames, QUERIES)
+    assert torch.equal(frames.detach(), before)  # inputs are not modified in place
     assert isinstance(out, RewardOutput) and out.reward.shape == (2,)
     assert out.reward.requires_grad
     out.reward.sum().backward()
