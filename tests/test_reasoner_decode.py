@@ -196,6 +196,27 @@ def test_tiny_autoencoder_from_a_diffusers_directory(reasoner, tmp_path):
         LightDecoder(reasoner, LightDecoderConfig(kind="tiny"))
 
 
+class _VideoDecoderStandIn(torch.nn.Module):
+    """TAEHV's interface (decode_video: (N, T, C, h, w) -> (N, 4T - 3, 3, 8h, 8w) in [0, 1]) with a trivial causal
+    body: output frame k carries the latent frame it comes from, so the frame picking can be checked exactly."""
+
+    def decode_video(self, x):
+        n, t, c, h, w = x.shape
+        rgb = torch.sigmoid(x[:, :, :3])  # (N, T, 3, h, w)
+        frames = [rgb[:, :1]] + [rgb[:, j: j + 1].expand(-1, 4, -1, -1, -1) for j in range(1, t)]
+        return F.interpolate(torch.cat(frames, 1).flatten(0, 1), scale_factor=8).view(n, 4 * t - 3, 3, 8 * h, 8 * w)
+
+
+def test_tiny_video_decoder_module_decodes_all_and_picks_frames(reasoner):
+    z = torch.randn(1, 16, 3, 4, 4)
+    ld = LightDecoder(reasoner, LightDecoderConfig(kind="tiny"), tiny_module=_VideoDecoderStandIn())
+    out = ld(z, frames="first_last")
+    zv = reasoner.adapter.to_vae_space(z)
+    expect = F.interpolate(torch.sigmoid(zv[:, :3, [0, 2]]).transpose(1, 2).flatten(0, 1), scale_factor=8)
+    assert out.shape == (1, 2, 3, 32, 32)
+    torch.testing.assert_close(out[0], expect, rtol=0, atol=1e-6)  # frames 0 and 8 of 9, i.e. latent frames 0, 2
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="kind.*'linear', 'tiny', 'full'.*got 'taesd'"):
         LightDecoderConfig(kind="taesd")

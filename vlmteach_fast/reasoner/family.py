@@ -59,6 +59,7 @@ class FamilyAdapter:
     """
 
     name = "base"
+    is_i2v: bool = True  # image-to-video (prepare needs `image`); text-to-video adapters set False
     pipeline_classes: tuple[str, ...] = ()
     attention_targets: tuple[str, ...] = ()
     ffn_targets: tuple[str, ...] = ()

@@ -5,9 +5,11 @@ Three kinds, one interface ``LightDecoder(reasoner, config)(latents, frames=...)
   by least squares against the model's own VAE on random latents, once per VAE, and cached as safetensors (keyed by
   the VAE's config and a fingerprint of its weights). One latent frame gives one RGB frame: the pixel frame it
   stands for (``FamilyAdapter.pixel_frame_index``: for Wan the last of its 4 frames).
-- ``"tiny"``: a tiny autoencoder decoder: a diffusers ``AutoencoderTiny`` directory (applied per latent frame) or
-  any module the user passes that maps (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1]. TAEHV-format single
-  checkpoint files need the TAEHV module itself, which is not bundled: pass it as ``tiny_module``.
+- ``"tiny"``: a tiny autoencoder decoder: a diffusers ``AutoencoderTiny`` directory (applied per latent frame), or a
+  module the user passes: either a per-frame decoder mapping (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1],
+  or a TAEHV-style video decoder exposing ``decode_video((N, T, C, h, w)) -> (N, T', 3, H, W)`` in [0, 1] (its
+  temporal memory needs every latent frame, so all are decoded and the selected frames picked). TAEHV / LightTAE
+  checkpoint files need that module's own code, which is not bundled: build it and pass it as ``tiny_module``.
 - ``"full"``: the full VAE on all latent frames (temporal VAEs are causal: decoding a subset is not exact), then the
   selected frames are picked. Exact but the expensive baseline.
 Frame selection happens on latent frames *before* a light decode, so the reward never pays for frames it ignores.
@@ -108,8 +110,9 @@ class LightDecoder:
     Args:
         reasoner: a :class:`~vlmteach_fast.reasoner.Reasoner` (its family adapter gives the VAE and frame mapping).
         config: :class:`LightDecoderConfig`.
-        tiny_module: for ``kind="tiny"``, a module mapping (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1]
-            (e.g. a TAEHV decoder you built); overrides ``config.tiny_path``.
+        tiny_module: for ``kind="tiny"``, a module mapping (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1],
+            or one with ``decode_video`` (TAEHV's interface: (N, T, C, h, w) -> (N, T', 3, H, W) in [0, 1], with
+            T' = T or the VAE's temporal expansion); overrides ``config.tiny_path``.
     """
 
     def __init__(self, reasoner, config: LightDecoderConfig | None = None, tiny_module=None):
@@ -255,6 +258,8 @@ class LightDecoder:
             return video[:, [a.pixel_frame_index(latents.shape[2])[i] for i in idx]]
         sel = latents[:, :, idx].to(torch.float32)
         if kind == "tiny":
+            if hasattr(self.tiny, "decode_video"):
+                return self._decode_video_tiny(latents, idx)
             z = a.to_vae_space(sel) if self.config.tiny_latent_space == "vae" else sel
             return self.tiny(z).to(torch.float32).clamp(0, 1)
         rgb = self.linear_rgb(sel)  # (B, F_sel, 3, h, w)
@@ -262,6 +267,25 @@ class LightDecoder:
         size = (latents.shape[3] * a.spatial, latents.shape[4] * a.spatial)
         up = F.interpolate(rgb.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
         return up.view(b, f, 3, *size).clamp(0, 1)
+
+
+    def _decode_video_tiny(self, latents, idx):
+        a = self.adapter
+        z = latents.to(torch.float32)
+        z = a.to_vae_space(z) if self.config.tiny_latent_space == "vae" else z
+        video = self.tiny.decode_video(z.transpose(1, 2))  # (B, T', 3, H, W) in [0, 1]
+        f_lat, t_out = latents.shape[2], video.shape[1]
+        if t_out == f_lat:
+            pick = idx
+        else:
+            pix = a.pixel_frame_index(f_lat)
+            if pix[-1] >= t_out:
+                raise ValueError(
+                    f"`tiny_module.decode_video` returned {t_out} frames for {f_lat} latent frames; expected "
+                    f"{f_lat} or at least {pix[-1] + 1} (the VAE's temporal expansion)"
+                )
+            pick = [pix[i] for i in idx]
+        return video[:, pick].to(torch.float32).clamp(0, 1)
 
 
 class _PerFrameTinyDecoder(torch.nn.Module):
