@@ -104,7 +104,8 @@ def make_qwen_vl(family: str = "qwen2_vl", vocab_size: int = 160, text_layers: i
         text.update(head_dim=width // 4)
         text["rope_parameters"] = dict(text["rope_parameters"], mrope_interleaved=True)
         vision = dict(depth=vision_depth, hidden_size=width, intermediate_size=2 * width, num_heads=2,
-                      out_hidden_size=width, patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
+                      out_hidden_size=width, patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+                      num_position_embeddings=64,
                       deepstack_visual_indexes=[0])
         config = tf.Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
         model = tf.Qwen3VLForConditionalGeneration(config)

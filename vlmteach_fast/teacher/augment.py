@@ -35,9 +35,8 @@ def random_views(frames: torch.Tensor, num_views: int, noise_std: float, max_shi
         s = max_shift
         padded = F.pad(x.reshape(B * num_views, Fr * C, H, W), (s, s, s, s), mode="replicate")
         shifts = torch.randint(-s, s + 1, (B * num_views, 2), generator=generator)
-        x = torch.stack([
-            padded[i, :, s + int(dy): s + int(dy) + H, s + int(dx): s + int(dx) + W] for i, (dy, dx) in enumerate(shifts)
-        ]).view(B * num_views, Fr, C, H, W)
+        crops = [padded[i, :, s + dy: s + dy + H, s + dx: s + dx + W] for i, (dy, dx) in enumerate(shifts.tolist())]
+        x = torch.stack(crops).view(B * num_views, Fr, C, H, W)
     if noise_std > 0:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         x = (x + noise_std * noise).clamp(0.0, 1.0)

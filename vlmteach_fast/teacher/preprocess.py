@@ -11,7 +11,6 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 
 def select_frames(num_frames: int, count: int, mode: str) -> list[int]:
