@@ -13,8 +13,9 @@ A spec is one of:
 from __future__ import annotations
 
 import importlib
+import os
 
-__all__ = ["resolve_factory", "load_pipeline_spec", "load_teacher_spec", "load_judge_spec"]
+__all__ = ["check_spec", "resolve_factory", "load_pipeline_spec", "load_teacher_spec", "load_judge_spec"]
 
 
 def resolve_factory(spec: str, arg: str):
@@ -41,9 +42,24 @@ def _toy(what: str):
         raise RuntimeError(f"the built-in toy {what} is not available yet ({err}); pass --{what} explicitly") from err
 
 
+def _toy_weights_present(arg: str) -> None:
+    try:
+        from ..toy import models
+    except ImportError as err:
+        raise RuntimeError(f"{arg} toy: vlmteach_fast.toy could not be imported ({err})") from err
+    path = models.PIPELINE_DIR if arg == "--pipeline" else models.TEACHER_DIR
+    marker = "model_index.json" if arg == "--pipeline" else "config.json"
+    if not os.path.isfile(os.path.join(path, marker)):
+        raise RuntimeError(f"{arg} toy: the built-in toy model is not shipped yet ({path!r} has no {marker}); "
+                           f"train it with the scripts in scripts/ or pass {arg} explicitly")
+
+
 def check_spec(spec: str | None, arg: str) -> None:
     """Cheap checks before any model loads: factories import, local folders exist."""
-    if spec is None or spec in ("toy", "none", "teacher"):
+    if spec == "toy":
+        _toy_weights_present(arg)
+        return
+    if spec is None or spec in ("none", "teacher"):
         return
     if spec.startswith("py:"):
         resolve_factory(spec, arg)

@@ -207,6 +207,8 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     chash = cfg.hash()
     items = suite.items[: cfg.limit] if cfg.limit else list(suite.items)
     pending = pending_items(items, read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed)
+    if info.is_main:
+        _remove_stale_tmp(cfg.out)
     info.wait()  # 2. nobody writes before everybody has read: all processes split the same pending list
     mine = split_pending(pending, info)
     if info.is_main:
@@ -228,6 +230,16 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     ids = {it.id for it in items}
     return [r for r in read_all_records(cfg.out)
             if r["method"] == cfg.method and r["config_hash"] == chash and r["instance_id"] in ids]
+
+
+def _remove_stale_tmp(out_dir) -> None:
+    """Temporary output folders of instances a killed run was writing (never referenced by a record). Safe only
+    before the barrier: no process writes before it."""
+    import glob
+    import shutil
+
+    for d in glob.glob(os.path.join(os.fspath(out_dir), "instances", "*", ".tmp-*")):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _progress(items, info: ProcessInfo, enabled: bool):

@@ -1,0 +1,138 @@
+"""Benchmark suites: RULER-style JSON/JSONL and VBVR-style folders, with file:line errors for malformed items."""
+
+import json
+
+import pytest
+
+from vlmteach_fast.bench.suites import checklist_queries, load_ruler, load_suite, load_vbvr
+
+
+def _png(path):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(path)
+    return path
+
+
+def _item(i, **kw):
+    base = {"index": i, "task_name": "maze", "category": "spatial", "prompt": f"solve {i}",
+            "checklist": [{"Rule Coherence": "Does the ball avoid walls?"},
+                          {"Visual Fidelity": "Is it sharp?"},
+                          {"Instruction Following": "Does it reach the goal?"}]}
+    base.update(kw)
+    return base
+
+
+def test_ruler_jsonl_parses_good_items_and_names_file_and_line_of_bad_ones(tmp_path):
+    _png(tmp_path / "imgs" / "a.png")
+    lines = [json.dumps(_item(0, input_image_path="imgs/a.png")),
+             "{not json",
+             json.dumps(_item(2, checklist=[{"Rule Coherense": "typo?"}])),
+             "",
+             json.dumps(_item(4, input_image_path="imgs/missing.png")),
+             json.dumps({"index": 5, "task_name": "x", "prompt": "p"}),
+             json.dumps(_item(0)),  # duplicate index
+             json.dumps(_item(7, checklist=[{"Rule Coherence": "a", "Visual Fidelity": "b"}])),
+             json.dumps(_item(8))]
+    path = tmp_path / "suite.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    suite = load_ruler(str(path))
+    assert [it.id for it in suite.items] == ["0", "8"]
+    assert suite.items[0].image == str(tmp_path / "imgs" / "a.png")
+    assert suite.items[0].source == f"{path}:1" and suite.items[1].source == f"{path}:9"
+    errs = {int(e.where.rsplit(":", 1)[1]): e.message for e in suite.errors}
+    assert sorted(errs) == [2, 3, 5, 6, 7, 8]
+    assert "not valid JSON" in errs[2]
+    assert "unknown metric 'Rule Coherense'" in errs[3] and "Instruction Following" in errs[3]
+    assert "input_image_path` file not found" in errs[5] and "missing.png" in errs[5]
+    assert "missing key(s) ['category']" in errs[6]
+    assert "duplicate index '0'" in errs[7] and f"{path}:1" in errs[7]
+    assert "one-key object" in errs[8]
+    assert all(str(e).startswith(f"{path}:") for e in suite.errors)
+
+
+def test_checklist_queries_use_the_chosen_metrics_in_file_order(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps(_item(0)) + "\n" + json.dumps(_item(1, checklist=[{"Visual Fidelity": "sharp?"}])))
+    a, b = load_ruler(str(path)).items
+    q = checklist_queries(a)
+    assert q.goal == "Does the ball avoid walls?" and q.process == ["Does it reach the goal?"]
+    assert checklist_queries(a, ("Visual Fidelity",)).questions == ["Is it sharp?"]
+    assert checklist_queries(b) is None  # no rule/instruction question: the teacher writes its own
+
+
+def test_ruler_json_errors_point_at_the_line_where_the_item_starts(tmp_path):
+    items = [_item(0), _item(1, prompt=""), _item(2)]
+    path = tmp_path / "suite.json"
+    text = json.dumps(items, indent=2)
+    path.write_text(text)
+    suite = load_ruler(str(path))
+    assert [it.id for it in suite.items] == ["0", "2"]
+    (err,) = suite.errors
+    starts = [i + 1 for i, line in enumerate(text.splitlines()) if line == "  {"]  # each object's opening brace
+    assert len(starts) == 3 and starts[1] > 2
+    start_line = starts[1]
+    assert err.where == f"{path}:{start_line}" and "prompt" in err.message
+
+
+def test_ruler_json_that_is_not_json_is_fatal_with_file_and_line(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('[\n  {"index": 0,\n  oops\n]')
+    with pytest.raises(ValueError, match=r"bad\.json:3: not valid JSON"):
+        load_ruler(str(path))
+
+
+def test_vbvr_folder_keeps_split_task_and_ground_truth(tmp_path):
+    root = tmp_path / "vbvr"
+    for split, task, sample, gt in [("test", "maze", "000", True), ("test", "maze", "001", False),
+                                    ("test", "sort", "000", False), ("val", "maze", "000", False)]:
+        d = root / split / task / sample
+        _png(d / "first_frame.png")
+        (d / "prompt.txt").write_text(f"{task} {sample}\n")
+        if gt:
+            _png(d / "final_frame.png")
+    bad = root / "test" / "sort" / "001"
+    _png(bad / "first_frame.png")  # no prompt.txt
+    suite = load_vbvr(str(root))
+    assert [it.id for it in suite.items] == ["test/maze/000", "test/maze/001", "test/sort/000", "val/maze/000"]
+    first = suite.items[0]
+    assert (first.split, first.task, first.category, first.prompt) == ("test", "maze", "maze", "maze 000")
+    assert set(first.ground_truth) == {"final_frame"} and suite.items[1].ground_truth == {}
+    assert first.dir_name == "test_maze_000"
+    (err,) = suite.errors
+    assert err.where == str(bad) and "prompt.txt" in err.message
+    assert load_suite(str(root)).kind == "vbvr"
+
+
+@pytest.mark.parametrize("spec,exc,message", [
+    ("/no/such/suite.jsonl", FileNotFoundError, "--suite not found"),
+    ("toy:0", ValueError, "positive N"),
+    ("toy:x", ValueError, "positive N"),
+])
+def test_load_suite_rejects_bad_specs(spec, exc, message):
+    with pytest.raises(exc, match=message):
+        load_suite(spec)
+
+
+def test_load_suite_rejects_other_file_types_and_empty_folders(tmp_path):
+    (tmp_path / "s.csv").write_text("a,b\n")
+    with pytest.raises(ValueError, match=r"must end in \.json or \.jsonl"):
+        load_suite(str(tmp_path / "s.csv"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no <split>/<task>/<sample>/ folders"):
+        load_suite(str(tmp_path / "empty"))
+
+
+def test_toy_suite_items_are_scored_by_the_rule_scorer():
+    pytest.importorskip("vlmteach_fast.toy")
+    from vlmteach_fast.bench.runner import score_item
+
+    suite = load_suite("toy:3")
+    assert suite.kind == "toy" and len(suite.items) == 3 and len({it.id for it in suite.items}) == 3
+    item = suite.items[0]
+    solved = score_item(item, item.toy.solution[None], [0.2])
+    assert solved["score_name"] == "rule" and solved["score"] == 1.0 and solved["passed"] is True
+    assert solved["scores"]["teacher"] == pytest.approx(0.2)
+    frozen = item.toy.first_frame[None].expand(item.toy.solution.shape[0], -1, -1, -1)[None]
+    assert score_item(item, frozen, [0.9])["passed"] is False  # standing still never solves a task
