@@ -5,7 +5,7 @@ import torch
 
 from teacher_fixtures import make_idefics3, make_qwen_vl
 from vlmteach_fast.teacher import Queries, RewardConfig, VLMTeacher
-from vlmteach_fast.teacher.preprocess import qwen_patchify, qwen_video_patchify
+from vlmteach_fast.teacher.preprocess import normalize, qwen_patchify, qwen_video_patchify, resize_images
 
 QUERIES = Queries("Does the red ball reach the green square?", ["Does the ball stay intact?", "Is it red?"])
 TOL = 1e-5  # fp32, same reasoning as test_teacher_reward.TOL
@@ -34,6 +34,7 @@ def teacher(request):
 
 
 def _hf_video_reference(teacher, frames, queries):
+    """Per question and video: the stock HF forward with pixel_values_videos (the model's own video RoPE)."""
     ad, cfg = teacher.adapter, teacher.config
     B, F_ = frames.shape[:2]
     out = torch.zeros(B, len(queries))
@@ -42,8 +43,6 @@ def _hf_video_reference(teacher, frames, queries):
             idx = teacher._views(F_, [kind])[kind]
             clip = frames[b:b + 1, idx]
             size = ad.target_size(*frames.shape[-2:], cfg.min_pixels, cfg.max_pixels)
-            from vlmteach_fast.teacher.preprocess import normalize, resize_images
-
             x = normalize(resize_images(clip[0], size), ad.mean, ad.std)[None]
             pv, grid = qwen_video_patchify(x, ad.patch_size, ad.temporal_patch_size, ad.merge_size)
             ids = ad.head_ids() + ad.visual_ids(ad.tokens_per_item(grid[0]), "video")
