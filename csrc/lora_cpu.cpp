@@ -6,7 +6,9 @@
 // rank-r update out += s * xa B^T done in place by an OpenMP loop (rank_update_), so nothing of output size is
 // allocated beyond the output itself. Backward reuses the same in-place update for dX += dXA A.
 #include <ATen/Parallel.h>
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <pybind11/pybind11.h>
+#include <torch/version.h>
 #include <torch/library.h>
 
 namespace vlmteach_fast {

@@ -4,7 +4,9 @@
 // rank_update_cuda (lora_cuda.cu). Where Triton is available, its kernels (kernels/lora.py) are preferred: they
 // fold the update into the base GEMM's epilogue.
 #include <c10/cuda/CUDAGuard.h>
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <pybind11/pybind11.h>
+#include <torch/version.h>
 #include <torch/library.h>
 
 namespace vlmteach_fast {
