@@ -4,7 +4,8 @@ Recipe (STYLE.md 11), shared by every model family:
 1. ``from_pipeline``: pick the family adapter, freeze every component (eval mode, requires_grad False), inject the
    LoRA (PEFT format; fused layers when available).
 2. ``prepare``: check inputs, encode text / image conditions once, fix the initial noise (seeded CPU generator).
-3. ``predict``: denoise from that noise. ``one_step``: the x0 estimate of a single evaluation at sigma = 1.
+3. ``predict``: denoise from that noise. ``one_step``: the x0 estimate of a single evaluation from pure noise
+   (flow matching: x0 = x - sigma * v at sigma = 1; CogVideoX: the DDIM x0 estimate at the first timestep).
    ``k_step``: T Euler steps; the first T - K run under ``torch.no_grad()`` (no graph is built at all), each of the
    last K runs inside ``torch.utils.checkpoint(use_reentrant=False)`` so only its input latents are kept and its
    activations are recomputed in the backward pass: memory ~ one step's activations + K latents, not K steps'.
@@ -161,12 +162,14 @@ class Reasoner:
 
     # ----- 3. differentiable prediction -----
 
-    def _one_step(self, prepared, latents, t, sigma, sigma_next, guidance_scale, blocks=False):
+    def _one_step(self, prepared, latents, t, c, c_next, guidance_scale, blocks=False):
+        # (c, c_next): the step's schedule coefficients (sigma -> next sigma for flow matching, abar_t -> abar_prev
+        # for DDIM); plain floats, so a checkpointed recomputation sees exactly the same values.
         # Block checkpointing is switched on *inside* the step so that a checkpointed step's recomputation in the
         # backward pass runs the same blocks the same way (else its saved tensors would not match the forward's).
         with self._block_checkpointing(blocks):
             out = self.adapter.denoise(prepared, latents, t, guidance_scale)
-        return self.adapter.step(latents, out, sigma, sigma_next)
+        return self.adapter.step(latents, out, c, c_next)
 
     def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False):
         timesteps, coeffs = self.adapter.schedule(steps, prepared)
@@ -196,8 +199,9 @@ class Reasoner:
 
         Args:
             prepared: from :meth:`prepare`.
-            mode: ``"one_step"`` (one evaluation at sigma = 1, x0 = x - sigma * v; the paper's optimization-time
-                prediction, meaningful for step-distilled models) or ``"k_step"``.
+            mode: ``"one_step"`` (one evaluation from pure noise and its x0 estimate, e.g. x0 = x - sigma * v at
+                sigma = 1; the paper's optimization-time prediction, meaningful for step-distilled models, see
+                DESIGN.md) or ``"k_step"``.
             steps: T, the number of sampling steps (``k_step`` only; required there).
             grad_steps: K, how many of the last steps carry gradient, 1 <= K <= T (``k_step`` only).
             guidance_scale: overrides the prepared one; > 1 runs batched cond/uncond guidance.
