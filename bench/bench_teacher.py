@@ -77,3 +77,31 @@ def test_reward_fwd_bwd(benchmark, teacher, num_questions, mode):
     )
     assert vision_calls == (1 if batched else num_questions)
     assert frames.grad is not None
+
+
+@pytest.mark.parametrize("mode", ["batched", "loop"])
+def test_reward_fwd_bwd_goal_plus_process(benchmark, teacher, mode):
+    """The method's usual query set: 1 goal question (last frame) + 3 process questions (8 frames): two frame views."""
+    torch.set_num_threads(1)
+    frames = torch.rand(1, FRAMES, 3, 112, 112, requires_grad=True)
+    questions, kinds = QUESTIONS[:4], ["goal", "process", "process", "process"]
+
+    def step():
+        frames.grad = None
+        if mode == "batched":
+            lp, _ = teacher.log_probs(frames, questions, kinds)
+        else:
+            lp = torch.cat([teacher.log_probs(frames, [q], [k])[0] for q, k in zip(questions, kinds)], dim=1)
+        lp.sum().backward()
+
+    calls = []
+    hook = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        step()
+        vision_calls = len(calls)
+        benchmark.pedantic(step, rounds=7, warmup_rounds=1)
+    finally:
+        hook.remove()
+    benchmark.extra_info.update(mode=mode, questions=4, frames=FRAMES, vision_calls_per_reward=vision_calls,
+                                query_set="1 goal + 3 process", device="cpu", threads=torch.get_num_threads())
+    assert vision_calls == (1 if mode == "batched" else 4)
