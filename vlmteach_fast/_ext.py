@@ -51,8 +51,8 @@ def _load_triton() -> Backend:
     try:
         kernels = importlib.import_module("vlmteach_fast.kernels")
         import triton
-    except ImportError as err:
-        return Backend("triton", False, f"triton kernels unavailable: {err}")
+    except Exception as err:  # noqa: BLE001 - ImportError, or a broken install raising at import: fall back
+        return Backend("triton", False, f"triton kernels unavailable: {type(err).__name__}: {err}")
     return Backend("triton", True, f"triton {triton.__version__}", kernels)
 
 
