@@ -166,10 +166,12 @@ def test_steps_without_gradient_build_no_graph(reasoners):
     prep = _prepare(r, "t2v")
     modes = []
     handle = r.transformer.register_forward_hook(lambda m, i, o: modes.append(torch.is_grad_enabled()))
+    before = r.counters.denoiser_evals
     try:
         out = r.predict(prep, mode="k_step", steps=5, grad_steps=2)
         assert modes == [False, False, False, True, True]
         assert out.latents.requires_grad and out.denoiser_evals == 5
+        assert r.counters.denoiser_evals - before == 5  # recomputation in backward is not a new evaluation
     finally:
         handle.remove()
 

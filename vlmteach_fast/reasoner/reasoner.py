@@ -16,15 +16,15 @@ Gradients can only reach the LoRA: it is the only thing with ``requires_grad=Tru
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from .cogvideox import CogVideoXAdapter
 from .family import FamilyAdapter, PreparedInstance, _check_int
 from .lora import (LoRASpec, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
                    snapshot_lora)
-from .cogvideox import CogVideoXAdapter
 from .ltx import LTXAdapter
 from .wan import WanAdapter
 
@@ -67,9 +67,11 @@ class SampleOutput:
 
 @dataclass
 class _Counters:
+    """Running totals over the reasoner's life (budget accounting, DESIGN.md): transformer evaluations (2 per
+    guided step) and full-VAE decodes through :meth:`Reasoner.decode`."""
+
     denoiser_evals: int = 0
     vae_decodes: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Reasoner:
