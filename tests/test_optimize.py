@@ -195,7 +195,7 @@ def test_text_to_video_pipeline_rejects_image():
 
 def test_k_step_mode_runs(pipe):
     res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
-                   config=cfg(mode="k_step", steps=2, grad_steps=2, max_steps=2, augment_views=2))
+                   config=cfg(mode="k_step", steps=2, grad_steps=2, max_steps=2))
     assert len(res.history) == 2 and res.cost.denoiser_recompute == 4 and res.cost.denoiser_backward == 4
 
 

@@ -8,9 +8,9 @@ Recipe (DESIGN.md; STYLE.md 11):
    -> backward -> AdamW step, keeping the best adapter, until a stopping rule fires;
 4. restore the best adapter, sample with the final number of steps, full VAE decode, score it.
 
-What is known to go wrong (DESIGN.md) is designed for: ``augment_views`` averages the teacher over perturbed copies
-of the frames (noise + 1-pixel shifts) so a single adversarial pixel pattern fools it less; ``mode="k_step"`` for
-models that are not step-distilled; the final video is scored again on the full decode and, with
+What is known to go wrong (DESIGN.md) is designed for: ``RewardConfig(augment_views=8)`` on the VLM teacher averages
+its score over perturbed copies of the frames (noise + 1-pixel shifts) so one adversarial pixel pattern fools it
+less; ``mode="k_step"`` for models that are not step-distilled; the final video is scored again on the full decode and, with
 ``keep_initial_if_better``, the plain sample is returned when the optimized one scores lower.
 """
 
@@ -51,9 +51,6 @@ class OptimizeConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (<= 0 disables)"})
     # reward
     decoder: LightDecoderConfig = field(default_factory=LightDecoderConfig, metadata={"help": "light decoder"})
-    augment_views: int = field(default=0, metadata={"help": "perturbed copies the teacher scores (0 = off)"})
-    augment_noise: float = field(default=0.03, metadata={"help": "std of the views' pixel noise"})
-    augment_shift: int = field(default=1, metadata={"help": "max pixel shift of the views"})
     max_process: int = field(default=3, metadata={"help": "process questions the teacher may write"})
     # stopping
     max_steps: int = field(default=16, metadata={"help": "optimization steps at most (paper: ~16 on average)"})
@@ -85,8 +82,6 @@ class OptimizeConfig:
                 raise ValueError(f"OptimizeConfig.{name} must be a positive finite number, got {v!r}")
         if not 0.0 < self.yes_threshold <= 1.0:
             raise ValueError(f"OptimizeConfig.yes_threshold must be in (0, 1], got {self.yes_threshold!r}")
-        if isinstance(self.augment_views, bool) or not isinstance(self.augment_views, int) or self.augment_views < 0:
-            raise ValueError(f"OptimizeConfig.augment_views must be an int >= 0, got {self.augment_views!r}")
         for name, cls in (("lora", LoRASpec), ("decoder", LightDecoderConfig), ("sampling", SamplingConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"OptimizeConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
@@ -162,19 +157,6 @@ class OptimizeResult:
         from .outputs import save_optimize_result
 
         return save_optimize_result(self, out_dir, fps=fps)
-
-
-def augment_views(frames: torch.Tensor, views: int, noise: float, shift: int, generator: torch.Generator):
-    """(B, F, 3, H, W) -> (B * views, F, 3, H, W): each copy with Gaussian pixel noise and a random integer shift
-    (the same for all frames of a copy), differentiable w.r.t. ``frames``. DESIGN.md: averaging the teacher over 8
-    such views cut reward hacking on the tiny world."""
-    out = []
-    for _ in range(views):
-        dy, dx = (torch.randint(-shift, shift + 1, (2,), generator=generator).tolist() if shift > 0 else (0, 0))
-        v = torch.roll(frames, shifts=(dy, dx), dims=(-2, -1))
-        eps = torch.randn(v.shape, generator=generator).to(v.device, v.dtype)
-        out.append((v + noise * eps).clamp(0, 1))
-    return torch.cat(out, dim=0)
 
 
 def _finite_grads(params) -> bool:
@@ -287,7 +269,6 @@ def _optimize_loop(setup: InstanceSetup, teacher, config: OptimizeConfig, meter:
     params = reasoner.lora_parameters()
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     decoder = _decoder_for(reasoner, config.decoder)
-    gen = torch.Generator().manual_seed(config.sampling.seed)
     weights = queries.weight_tensor()
     stopper = _Stopper(config.patience, config.min_delta)
     history: list[StepInfo] = []
@@ -315,9 +296,7 @@ def _optimize_loop(setup: InstanceSetup, teacher, config: OptimizeConfig, meter:
                                     block_checkpointing=config.block_checkpointing)
             frames = decoder(pred.latents)  # (1, F_sel, 3, H, W)
             meter.record.light_decodes += 1
-            views = (augment_views(frames, config.augment_views, config.augment_noise, config.augment_shift, gen)
-                     if config.augment_views else frames)
-            rew = teacher.reward(views, queries)
+            rew = teacher.reward(frames, queries)
             meter.record.reward_calls += 1
             loss = -rew.reward.mean()
             p_yes = rew.log_probs.detach().float().exp().mean(0).tolist()
@@ -399,8 +378,7 @@ def _oom_message(config: OptimizeConfig) -> str:
         hints.append(f"lower grad_steps (now {config.grad_steps}) or steps (now {config.steps})")
     if not config.block_checkpointing:
         hints.append("set block_checkpointing=True")
-    if config.augment_views:
-        hints.append(f"lower augment_views (now {config.augment_views})")
+    hints.append("lower the teacher's RewardConfig.augment_views / process_frames if set")
     hints.append(f"decode fewer frames (decoder.frames, now {config.decoder.frames!r})")
     hints.append("lower num_frames / height / width in sampling, or the LoRA rank")
     return "out of memory during optimization: " + "; ".join(hints)
