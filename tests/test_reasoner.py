@@ -171,7 +171,8 @@ def test_steps_without_gradient_build_no_graph(reasoners):
         out = r.predict(prep, mode="k_step", steps=5, grad_steps=2)
         assert modes == [False, False, False, True, True]
         assert out.latents.requires_grad and out.denoiser_evals == 5
-        assert r.counters.denoiser_evals - before == 5  # recomputation in backward is not a new evaluation
+        assert r.counters.denoiser_evals - before == 5  # counted outside the checkpointed function: a backward's
+        # recomputation is not counted as a new evaluation
     finally:
         handle.remove()
 
