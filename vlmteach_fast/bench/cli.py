@@ -63,6 +63,21 @@ def add_bench_parsers(subparsers) -> None:
     _add_report(subparsers)
 
 
+def _check_out_dir(out: str) -> None:
+    """Create ``out`` and prove it writable by writing a probe file (``os.access`` says yes to root even on a
+    read-only mount). Nothing already in it is touched."""
+    import tempfile
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(f"--out {out!r} exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"--out directory {out!r} is not writable ({err.strerror or err})") from err
+
+
 def _prepare(args):
     """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
     from ..config_io import load_config
@@ -88,10 +103,8 @@ def _prepare(args):
                           query_metrics=metrics, retry_failed=args.retry_failed,
                           identity={"suite": suite.name, "pipeline": args.pipeline, "teacher": args.teacher,
                                     "judge": args.judge, "dtype": args.dtype})
-        os.makedirs(args.out, exist_ok=True)
-        if not os.access(args.out, os.W_OK):
-            raise PermissionError(f"--out directory is not writable: {args.out!r}")
-    except (ValueError, TypeError, FileNotFoundError, PermissionError, RuntimeError) as err:
+        _check_out_dir(args.out)
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
         raise SystemExit(f"error: {err}") from err
     return suite, cfg
 

@@ -1,0 +1,92 @@
+"""``bench`` / ``bench-report`` command lines: bad input fails before any model loads, with a message naming it."""
+
+import json
+import os
+
+import pytest
+
+from vlmteach_fast.bench.cli import main
+
+
+@pytest.fixture
+def suite(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps({"index": 0, "task_name": "t", "category": "c", "prompt": "p"}) + "\n")
+    return path
+
+
+def _bench(suite, out, *extra):
+    return ["bench", "--suite", str(suite), "--method", "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe",
+            "--teacher", "py:optimize_fixtures:BrightnessTeacher", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("change,message", [
+    (("--pipeline", "py:no_such_module:f"), "cannot import module 'no_such_module'"),
+    (("--teacher", "py:optimize_fixtures:nothing"), "has no callable 'nothing'"),
+    (("--teacher", "py:optimize_fixtures"), "expected py:MODULE:CALLABLE"),
+    (("--pipeline", "./no/such/dir"), "--pipeline directory not found"),
+    (("--judge", "./no/judge"), "--judge directory not found"),
+    (("--suite", "/no/suite.jsonl"), "--suite not found"),
+    (("--query-metrics", "Rule Coherence,Colour"), "unknown metric(s) ['Colour']"),
+    (("--limit", "0"), "`limit` must be a positive int"),
+])
+def test_bad_arguments_fail_before_models_load(suite, tmp_path, change, message):
+    args = _bench(suite, tmp_path / "out")
+    if change[0] in args:
+        args[args.index(change[0]) + 1] = change[1]
+    else:
+        args += list(change)
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert message in str(exc.value)
+    assert not (tmp_path / "out" / "shards").exists()  # nothing ran
+
+
+def test_pipeline_is_required_outside_the_toy_suite(suite, tmp_path):
+    args = _bench(suite, tmp_path / "out")
+    i = args.index("--pipeline")
+    del args[i: i + 2]
+    with pytest.raises(SystemExit, match="--pipeline is required"):
+        main(args)
+
+
+def test_output_folder_that_is_a_file_is_rejected_and_left_alone(suite, tmp_path):
+    out = tmp_path / "taken"
+    out.write_text("precious")
+    with pytest.raises(SystemExit, match="exists and is not a directory"):
+        main(_bench(suite, out))
+    assert out.read_text() == "precious"
+
+
+def test_unwritable_output_folder_is_rejected(suite, tmp_path, monkeypatch):
+    import tempfile
+
+    def read_only(*a, **kw):  # a read-only mount (chmod does not stop root, who runs CI here)
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    with pytest.raises(SystemExit, match="is not writable \\(Read-only file system\\)"):
+        main(_bench(suite, tmp_path / "ro"))
+
+
+def test_toy_suite_without_shipped_models_says_what_is_missing(tmp_path):
+    from vlmteach_fast.toy import models
+
+    if os.path.isfile(os.path.join(models.PIPELINE_DIR, "model_index.json")):
+        pytest.skip("the toy models are shipped: nothing missing to report")
+    with pytest.raises(SystemExit, match="--pipeline toy: the built-in toy model is not shipped yet"):
+        main(["bench", "--suite", "toy:2", "--out", str(tmp_path / "o")])
+
+
+def test_bench_report_writes_markdown_and_rejects_bad_json(tmp_path, capsys):
+    data = {"machine_info": {}, "benchmarks": [
+        {"name": "test_x[a]", "group": "g", "extra_info": {"provider": "a"},
+         "stats": {"median": 0.002, "mean": 0.002, "stddev": 0.0, "rounds": 5}}]}
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    assert main(["bench-report", str(tmp_path / "b.json"), "--out", str(tmp_path / "R.md")]) == 0
+    md = (tmp_path / "R.md").read_text()
+    assert "## g" in md and "| test_x[a] | a | 2.000 |" in md
+    assert "versions of the machine that made this report" in md  # the JSON did not record them
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemExit, match=r"bad\.json:1: not valid JSON"):
+        main(["bench-report", str(tmp_path / "bad.json")])
