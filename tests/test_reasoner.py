@@ -165,7 +165,9 @@ def test_steps_without_gradient_build_no_graph(reasoners):
     r = reasoners["t2v"]
     prep = _prepare(r, "t2v")
     modes = []
-    handle = r.transformer.register_forward_hook(lambda m, i, o: modes.append(torch.is_grad_enabled()))
+    # A pre-hook: the recomputation in backward stops early (once the saved tensors it needs exist), so a
+    # forward hook at the transformer's exit would not see it.
+    handle = r.transformer.register_forward_pre_hook(lambda m, i: modes.append(torch.is_grad_enabled()))
     before = r.counters.denoiser_evals
     try:
         out = r.predict(prep, mode="k_step", steps=5, grad_steps=2)
