@@ -99,7 +99,7 @@ def test_vbvr_folder_keeps_split_task_and_ground_truth(tmp_path):
     first = suite.items[0]
     assert (first.split, first.task, first.category, first.prompt) == ("test", "maze", "maze", "maze 000")
     assert set(first.ground_truth) == {"final_frame"} and suite.items[1].ground_truth == {}
-    assert first.dir_name == "test_maze_000"
+    assert first.dir_name.startswith("test_maze_000-") and "/" not in first.dir_name
     (err,) = suite.errors
     assert err.where == str(bad) and "prompt.txt" in err.message
     assert load_suite(str(root)).kind == "vbvr"
@@ -136,3 +136,39 @@ def test_toy_suite_items_are_scored_by_the_rule_scorer():
     assert solved["scores"]["teacher"] == pytest.approx(0.2)
     frozen = item.toy.first_frame[None].expand(item.toy.solution.shape[0], -1, -1, -1)[None]
     assert score_item(item, frozen, [0.9])["passed"] is False  # standing still never solves a task
+
+
+def test_dir_names_stay_distinct_and_plain_ids_stay_as_they_are():
+    from vlmteach_fast.bench.suites import BenchItem
+
+    names = {BenchItem(id=i, task="t", category="c", prompt="p").dir_name for i in ("a/b", "a_b", "a b", "..")}
+    assert len(names) == 4 and "a_b" in names and all("/" not in n and n not in ("", ".", "..") for n in names)
+
+
+def test_score_item_prefers_judge_over_final_frame_over_teacher(tmp_path):
+    import torch
+    from PIL import Image
+
+    from vlmteach_fast.bench.runner import score_item
+    from vlmteach_fast.bench.suites import BenchItem
+
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(tmp_path / "final.png")
+    frames = torch.zeros(1, 3, 3, 8, 8)
+    frames[0, -1, 0] = 1.0  # the last frame is pure red at 8x8: matches the 4x4 red ground truth exactly
+    item = BenchItem(id="x", task="t", category="c", prompt="p", ground_truth={"final_frame": str(tmp_path / "final.png")},
+                     checklist=[("Rule Coherence", "q1"), ("Rule Coherence", "q2"), ("Visual Fidelity", "q3")])
+    plain = score_item(item, frames, [0.6, 0.2])
+    assert plain["score_name"] == "final_frame_match" and plain["score"] == pytest.approx(1.0) and plain["passed"] is None
+    assert plain["scores"]["teacher"] == pytest.approx(0.4)
+    frames[0, -1, 0] = 0.0  # black: off by 1 in one of 3 channels
+    assert score_item(item, frames, [0.6])["score"] == pytest.approx(2 / 3)
+
+    class Judge:
+        def label(self, frames, prompt, questions):
+            assert questions == ["q1", "q2", "q3"]
+            return ["Good", "Poor", "Good"]
+
+    judged = score_item(item, frames, [0.6], judge=Judge())
+    # Rule Coherence (2 + 0) / 2 = 1, Visual Fidelity 2 -> (1 + 2) / 2 * 50 = 75
+    assert judged["score_name"] == "checklist" and judged["score"] == pytest.approx(75.0) and judged["passed"] is False
+    assert judged["scores"]["checklist_labels"] == ["Good", "Poor", "Good"]

@@ -1,7 +1,8 @@
 """Benchmark summaries from records: per method, overall / per category / per task; markdown, CSV and PNG plots.
 
 Columns: instances, failed, mean score (primary score of the suite, over finished instances), pass rate (over
-finished instances that have a pass notion), mean seconds and denoiser evaluations per instance, and the gain over
+finished instances that have a pass notion), mean seconds (the method's cost record: sampling, optimization and
+teacher scoring, not the report's own judging and file writing) and denoiser evaluations per instance, and the gain over
 the baseline method: mean of (score - baseline score) over instances both finished (paired, so a method is not
 credited for the instances it happened to finish).
 """
@@ -48,6 +49,12 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
+def _seconds(rec) -> float | None:
+    """The method's own seconds (its cost record), else the instance's wall time (which adds scoring and writing)."""
+    cost = rec.get("cost") or {}
+    return cost.get("seconds", rec.get("seconds"))
+
+
 def _evals(rec) -> float | None:
     cost = rec.get("cost") or {}
     if "denoiser_forward" not in cost:
@@ -82,7 +89,7 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRo
                 score_name=names.most_common(1)[0][0] if names else None,
                 mean_score=_mean([r["score"] for r in ok]),
                 pass_rate=sum(passes) / len(passes) if passes else None,
-                mean_seconds=_mean([r["seconds"] for r in ok]),
+                mean_seconds=_mean([_seconds(r) for r in ok]),
                 mean_denoiser_evals=_mean([_evals(r) for r in ok]),
                 gain_over_baseline=_mean(paired) if paired else None))
     return rows
@@ -151,7 +158,7 @@ def plot_score_vs_seconds(records: list[dict]) -> bytes:
         rs = [r for r in records if labels[(r["method"], r["config_hash"])] == label and r["status"] == "ok"]
         if not rs:
             continue
-        xs, ys = [r["seconds"] for r in rs], [r["score"] for r in rs]
+        xs, ys = [_seconds(r) for r in rs], [r["score"] for r in rs]
         c = f"C{i}"
         ax.scatter(xs, ys, s=12, alpha=0.4, color=c)
         ax.scatter([sum(xs) / len(xs)], [sum(ys) / len(ys)], s=120, marker="*", color=c, label=label,

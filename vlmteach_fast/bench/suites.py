@@ -66,8 +66,14 @@ class BenchItem:
 
     @property
     def dir_name(self) -> str:
-        """``id`` made safe as one path component."""
-        return _SAFE.sub("_", self.id).strip("._") or "item"
+        """``id`` made safe as one path component; when that changed it, a short hash of the id keeps ids that
+        sanitize alike ("a/b", "a_b") apart."""
+        safe = _SAFE.sub("_", self.id).strip("._")
+        if safe == self.id:
+            return safe
+        import hashlib
+
+        return f"{safe or 'item'}-{hashlib.sha256(self.id.encode()).hexdigest()[:6]}"
 
 
 @dataclass
