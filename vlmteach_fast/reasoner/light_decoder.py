@@ -121,9 +121,12 @@ class LightDecoder:
         self.reasoner = reasoner
         self.weight = None  # (C, 3) for kind='linear'
         self.bias = None  # (3,)
-        self.fit_psnr = None
+        self.fit_psnr = None  # dB of the fit against the full VAE on the fitting latents (kind='linear')
         self.cache_path = None
+        self.loaded_from_cache = None  # True / False for kind='linear'
         self.tiny = None
+        if not isinstance(self.config, LightDecoderConfig):
+            raise TypeError(f"`config` must be a LightDecoderConfig, got {type(self.config).__name__}")
         if self.config.kind == "linear":
             self._load_or_fit()
         elif self.config.kind == "tiny":
