@@ -208,6 +208,22 @@ def test_checkpointed_grads_equal_plain_grads(reasoners, variant):
     assert not r.transformer.gradient_checkpointing  # the option is switched off again afterwards
 
 
+def test_memory_tracker_counts_storages_once_until_freed():
+    mb = 1 << 20
+    w = torch.randn(256, 1024, requires_grad=True)  # 1 MiB, created outside: not counted
+    with TensorMemoryTracker() as mem:
+        a = torch.ones(256, 1024)  # 1 MiB
+        v = a.view(-1)[:10]  # a view: same storage, not counted again
+        b = a * w  # 1 MiB, saved for backward together with w
+        del a, v
+        assert mem.current_bytes == 2 * mb  # a's storage is still held by autograd (saved for b's backward)
+        b.sum().backward()  # creates w.grad (1 MiB) and temporaries in the backward pass
+        del b
+    assert mem.peak_bytes >= 3 * mb  # a, b and the backward's gradient buffer were alive together
+    assert mem.current_bytes == mb  # only w.grad is left
+    assert w.grad is not None
+
+
 def _peak(r, prep, k, checkpoint):
     with TensorMemoryTracker() as mem:
         out = r.predict(prep, mode="k_step", steps=8, grad_steps=k, checkpoint=checkpoint)
