@@ -7,6 +7,20 @@ Public API:
 - :func:`export_video` (MP4 / GIF);
 - :class:`TensorMemoryTracker` (peak tensor bytes on any device, CPU included);
 - ``SUPPORTED_PIPELINES``: the diffusers pipeline classes ``Reasoner.from_pipeline`` accepts.
+
+Typical per-instance loop (the teacher's reward stands in as ``reward(frames) -> scalar``)::
+
+    reasoner = Reasoner.from_pipeline(pipe, LoRASpec(rank=16))          # pipe: e.g. WanImageToVideoPipeline
+    light = LightDecoder(reasoner, LightDecoderConfig(frames="first_last"))   # fitted once, cached on disk
+    prepared = reasoner.prepare(prompt, image, num_frames=81, height=480, width=832, seed=0)
+    reasoner.reset_lora()
+    opt = torch.optim.AdamW(reasoner.lora_parameters(), lr=1e-4)
+    for _ in range(16):
+        pred = reasoner.predict(prepared, mode="k_step", steps=4, grad_steps=2)   # or mode="one_step"
+        loss = -reward(light(pred.latents))                                     # (B, F_sel, 3, H, W) in [0, 1]
+        opt.zero_grad(); loss.backward(); opt.step()
+    video = reasoner.sample(prepared, steps=4).frames                          # (B, F, 3, H, W) in [0, 1]
+    export_video(video, "out.mp4"); reasoner.save_adapter("adapter/")         # stock load_lora_weights loads it
 """
 
 from .family import PreparedInstance
