@@ -90,3 +90,27 @@ def test_bench_report_writes_markdown_and_rejects_bad_json(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SystemExit, match=r"bad\.json:1: not valid JSON"):
         main(["bench-report", str(tmp_path / "bad.json")])
+
+
+def test_conftest_hook_records_versions_in_the_benchmark_json(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "conftest.py").write_text(
+        "from vlmteach_fast.bench.throughput import pytest_benchmark_update_machine_info  # noqa: F401\n")
+    (tmp_path / "test_b.py").write_text(
+        "def test_b(benchmark):\n"
+        "    benchmark.group = 'g'\n"
+        "    benchmark.extra_info['provider'] = 'p'\n"
+        "    benchmark.pedantic(sum, args=([1, 2],), rounds=2)\n")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-only",
+                          "--benchmark-json=out.json", "test_b.py"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    import torch
+
+    env = json.loads((tmp_path / "out.json").read_text())["machine_info"]["vlmteach_fast"]
+    assert env["torch"] == torch.__version__ and "backends" in env
+    assert main(["bench-report", str(tmp_path / "out.json"), "--out", str(tmp_path / "R.md")]) == 0
+    md = (tmp_path / "R.md").read_text()
+    assert f"torch {torch.__version__}" in md and "not recorded in the JSON" not in md

@@ -51,8 +51,9 @@ def _add_report(sub):
     p = sub.add_parser("bench-report", help="pytest-benchmark JSON -> markdown tables (machine, versions, backends)")
     p.add_argument("json", nargs="+", help="files written by pytest --benchmark-json=FILE")
     p.add_argument("--out", default=None, help="write the markdown here (default: print it)")
-    p.add_argument("--reference", default=None, help="provider to compute speed-ups against when a benchmark's "
-                                                     "extra_info names none")
+    p.add_argument("--reference", default=None,
+                   help="provider(s), comma-separated, to compute speed-ups against where a benchmark's extra_info "
+                        "names none (e.g. peft,base)")
     p.add_argument("--title", default="Throughput", help="heading of the page")
     p.set_defaults(func=run_bench_report)
 

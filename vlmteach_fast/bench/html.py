@@ -19,7 +19,10 @@ video, img.vid { width: 192px; image-rendering: pixelated; }
 """
 
 
-def _cell(rec: dict | None) -> str:
+AUTOPLAY_MAX_ROWS = 100  # beyond this many instances, autoplaying every video stalls a browser: play on click
+
+
+def _cell(rec: dict | None, autoplay: bool = True) -> str:
     if rec is None:
         return "<td>not run</td>"
     if rec["status"] != "ok":
@@ -30,7 +33,8 @@ def _cell(rec: dict | None) -> str:
                                              else '<span class="fail">fail</span>')
     score = "-" if rec["score"] is None else f"{rec['score']:.3f}"
     # MP4 (H.264) plays in every browser; the GIF is the fallback for viewers without H.264
-    return (f'<td><video src="{video}" controls loop muted autoplay playsinline>'
+    play = "autoplay" if autoplay else 'preload="metadata"'
+    return (f'<td><video src="{video}" controls loop muted {play} playsinline>'
             f'<img class="vid" src="{gif}" alt="video"></video><br>'
             f'{html.escape(str(rec["score_name"]))} {score} {mark}<br>{rec["seconds"]:.1f} s '
             f'<a href="{gif}">gif</a></td>')
@@ -59,6 +63,6 @@ def instances_html(records: list[dict], items=None, title: str = "Benchmark inst
     for iid, task, cat, prompt in rows:
         out.append(f'<tr id="{html.escape(iid, quote=True)}"><td>{html.escape(iid)}</td>'
                    f"<td>{html.escape(task)}<br>{html.escape(cat)}</td><td>{html.escape(prompt)}</td>"
-                   + "".join(_cell(cell.get((iid, m))) for m in methods) + "</tr>")
+                   + "".join(_cell(cell.get((iid, m)), len(rows) <= AUTOPLAY_MAX_ROWS) for m in methods) + "</tr>")
     out.append("</table></body></html>\n")
     return "\n".join(out)

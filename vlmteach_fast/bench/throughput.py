@@ -11,7 +11,7 @@ Quick mode (CI; each benchmark function runs once, as a plain test, no timing)::
 
 Tables: one per ``benchmark.group``; a row per benchmark with its ``extra_info["provider"]`` (or the test's name),
 median / mean / stddev / rounds, and the speed-up against a reference provider: ``extra_info["reference"]`` when the
-benchmark names one, else ``--reference``. Speed-up = median(reference) / median(this), so > 1 is faster.
+benchmark names one, else ``--reference`` (one or more, comma-separated). Speed-up = median(reference) / median(this), so > 1 is faster.
 
 Versions: pytest-benchmark records the machine (CPU, Python) but not torch / Triton / CUDA. Put
 ``from vlmteach_fast.bench.throughput import pytest_benchmark_update_machine_info`` in bench/conftest.py to record
@@ -111,7 +111,12 @@ def _machine_section(machine: dict) -> list[str]:
 
 
 def throughput_markdown(paths, reference: str | None = None, title: str = "Throughput") -> str:
-    """Markdown of the benchmarks in ``paths`` (pytest-benchmark JSON files)."""
+    """Markdown of the benchmarks in ``paths`` (pytest-benchmark JSON files).
+
+    ``reference``: provider(s), comma-separated, to compute speed-ups against in groups whose benchmarks name none
+    in ``extra_info["reference"]`` (e.g. "peft,base": speed-up over PEFT and over the frozen layer alone).
+    """
+    references = [r.strip() for r in (reference or "").split(",") if r.strip()]
     machine, benches = load_benchmarks(paths)
     out = [f"# {title}\n", *_machine_section(machine), ""]
     groups: dict[str, list[dict]] = {}
@@ -128,11 +133,10 @@ def throughput_markdown(paths, reference: str | None = None, title: str = "Throu
                 "|---|---|---|---|---|---|---|---|"]
         for b in sorted(rows, key=lambda b: b["stats"]["median"]):
             info, st = b.get("extra_info") or {}, b["stats"]
-            ref = info.get("reference", reference)
+            refs = [info["reference"]] if "reference" in info else list(references)
             prov = info.get("provider", "-")
-            ratio = "-"
-            if ref is not None and ref in medians and st["median"] > 0:
-                ratio = f"{medians[ref] / st['median']:.2f}x vs {ref}"
+            ratio = "; ".join(f"{medians[r] / st['median']:.2f}x vs {r}" for r in refs
+                              if r in medians and r != prov and st["median"] > 0) or "-"
             out.append(f"| {b['name']} | {prov} | {1e3 * st['median']:.3f} | {1e3 * st['mean']:.3f} | "
                        f"{1e3 * st['stddev']:.3f} | {st['rounds']} | {ratio} | {_scalar_info(info)} |")
         out.append("")
