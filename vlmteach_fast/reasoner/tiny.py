@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["tiny_wan_pipeline", "tiny_cogvideox_i2v_pipeline", "tiny_ltx_i2v_pipeline"]
+__all__ = ["tiny_wan_pipeline", "tiny_cogvideox_i2v_pipeline", "tiny_ltx_i2v_pipeline"]  # test/bench helpers
 
 _WAN_VARIANTS = ("t2v", "i2v", "ti2v")
 
@@ -132,9 +132,9 @@ def _tiny_t5():
 
 
 def tiny_ltx_i2v_pipeline(seed: int = 0):
-    """A tiny ``LTXImageToVideoPipeline`` (diffusers' test config): 8 latent channels, 4x spatial / 4x temporal
-    compression... as the VAE reports it; frames must satisfy ``num_frames % temporal == 1`` and sides divisible
-    by the spatial ratio (32 x 32 x 9 frames works)."""
+    """A tiny ``LTXImageToVideoPipeline`` (diffusers' test config): 8 latent channels, 4x spatial and 4x temporal
+    compression (two spatio-temporal down blocks), patch size 1; use ``num_frames = 4k + 1`` and sides divisible
+    by 4 (32 x 32 x 9 frames: 3 x 8 x 8 latents)."""
     from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline,
                            LTXVideoTransformer3DModel)
 
