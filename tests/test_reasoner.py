@@ -247,6 +247,35 @@ def test_checkpointing_keeps_peak_memory_about_flat_in_k(reasoners):
     assert ckpt[4] <= 1.3 * ckpt[1], ckpt  # the target, at K=4 here (bench/ measures K=8)
 
 
+def test_custom_sigmas_for_step_distilled_schedules(reasoners):
+    # A 4-step distilled Wan is run at sigmas (1, .75, .5, .25) before the scheduler's shift (here 7).
+    r = reasoners["t2v"]
+    _fresh(r)
+    prep = _prepare(r, "t2v")
+    sig = [1.0, 0.75, 0.5, 0.25]
+    timesteps, coeffs = r.adapter.schedule(4, prep, sig)
+    shifted = [7 * s / (1 + 6 * s) for s in sig]
+    torch.testing.assert_close(timesteps, torch.tensor(shifted) * 1000, rtol=1e-6, atol=1e-3)
+    torch.testing.assert_close(coeffs[:, 0], torch.tensor(shifted), rtol=1e-6, atol=1e-7)
+    assert float(coeffs[-1, 1]) == 0.0  # the last step lands on x0
+    steps = []
+    r.sample(prep, sigmas=sig, decode=False, callback_on_step_end=lambda *a: steps.append(a[1]))
+    assert steps == [0, 1, 2, 3]
+    # sigmas=[1] is the one-step prediction; the default one-step schedule is also sigma = 1.
+    with torch.no_grad():
+        torch.testing.assert_close(r.predict(prep, mode="k_step", sigmas=[1.0]).latents, r.predict(prep).latents,
+                                   rtol=0, atol=0)
+    with pytest.raises(ValueError, match="sigmas.*strictly decreasing"):
+        r.sample(prep, sigmas=[0.5, 0.75])
+    with pytest.raises(ValueError, match="sigmas.*\\(0, 1\\]"):
+        r.sample(prep, sigmas=[1.5, 0.5])
+    with pytest.raises(ValueError, match="steps.*=3 disagrees with len\\(sigmas\\)=4"):
+        r.predict(prep, mode="k_step", steps=3, sigmas=sig)
+    cog = reasoners["cogvideox"]
+    with pytest.raises(ValueError, match="sigmas.*flow-matching.*CogVideoX"):
+        cog.sample(_prepare(cog, "cogvideox"), sigmas=sig)
+
+
 def test_bad_inputs_name_the_argument(reasoners):
     t2v, i2v = reasoners["t2v"], reasoners["i2v"]
     prep = _prepare(t2v, "t2v")

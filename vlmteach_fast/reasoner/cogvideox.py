@@ -111,7 +111,10 @@ class CogVideoXAdapter(FamilyAdapter):
             conditions=conditions,
         )
 
-    def schedule(self, steps, prepared):
+    def schedule(self, steps, prepared, sigmas=None):
+        if sigmas is not None:
+            raise ValueError("`sigmas` is for flow-matching pipelines (Wan, LTX); CogVideoX samples DDIM timesteps "
+                             "from its scheduler: pass `steps` only")
         _check_int("steps", steps)
         sched = copy.deepcopy(self.pipe.scheduler)
         sched.set_timesteps(steps, device="cpu")

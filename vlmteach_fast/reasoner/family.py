@@ -81,16 +81,19 @@ class FamilyAdapter:
 
     # ----- schedule and step: rectified flow x_t = (1 - sigma) x0 + sigma * eps, model predicts v = eps - x0 -----
 
-    def schedule(self, steps: int, prepared: PreparedInstance) -> tuple[torch.Tensor, torch.Tensor]:
+    def schedule(self, steps: int, prepared: PreparedInstance,
+                 sigmas: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(timesteps (steps,), coefficients (steps, 2))``: step i moves from ``coefficients[i, 0]`` to
         ``coefficients[i, 1]`` (sigma -> next sigma for flow matching), from a copy of the pipeline's scheduler.
 
         The copy keeps the pipeline's scheduler state untouched, so ``pipe(...)`` still works afterwards.
         Families whose pipelines pass custom sigmas / a resolution-dependent shift override ``scheduler_kwargs``.
+        ``sigmas`` (user-given, e.g. a step-distilled model's schedule) go to ``set_timesteps(sigmas=...)``, which
+        applies the scheduler's shift to them as it does for diffusers pipelines.
         """
         _check_int("steps", steps)
         sched = copy.deepcopy(self.pipe.scheduler)
-        sched.set_timesteps(device="cpu", **self.scheduler_kwargs(steps, prepared))
+        sched.set_timesteps(device="cpu", **self.scheduler_kwargs(steps, prepared, sigmas))
         sigmas = getattr(sched, "sigmas", None)
         if sigmas is None or len(sigmas) != steps + 1:
             raise TypeError(
@@ -100,9 +103,9 @@ class FamilyAdapter:
         sigmas = sigmas.to(torch.float32)
         return sched.timesteps[:steps].to(torch.float32), torch.stack([sigmas[:-1], sigmas[1:]], dim=1)
 
-    def scheduler_kwargs(self, steps: int, prepared: PreparedInstance) -> dict:
-        """Arguments of ``scheduler.set_timesteps`` for ``steps`` steps (default: just the count)."""
-        return {"num_inference_steps": steps}
+    def scheduler_kwargs(self, steps: int, prepared: PreparedInstance, sigmas: list[float] | None = None) -> dict:
+        """Arguments of ``scheduler.set_timesteps`` for ``steps`` steps (default: the count, or the given sigmas)."""
+        return {"num_inference_steps": steps} if sigmas is None else {"sigmas": list(sigmas)}
 
     def initial_latents(self, prepared: PreparedInstance) -> torch.Tensor:
         """Latents the loop starts from (default: the prepared noise)."""

@@ -105,12 +105,13 @@ class LTXAdapter(FamilyAdapter):
         f, h, w = (int(g) for g in geom)
         return self.pipe._unpack_latents(packed, f // self.pt, h // self.p, w // self.p, self.p, self.pt)
 
-    def scheduler_kwargs(self, steps, prepared):
+    def scheduler_kwargs(self, steps, prepared, sigmas=None):
         f, h, w = (int(g) for g in prepared.conditions["geometry"])
         cfg = self.pipe.scheduler.config
         mu = _calculate_shift(f * h * w, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
                               cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
-        return {"sigmas": np.linspace(1.0, 1 / steps, steps), "mu": mu}
+        sig = np.linspace(1.0, 1 / steps, steps) if sigmas is None else np.asarray(sigmas, dtype=np.float64)
+        return {"sigmas": sig, "mu": mu}
 
     def model_input(self, prepared, latents, t):
         c = prepared.conditions

@@ -173,8 +173,24 @@ class Reasoner:
             out = self.adapter.denoise(prepared, latents, t, guidance_scale)
         return self.adapter.step(latents, out, c, c_next)
 
-    def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False):
-        timesteps, coeffs = self.adapter.schedule(steps, prepared)
+    @staticmethod
+    def _steps_and_sigmas(steps, sigmas, default):
+        """Resolve ``steps`` / ``sigmas`` into (T, sigmas or None), checking that they agree."""
+        if sigmas is None:
+            return (default if steps is None else steps), None
+        try:
+            sig = [float(s) for s in sigmas]
+        except (TypeError, ValueError):
+            raise TypeError(f"`sigmas` must be a sequence of numbers, got {sigmas!r}") from None
+        if not sig or any(not (0.0 < s <= 1.0) for s in sig) or any(b >= a for a, b in zip(sig, sig[1:])):
+            raise ValueError(f"`sigmas` must be strictly decreasing values in (0, 1], got {sig}")
+        if steps is not None and steps != len(sig):
+            raise ValueError(f"`steps`={steps} disagrees with len(sigmas)={len(sig)}; pass one or make them match")
+        return len(sig), sig
+
+    def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False,
+             sigmas=None):
+        timesteps, coeffs = self.adapter.schedule(steps, prepared, sigmas)
         latents = self.adapter.initial_latents(prepared)
         evals_per_step = 2 if guidance_scale > 1.0 else 1
         first_grad = steps - grad_steps
@@ -196,7 +212,7 @@ class Reasoner:
 
     def predict(self, prepared: PreparedInstance, mode: str = "one_step", *, steps: int | None = None,
                 grad_steps: int = 1, guidance_scale: float | None = None, checkpoint: bool | None = None,
-                block_checkpointing: bool = False) -> PredictOutput:
+                block_checkpointing: bool = False, sigmas=None) -> PredictOutput:
         """Differentiable clean-latent prediction from ``prepared``'s fixed noise.
 
         Args:
@@ -211,6 +227,8 @@ class Reasoner:
                 save: its activations would be recomputed right away).
             block_checkpointing: also checkpoint each transformer block inside a step (diffusers' gradient
                 checkpointing), trading a second recompute for the single step's activation peak.
+            sigmas: flow-matching families only: a custom schedule (strictly decreasing, in (0, 1], before the
+                scheduler's shift), e.g. the one a step-distilled model was trained with; its length is T.
 
         Returns:
             :class:`PredictOutput` with latents (B, C, F_lat, h, w) float32; decode with ``LightDecoder`` or
@@ -222,8 +240,9 @@ class Reasoner:
                 raise ValueError(f"`steps` must be None or 1 for mode='one_step', got {steps!r}")
             if grad_steps != 1:
                 raise ValueError(f"`grad_steps` must be 1 for mode='one_step', got {grad_steps!r}")
-            steps = 1
+            steps, sigmas = self._steps_and_sigmas(1, sigmas, 1)
         elif mode == "k_step":
+            steps, sigmas = self._steps_and_sigmas(steps, sigmas, None)
             if steps is None:
                 raise ValueError("`steps` is required for mode='k_step' (the number of sampling steps T)")
             _check_int("steps", steps)
@@ -235,7 +254,7 @@ class Reasoner:
         if checkpoint is None:
             checkpoint = grad_steps > 1
         latents, evals = self._run(prepared, steps, grad_steps, guidance_scale, bool(checkpoint),
-                                   blocks=bool(block_checkpointing))
+                                   blocks=bool(block_checkpointing), sigmas=sigmas)
         return PredictOutput(latents=latents, denoiser_evals=evals, grad_steps=grad_steps, steps=steps)
 
     @contextlib.contextmanager
@@ -257,23 +276,25 @@ class Reasoner:
     # ----- 4. final sample -----
 
     @torch.no_grad()
-    def sample(self, prepared: PreparedInstance, steps: int = 4, *, guidance_scale: float | None = None,
-               decode: bool = True, callback_on_step_end=None) -> SampleOutput:
+    def sample(self, prepared: PreparedInstance, steps: int | None = None, *, guidance_scale: float | None = None,
+               decode: bool = True, callback_on_step_end=None, sigmas=None) -> SampleOutput:
         """Few-step sampling without gradient, LoRA applied, then the full VAE decode.
 
         Args:
             prepared: from :meth:`prepare` (same noise as every ``predict``).
-            steps: sampling steps T >= 1.
+            steps: sampling steps T >= 1 (default 4, or len(sigmas)).
             guidance_scale: overrides the prepared one.
             decode: False returns latents only.
             callback_on_step_end: ``f(reasoner, step_index, timestep, latents)`` after each step.
+            sigmas: custom flow-matching schedule, as in :meth:`predict`.
 
         Returns:
             :class:`SampleOutput`; ``frames`` (B, F, 3, H, W) float32 in [0, 1].
         """
         guidance_scale = self._check_prepared(prepared, guidance_scale)
+        steps, sigmas = self._steps_and_sigmas(steps, sigmas, 4)
         _check_int("steps", steps)
-        latents, evals = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end)
+        latents, evals = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end, sigmas=sigmas)
         frames = self.decode(latents) if decode else None
         return SampleOutput(frames=frames, latents=latents, denoiser_evals=evals)
 
