@@ -12,7 +12,7 @@ extra_info:
   peak_bytes  peak bytes of tensors created during predict + backward (TensorMemoryTracker: every storage an op
               returns, forward and backward, counted until freed; weights excluded). On CUDA also
               torch.cuda.max_memory_allocated delta as cuda_peak_bytes.
-  mode        plain | checkpointed, and K.
+  mode        plain | checkpointed (every gradient step) | all_but_last (the last one is not), and K.
 Targets (issue 3): peak(K=8, checkpointed) <= 1.3 x peak(K=1); checkpointed / plain time <= 1.5x;
 light decode >= 10x cheaper than the full VAE decode.
 """
@@ -70,6 +70,9 @@ def _reasoner():
     return _CACHE["r"]
 
 
+_CKPT = {"plain": False, "checkpointed": True, "all_but_last": "all_but_last"}
+
+
 def _predict_backward(r, prep, light, k, checkpoint):
     for p in r.lora_parameters():
         p.grad = None
@@ -78,10 +81,10 @@ def _predict_backward(r, prep, light, k, checkpoint):
 
 
 @pytest.mark.parametrize("k", [1, 2, 4, 8])
-@pytest.mark.parametrize("mode", ["plain", "checkpointed"])
+@pytest.mark.parametrize("mode", ["plain", "checkpointed", "all_but_last"])
 def test_predict_backward(benchmark, mode, k):
     r, prep, light = _reasoner()
-    ckpt = mode == "checkpointed"
+    ckpt = _CKPT[mode]
     with TensorMemoryTracker() as mem:
         _predict_backward(r, prep, light, k, ckpt)
     benchmark.group = "predict+backward"
@@ -118,7 +121,7 @@ def report(path):
         key = (info.get("mode"), info.get("k")) if "mode" in info else info["kind"]
         rows[key] = (b["stats"]["median"], info)
     print("| mode | K | median s | peak tensor MB |\n|---|---|---|---|")
-    for mode in ("plain", "checkpointed"):
+    for mode in ("plain", "checkpointed", "all_but_last"):
         for k in (1, 2, 4, 8):
             if (mode, k) in rows:
                 t, info = rows[(mode, k)]
@@ -129,9 +132,14 @@ def report(path):
     pl = {k: rows[("plain", k)] for k in (1, 8) if ("plain", k) in rows}
     if len(pl) == 2:
         print(f"peak(K=8, plain) / peak(K=1, plain) = {pl[8][1]['peak_bytes'] / pl[1][1]['peak_bytes']:.3f}")
-    for k in (1, 2, 4, 8):
-        if ("plain", k) in rows and ("checkpointed", k) in rows:
-            print(f"time ckpt / plain at K={k}: {rows[('checkpointed', k)][0] / rows[('plain', k)][0]:.3f}")
+    for mode in ("checkpointed", "all_but_last"):
+        for k in (1, 2, 4, 8):
+            if ("plain", k) in rows and (mode, k) in rows:
+                print(f"time {mode} / plain at K={k}: {rows[(mode, k)][0] / rows[('plain', k)][0]:.3f}")
+    ck = {k: rows[("all_but_last", k)] for k in (1, 8) if ("all_but_last", k) in rows}
+    if len(ck) == 2:
+        print(f"peak(K=8, all_but_last) / peak(K=1, all_but_last) = "
+              f"{ck[8][1]['peak_bytes'] / ck[1][1]['peak_bytes']:.3f}")
     if "light" in rows and "full" in rows:
         print(f"full / light decode time: {rows['full'][0] / rows['light'][0]:.1f}x")
 

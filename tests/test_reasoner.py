@@ -179,6 +179,11 @@ def test_steps_without_gradient_build_no_graph(reasoners):
         # counts evaluations the method asked for, so recomputation does not change it.
         assert modes == [False, False, False, True, True, True, True]
         assert r.counters.denoiser_evals - before == 5
+        modes.clear()
+        r.predict(prep, mode="k_step", steps=5, grad_steps=2, checkpoint="all_but_last").latents.mean().backward()
+        assert modes == [False, False, False, True, True, True]  # only step 4 of 5 is recomputed
+        with pytest.raises(ValueError, match="checkpoint.*'all_but_last'.*got 'some'"):
+            r.predict(prep, mode="k_step", steps=5, grad_steps=2, checkpoint="some")
     finally:
         handle.remove()
 
@@ -201,10 +206,12 @@ def test_checkpointed_grads_equal_plain_grads(reasoners, variant):
     plain = _grads(r, prep, grad_steps=3, checkpoint=False)
     ckpt = _grads(r, prep, grad_steps=3, checkpoint=True)
     blocks = _grads(r, prep, grad_steps=3, checkpoint=True, block_checkpointing=True)
+    but_last = _grads(r, prep, grad_steps=3, checkpoint="all_but_last")
     assert float(sum(g.abs().sum() for g in plain.values())) > 0
     for n in plain:
         torch.testing.assert_close(ckpt[n], plain[n], rtol=1e-5, atol=1e-8)
         torch.testing.assert_close(blocks[n], plain[n], rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(but_last[n], plain[n], rtol=1e-5, atol=1e-8)
     assert not r.transformer.gradient_checkpointing  # the option is switched off again afterwards
 
 

@@ -200,7 +200,7 @@ class Reasoner:
             if i < first_grad or not torch.is_grad_enabled():
                 with torch.no_grad():
                     latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale)
-            elif checkpoint:
+            elif checkpoint is True or (checkpoint == "all_but_last" and i < steps - 1):
                 latents = _checkpoint(self._one_step, prepared, latents, t, s, s_next, guidance_scale, blocks,
                                       use_reentrant=False)
             else:
@@ -211,7 +211,7 @@ class Reasoner:
         return self.adapter.finalize(prepared, latents), evals_per_step * steps
 
     def predict(self, prepared: PreparedInstance, mode: str = "one_step", *, steps: int | None = None,
-                grad_steps: int = 1, guidance_scale: float | None = None, checkpoint: bool | None = None,
+                grad_steps: int = 1, guidance_scale: float | None = None, checkpoint: bool | str | None = None,
                 block_checkpointing: bool = False, sigmas=None) -> PredictOutput:
         """Differentiable clean-latent prediction from ``prepared``'s fixed noise.
 
@@ -223,8 +223,11 @@ class Reasoner:
             steps: T, the number of sampling steps (``k_step`` only; required there).
             grad_steps: K, how many of the last steps carry gradient, 1 <= K <= T (``k_step`` only).
             guidance_scale: overrides the prepared one; > 1 runs batched cond/uncond guidance.
-            checkpoint: checkpoint each gradient step; None = on when K > 1 (with a single step there is nothing to
-                save: its activations would be recomputed right away).
+            checkpoint: True checkpoints every gradient step; ``"all_but_last"`` all but the last one, whose
+                activations the backward pass needs first anyway: it saves that step's recomputation (1/K of the
+                recompute time) but keeps its activations alive while the reward (e.g. a VLM) runs forward and
+                backward, so peak memory = reward + one step instead of max(reward, one step); False checkpoints
+                none. None = True when K > 1 (with a single step there is nothing to save).
             block_checkpointing: also checkpoint each transformer block inside a step (diffusers' gradient
                 checkpointing), trading a second recompute for the single step's activation peak.
             sigmas: flow-matching families only: a custom schedule (strictly decreasing, in (0, 1], before the
@@ -253,7 +256,9 @@ class Reasoner:
             raise ValueError(f"`mode` must be 'one_step' or 'k_step', got {mode!r}")
         if checkpoint is None:
             checkpoint = grad_steps > 1
-        latents, evals = self._run(prepared, steps, grad_steps, guidance_scale, bool(checkpoint),
+        if checkpoint not in (True, False, "all_but_last"):
+            raise ValueError(f"`checkpoint` must be True, False, 'all_but_last' or None, got {checkpoint!r}")
+        latents, evals = self._run(prepared, steps, grad_steps, guidance_scale, checkpoint,
                                    blocks=bool(block_checkpointing), sigmas=sigmas)
         return PredictOutput(latents=latents, denoiser_evals=evals, grad_steps=grad_steps, steps=steps)
 
