@@ -74,7 +74,8 @@ def pipe():
 
 def _cmd(suite_dir, out, *extra):
     return ["-m", "vlmteach_fast.bench.cli", "bench", "--suite", str(suite_dir / "suite.jsonl"), "--method",
-            "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe", "--teacher", "py:test_bench_run:hanging_teacher",
+            "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe",
+            "--teacher", "py:test_bench_run:hanging_teacher",
             "--config", str(suite_dir / "cfg.yaml"), "--out", str(out), "--no-progress", *extra]
 
 

@@ -155,10 +155,12 @@ def test_score_item_prefers_judge_over_final_frame_over_teacher(tmp_path):
     Image.new("RGB", (4, 4), (255, 0, 0)).save(tmp_path / "final.png")
     frames = torch.zeros(1, 3, 3, 8, 8)
     frames[0, -1, 0] = 1.0  # the last frame is pure red at 8x8: matches the 4x4 red ground truth exactly
-    item = BenchItem(id="x", task="t", category="c", prompt="p", ground_truth={"final_frame": str(tmp_path / "final.png")},
+    item = BenchItem(id="x", task="t", category="c", prompt="p",
+                     ground_truth={"final_frame": str(tmp_path / "final.png")},
                      checklist=[("Rule Coherence", "q1"), ("Rule Coherence", "q2"), ("Visual Fidelity", "q3")])
     plain = score_item(item, frames, [0.6, 0.2])
-    assert plain["score_name"] == "final_frame_match" and plain["score"] == pytest.approx(1.0) and plain["passed"] is None
+    assert plain["score_name"] == "final_frame_match" and plain["passed"] is None
+    assert plain["score"] == pytest.approx(1.0)
     assert plain["scores"]["teacher"] == pytest.approx(0.4)
     frames[0, -1, 0] = 0.0  # black: off by 1 in one of 3 channels
     assert score_item(item, frames, [0.6])["score"] == pytest.approx(2 / 3)

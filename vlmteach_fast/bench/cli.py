@@ -1,6 +1,6 @@
 """``vlmteach-fast bench`` and ``vlmteach-fast bench-report``; wired into the main parser by ``add_bench_parsers``.
 
-    vlmteach-fast bench --suite ruler.jsonl --method optimize --pipeline DIR --teacher DIR --config cfg.yaml --out runs/r
+    vlmteach-fast bench --suite ruler.jsonl --method optimize --pipeline DIR --teacher DIR --config c.yaml --out runs/r
     accelerate launch --num_processes 8 -m vlmteach_fast.cli bench ...        # one process per GPU, same flags
     vlmteach-fast bench-report bench/results.json --out bench/RESULTS.md
 

@@ -106,7 +106,8 @@ def _fmt(v, pct=False):
 def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary") -> str:
     """One table per level (all, category, task)."""
     out = [f"# {title}\n"]
-    head = "| method | {g} | n | failed | score | mean score | pass rate | s / instance | denoiser evals | gain vs baseline |"
+    head = ("| method | {g} | n | failed | score | mean score | pass rate | s / instance | denoiser evals "
+            "| gain vs baseline |")
     for level in ("all", "category", "task"):
         rs = [r for r in rows if r.level == level]
         if not rs:

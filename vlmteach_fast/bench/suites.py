@@ -115,7 +115,8 @@ def _ruler_item(obj, base_dir: str, where: str, position: int) -> BenchItem:
     checklist = []
     raw = obj.get("checklist", [])
     if not isinstance(raw, list):
-        raise ValueError(f"`checklist` must be a list of one-key objects {{metric: question}}, got {type(raw).__name__}")
+        raise ValueError(f"`checklist` must be a list of one-key objects {{metric: question}}, "
+                         f"got {type(raw).__name__}")
     for j, entry in enumerate(raw):
         if not isinstance(entry, dict) or len(entry) != 1:
             raise ValueError(f"checklist[{j}] must be a one-key object {{metric: question}}, got {entry!r}")

@@ -11,7 +11,8 @@ Quick mode (CI; each benchmark function runs once, as a plain test, no timing)::
 
 Tables: one per ``benchmark.group``; a row per benchmark with its ``extra_info["provider"]`` (or the test's name),
 median / mean / stddev / rounds, and the speed-up against a reference provider: ``extra_info["reference"]`` when the
-benchmark names one, else ``--reference`` (one or more, comma-separated). Speed-up = median(reference) / median(this), so > 1 is faster.
+benchmark names one, else ``--reference`` (one or more, comma-separated). Speed-up = median(reference) /
+median(this), so > 1 is faster.
 
 Versions: pytest-benchmark records the machine (CPU, Python) but not torch / Triton / CUDA. Put
 ``from vlmteach_fast.bench.throughput import pytest_benchmark_update_machine_info`` in bench/conftest.py to record
@@ -129,7 +130,8 @@ def throughput_markdown(paths, reference: str | None = None, title: str = "Throu
             prov = (b.get("extra_info") or {}).get("provider")
             if prov is not None:
                 medians.setdefault(prov, b["stats"]["median"])
-        out += [f"## {group}\n", "| benchmark | provider | median ms | mean ms | stddev ms | rounds | speed-up | info |",
+        out += [f"## {group}\n",
+                "| benchmark | provider | median ms | mean ms | stddev ms | rounds | speed-up | info |",
                 "|---|---|---|---|---|---|---|---|"]
         for b in sorted(rows, key=lambda b: b["stats"]["median"]):
             info, st = b.get("extra_info") or {}, b["stats"]
