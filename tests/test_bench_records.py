@@ -183,9 +183,16 @@ def test_summarize_means_pass_rates_and_paired_gains():
     assert rows[("optimize", "task", "t3")].mean_score == 0.5
 
 
-def test_a_method_with_two_configs_gets_two_labels():
-    rows = summarize([rec("i1", "optimize", 0.1, chash="aaa"), rec("i1", "optimize", 0.9, chash="bbb")])
-    assert {r.method for r in rows} == {"optimize@aaa", "optimize@bbb"}
+def test_a_method_with_two_configs_gets_two_labels_and_the_latest_config_supersedes():
+    from vlmteach_fast.bench.report import latest_configs
+
+    recs = [rec("i1", "optimize", 0.1, chash="aaa", finished="2026-11-25T03:00:00"),
+            rec("i2", "optimize", 0.1, chash="aaa", finished="2026-11-25T01:00:00"),
+            rec("i1", "optimize", 0.9, chash="bbb", finished="2026-11-25T02:00:00"),
+            rec("i1", "baseline", 0.5, chash="ccc")]
+    assert {r.method for r in summarize(recs)} == {"optimize@aaa", "optimize@bbb", "baseline"}
+    current = latest_configs(recs)
+    assert [(r["instance_id"], r["config_hash"]) for r in current] == [("i1", "aaa"), ("i2", "aaa"), ("i1", "ccc")]
 
 
 def test_markdown_and_csv_hold_every_row():

@@ -115,7 +115,7 @@ def run_bench_command(args) -> int:
 
     from .models import load_judge_spec, load_pipeline_spec, load_teacher_spec
     from .records import read_all_records
-    from .report import write_reports
+    from .report import latest_configs, write_reports
     from .runner import run_bench
     from .shard import process_state
 
@@ -140,8 +140,11 @@ def run_bench_command(args) -> int:
     items = suite.items[: cfg.limit] if cfg.limit else suite.items
     ids = {it.id for it in items}
     everything = [r for r in read_all_records(cfg.out) if r["instance_id"] in ids]  # every method run into --out
-    paths = write_reports(cfg.out, everything, items, suite.errors, title=f"{suite.name}",
-                          baseline=args.baseline_method)
+    current = latest_configs(everything)
+    if len(current) < len(everything):
+        print(f"bench: {len(everything) - len(current)} records of earlier configs are left out of the reports "
+              "(kept in shards/)", flush=True)
+    paths = write_reports(cfg.out, current, items, suite.errors, title=f"{suite.name}", baseline=args.baseline_method)
     ok = [r for r in records if r["status"] == "ok"]
     scores = [r["score"] for r in ok]
     mean = f"{sum(scores) / len(scores):.3f} ({ok[0]['score_name']})" if ok else "-"

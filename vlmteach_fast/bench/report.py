@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 
 from ..outputs import atomic_write_bytes
 
-__all__ = ["SummaryRow", "method_labels", "summarize", "to_markdown", "to_csv", "plot_score_vs_seconds",
-           "plot_categories", "write_reports"]
+__all__ = ["SummaryRow", "method_labels", "latest_configs", "summarize", "to_markdown", "to_csv",
+           "plot_score_vs_seconds", "plot_categories", "write_reports"]
 
 
 @dataclass
@@ -42,6 +42,18 @@ def method_labels(records: list[dict]) -> dict[tuple, str]:
     for r in records:
         hashes.setdefault(r["method"], set()).add(r["config_hash"])
     return {(m, h): (m if len(hs) == 1 else f"{m}@{h}") for m, hs in hashes.items() for h in hs}
+
+
+def latest_configs(records: list[dict]) -> list[dict]:
+    """Only each method's most recent config (the hash of its last finished record): re-running a method with new
+    settings (or after a library upgrade that changes ``OptimizeConfig``) supersedes the old records in the reports.
+    The old records stay in the shards; pass all records to ``summarize`` to compare configs."""
+    last: dict[str, tuple[str, str]] = {}
+    for r in records:
+        t = str(r.get("finished_at") or "")
+        if r["method"] not in last or t >= last[r["method"]][0]:
+            last[r["method"]] = (t, r["config_hash"])
+    return [r for r in records if r["config_hash"] == last[r["method"]][1]]
 
 
 def _mean(xs):
