@@ -124,6 +124,14 @@ def test_split_pending_partitions_in_order(n, world):
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
+def test_each_launched_process_uses_its_own_gpu():
+    state = SimulatedState(1, 2)
+    state.device = "cuda:1"  # what accelerate gives local rank 1
+    info = ProcessInfo(1, 2, state)
+    assert info.device(None) == torch.device("cuda:1") and info.device("cuda") == torch.device("cuda:1")
+    assert info.device("cuda:0") == torch.device("cuda:0") and info.device("cpu") == torch.device("cpu")
+
+
 def test_process_info_validates():
     with pytest.raises(ValueError, match="0 <= rank < world"):
         ProcessInfo(2, 2)
@@ -174,7 +182,7 @@ def test_summarize_means_pass_rates_and_paired_gains():
     rows = {(r.method, r.level, r.group): r for r in summarize(_records())}
     b, o = rows[("baseline", "all", "all")], rows[("optimize", "all", "all")]
     assert (b.instances, b.failed, b.mean_score, b.pass_rate, b.mean_seconds) == (3, 1, pytest.approx(0.3), 0.5, 2.0)
-    assert b.gain_over_baseline is None and b.mean_denoiser_evals == 6
+    assert b.gain_over_baseline is None and b.mean_denoiser_evals == 6 and b.mean_peak_mib is None
     assert o.mean_score == pytest.approx(1.9 / 3) and o.pass_rate == pytest.approx(2 / 3)
     # gain over the instances both finished (i1, i2): ((0.8 - 0.2) + (0.6 - 0.4)) / 2; i3 has no baseline score
     assert o.gain_over_baseline == pytest.approx(0.4)
@@ -198,7 +206,7 @@ def test_a_method_with_two_configs_gets_two_labels_and_the_latest_config_superse
 def test_markdown_and_csv_hold_every_row():
     rows = summarize(_records())
     md = to_markdown(rows)
-    assert "| optimize | all | 3 | 0 | rule | 0.633 | 66.7% | 20.0 | 6.000 | 0.400 |" in md
+    assert "| optimize | all | 3 | 0 | rule | 0.633 | 66.7% | 20.0 | 6.000 | - | 0.400 |" in md
     assert "## Per category" in md and "## Per task" in md
     parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
     assert len(parsed) == len(rows) and parsed[0]["method"] == "baseline"

@@ -2,7 +2,8 @@
 
 Columns: instances, failed, mean score (primary score of the suite, over finished instances), pass rate (over
 finished instances that have a pass notion), mean seconds (the method's cost record: sampling, optimization and
-teacher scoring, not the report's own judging and file writing) and denoiser evaluations per instance, and the gain over
+teacher scoring, not the report's own judging and file writing), denoiser evaluations (forward + backward) and peak
+memory (the cost record's: CUDA peak allocated, or the process's peak RSS on CPU) per instance, and the gain over
 the baseline method: mean of (score - baseline score) over instances both finished (paired, so a method is not
 credited for the instances it happened to finish).
 """
@@ -33,6 +34,7 @@ class SummaryRow:
     pass_rate: float | None
     mean_seconds: float | None
     mean_denoiser_evals: float | None
+    mean_peak_mib: float | None
     gain_over_baseline: float | None
 
 
@@ -65,6 +67,11 @@ def _seconds(rec) -> float | None:
     """The method's own seconds (its cost record), else the instance's wall time (which adds scoring and writing)."""
     cost = rec.get("cost") or {}
     return cost.get("seconds", rec.get("seconds"))
+
+
+def _peak_mib(rec) -> float | None:
+    peak = (rec.get("cost") or {}).get("peak_memory_bytes")
+    return None if peak is None else peak / 2**20
 
 
 def _evals(rec) -> float | None:
@@ -103,6 +110,7 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRo
                 pass_rate=sum(passes) / len(passes) if passes else None,
                 mean_seconds=_mean([_seconds(r) for r in ok]),
                 mean_denoiser_evals=_mean([_evals(r) for r in ok]),
+                mean_peak_mib=_mean([_peak_mib(r) for r in ok]),
                 gain_over_baseline=_mean(paired) if paired else None))
     return rows
 
@@ -119,17 +127,17 @@ def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary") -> str
     """One table per level (all, category, task)."""
     out = [f"# {title}\n"]
     head = ("| method | {g} | n | failed | score | mean score | pass rate | s / instance | denoiser evals "
-            "| gain vs baseline |")
+            "| peak MiB | gain vs baseline |")
     for level in ("all", "category", "task"):
         rs = [r for r in rows if r.level == level]
         if not rs:
             continue
         out += [f"\n## {'Overall' if level == 'all' else 'Per ' + level}\n", head.format(g=level),
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(rs, key=lambda r: (r.group, r.method)):
             out.append(f"| {r.method} | {r.group} | {r.instances} | {r.failed} | {r.score_name or '-'} | "
                        f"{_fmt(r.mean_score)} | {_fmt(r.pass_rate, pct=True)} | {_fmt(r.mean_seconds)} | "
-                       f"{_fmt(r.mean_denoiser_evals)} | {_fmt(r.gain_over_baseline)} |")
+                       f"{_fmt(r.mean_denoiser_evals)} | {_fmt(r.mean_peak_mib)} | {_fmt(r.gain_over_baseline)} |")
     return "\n".join(out) + "\n"
 
 

@@ -58,7 +58,11 @@ class ProcessInfo:
         """The device this process runs models on: ``requested`` if given, else accelerate's (one GPU per process),
         else cuda/cpu."""
         if requested:
-            return torch.device(requested)
+            dev = torch.device(requested)
+            # "--device cuda" under a launcher means this process's GPU, not cuda:0 for all of them
+            if self.state is not None and dev.index is None and dev.type == torch.device(self.state.device).type:
+                return torch.device(self.state.device)
+            return dev
         if self.state is not None:
             return torch.device(self.state.device)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
