@@ -106,6 +106,9 @@ def test_failures_are_recorded_runs_resume_and_reports_cover_every_method(suite_
     assert good["status"] == "ok" and good["score_name"] == "teacher" and good["cost"]["denoiser_forward"] == 1
     assert 0 < good["score"] < 1 and good["score"] == pytest.approx(good["teacher_p_yes"][0])
     assert os.path.isfile(os.path.join(out, good["video"])) and good["adapter"] is None
+    with open(os.path.join(out, "configs", f"{good['config_hash']}.json")) as f:
+        settings = json.load(f)  # what the hash stands for
+    assert settings["method"] == "baseline" and settings["optimize"]["lora"]["rank"] == 2
 
     def no_models():
         raise AssertionError("nothing is pending: models must not load")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import logging
 import os
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..outputs import atomic_write_json
 from .records import RecordWriter, commit_dir, config_hash, merge_records, read_all_records, shard_path
 from .shard import ProcessInfo, split_pending
 from .suites import DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, checklist_queries
@@ -73,8 +75,8 @@ class BenchConfig:
             raise ValueError(f"`query_metrics`: unknown metric(s) {unknown}; allowed: {list(RULER_METRICS)}")
         self.query_metrics = tuple(self.query_metrics)
 
-    def hash(self) -> str:
-        """Config hash of the settings that change results (not ``out``, ``limit``, ``retry_failed``)."""
+    def settings(self) -> dict:
+        """The settings that change results (not ``out``, ``limit``, ``retry_failed``), JSON-ready."""
         settings = {"method": self.method, "optimize": dataclasses.asdict(self.optimize),
                     "query_metrics": list(self.query_metrics), "identity": self.identity}
         if self.method == "best_of_n":
@@ -82,7 +84,11 @@ class BenchConfig:
         if self.method == "vlm_as_solver":
             settings["rounds"] = self.options.get("rounds")
         settings["optimize"].pop("progress", None)  # a progress bar changes nothing
-        return config_hash(settings)
+        return json.loads(json.dumps(settings, default=str))
+
+    def hash(self) -> str:
+        """``config_hash`` of ``settings()``: records of the same hash are results of the same settings."""
+        return config_hash(self.settings())
 
 
 def _first_frame(item: BenchItem):
@@ -209,6 +215,8 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     pending = pending_items(items, read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed)
     if info.is_main:
         _remove_stale_tmp(cfg.out)
+        # what a hash stands for, beside the records that carry it
+        atomic_write_json(os.path.join(cfg.out, "configs", f"{chash}.json"), cfg.settings())
     info.wait()  # 2. nobody writes before everybody has read: all processes split the same pending list
     mine = split_pending(pending, info)
     if info.is_main:
