@@ -4,6 +4,7 @@ Subcommands:
   doctor    torch / CUDA / Triton versions, which backend each op uses on each device, and why.
   example   a small fused-LoRA example: a PEFT LoRA on a linear stack, fused, checked against PEFT, trained 20 steps.
   solve     one instance with optimize | best_of_n | vlm_as_solver | baseline; writes video, adapter, history, plots.
+  demo      the built-in toy world: plain vs Best-of-5 vs optimize on held-out instances, with shipped tiny models.
 """
 
 import argparse
@@ -88,6 +89,12 @@ def _solve(args) -> int:
     return run_solve(args)
 
 
+def _demo(args) -> int:
+    from .demo import main_demo
+
+    return main_demo(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmteach-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model dtype (default bfloat16 on CUDA, float32 on CPU)")
     so.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (off by default)")
     so.set_defaults(func=_solve)
+    de = sub.add_parser("demo", help="plain vs Best-of-5 vs optimize on the built-in toy world")
+    de.add_argument("--instances", type=int, default=3, help="held-out instances (default 3)")
+    de.add_argument("--out", default="vlmteach_demo", help="output directory (default ./vlmteach_demo)")
+    de.add_argument("--seed", type=int, default=0, help="which held-out instances (default 0)")
+    de.set_defaults(func=_demo)
     return parser
 
 

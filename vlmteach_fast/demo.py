@@ -1,0 +1,202 @@
+"""``vlmteach-fast demo``: the method on the built-in toy world, with the models the project trained and ships.
+
+For each held-out instance: the plain model (one sample), Best-of-5 (the teacher picks) and ``optimize`` capped at
+Best-of-5's cost, all with the same teacher, judged by the exact rule scorer. Prints a table like the paper's (rule
+score, pass rate, teacher score, seconds per instance), and writes side-by-side GIFs (ground truth | plain | Best-of-5
+| optimize), reward curves and an ``index.html`` that shows them. ``run_demo`` is also what the acceptance benchmark
+(``scripts/bench_toy.py``) calls on more instances.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["DemoConfig", "run_demo", "METHODS"]
+
+METHODS = ("plain", "best_of_5", "optimize")
+
+
+@dataclass
+class DemoConfig:
+    """Settings of the demo; the defaults run 3 instances on 2 CPU cores in a few minutes."""
+
+    instances: int = field(default=3, metadata={"help": "held-out instances (spread over the task types)"})
+    seed: int = field(default=0, metadata={"help": "which held-out instances (and noise seeds)"})
+    out: str = field(default="vlmteach_demo", metadata={"help": "output directory"})
+    n: int = field(default=5, metadata={"help": "Best-of-N's N, and optimize's budget in Best-of-N candidates"})
+    max_steps: int = field(default=16, metadata={"help": "optimize: step cap (the budget usually stops it first)"})
+    mode: str = field(default="k_step", metadata={"help": "optimize: 'k_step' (DESIGN.md: best on the toy world)"})
+    steps: int = field(default=4, metadata={"help": "optimize k_step: sampling steps per prediction"})
+    grad_steps: int = field(default=2, metadata={"help": "optimize k_step: steps carrying gradient"})
+    lr: float = field(default=5e-3, metadata={"help": "optimize: AdamW learning rate"})
+    rank: int = field(default=8, metadata={"help": "optimize: LoRA rank"})
+    augment_views: int = field(default=4, metadata={"help": "teacher views averaged (robustness to hacking)"})
+    methods: tuple = field(default=METHODS, metadata={"help": "which methods to run"})
+    write_media: bool = field(default=True, metadata={"help": "GIFs, plots and HTML (off for pure benchmarks)"})
+
+    def __post_init__(self):
+        for name in ("instances", "n", "max_steps", "steps", "grad_steps", "rank"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"DemoConfig.{name} must be an int >= 1, got {v!r}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"DemoConfig.methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
+
+
+def _models(augment_views: int):
+    from . import toy
+
+    pipe = toy.load_pipeline()
+    teacher = toy.load_teacher(config=toy.teacher_reward_config(augment_views=augment_views))
+    # Best-of-N's teacher scores the final samples as they are: augmentation only matters where the teacher is a loss.
+    judge = toy.load_teacher()
+    return pipe, teacher, judge
+
+
+def _teacher_score(judge, frames, queries) -> float:
+    with torch.no_grad():
+        return float(judge.reward(frames, queries).log_probs.exp().mean())
+
+
+def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
+    """Run the comparison; returns {"rows": per (instance, method) records, "summary": per method means}."""
+    from . import toy
+    from .baselines import baseline, best_of_n
+    from .instance import SamplingConfig
+    from .optimization import OptimizeConfig, optimize
+    from .reasoner import LightDecoderConfig, LoRASpec
+
+    config = config or DemoConfig()
+    os.makedirs(config.out, exist_ok=True)
+    pipe, teacher, judge = _models(config.augment_views)
+    instances = toy.make_instances(config.instances, seed=config.seed)
+    sampling = lambda i: SamplingConfig(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE,  # noqa: E731
+                                        final_steps=toy.SAMPLE_STEPS, seed=config.seed * 1000 + i)
+    lora = LoRASpec(rank=config.rank)
+    rows, media = [], []
+    for i, inst in enumerate(instances):
+        queries = toy.queries_for(inst)
+        common = dict(image=inst.first_frame, queries=queries, sampling=sampling(i), lora=lora)
+        videos = {"ground truth": inst.solution[None]}
+        curves = None
+        for method in config.methods:
+            t0 = time.perf_counter()
+            if method == "plain":
+                res = baseline(pipe, judge, inst.prompt, **common)
+                frames, cost = res.frames, res.cost
+            elif method == "best_of_5":
+                res = best_of_n(pipe, judge, inst.prompt, n=config.n, **common)
+                frames, cost = res.frames, res.cost
+            else:
+                oc = OptimizeConfig(mode=config.mode, steps=config.steps, grad_steps=config.grad_steps,
+                                    lr=config.lr, max_steps=config.max_steps, budget=f"best_of_n:{config.n}",
+                                    decoder=LightDecoderConfig(kind="full"), lora=lora, sampling=common["sampling"],
+                                    progress=False)
+                res = optimize(pipe, teacher, inst.prompt, image=inst.first_frame, queries=queries, config=oc)
+                frames, cost, curves = res.frames, res.cost, res
+            seconds = time.perf_counter() - t0
+            rule = toy.score_video(inst, frames[0])
+            row = dict(instance=i, task=inst.task_type, difficulty=inst.difficulty, method=method,
+                       rule_score=rule.score, passed=rule.passed, parts=rule.parts,
+                       teacher=_teacher_score(judge, frames, queries), seconds=seconds, cost=cost.to_dict())
+            if method == "optimize":
+                row.update(stop_reason=res.stop_reason, steps=len(res.history), used_initial=res.used_initial)
+            rows.append(row)
+            videos[method] = frames
+            progress(f"[{i + 1}/{len(instances)}] {inst.task_type:<5} {method:<10} rule {rule.score:.2f} "
+                     f"{'PASS' if rule.passed else 'fail'}  teacher {row['teacher']:.2f}  {seconds:.1f} s")
+        if config.write_media:
+            media.append(_write_media(config.out, i, inst, videos, curves))
+    summary = summarize(rows)
+    if config.write_media:
+        _write_html(config.out, summary, rows, media)
+    from .outputs import atomic_write_json
+
+    atomic_write_json(os.path.join(config.out, "results.json"), {"summary": summary, "rows": rows})
+    return {"rows": rows, "summary": summary}
+
+
+def summarize(rows) -> dict:
+    """Per method: mean rule score, pass rate, mean teacher score, mean seconds, and the gap where the teacher says
+    yes (> 0.5) but the rule says fail (reward hacking)."""
+    out = {}
+    for m in sorted({r["method"] for r in rows}, key=lambda m: METHODS.index(m) if m in METHODS else 99):
+        rs = [r for r in rows if r["method"] == m]
+        out[m] = dict(
+            n=len(rs),
+            rule_score=sum(r["rule_score"] for r in rs) / len(rs),
+            pass_rate=sum(r["passed"] for r in rs) / len(rs),
+            teacher=sum(r["teacher"] for r in rs) / len(rs),
+            seconds=sum(r["seconds"] for r in rs) / len(rs),
+            fooled=sum((r["teacher"] > 0.5) and not r["passed"] for r in rs) / len(rs),
+        )
+    if "plain" in out:
+        for m, s in out.items():
+            s["gain"] = s["rule_score"] - out["plain"]["rule_score"]
+    return out
+
+
+def format_table(summary: dict) -> str:
+    lines = ["| method | rule score | gain vs plain | pass rate | teacher P(yes) | teacher yes, rule fail | s / instance |",
+             "|---|---|---|---|---|---|---|"]
+    for m, s in summary.items():
+        lines.append(f"| {m} | {s['rule_score']:.3f} | {s.get('gain', 0.0):+.3f} | {100 * s['pass_rate']:.0f}% | "
+                     f"{s['teacher']:.2f} | {100 * s['fooled']:.0f}% | {s['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def _write_media(out, i, inst, videos, result) -> dict:
+    from .outputs import save_reward_plot
+    from .reasoner import export_video
+
+    names = list(videos)
+    strip = torch.cat([videos[n][0] for n in names], dim=-1)  # (F, 3, H, W * methods): side by side
+    gif = export_video(strip, os.path.join(out, f"instance_{i:03d}.gif"), fps=4)
+    plot = None
+    if result is not None and result.history:
+        plot = save_reward_plot(result.history, result.queries.questions,
+                                os.path.join(out, f"instance_{i:03d}_reward.png"))
+    return dict(instance=i, prompt=inst.prompt, columns=names, gif=os.path.basename(gif),
+                plot=os.path.basename(plot) if plot else None)
+
+
+def _write_html(out, summary, rows, media) -> None:
+    from .outputs import atomic_write_bytes
+
+    parts = ["<!doctype html><meta charset='utf-8'><title>vlmteach_fast demo</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{image-rendering:pixelated;"
+             "height:160px}td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>",
+             "<h1>vlmteach_fast demo: plain vs Best-of-5 vs optimize (at Best-of-5's budget)</h1><table><tr>"
+             "<th>method</th><th>rule score</th><th>pass rate</th><th>teacher</th><th>fooled</th><th>s</th></tr>"]
+    for m, s in summary.items():
+        parts.append(f"<tr><td>{m}</td><td>{s['rule_score']:.3f}</td><td>{100 * s['pass_rate']:.0f}%</td>"
+                     f"<td>{s['teacher']:.2f}</td><td>{100 * s['fooled']:.0f}%</td><td>{s['seconds']:.1f}</td></tr>")
+    parts.append("</table>")
+    for m in media:
+        scores = {r["method"]: r for r in rows if r["instance"] == m["instance"]}
+        label = " | ".join(f"{c}" + (f" ({scores[c]['rule_score']:.2f}{' pass' if scores[c]['passed'] else ''})"
+                                     if c in scores else "") for c in m["columns"])
+        parts.append(f"<h3>{m['instance']}: {html.escape(m['prompt'])}</h3><p>{html.escape(label)}</p>"
+                     f"<img src='{m['gif']}'>")
+        if m["plot"]:
+            parts.append(f"<img src='{m['plot']}'>")
+    atomic_write_bytes(os.path.join(out, "index.html"), "\n".join(parts).encode())
+
+
+def main_demo(args) -> int:
+    """CLI entry: ``vlmteach-fast demo [--instances N] [--out DIR] [--seed S]``."""
+    cfg = DemoConfig(instances=args.instances, out=args.out, seed=args.seed)
+    t0 = time.perf_counter()
+    result = run_demo(cfg)
+    print()
+    print(format_table(result["summary"]))
+    print(f"\n{cfg.instances} instance(s) in {time.perf_counter() - t0:.0f} s; open {os.path.join(cfg.out, 'index.html')}")
+    print(json.dumps({m: round(s["rule_score"], 3) for m, s in result["summary"].items()}))
+    return 0
