@@ -29,6 +29,7 @@ def _bench(suite, out, *extra):
     (("--suite", "/no/suite.jsonl"), "--suite not found"),
     (("--query-metrics", "Rule Coherence,Colour"), "unknown metric(s) ['Colour']"),
     (("--limit", "0"), "`limit` must be a positive int"),
+    (("--scorer", "py:optimize_fixtures:no_scorer"), "--scorer 'py:optimize_fixtures:no_scorer'"),
 ])
 def test_bad_arguments_fail_before_models_load(suite, tmp_path, change, message):
     args = _bench(suite, tmp_path / "out")

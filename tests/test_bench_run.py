@@ -150,9 +150,14 @@ def test_vbvr_and_toy_suites_run_with_their_own_scorers(tmp_path, pipe):
 
     cfg = OptimizeConfig(progress=False, lora=LoRASpec(rank=2), sampling=SamplingConfig(num_frames=9, final_steps=1))
     base = dict(method="baseline", optimize=cfg)  # rank 2 as in CONFIG: the shared pipe already has that LoRA
-    (v,) = run_bench(load_suite(str(tmp_path / "vbvr")), BenchConfig(out=str(tmp_path / "o1"), **base),
+    def last_frame_bright(item, frames):  # a stand-in for a VBVR rule scorer
+        return {"score": float(frames[0, -1].mean()), "passed": bool(frames[0, -1].mean() > 0.9)}
+
+    (v,) = run_bench(load_suite(str(tmp_path / "vbvr")),
+                     BenchConfig(out=str(tmp_path / "o1"), scorer=last_frame_bright, **base),
                      lambda: (pipe, BrightnessTeacher(), None), progress=False)
-    assert v["status"] == "ok" and v["score_name"] == "final_frame_match" and 0 <= v["score"] <= 1
+    assert v["status"] == "ok" and v["score_name"] == "scorer" and v["passed"] is False
+    assert v["score"] == pytest.approx(v["scores"]["scorer"]) and 0 <= v["scores"]["final_frame_match"] <= 1
     assert (v["split"], v["task"]) == ("test", "maze") and os.path.isfile(tmp_path / "o1" / v["video"])
     pytest.importorskip("vlmteach_fast.toy")
     toy = run_bench(load_suite("toy:2"), BenchConfig(out=str(tmp_path / "o2"), **base),

@@ -170,6 +170,16 @@ def test_score_item_prefers_judge_over_final_frame_over_teacher(tmp_path):
             assert questions == ["q1", "q2", "q3"]
             return ["Good", "Poor", "Good"]
 
+    def scorer(it, video):
+        assert it is item and video.shape == (1, 3, 3, 8, 8)
+        return {"score": 0.25, "passed": False, "parts": {"walls": 0.5}}
+
+    custom = score_item(item, frames, [0.6], judge=Judge(), scorer=scorer)  # an explicit scorer comes first
+    assert (custom["score_name"], custom["score"], custom["passed"]) == ("scorer", 0.25, False)
+    assert custom["scores"]["scorer_parts"] == {"walls": 0.5} and custom["scores"]["checklist"] == 75.0
+    assert score_item(item, frames, [0.6], scorer=lambda it, v: 0.5)["passed"] is None
+    with pytest.raises(ValueError, match="must return a number or a dict with 'score'"):
+        score_item(item, frames, [0.6], scorer=lambda it, v: {"value": 1})
     judged = score_item(item, frames, [0.6], judge=Judge())
     # Rule Coherence (2 + 0) / 2 = 1, Visual Fidelity 2 -> (1 + 2) / 2 * 50 = 75
     assert judged["score_name"] == "checklist" and judged["score"] == pytest.approx(75.0) and judged["passed"] is False

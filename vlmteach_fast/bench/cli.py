@@ -32,6 +32,9 @@ def _add_bench(sub):
     p.add_argument("--judge", default="none",
                    help="checklist judge: none | teacher | VLM folder | py:MODULE:FACTORY (local, NOT the official "
                         "RULER-Bench judge); default none")
+    p.add_argument("--scorer", default=None,
+                   help="the suite's own scorer, py:MODULE:FUNC, called as FUNC(item, frames (1, F, 3, H, W) in "
+                        "[0, 1]) -> score or {score, passed, parts}; becomes the primary score (e.g. VBVR rules)")
     p.add_argument("--config", default=None, help="YAML/JSON config (OptimizeConfig fields, plus n and rounds)")
     p.add_argument("--out", required=True, help="output folder (records, videos, reports)")
     p.add_argument("--limit", type=int, default=None, help="only the first N suite items")
@@ -82,7 +85,7 @@ def _check_out_dir(out: str) -> None:
 def _prepare(args):
     """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
     from ..config_io import load_config
-    from .models import check_spec
+    from .models import check_spec, resolve_factory
     from .runner import BenchConfig
     from .suites import load_suite
 
@@ -96,14 +99,15 @@ def _prepare(args):
                 raise ValueError(f"--{name} is required for suite {args.suite!r}")
             check_spec(getattr(args, name), f"--{name}")
         check_spec(args.judge, "--judge")
+        scorer = resolve_factory(args.scorer, "--scorer") if args.scorer else None
         config, options = load_config(args.config)
         if args.no_progress:
             config.progress = False
         metrics = tuple(m.strip() for m in args.query_metrics.split(",") if m.strip())
         cfg = BenchConfig(method=args.method, out=args.out, optimize=config, options=options, limit=args.limit,
-                          query_metrics=metrics, retry_failed=args.retry_failed,
+                          query_metrics=metrics, retry_failed=args.retry_failed, scorer=scorer,
                           identity={"suite": suite.name, "pipeline": args.pipeline, "teacher": args.teacher,
-                                    "judge": args.judge, "dtype": args.dtype})
+                                    "judge": args.judge, "scorer": args.scorer, "dtype": args.dtype})
         _check_out_dir(args.out)
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         raise SystemExit(f"error: {err}") from err

@@ -46,6 +46,9 @@ class BenchConfig:
         retry_failed: re-run instances whose record says "error" (otherwise they count as done).
         fps: of the written videos.
         identity: extra settings that define "the same run" (model specs): part of the config hash.
+        scorer: optional ``scorer(item, frames (1, F, 3, H, W) float in [0, 1]) -> float | {"score", "passed",
+            "parts"}``: the suite's own scorer (e.g. VBVR-Bench's rule scorers); it becomes the primary score. Put
+            its name in ``identity`` so that changing it changes the hash.
     """
 
     method: str = "optimize"
@@ -57,6 +60,7 @@ class BenchConfig:
     retry_failed: bool = False
     fps: int = 8
     identity: dict = field(default_factory=dict)
+    scorer: object = None
 
     def __post_init__(self):
         from ..optimization import OptimizeConfig
@@ -70,6 +74,8 @@ class BenchConfig:
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
                                        or self.limit < 1):
             raise ValueError(f"`limit` must be a positive int or None, got {self.limit!r}")
+        if self.scorer is not None and not callable(self.scorer):
+            raise TypeError(f"`scorer` must be callable(item, frames), got {type(self.scorer).__name__}")
         unknown = [m for m in self.query_metrics if m not in RULER_METRICS]
         if unknown:
             raise ValueError(f"`query_metrics`: unknown metric(s) {unknown}; allowed: {list(RULER_METRICS)}")
@@ -134,11 +140,11 @@ def _final_frame_match(frames: torch.Tensor, path: str) -> float:
     return float(1.0 - (last - gt).abs().mean())
 
 
-def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=None) -> dict:
-    """All scores of one video. Returns {"score", "score_name", "passed", "scores"}: the primary score is the suite's
-    rule scorer (toy: 0..1), else the checklist judge (0..100), else the ground-truth final-frame match (0..1),
-    else the teacher's mean P(Yes) (0..1). ``passed``: rule passed / every checklist label Good / None (proxy) /
-    every P(Yes) >= 0.5."""
+def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=None, scorer=None) -> dict:
+    """All scores of one video. Returns {"score", "score_name", "passed", "scores"}: the primary score is the given
+    ``scorer``'s (see ``BenchConfig.scorer``), else the suite's rule scorer (toy: 0..1), else the checklist judge
+    (0..100), else the ground-truth final-frame match (0..1), else the teacher's mean P(Yes) (0..1). ``passed``: the
+    scorer's / rule passed / every checklist label Good / None (proxy) / every P(Yes) >= 0.5."""
     scores = {"teacher": sum(p_yes) / len(p_yes)}
     primary = ("teacher", scores["teacher"], all(p >= 0.5 for p in p_yes))
     if "final_frame" in item.ground_truth:
@@ -157,6 +163,13 @@ def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=
         rule = score_video(item.toy, frames[0].detach().float().cpu())
         scores.update(rule=rule.score, rule_parts=rule.parts)
         primary = ("rule", rule.score, bool(rule.passed))
+    if scorer is not None:
+        out = scorer(item, frames)
+        out = out if isinstance(out, dict) else {"score": out}
+        if "score" not in out:
+            raise ValueError(f"the scorer must return a number or a dict with 'score', got keys {sorted(out)}")
+        scores.update(scorer=float(out["score"]), scorer_parts=out.get("parts", {}))
+        primary = ("scorer", float(out["score"]), None if out.get("passed") is None else bool(out["passed"]))
     return {"score_name": primary[0], "score": primary[1], "passed": primary[2], "scores": scores}
 
 
@@ -171,7 +184,7 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
     t0 = time.perf_counter()
     try:
         frames, p_yes, stop, cost, result = _solve(item, cfg, pipe, teacher)
-        rec.update(score_item(item, frames, p_yes, judge))
+        rec.update(score_item(item, frames, p_yes, judge, cfg.scorer))
         rec.update(teacher_p_yes=list(p_yes), stop_reason=stop, cost=cost)
         rel = os.path.join("instances", f"{cfg.method}-{chash}", item.dir_name)
         commit_dir(lambda d: result.save(d, fps=cfg.fps), os.path.join(cfg.out, rel))
