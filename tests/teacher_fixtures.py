@@ -6,6 +6,7 @@ WordLevel model holding the Qwen special tokens. Everything is fp32 and in eval 
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -245,3 +246,16 @@ def make_llava_image_processor(image_size: int = 32):
 
     return LlavaImageProcessorPil(size={"shortest_edge": image_size},
                                   crop_size={"height": image_size, "width": image_size})
+
+
+@pytest.fixture(autouse=True)
+def teacher_single_thread():
+    """Run teacher tests on one torch thread (imported by each test_teacher*.py module, so autouse there only).
+
+    The models are tiny (matmuls of a few thousand flops), so a second thread buys nothing; on the shared 2-core dev
+    machine under load 6, two spinning OpenMP threads made the suite ~10x slower (105 s vs ~10 s).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -204,9 +204,16 @@ def test_kill_minus_9_then_rerun_gives_one_record_per_instance(one_process_run):
 def test_two_accelerate_processes_give_the_same_records_as_one(one_process_run, suite_dir, tmp_path):
     out1 = one_process_run[0]
     out2 = tmp_path / "two"
+    import socket
+
+    with socket.socket() as s:  # a free port: other people's test runs share this machine
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # accelerate's --cpu launcher starts one process; --multi_gpu (torchrun) with PartialState(cpu=True) forms a CPU
+    # (gloo) group of 2, which is what shard.process_state does without CUDA
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-              "29517"]
+              str(port)]
     run = subprocess.run(launch + _cmd(suite_dir, out2, "--device", "cpu"), cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]

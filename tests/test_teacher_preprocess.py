@@ -12,6 +12,7 @@ from teacher_fixtures import (
     make_qwen_image_processor,
     make_qwen_vl,
 )
+from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher.idefics3 import Idefics3Adapter
 from vlmteach_fast.teacher.llava import LlavaAdapter
 from vlmteach_fast.teacher.preprocess import qwen_patchify, resize_images, select_frames, smart_resize

@@ -11,6 +11,7 @@ from teacher_fixtures import (
     make_qwen_tokenizer,
     make_qwen_vl,
 )
+from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher import Queries, RewardConfig, RewardOutput, Teacher, VLMTeacher, WeightedTeachers
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm", "llava"]

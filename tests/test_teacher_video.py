@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from teacher_fixtures import make_idefics3, make_qwen_vl
+from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher import Queries, RewardConfig, VLMTeacher
 from vlmteach_fast.teacher.preprocess import normalize, qwen_patchify, qwen_video_patchify, resize_images
 

@@ -39,7 +39,7 @@ def test_train_and_test_seeds_disjoint():
 
 
 def test_solution_paths_are_valid_moves():
-    for inst in make_instances(30, seed=2):
+    for inst in make_instances(21, seed=2):
         path = inst.agent_path
         for a, b in zip(path, path[1:]):
             assert abs(a[0] - b[0]) + abs(a[1] - b[1]) <= 1
@@ -63,14 +63,14 @@ def test_make_instances_rejects_bad_arguments(bad):
 
 
 def test_ground_truth_scores_one():
-    for inst in make_instances(30, seed=3):
+    for inst in make_instances(15, seed=3):
         s = score_video(inst, inst.solution)
         assert s.passed and s.score == 1.0 and all(s.parts[p] == 1.0 for p in PARTS), (inst.task_type, s)
 
 
 def test_each_corruption_lowers_its_part():
     seen = set()
-    for inst in make_instances(24, seed=4):
+    for inst in make_instances(15, seed=4):
         for kind in applicable_corruptions(inst):
             s = score_video(inst, corrupt(inst, kind))
             assert not s.passed and s.score < 1.0, (inst.task_type, kind, s)
@@ -80,7 +80,7 @@ def test_each_corruption_lowers_its_part():
 
 
 def test_physics_walks_keep_rules_and_rarely_reach_goal():
-    insts = make_instances(30, seed=5)
+    insts = make_instances(21, seed=5)
     scores = [score_video(i, physics_video(i, 0)) for i in insts]
     assert all(s.parts["rules"] == 1.0 and s.parts["integrity"] == 1.0 for s in scores)
     assert sum(s.passed for s in scores) < 0.3 * len(scores)
