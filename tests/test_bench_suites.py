@@ -125,11 +125,16 @@ def test_load_suite_rejects_other_file_types_and_empty_folders(tmp_path):
 
 
 def test_toy_suite_items_are_scored_by_the_rule_scorer():
+    import torch
+
     pytest.importorskip("vlmteach_fast.toy")
     from vlmteach_fast.bench.runner import score_item
 
     suite = load_suite("toy:3")
     assert suite.kind == "toy" and len(suite.items) == 3 and len({it.id for it in suite.items}) == 3
+    more = load_suite("toy:5")  # a longer toy suite extends the shorter one: resuming runs only the new ones
+    assert more.name == suite.name and [it.id for it in more.items[:3]] == [it.id for it in suite.items]
+    assert all(torch.equal(a.toy.first_frame, b.toy.first_frame) for a, b in zip(suite.items, more.items))
     item = suite.items[0]
     solved = score_item(item, item.toy.solution[None], [0.2])
     assert solved["score_name"] == "rule" and solved["score"] == 1.0 and solved["passed"] is True
