@@ -26,7 +26,7 @@ WORDS = (
     "disappearing overlap Is Are goal process question questions answer JSON list task prompt first Write one "
     "Return only with keys Answer"
 ).split()
-PUNCT = list("?.,:;!\"'{}[]()-_/\n") + ["1", "2", "3", "4"]
+PUNCT = list("?.,:;!\"'{}[]()<>-_/\n") + [str(d) for d in range(10)] + ["seconds"]
 
 
 def make_qwen_tokenizer(with_yes: bool = True) -> PreTrainedTokenizerFast:

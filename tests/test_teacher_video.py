@@ -1,9 +1,12 @@
-"""frames_as='video' for Qwen2-VL / Qwen2.5-VL: clip patchify, reward vs the stock HF video forward, errors."""
+"""frames_as='video' for Qwen2/2.5/3-VL: clip patchify, prompt layout, reward vs the stock HF video forward, errors."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
+from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
-from teacher_fixtures import make_idefics3, make_qwen_vl
+from teacher_fixtures import make_idefics3, make_llava, make_qwen_vl
 from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher import Queries, RewardConfig, VLMTeacher
 from vlmteach_fast.teacher.preprocess import normalize, qwen_patchify, qwen_video_patchify, resize_images
@@ -27,11 +30,26 @@ def test_video_patchify_layout():
     torch.testing.assert_close(last[:, 1], clip[0, 2, :, 14:, 14:])
 
 
-@pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
+@pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def teacher(request):
     model, tok = make_qwen_vl(request.param)
     return VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, goal_frames=2, process_frames=4,
-                                               frames_as="video"))
+                                               frames_as="video", video_fps=8.0))
+
+
+def _placeholder(teacher, grid, frame_indices):
+    """The video placeholder text as the HF processors write it (Qwen3-VL's own `replace_video_token`, unbound:
+    the processor itself cannot be built without torchvision)."""
+    ad = teacher.adapter
+    if ad.family != "qwen3_vl":
+        return "<|vision_start|>" + "<|video_pad|>" * ad.tokens_per_item(grid[0]) + "<|vision_end|>"
+    fake = SimpleNamespace(
+        video_processor=SimpleNamespace(merge_size=ad.merge_size, temporal_patch_size=ad.temporal_patch_size),
+        vision_start_token="<|vision_start|>", video_token="<|video_pad|>", vision_end_token="<|vision_end|>",
+        _calculate_timestamps=lambda *a: Qwen3VLProcessor._calculate_timestamps(None, *a),
+    )
+    meta = SimpleNamespace(fps=teacher.config.video_fps, frames_indices=list(frame_indices))
+    return Qwen3VLProcessor.replace_video_token(fake, {"video_grid_thw": grid, "video_metadata": [meta]}, 0)
 
 
 def _hf_video_reference(teacher, frames, queries):
@@ -42,12 +60,12 @@ def _hf_video_reference(teacher, frames, queries):
     for b in range(B):
         for qi, (question, kind) in enumerate(zip(queries.questions, queries.kinds)):
             idx = teacher._views(F_, [kind])[kind]
-            clip = frames[b:b + 1, idx]
             size = ad.target_size(*frames.shape[-2:], cfg.min_pixels, cfg.max_pixels)
-            x = normalize(resize_images(clip[0], size), ad.mean, ad.std)[None]
+            x = normalize(resize_images(frames[b, idx], size), ad.mean, ad.std)[None]
             pv, grid = qwen_video_patchify(x, ad.patch_size, ad.temporal_patch_size, ad.merge_size)
-            ids = ad.head_ids() + ad.visual_ids(ad.tokens_per_item(grid[0]), "video")
-            ids = torch.tensor([ids + ad.question_ids(question + cfg.question_suffix)])
+            text = _placeholder(teacher, grid, idx) + question + cfg.question_suffix
+            ids = ad.head_ids() + ad.question_ids(text)
+            ids = torch.tensor([ids])
             logits = teacher.model(
                 input_ids=ids, pixel_values_videos=pv, video_grid_thw=grid,
                 mm_token_type_ids=(ids == ad.video_token_id).int() * 2,
@@ -79,11 +97,23 @@ def test_video_gradient_reaches_frames(teacher):
     assert all(p.grad is None for p in teacher.model.parameters())
 
 
-@pytest.mark.parametrize("family", ["qwen3_vl", "idefics3"])
+@pytest.mark.parametrize("family", ["idefics3", "llava"])
 def test_video_mode_unsupported(family):
-    model, tok = make_qwen_vl(family, text_layers=1, vision_depth=1) if family == "qwen3_vl" else make_idefics3()
+    model, tok = make_idefics3() if family == "idefics3" else make_llava()
     teacher = VLMTeacher(model, tok, RewardConfig(frames_as="video"))
     with pytest.raises(ValueError, match="frames_as='video' is not supported"):
         teacher.reward(torch.rand(1, 4, 3, 32, 32), ["Is it red?"])
     with pytest.raises(ValueError, match="frames_as"):
         RewardConfig(frames_as="clip")
+    with pytest.raises(ValueError, match="video_fps"):
+        RewardConfig(video_fps=0.0)
+
+
+def test_qwen3_timestamps_in_prompt():
+    model, tok = make_qwen_vl("qwen3_vl", text_layers=1, vision_depth=1)
+    teacher = VLMTeacher(model, tok, RewardConfig(frames_as="video", process_frames=4, video_fps=2.0))
+    feats = teacher.adapter.encode_videos([torch.rand(1, 4, 3, 32, 32)], frame_indices=[[0, 2, 5, 7]], fps=2.0)
+    # Patches (0, 2) and (5, 7) at 2 fps: times (0 + 1) / 2 = 0.5 s and (2.5 + 3.5) / 2 = 3.0 s.
+    assert feats.timestamps == [[0.5, 3.0]]
+    text = tok.decode(teacher.adapter.item_ids(feats, 0))
+    assert text.count("seconds") == 2 and text.count("<|vision_start|>") == 2

@@ -47,6 +47,7 @@ class VisionFeatures:
     deepstack: list | None
     grid_thw: torch.Tensor
     modality: str = "image"  # "image" or "video": which placeholder token, token type and grid argument to use
+    timestamps: list | None = None  # Qwen3-VL video: per item, seconds of each temporal patch (prompt text)
 
     def select(self, index: list[int]):
         """(encoder output for `model.model(mm_encoder_outputs=...)`, grid rows) for the images in `index`."""
@@ -58,6 +59,19 @@ class VisionFeatures:
 
         deep = [tuple(layer[i] for i in index) for layer in self.deepstack]
         return BaseModelOutputWithDeepstackFeatures(pooler_output=pooled, deepstack_features=deep), grid
+
+
+def clip_timestamps(indices: list[int], fps: float, temporal_patch_size: int) -> list[float]:
+    """Seconds of each temporal patch of a clip made of source frames `indices` (Qwen3-VL processor's rule).
+
+    The frame list is padded by repeating its last index to a multiple of the temporal patch, and each patch's time
+    is the mean of its first and last frame's time.
+    """
+    idx = list(indices)
+    if len(idx) % temporal_patch_size:
+        idx += [idx[-1]] * (temporal_patch_size - len(idx) % temporal_patch_size)
+    t = [i / fps for i in idx]
+    return [(t[i] + t[i + temporal_patch_size - 1]) / 2 for i in range(0, len(t), temporal_patch_size)]
 
 
 def _processor_value(image_processor, name, default):
@@ -127,6 +141,18 @@ class QwenVLAdapter:
         pad = self.image_token_id if modality == "image" else self.video_token_id
         return [self.vision_start_id] + [pad] * num_tokens + [self.vision_end_id]
 
+    def item_ids(self, feats: "VisionFeatures", i: int) -> list[int]:
+        """Prompt tokens for item i of `feats`. Qwen3-VL videos, as its processor writes them: per temporal patch
+        "<{t:.1f} seconds>" then <|vision_start|> <|video_pad|>*(tokens per frame) <|vision_end|>."""
+        n = self.tokens_per_item(feats.grid_thw[i])
+        if feats.timestamps is None:
+            return self.visual_ids(n, feats.modality)
+        per_step = n // int(feats.grid_thw[i][0])
+        ids = []
+        for t in feats.timestamps[i]:
+            ids += self._encode_text(f"<{t:.1f} seconds>") + self.visual_ids(per_step, "video")
+        return ids
+
     # ---- vision -------------------------------------------------------------------------------------------------
     def target_size(self, height: int, width: int, min_pixels: int | None, max_pixels: int | None):
         """(h, w) each frame is resized to, like the HF processor with these pixel bounds."""
@@ -148,23 +174,21 @@ class QwenVLAdapter:
         """LM tokens for one image or clip with grid (t, h, w): the 2x2 spatial merge divides by merge_size**2."""
         return int(grid_row.prod()) // self.merge_size**2
 
-    @property
-    def supports_video(self) -> bool:
-        # Qwen3-VL interleaves per-frame timestamp text ("<0.5 seconds>") with a video's frames; not reproduced.
-        return self.family in ("qwen2_vl", "qwen2_5_vl")
+    supports_video = True
 
-    def encode_videos(self, clips: list[torch.Tensor], min_pixels: int | None = None,
-                      max_pixels: int | None = None) -> VisionFeatures:
-        """One vision-tower pass over video clips, frames merged in pairs by the temporal patch (Qwen2/2.5-VL).
+    def encode_videos(self, clips: list[torch.Tensor], min_pixels: int | None = None, max_pixels: int | None = None,
+                      frame_indices: list[list[int]] | None = None, fps: float = 24.0) -> VisionFeatures:
+        """One vision-tower pass over video clips, consecutive frames merged by the temporal patch.
 
         Args:
             clips: list of (B, T, 3, H, W) float tensors in [0, 1] (T may differ between list entries).
+            frame_indices: per clip, the T source-frame indices (Qwen3-VL writes their times into the prompt);
+                default 0..T-1.
+            fps: frame rate of the source video, for those times.
         Returns: features of len(clips) * B clips, clip-major then b.
         """
-        if not self.supports_video:
-            raise ValueError(f"frames_as='video' is supported for qwen2_vl and qwen2_5_vl, got {self.family!r}")
-        pvs, grids = [], []
-        for clip in clips:
+        pvs, grids, stamps = [], [], []
+        for k, clip in enumerate(clips):
             B, T = clip.shape[:2]
             size = self.target_size(clip.shape[-2], clip.shape[-1], min_pixels, max_pixels)
             x = normalize(resize_images(clip.reshape(B * T, *clip.shape[2:]), size), self.mean, self.std)
@@ -172,9 +196,15 @@ class QwenVLAdapter:
                                            self.merge_size)
             pvs.append(pv)
             grids.append(grid)
+            idx = list(frame_indices[k]) if frame_indices is not None else list(range(T))
+            stamps += [clip_timestamps(idx, fps, self.temporal_patch_size)] * B
         pixel_values, grid_thw = torch.cat(pvs), torch.cat(grids)
         out = self.model.model.get_video_features(pixel_values, grid_thw, return_dict=True)
-        return VisionFeatures(tuple(out.pooler_output), None, grid_thw, modality="video")
+        deep = getattr(out, "deepstack_features", None)
+        return VisionFeatures(
+            tuple(out.pooler_output), list(deep) if deep else None, grid_thw, modality="video",
+            timestamps=stamps if self.family == "qwen3_vl" else None,
+        )
 
     def encode(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> VisionFeatures:
         """One vision-tower pass over all images."""
@@ -199,7 +229,7 @@ class QwenVLAdapter:
         index = [i for row in layout for i in row]
         prefix = self.head_ids()
         for i in layout[0]:
-            prefix += self.visual_ids(self.tokens_per_item(feats.grid_thw[i]), feats.modality)
+            prefix += self.item_ids(feats, i)
         suffixes = [self.question_ids(q) for q in questions]
         dev = feats.grid_thw.device
         if share_prefix:

@@ -50,7 +50,12 @@ class RewardConfig:
     frames_as: str = field(
         default="images",
         metadata={"help": "'images': each picked frame is an image; 'video': the picked frames form one clip "
-                          "(Qwen2-VL / Qwen2.5-VL only; consecutive frames share a temporal patch)"},
+                          "(Qwen-VL families; consecutive frames share a temporal patch)"},
+    )
+    video_fps: float = field(
+        default=24.0,
+        metadata={"help": "frame rate of the frames given to reward; Qwen3-VL writes frame times into the prompt "
+                          "(24 is transformers' own fallback when a video's fps is unknown)"},
     )
     augment_views: int = field(
         default=0,
@@ -80,6 +85,8 @@ class RewardConfig:
                 "RewardConfig.augment_noise must be >= 0 and augment_shift an int >= 0, got "
                 f"{self.augment_noise!r} and {self.augment_shift!r}"
             )
+        if not self.video_fps > 0:
+            raise ValueError(f"RewardConfig.video_fps must be > 0, got {self.video_fps!r}")
         if self.frames_as not in ("images", "video"):
             raise ValueError(f"RewardConfig.frames_as must be 'images' or 'video', got {self.frames_as!r}")
         if self.answer_form not in ("log_p_yes", "yes_no"):
@@ -226,8 +233,10 @@ class VLMTeacher:
                     f"RewardConfig.frames_as='video' is not supported for {self.adapter.family!r}; "
                     "use frames_as='images'"
                 )
-            feats = self.adapter.encode_videos([frames[:, idx] for idx in views.values()], cfg.min_pixels,
-                                               cfg.max_pixels)
+            feats = self.adapter.encode_videos(
+                [frames[:, idx] for idx in views.values()], cfg.min_pixels, cfg.max_pixels,
+                frame_indices=list(views.values()), fps=cfg.video_fps,
+            )
             # Clip-major, then video: view v of video b is clip v * B + b.
             return feats, {kind: [[v * B + b] for b in range(B)] for v, kind in enumerate(views)}, B * len(views)
         union = sorted({i for v in views.values() for i in v})
