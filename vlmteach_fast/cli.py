@@ -5,6 +5,8 @@ Subcommands:
   example   a small fused-LoRA example: a PEFT LoRA on a linear stack, fused, checked against PEFT, trained 20 steps.
   solve     one instance with optimize | best_of_n | vlm_as_solver | baseline; writes video, adapter, history, plots.
   demo      the built-in toy world: plain vs Best-of-5 vs optimize on held-out instances, with shipped tiny models.
+  bench     a whole suite (RULER-Bench / VBVR-Bench / toy), resumable, sharded with accelerate, with reports.
+  bench-report  pytest-benchmark JSON -> the markdown tables of bench/RESULTS.md.
 """
 
 import argparse
@@ -128,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--out", default="vlmteach_demo", help="output directory (default ./vlmteach_demo)")
     de.add_argument("--seed", type=int, default=0, help="which held-out instances (default 0)")
     de.set_defaults(func=_demo)
+    from .bench.cli import add_bench_parsers  # bench, bench-report
+
+    add_bench_parsers(sub)
     return parser
 
 
