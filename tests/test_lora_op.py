@@ -169,3 +169,21 @@ def test_forced_unavailable_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="must be one of"):
         with use_backend("tpu"):
             pass
+
+
+def test_torch_compile_uses_the_registered_op_without_graph_breaks():
+    """Eager calls take a dispatcher-free autograd.Function; under torch.compile the registered op (with its fake
+    implementation) must trace in one graph and give the same values and gradients."""
+    t = _make((4, 9), 32, 24, 4, torch.float32)
+    fn = lambda x, a, b: lora_linear(x, t["weight"], t["bias"], a, b, 0.5)  # noqa: E731
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    leaves = [t[k].detach().clone().requires_grad_(True) for k in ("x", "lora_A", "lora_B")]
+    out_c = compiled(*leaves)
+    out_c.square().sum().backward()
+    grads_c = [v.grad for v in leaves]
+    leaves_e = [t[k].detach().clone().requires_grad_(True) for k in ("x", "lora_A", "lora_B")]
+    out_e = fn(*leaves_e)
+    out_e.square().sum().backward()
+    torch.testing.assert_close(out_c, out_e)
+    for gc, le in zip(grads_c, leaves_e):
+        torch.testing.assert_close(gc, le.grad)

@@ -17,6 +17,7 @@ from .. import _ext
 BACKENDS = ("triton", "cuda", "cpu", "reference")
 
 _forced: Optional[str] = None
+_choice_cache: dict = {}  # (device type, forced) -> (backend, reason): availability is fixed after import
 
 
 def _check_name(name: Optional[str], arg: str) -> Optional[str]:
@@ -31,9 +32,12 @@ def set_backend(name: Optional[str]) -> None:
     _forced = _check_name(name, "name")
 
 
+_ENV_BACKEND = _check_name(os.environ.get("VLMTEACH_BACKEND") or None, "VLMTEACH_BACKEND")
+
+
 def get_backend() -> Optional[str]:
-    """The forced backend, if any (``set_backend`` / ``use_backend`` / ``VLMTEACH_BACKEND``)."""
-    return _forced or _check_name(os.environ.get("VLMTEACH_BACKEND") or None, "VLMTEACH_BACKEND")
+    """The forced backend, if any (``set_backend`` / ``use_backend`` / ``VLMTEACH_BACKEND`` read at import)."""
+    return _forced or _ENV_BACKEND
 
 
 @contextlib.contextmanager
@@ -69,8 +73,21 @@ def available_backends(device: torch.device) -> List[str]:
 
 
 def select_backend(device: torch.device) -> Tuple[str, str]:
-    """(backend, reason) for tensors on ``device``; raises RuntimeError when a forced backend cannot run there."""
+    """(backend, reason) for tensors on ``device``; raises RuntimeError when a forced backend cannot run there.
+
+    Memoized per (device type, forced backend): it runs on every op call, and availability does not change after
+    import (TRITON_INTERPRET is read once, as triton itself does)."""
     forced = get_backend()
+    key = (device.type, forced)
+    hit = _choice_cache.get(key)
+    if hit is not None:
+        return hit
+    choice = _select(device, forced)
+    _choice_cache[key] = choice
+    return choice
+
+
+def _select(device: torch.device, forced: Optional[str]) -> Tuple[str, str]:
     if forced is not None:
         why = _why_not(forced, device)
         if why is not None:

@@ -54,9 +54,9 @@ def _backend_for(x: Tensor) -> str:
     return backend
 
 
-@torch.library.custom_op("vlmteach_fast::lora_linear", mutates_args=())
-def _lora_linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], lora_A: Tensor, lora_B: Tensor,
-                    scale: float) -> Tuple[Tensor, Tensor]:
+def _forward_impl(x: Tensor, weight: Tensor, bias: Optional[Tensor], lora_A: Tensor, lora_B: Tensor,
+                  scale: float) -> Tuple[Tensor, Tensor]:
+    """(out (..., N), xa (..., r)) on the chosen backend; the body of the registered op and of the eager path."""
     lead, K = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(-1, K)  # (M, K); a view when x's layout allows, strides are passed to the kernels
     if x2.shape[0] == 0:
@@ -66,15 +66,21 @@ def _lora_linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], lora_A: T
     return out.reshape(*lead, weight.shape[0]), xa.reshape(*lead, lora_A.shape[0])
 
 
+@torch.library.custom_op("vlmteach_fast::lora_linear", mutates_args=())
+def _lora_linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], lora_A: Tensor, lora_B: Tensor,
+                    scale: float) -> Tuple[Tensor, Tensor]:
+    return _forward_impl(x, weight, bias, lora_A, lora_B, scale)
+
+
 @_lora_linear_op.register_fake
 def _(x, weight, bias, lora_A, lora_B, scale):
     lead = x.shape[:-1]
     return x.new_empty(*lead, weight.shape[0]), x.new_empty(*lead, lora_A.shape[0])
 
 
-@torch.library.custom_op("vlmteach_fast::lora_linear_backward", mutates_args=())
-def _lora_linear_backward_op(grad_out: Tensor, x: Tensor, xa: Tensor, weight: Tensor, lora_A: Tensor,
-                             lora_B: Tensor, scale: float) -> Tuple[Tensor, Tensor, Tensor]:
+def _backward_impl(grad_out: Tensor, x: Tensor, xa: Tensor, weight: Tensor, lora_A: Tensor, lora_B: Tensor,
+                   scale: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """(grad_x, grad_A, grad_B) on the chosen backend; the body of the registered op and of the eager path."""
     K, N, R = x.shape[-1], weight.shape[0], lora_A.shape[0]
     g2, x2, xa2 = grad_out.reshape(-1, N), x.reshape(-1, K), xa.reshape(-1, R)
     if g2.shape[0] == 0:
@@ -83,27 +89,37 @@ def _lora_linear_backward_op(grad_out: Tensor, x: Tensor, xa: Tensor, weight: Te
     return grad_x.reshape(x.shape), grad_A, grad_B
 
 
+@torch.library.custom_op("vlmteach_fast::lora_linear_backward", mutates_args=())
+def _lora_linear_backward_op(grad_out: Tensor, x: Tensor, xa: Tensor, weight: Tensor, lora_A: Tensor,
+                             lora_B: Tensor, scale: float) -> Tuple[Tensor, Tensor, Tensor]:
+    return _backward_impl(grad_out, x, xa, weight, lora_A, lora_B, scale)
+
+
 @_lora_linear_backward_op.register_fake
 def _(grad_out, x, xa, weight, lora_A, lora_B, scale):
     return x.new_empty(x.shape), lora_A.new_empty(lora_A.shape), lora_B.new_empty(lora_B.shape)
+
+
+def _save(ctx, x, xa, weight, bias, lora_A, lora_B, scale) -> None:
+    ctx.scale = scale
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(x, xa, weight, lora_A, lora_B)
 
 
 def _setup_context(ctx, inputs, output):
     x, weight, bias, lora_A, lora_B, scale = inputs
     _, xa = output
     ctx.mark_non_differentiable(xa)
-    ctx.scale = scale
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(x, xa, weight, lora_A, lora_B)
+    _save(ctx, x, xa, weight, bias, lora_A, lora_B, scale)
 
 
-def _backward(ctx, grad_out, _grad_xa):
+def _backward(ctx, grad_out, _grad_xa=None, backward_fn=None):
     """Chain rule (dY = grad_out, N out features, K in features, r rank):
     dX = dY W + s (dY B) A,  dA = s (dY B)^T X,  dB = s dY^T XA,  dW = dY^T X,  db = sum_tokens dY.
     dW and db are formed only when weight / bias require grad (frozen by default)."""
     x, xa, weight, lora_A, lora_B = ctx.saved_tensors
-    grad_x, grad_A, grad_B = torch.ops.vlmteach_fast.lora_linear_backward(
-        grad_out, x, xa, weight, lora_A, lora_B, ctx.scale)
+    backward_fn = backward_fn or torch.ops.vlmteach_fast.lora_linear_backward
+    grad_x, grad_A, grad_B = backward_fn(grad_out, x, xa, weight, lora_A, lora_B, ctx.scale)
     grad_w = grad_b = None
     if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
         g2 = grad_out.reshape(-1, weight.shape[0])  # (M, N)
@@ -115,6 +131,22 @@ def _backward(ctx, grad_out, _grad_xa):
 
 
 _lora_linear_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerLoRALinear(torch.autograd.Function):
+    """The same forward / backward without the op dispatcher, for eager mode: the registered op's dispatch costs
+    ~50 us per call in forward and ~80 us in backward (measured on the dev CPU: 74 us vs 20 us for a 16 x 24 layer),
+    which is most of the time of the small layers of tiny models. Under torch.compile the registered op is used."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_A, lora_B, scale):
+        out, xa = _forward_impl(x, weight, bias, lora_A, lora_B, scale)
+        _save(ctx, x, xa, weight, bias, lora_A, lora_B, scale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return _backward(ctx, grad_out, backward_fn=_backward_impl)
 
 
 def _check(x: Tensor, weight: Tensor, bias: Optional[Tensor], lora_A: Tensor, lora_B: Tensor, scale) -> float:
@@ -175,5 +207,7 @@ def lora_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], lora_A: Tenso
     The backend (triton | cuda | cpu | reference) is chosen per device; see ``vlmteach_fast.ops.select_backend``.
     """
     scale = _check(x, weight, bias, lora_A, lora_B, scale)
-    out, _ = torch.ops.vlmteach_fast.lora_linear(x, weight, bias, lora_A, lora_B, scale)
-    return out
+    if torch.compiler.is_compiling():
+        out, _ = torch.ops.vlmteach_fast.lora_linear(x, weight, bias, lora_A, lora_B, scale)
+        return out
+    return _EagerLoRALinear.apply(x, weight, bias, lora_A, lora_B, scale)
