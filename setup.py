@@ -52,7 +52,7 @@ def _extensions():
             "vlmteach_fast._C_cpu",
             sources=["csrc/lora_cpu.cpp"],
             extra_compile_args={"cxx": cxx},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=["-fopenmp"],  # ATen's parallel primitives inline OpenMP pragmas
         ))
     else:
         _say("VLMTEACH_BUILD_CPU=0: skipping the C++ CPU extension.")
