@@ -63,6 +63,27 @@ def agreement(teacher, videos, insts) -> dict:
     }
 
 
+def to_markdown(res: dict) -> str:
+    """The measured tables of bench/RESULTS_toy.md."""
+    p = res["plain"]
+    lines = [f"Held-out instances: {res['n']} (make_instances(n, seed=0), split 'test'), "
+             f"{res['steps']} sampling steps, {res['sample_seconds_per_instance']:.2f} s per sample.", "",
+             "| plain video model | pass rate | mean rule score | goal | rules | integrity | background |",
+             "|---|---|---|---|---|---|---|",
+             f"| all | {p['pass_rate']:.1%} | {p['mean_score']:.3f} | " +
+             " | ".join(f"{p['parts'][k]:.3f}" for k in KEYS) + " |"]
+    for t, v in p["per_task"].items():
+        lines.append(f"| {t} | {v['pass_rate']:.1%} | {v['mean_score']:.3f} | | | | |")
+    lines += ["", f"Ground truth through the scorer: pass rate {res['gt_rule_pass_rate']:.1%}.", "",
+              "| teacher vs rule scorer | accuracy (all Qs) | goal | rules | integrity | background | "
+              "rule pass | teacher all-yes | fooled (all yes, rule fail) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, a in res["teacher"].items():
+        q = a["accuracy_per_question"]
+        lines.append(f"| {name} ({a['n']}) | {a['accuracy']:.1%} | " + " | ".join(f"{q[k]:.1%}" for k in KEYS) +
+                     f" | {a['rule_pass_rate']:.1%} | {a['teacher_all_yes_rate']:.1%} | {a['fooled']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60)
@@ -71,6 +92,7 @@ def main():
     ap.add_argument("--split", default="test")
     ap.add_argument("--json", default=None)
     ap.add_argument("--save-samples", default=None)
+    ap.add_argument("--markdown", default=None, help="write the tables to this file")
     args = ap.parse_args()
     torch.set_num_threads(1)
     insts = make_instances(args.n, seed=0 if args.split == "test" else 7, split=args.split)
@@ -106,6 +128,8 @@ def main():
     print(json.dumps(res, indent=1))
     if args.json:
         json.dump(res, open(args.json, "w"), indent=1)
+    if args.markdown:
+        open(args.markdown, "w").write(to_markdown(res))
 
 
 if __name__ == "__main__":

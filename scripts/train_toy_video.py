@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, help="continue from a saved pipeline's transformer")
     args = ap.parse_args()
     # One thread: the dev machine's 2 cores are shared, and 2 OpenMP threads per process under contention ran
     # 2.3x slower than 1 (measured: VAE encode of 32 videos 1.05 s vs 0.47 s).
@@ -63,7 +64,12 @@ def main():
     print(f"encoded {len(lat)} videos in {time.time() - t0:.0f}s; latent std {lat.std():.3f}", flush=True)
 
     tokenizer, text_encoder = build_text_encoder(seed=args.seed)
-    transformer = build_transformer().train()
+    if args.init:
+        from diffusers import WanTransformer3DModel
+
+        transformer = WanTransformer3DModel.from_pretrained(args.init, subfolder="transformer").train()
+    else:
+        transformer = build_transformer().train()
     pipe = assemble_pipeline(vae, transformer, tokenizer, text_encoder)
     with torch.no_grad():
         text = torch.cat([pipe.encode_prompt(PROMPTS[t], do_classifier_free_guidance=False,

@@ -89,7 +89,7 @@ def load_pipeline(path: str | None = None, dtype: torch.dtype = torch.float32, d
     if not os.path.isfile(os.path.join(path, "model_index.json")):
         raise FileNotFoundError(f"no toy video model at {path!r} (model_index.json missing); "
                                 "train it with scripts/train_toy_video.py")
-    pipe = WanImageToVideoPipeline.from_pretrained(path, torch_dtype=dtype, use_safetensors=True)
+    pipe = WanImageToVideoPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True)
     for m in (pipe.vae, pipe.transformer, pipe.text_encoder):
         m.eval()
     return pipe.to(device)
