@@ -32,6 +32,15 @@ PROMPT = "move the red ball onto the green square"
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    # Tiny models: overhead-bound, and with 2 threads OpenMP waiting made steps up to 100x slower whenever another
+    # process used a core (dev machine). One thread gives stable numbers for both methods alike.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield _setup(tmp_path_factory)
+    torch.set_num_threads(before)
+
+
+def _setup(tmp_path_factory):
     model, tok = make_qwen_vl()
     teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=64 * 64, process_frames=4))
     pipe = tiny_wan_pipeline("ti2v")

@@ -39,6 +39,8 @@ class DemoConfig:
     augment_views: int = field(default=4, metadata={"help": "teacher views averaged (robustness to hacking)"})
     methods: tuple = field(default=METHODS, metadata={"help": "which methods to run"})
     write_media: bool = field(default=True, metadata={"help": "GIFs, plots and HTML (off for pure benchmarks)"})
+    pipeline_path: str | None = field(default=None, metadata={"help": "toy video model folder; None = shipped"})
+    teacher_path: str | None = field(default=None, metadata={"help": "toy teacher folder; None = shipped"})
 
     def __post_init__(self):
         for name in ("instances", "n", "max_steps", "steps", "grad_steps", "rank"):
@@ -50,13 +52,14 @@ class DemoConfig:
             raise ValueError(f"DemoConfig.methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
 
 
-def _models(augment_views: int):
+def _models(config: DemoConfig):
     from . import toy
 
-    pipe = toy.load_pipeline()
-    teacher = toy.load_teacher(config=toy.teacher_reward_config(augment_views=augment_views))
+    pipe = toy.load_pipeline(config.pipeline_path)
+    teacher = toy.load_teacher(config.teacher_path,
+                               config=toy.teacher_reward_config(augment_views=config.augment_views))
     # Best-of-N's teacher scores the final samples as they are: augmentation only matters where the teacher is a loss.
-    judge = toy.load_teacher()
+    judge = toy.load_teacher(config.teacher_path)
     return pipe, teacher, judge
 
 
@@ -67,15 +70,27 @@ def _teacher_score(judge, frames, queries) -> float:
 
 def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
     """Run the comparison; returns {"rows": per (instance, method) records, "summary": per method means}."""
+    config = config or DemoConfig()
+    os.makedirs(config.out, exist_ok=True)
+    threads = torch.get_num_threads()
+    # The toy models are tiny: their ops are overhead-bound and one thread is fastest. With two, OpenMP's waiting
+    # made each step 100x slower whenever another process used a core (measured on the dev machine: 0.7 s vs 5 ms
+    # per denoiser call).
+    torch.set_num_threads(1)
+    try:
+        return _run_demo(config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(config: DemoConfig, progress) -> dict:
     from . import toy
     from .baselines import baseline, best_of_n
     from .instance import SamplingConfig
     from .optimization import OptimizeConfig, optimize
     from .reasoner import LightDecoderConfig, LoRASpec
 
-    config = config or DemoConfig()
-    os.makedirs(config.out, exist_ok=True)
-    pipe, teacher, judge = _models(config.augment_views)
+    pipe, teacher, judge = _models(config)
     instances = toy.make_instances(config.instances, seed=config.seed)
     sampling = lambda i: SamplingConfig(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE,  # noqa: E731
                                         final_steps=toy.SAMPLE_STEPS, seed=config.seed * 1000 + i)
