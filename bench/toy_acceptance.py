@@ -21,9 +21,11 @@ def main() -> int:
     ap.add_argument("--instances", type=int, default=51, help="held-out instances (default 51: 17 per task type)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench/toy_acceptance")
+    ap.add_argument("--unbudgeted", action="store_true", help="optimize runs up to 16 steps, no Best-of-5 cap")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    result = run_demo(DemoConfig(instances=args.instances, seed=args.seed, out=args.out, write_media=False))
+    result = run_demo(DemoConfig(instances=args.instances, seed=args.seed, out=args.out, write_media=False,
+                                 budgeted=not args.unbudgeted))
     s = result["summary"]
     print(f"\nmachine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
           f"{args.instances} held-out instances, seed {args.seed}, {time.perf_counter() - t0:.0f} s in all\n")
