@@ -27,7 +27,7 @@ def main() -> int:
     result = run_demo(DemoConfig(instances=args.instances, seed=args.seed, out=args.out, write_media=False,
                                  budgeted=not args.unbudgeted))
     s = result["summary"]
-    print(f"\nmachine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+    print(f"\nmachine: {platform.machine()}, 1 torch thread (run_demo sets it), torch {torch.__version__}; "
           f"{args.instances} held-out instances, seed {args.seed}, {time.perf_counter() - t0:.0f} s in all\n")
     print(format_table(s))
     if {"plain", "best_of_5", "optimize"} <= s.keys():
