@@ -1,7 +1,7 @@
 """Reasoner: predict + backward over K gradient-carrying steps, with and without checkpointing; light vs full decode.
 
 Run:  python -m pytest bench/bench_reasoner.py --benchmark-only -q --benchmark-json=bench/reasoner.json
-      python bench/bench_reasoner.py bench/reasoner.json     # the ratio table for bench/RESULTS_reasoner.md
+      python bench/bench_reasoner.py bench/reasoner.json     # the ratio table for bench/RESULTS.md
 
 Model: a small random Wan T2V (4 blocks, 4 heads x 64 = 256 features, FFN 1024, LoRA rank 16 on the attention
 projections) at 17 frames x 64 x 64 pixels (5 latent frames x 8 x 8, 80 tokens), T = 8 sampling steps,

@@ -1,0 +1,27 @@
+"""`vlmteach-fast demo --instances 1` runs offline on the shipped toy models and writes its table, GIF, plot, HTML."""
+
+import json
+import os
+
+import pytest
+
+from vlmteach_fast.cli import main
+
+WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vlmteach_fast", "toy", "weights")
+
+
+@pytest.mark.skipif(not os.path.isdir(WEIGHTS), reason="toy weights are not in this checkout")
+def test_demo_one_instance(tmp_path, capsys):
+    assert main(["demo", "--instances", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for method in ("plain", "best_of_5", "optimize"):
+        assert f"| {method} |" in out
+    files = sorted(os.listdir(tmp_path))
+    assert {"index.html", "instance_000.gif", "results.json"} <= set(files), files
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["method"] for r in results["rows"]] == ["plain", "best_of_5", "optimize"]
+    assert all(0.0 <= r["rule_score"] <= 1.0 for r in results["rows"])
+    # Best-of-5's cost record: 5 samples of 4 steps; optimize stays within that budget in denoiser evaluations
+    bon, opt = results["rows"][1]["cost"], results["rows"][2]["cost"]
+    assert bon["denoiser_forward"] == 20 and opt["denoiser_equiv"] <= 20
+    assert "instance_000.gif" in (tmp_path / "index.html").read_text()
