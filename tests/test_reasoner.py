@@ -18,16 +18,6 @@ SEQ = 16
 VARIANTS = ("t2v", "i2v", "ti2v", "cogvideox", "ltx")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from intra-op threads, and on the shared 2-core dev machine OpenMP threads that
-    # spin-wait for a busy core made this file ~8x slower (135 s vs 17 s wall at load average 7).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _build(variant):
     if variant == "ltx":
         return tiny_ltx_i2v_pipeline()

@@ -18,16 +18,6 @@ from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
 SMALL_FIT = dict(fit_samples=2, fit_latent_frames=3, fit_latent_size=4)  # 2 tiny-VAE decodes of 9 x 32 x 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from intra-op threads, and on the shared 2-core dev machine OpenMP threads that
-    # spin-wait for a busy core made this file ~8x slower (135 s vs 17 s wall at load average 7).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def reasoner():
     return Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(rank=2, fused=False))

@@ -14,16 +14,6 @@ GEOM = dict(num_frames=9, height=32, width=32)
 SEQ = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from intra-op threads, and on the shared 2-core dev machine OpenMP threads that
-    # spin-wait for a busy core made this file ~8x slower (135 s vs 17 s wall at load average 7).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _image():
     return Image.fromarray((np.random.RandomState(0).rand(32, 32, 3) * 255).astype("uint8"))
 
