@@ -58,10 +58,10 @@ def _reasoner():
                                    in_channels=16, out_channels=16, text_dim=32, freq_dim=256, ffn_dim=1024,
                                    num_layers=4, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
                                    rope_max_seq_len=32)
-        if torch.cuda.is_available():
-            pipe.to("cuda")
         pipe = WanPipeline(tokenizer=tok, text_encoder=te, vae=vae,
                            scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), transformer=tr)
+        if torch.cuda.is_available():
+            pipe.to("cuda")
         r = Reasoner.from_pipeline(pipe, LoRASpec(rank=16, fused=FUSED))
         prep = r.prepare("a red ball rolls to the green square", seed=0, max_sequence_length=32, **GEOM)
         light = LightDecoder(r, LightDecoderConfig(cache_dir=os.path.join(tempfile.gettempdir(), "vtf-bench"),

@@ -269,7 +269,6 @@ def _optimize_loop(setup: InstanceSetup, teacher, config: OptimizeConfig, meter:
     params = reasoner.lora_parameters()
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     decoder = _decoder_for(reasoner, config.decoder)
-    weights = queries.weight_tensor()
     stopper = _Stopper(config.patience, config.min_delta)
     history: list[StepInfo] = []
     best_reward, best_step = -math.inf, -1
