@@ -50,15 +50,7 @@ class CogVideoXAdapter(FamilyAdapter):
         return int(self.pipe.vae.config.latent_channels)
 
     def check_geometry(self, num_frames, height, width):
-        _check_int("num_frames", num_frames)
-        _check_int("height", height)
-        _check_int("width", width)
-        if num_frames % self.temporal != 1:
-            lo = (num_frames - 1) // self.temporal * self.temporal + 1
-            raise ValueError(
-                f"`num_frames` must be k * {self.temporal} + 1 (the VAE compresses time {self.temporal}x after the "
-                f"first frame), got {num_frames}; nearest accepted values: {lo}, {lo + self.temporal}"
-            )
+        self._check_video_geometry(num_frames, height, width, self.spatial * self.p, self.spatial * self.p)
         lat_f = (num_frames - 1) // self.temporal + 1
         if self.pt is not None and lat_f % self.pt:
             # CogVideoX 1.5 would pad latent frames at the start and drop them after sampling; not implemented.
@@ -67,10 +59,6 @@ class CogVideoXAdapter(FamilyAdapter):
                 f"`num_frames` must give a multiple of patch_size_t={self.pt} latent frames "
                 f"(num_frames = k * {step} + {self.temporal + 1}), got {num_frames} ({lat_f} latent frames)"
             )
-        mult = self.spatial * self.p
-        if height % mult or width % mult:
-            raise ValueError(f"`height` and `width` must be multiples of {mult} (VAE x patch size), "
-                             f"got ({height}, {width})")
 
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length):

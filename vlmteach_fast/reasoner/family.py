@@ -125,6 +125,25 @@ class FamilyAdapter:
     def check_geometry(self, num_frames: int, height: int, width: int) -> None:
         raise NotImplementedError
 
+    def _check_video_geometry(self, num_frames: int, height: int, width: int, mult_h: int, mult_w: int) -> None:
+        """The checks every family shares: ints >= 1, ``num_frames = k * temporal + 1`` (the VAE keeps the first
+        frame and compresses the rest ``temporal``x), height / width multiples of VAE x patch size."""
+        _check_int("num_frames", num_frames)
+        _check_int("height", height)
+        _check_int("width", width)
+        t = self.temporal
+        if num_frames % t != 1:
+            lo = (num_frames - 1) // t * t + 1
+            raise ValueError(
+                f"`num_frames` must be k * {t} + 1 (the VAE compresses time {t}x after the first frame), got "
+                f"{num_frames}; nearest accepted values: {lo}, {lo + t}"
+            )
+        if height % mult_h or width % mult_w:
+            raise ValueError(
+                f"`height` and `width` must be multiples of ({mult_h}, {mult_w}) (VAE x patch size), "
+                f"got ({height}, {width})"
+            )
+
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length) -> PreparedInstance:
         raise NotImplementedError

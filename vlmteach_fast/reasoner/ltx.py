@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .family import FamilyAdapter, PreparedInstance, _check_int
+from .family import FamilyAdapter, PreparedInstance
 from .video_io import image_to_tensor
 
 __all__ = ["LTXAdapter"]
@@ -46,19 +46,7 @@ class LTXAdapter(FamilyAdapter):
         return int(self.pipe.vae.config.latent_channels)
 
     def check_geometry(self, num_frames, height, width):
-        _check_int("num_frames", num_frames)
-        _check_int("height", height)
-        _check_int("width", width)
-        if num_frames % self.temporal != 1:
-            lo = (num_frames - 1) // self.temporal * self.temporal + 1
-            raise ValueError(
-                f"`num_frames` must be k * {self.temporal} + 1 (the VAE compresses time {self.temporal}x after the "
-                f"first frame), got {num_frames}; nearest accepted values: {lo}, {lo + self.temporal}"
-            )
-        mult = self.spatial * self.p
-        if height % mult or width % mult:
-            raise ValueError(f"`height` and `width` must be multiples of {mult} (VAE x patch size), "
-                             f"got ({height}, {width})")
+        self._check_video_geometry(num_frames, height, width, self.spatial * self.p, self.spatial * self.p)
 
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .family import FamilyAdapter, PreparedInstance, _check_int
+from .family import FamilyAdapter, PreparedInstance
 from .video_io import image_to_tensor, tensor_to_pil
 
 __all__ = ["WanAdapter"]
@@ -60,21 +60,8 @@ class WanAdapter(FamilyAdapter):
         return "ti2v" if self.expand_timesteps else "i2v"
 
     def check_geometry(self, num_frames, height, width):
-        _check_int("num_frames", num_frames)
-        _check_int("height", height)
-        _check_int("width", width)
-        if num_frames % self.temporal != 1:
-            lo = (num_frames - 1) // self.temporal * self.temporal + 1
-            raise ValueError(
-                f"`num_frames` must be k * {self.temporal} + 1 (the VAE compresses time {self.temporal}x after the "
-                f"first frame), got {num_frames}; nearest accepted values: {lo}, {lo + self.temporal}"
-            )
-        mult_h, mult_w = self.spatial * self.patch[1], self.spatial * self.patch[2]
-        if height % mult_h or width % mult_w:
-            raise ValueError(
-                f"`height` and `width` must be multiples of ({mult_h}, {mult_w}) (VAE x patch size), "
-                f"got ({height}, {width})"
-            )
+        self._check_video_geometry(num_frames, height, width, self.spatial * self.patch[1],
+                                   self.spatial * self.patch[2])
 
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length):
