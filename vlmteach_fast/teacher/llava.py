@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .lm_batch import TowerFeatures, full_rows_1d, generate_greedy, shared_prefix_1d
+from .lm_batch import TowerFeatures, answer_hidden_1d, generate_greedy
 from .preprocess import normalize, resize_images
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -119,19 +119,7 @@ class LlavaAdapter:
     def answer_hidden(self, feats: TowerFeatures, layout: list[list[int]], questions: list[str],
                       share_prefix: bool = True) -> tuple[torch.Tensor, int]:
         """(hidden (B, nq, D) at the answer position, LM calls). See `QwenVLAdapter.answer_hidden`."""
-        B, nq = len(layout), len(questions)
-        prefix = self.head_ids()
-        for _ in layout[0]:
-            prefix += self.image_ids()
-        suffixes = [self.question_ids(q) for q in questions]
-        dev = feats.pooled[0].device
-        base = self.model.model
-        if share_prefix:
-            index = [i for row in layout for i in row]
-            h = shared_prefix_1d(base, base.language_model, prefix, suffixes, B, feats.select(index), self.pad_id, dev)
-            return h, 2
-        rows = [i for row in layout for _ in range(nq) for i in row]
-        return full_rows_1d(base, prefix, suffixes, B, feats.select(rows), self.pad_id, dev), 1
+        return answer_hidden_1d(self, self.model.model.language_model, feats, layout, questions, share_prefix)
 
     # ---- generation ---------------------------------------------------------------------------------------------
     def generate_text(self, text: str, image: torch.Tensor | None, max_new_tokens: int,

@@ -114,3 +114,24 @@ def generate_greedy(model, tokenizer, ids: list[int], pad_id: int, max_new_token
         do_sample=False, pad_token_id=pad_id, **model_kwargs,
     )
     return tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True)
+
+
+def answer_hidden_1d(adapter, language_model, feats: TowerFeatures, layout: list[list[int]], questions: list[str],
+                     share_prefix: bool = True) -> tuple[torch.Tensor, int]:
+    """``answer_hidden`` of the families with 1-D positions and a fixed number of tokens per image (Idefics3 /
+    SmolVLM, LLaVA): (hidden (B, nq, D) at the answer position, LM calls). ``language_model`` is the decoder that
+    takes the KV cache (``text_model`` in Idefics3, ``language_model`` in LLaVA). See `QwenVLAdapter.answer_hidden`.
+    """
+    B, nq = len(layout), len(questions)
+    prefix = adapter.head_ids()
+    for _ in layout[0]:
+        prefix += adapter.image_ids()
+    suffixes = [adapter.question_ids(q) for q in questions]
+    dev = feats.pooled[0].device
+    base = adapter.model.model
+    if share_prefix:
+        index = [i for row in layout for i in row]
+        return shared_prefix_1d(base, language_model, prefix, suffixes, B, feats.select(index), adapter.pad_id,
+                                dev), 2
+    rows = [i for row in layout for _ in range(nq) for i in row]
+    return full_rows_1d(base, prefix, suffixes, B, feats.select(rows), adapter.pad_id, dev), 1
