@@ -9,13 +9,13 @@ import os
 import pytest
 import torch
 
-from vlmteach_fast.bench.judge import VLMChecklistJudge, checklist_score
-from vlmteach_fast.bench.records import (RECORD_KEYS, RecordWriter, commit_dir, config_hash, merge_records,
+from vlmteach_fast.evaluate.judge import VLMChecklistJudge, checklist_score
+from vlmteach_fast.evaluate.records import (RECORD_KEYS, RecordWriter, commit_dir, config_hash, merge_records,
                                          read_all_records, read_records, shard_path)
-from vlmteach_fast.bench.report import summarize, to_csv, to_markdown, write_reports
-from vlmteach_fast.bench.runner import pending_items
-from vlmteach_fast.bench.shard import ProcessInfo, split_pending
-from vlmteach_fast.bench.suites import BenchItem
+from vlmteach_fast.evaluate.summary import summarize, to_csv, to_markdown, write_reports
+from vlmteach_fast.evaluate.runner import pending_items
+from vlmteach_fast.evaluate.shard import ProcessInfo, split_pending
+from vlmteach_fast.evaluate.suites import BenchItem
 
 
 def rec(iid, method="baseline", score=0.5, status="ok", chash="h1", category="c1", task="t1", seconds=1.0,
@@ -192,7 +192,7 @@ def test_summarize_means_pass_rates_and_paired_gains():
 
 
 def test_a_method_with_two_configs_gets_two_labels_and_the_latest_config_supersedes():
-    from vlmteach_fast.bench.report import latest_configs
+    from vlmteach_fast.evaluate.summary import latest_configs
 
     recs = [rec("i1", "optimize", 0.1, chash="aaa", finished="2026-11-25T03:00:00"),
             rec("i2", "optimize", 0.1, chash="aaa", finished="2026-11-25T01:00:00"),
@@ -237,7 +237,7 @@ def _bench(name, group, median, **info):
 
 
 def test_throughput_markdown_groups_and_ratios(tmp_path):
-    from vlmteach_fast.bench.throughput import throughput_markdown
+    from vlmteach_fast.evaluate.throughput import throughput_markdown
 
     data = {"machine_info": {"node": "box", "machine": "x86_64", "cpu": {"brand_raw": "CPUX", "count": 2},
                              "python_version": "3.11", "vlmteach_fast": {"torch": "9.9", "cuda": "none",

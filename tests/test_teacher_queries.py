@@ -135,7 +135,7 @@ def test_synthesize_queries_runs_generation_and_caches():
     teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56))
     frame = torch.rand(3, 40, 40)
     calls = []
-    handle = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    handle = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a random model usually writes no question: fallback is fine here
@@ -160,13 +160,13 @@ def test_synthesize_queries_parses_generation(monkeypatch):
         seen["text"] = text
         return '{"goal": "Is the ball on the square?", "process": ["Does the ball stay whole?"]}'
 
-    monkeypatch.setattr(teacher.adapter, "generate_text", fake_generate)
+    monkeypatch.setattr(teacher.family, "generate_text", fake_generate)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # parsed output must not fall back
         q = teacher.synthesize_queries(PROMPT, None, max_process=3)
     assert q == Queries("Is the ball on the square?", ["Does the ball stay whole?"])
     assert PROMPT in seen["text"] and "up to 3 process questions" in seen["text"]
-    monkeypatch.setattr(teacher.adapter, "generate_text", lambda *a, **k: "blah blah")
+    monkeypatch.setattr(teacher.family, "generate_text", lambda *a, **k: "blah blah")
     with pytest.warns(UserWarning, match="derived from the prompt"):
         q = teacher.synthesize_queries("Pour the water.", None)
     assert q.goal == fallback_goal("Pour the water.")
@@ -182,7 +182,7 @@ def test_synthesize_queries_every_family(family):
         model, tok = make_idefics3(family)
     teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=64 * 64))
     calls = []
-    handle = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    handle = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .checks import check_int
 from .cost import CostMeter, CostRecord
 from .instance import SamplingConfig, score_frames, setup_instance
 from .reasoner import LoRASpec
@@ -107,8 +108,7 @@ def best_of_n(pipe, teacher, prompt: str, image=None, queries=None, n: int = 5,
     Returns:
         ``MethodResult`` whose ``candidates`` is the ranking (best first).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"`n` must be an int >= 1, got {n!r}")
+    check_int("n", n)
     setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
     best_frames, ranking = None, []
     for i in range(n):
@@ -121,16 +121,10 @@ def best_of_n(pipe, teacher, prompt: str, image=None, queries=None, n: int = 5,
 
 
 def _generate(teacher, instruction: str, image, max_new_tokens: int) -> str:
-    """Text from the teacher's VLM (a public ``generate_text`` if it has one, else its family adapter's)."""
-    if hasattr(teacher, "generate_text"):
-        return teacher.generate_text(instruction, image, max_new_tokens=max_new_tokens)
-    adapter = getattr(teacher, "adapter", None)
-    if adapter is None or not hasattr(adapter, "generate_text"):
+    """Text from the teacher's VLM (``VLMTeacher.generate_text``)."""
+    if not callable(getattr(teacher, "generate_text", None)):
         raise TypeError(f"vlm_as_solver needs a teacher that can write text (a VLMTeacher), got {type(teacher).__name__}")
-    cfg = getattr(teacher, "config", None)
-    with torch.no_grad():
-        return adapter.generate_text(instruction, image, max_new_tokens, getattr(cfg, "min_pixels", None),
-                                     getattr(cfg, "max_pixels", None))
+    return teacher.generate_text(instruction, image, max_new_tokens=max_new_tokens)
 
 
 def _refined(prompt: str, plan: str) -> str:
@@ -147,8 +141,7 @@ def vlm_as_solver(pipe, teacher, prompt: str, image=None, queries=None, rounds: 
             best-scoring round is returned. Other arguments as ``best_of_n``.
         max_new_tokens: length cap of each plan.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-        raise ValueError(f"`rounds` must be an int >= 0, got {rounds!r}")
+    check_int("rounds", rounds, minimum=0)
     setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
     plan = _generate(teacher, SOLVER_INSTRUCTION.format(prompt=prompt), setup.first_frame, max_new_tokens)
     meter.record.generate_calls += 1

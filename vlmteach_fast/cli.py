@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--out", default="vlmteach_demo", help="output directory (default ./vlmteach_demo)")
     de.add_argument("--seed", type=int, default=0, help="which held-out instances (default 0)")
     de.set_defaults(func=_demo)
-    from .bench.cli import add_bench_parsers  # bench, bench-report
+    from .evaluate.cli import add_bench_parsers  # bench, bench-report
 
     add_bench_parsers(sub)
     return parser

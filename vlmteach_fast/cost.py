@@ -9,7 +9,6 @@ checkpointed and is recomputed. ``bench/bench_optimize.py`` measures the actual 
 
 from __future__ import annotations
 
-import math
 import re
 import resource
 import sys
@@ -17,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+
+from .checks import check_int, check_number
 
 __all__ = ["Budget", "CostRecord", "CostMeter", "parse_budget"]
 
@@ -40,13 +41,8 @@ class Budget:
 
     def __post_init__(self):
         for name in ("seconds", "denoiser_evals"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0
-                                  or not math.isfinite(v)):
-                raise ValueError(f"Budget.{name} must be a positive finite number or None, got {v!r}")
-        if self.best_of_n is not None and (isinstance(self.best_of_n, bool) or not isinstance(self.best_of_n, int)
-                                           or self.best_of_n < 1):
-            raise ValueError(f"Budget.best_of_n must be an int >= 1 or None, got {self.best_of_n!r}")
+            check_number(f"Budget.{name}", getattr(self, name), positive=True, finite=True, optional=True)
+        check_int("Budget.best_of_n", self.best_of_n, optional=True)
 
 
 def parse_budget(budget) -> Budget | None:
@@ -120,7 +116,7 @@ class CostMeter:
     def __init__(self, reasoner, device: torch.device | None = None):
         self.reasoner = reasoner
         self.record = CostRecord()
-        self.device = device if device is not None else reasoner.adapter.device
+        self.device = device if device is not None else reasoner.family.device
         self._evals0 = reasoner.counters.denoiser_evals
         self._decodes0 = reasoner.counters.vae_decodes
         self._t0 = time.perf_counter()

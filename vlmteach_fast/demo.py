@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .checks import check_int
+
 __all__ = ["DemoConfig", "run_demo", "METHODS"]
 
 METHODS = ("plain", "best_of_5", "optimize")
@@ -47,9 +49,7 @@ class DemoConfig:
 
     def __post_init__(self):
         for name in ("instances", "n", "max_steps", "steps", "grad_steps", "rank"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"DemoConfig.{name} must be an int >= 1, got {v!r}")
+            check_int(f"DemoConfig.{name}", getattr(self, name))
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"DemoConfig.methods must be a non-empty subset of {METHODS}, got {self.methods!r}")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .checks import check_int, check_number
 from .cost import Budget, CostMeter, CostRecord, parse_budget
 from .instance import InstanceSetup, SamplingConfig, score_frames, setup_instance
 from .reasoner import LightDecoder, LightDecoderConfig, LoRASpec
@@ -71,15 +72,11 @@ class OptimizeConfig:
         if self.mode not in ("one_step", "k_step"):
             raise ValueError(f"OptimizeConfig.mode must be 'one_step' or 'k_step', got {self.mode!r}")
         for name in ("steps", "grad_steps", "max_steps", "patience", "max_failures"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"OptimizeConfig.{name} must be an int >= 1, got {v!r}")
+            check_int(f"OptimizeConfig.{name}", getattr(self, name))
         if self.mode == "k_step" and self.grad_steps > self.steps:
             raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
         for name in ("lr", "lr_decay_on_failure"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not (v > 0) or not math.isfinite(v):
-                raise ValueError(f"OptimizeConfig.{name} must be a positive finite number, got {v!r}")
+            check_number(f"OptimizeConfig.{name}", getattr(self, name), positive=True, finite=True)
         if not 0.0 < self.yes_threshold <= 1.0:
             raise ValueError(f"OptimizeConfig.yes_threshold must be in (0, 1], got {self.yes_threshold!r}")
         for name, cls in (("lora", LoRASpec), ("decoder", LightDecoderConfig), ("sampling", SamplingConfig)):

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checks import check_int
+
 __all__ = ["LoRASpec", "inject_lora", "lora_named_parameters", "snapshot_lora", "restore_lora", "reset_lora",
            "save_lora_adapter"]
 
@@ -47,8 +49,7 @@ class LoRASpec:
     )
 
     def __post_init__(self):
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"`rank` must be an int >= 1, got {self.rank!r}")
+        check_int("rank", self.rank)
         if self.alpha is None:
             self.alpha = float(self.rank)
         if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha) or self.alpha <= 0:

@@ -1,7 +1,7 @@
 """``Reasoner``: a frozen diffusers video pipeline plus one trainable LoRA, with a differentiable prediction.
 
 Recipe (STYLE.md 11), shared by every model family:
-1. ``from_pipeline``: pick the family adapter, freeze every component (eval mode, requires_grad False), inject the
+1. ``from_pipeline``: pick the family, freeze every component (eval mode, requires_grad False), inject the
    LoRA (PEFT format; fused layers when available).
 2. ``prepare``: check inputs, encode text / image conditions once, fix the initial noise (seeded CPU generator).
 3. ``predict``: denoise from that noise. ``one_step``: the x0 estimate of a single evaluation from pure noise
@@ -21,25 +21,26 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from .cogvideox import CogVideoXAdapter
-from .family import FamilyAdapter, PreparedInstance, _check_int
+from ..checks import check_int, check_number
+from .cogvideox import CogVideoXFamily
+from .family import PreparedInstance, VideoFamily
 from .lora import (LoRASpec, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
                    snapshot_lora)
-from .ltx import LTXAdapter
-from .wan import WanAdapter
+from .ltx import LTXFamily
+from .wan import WanFamily
 
-__all__ = ["Reasoner", "PredictOutput", "SampleOutput", "SUPPORTED_PIPELINES", "adapter_for"]
+__all__ = ["Reasoner", "PredictOutput", "SampleOutput", "SUPPORTED_PIPELINES", "family_for"]
 
-_ADAPTERS: tuple[type[FamilyAdapter], ...] = (WanAdapter, CogVideoXAdapter, LTXAdapter)
-SUPPORTED_PIPELINES: tuple[str, ...] = tuple(c for a in _ADAPTERS for c in a.pipeline_classes)
+_FAMILIES: tuple[type[VideoFamily], ...] = (WanFamily, CogVideoXFamily, LTXFamily)
+SUPPORTED_PIPELINES: tuple[str, ...] = tuple(c for a in _FAMILIES for c in a.pipeline_classes)
 
 
-def adapter_for(pipe) -> FamilyAdapter:
-    """The family adapter for ``pipe``; ``TypeError`` listing the supported pipeline classes otherwise."""
+def family_for(pipe) -> VideoFamily:
+    """The family for ``pipe``; ``TypeError`` listing the supported pipeline classes otherwise."""
     cls_name = type(pipe).__name__
-    for adapter_cls in _ADAPTERS:
-        if cls_name in adapter_cls.pipeline_classes:
-            return adapter_cls(pipe)
+    for family_cls in _FAMILIES:
+        if cls_name in family_cls.pipeline_classes:
+            return family_cls(pipe)
     raise TypeError(
         f"`pipe` must be one of the supported diffusers pipelines {list(SUPPORTED_PIPELINES)}, got {cls_name}"
     )
@@ -80,9 +81,9 @@ class Reasoner:
     Build with :meth:`from_pipeline`. The pipeline is modified in place (LoRA injected, components frozen).
     """
 
-    def __init__(self, pipe, adapter: FamilyAdapter, spec: LoRASpec, lora_config, fuse_report):
+    def __init__(self, pipe, family: VideoFamily, spec: LoRASpec, lora_config, fuse_report):
         self.pipe = pipe
-        self.adapter = adapter
+        self.family = family
         self.lora_spec = spec
         self.lora_config = lora_config
         self.fuse_report = fuse_report
@@ -98,7 +99,7 @@ class Reasoner:
             lora = LoRASpec()
         if not isinstance(lora, LoRASpec):
             raise TypeError(f"`lora` must be a LoRASpec, got {type(lora).__name__}")
-        adapter = adapter_for(pipe)
+        family = family_for(pipe)
         for name, component in pipe.components.items():
             if isinstance(component, torch.nn.Module):
                 # Frozen models run in eval mode: built-from-config modules start in train mode and dropout
@@ -107,17 +108,13 @@ class Reasoner:
                 component.requires_grad_(False)
         targets = lora.target_modules
         if targets is None:
-            targets = adapter.attention_targets + (adapter.ffn_targets if lora.include_ffn else ())
-        config, report = inject_lora(adapter.transformer, lora, targets)
-        return cls(pipe, adapter, lora, config, report)
+            targets = family.attention_targets + (family.ffn_targets if lora.include_ffn else ())
+        config, report = inject_lora(family.transformer, lora, targets)
+        return cls(pipe, family, lora, config, report)
 
     @property
     def transformer(self):
-        return self.adapter.transformer
-
-    @property
-    def family(self) -> str:
-        return self.adapter.name
+        return self.family.transformer
 
     # ----- 2. conditions -----
 
@@ -131,30 +128,28 @@ class Reasoner:
             image: first frame for image-to-video pipelines: PIL RGB of size (width, height) or a float tensor
                 (3, H, W) / (1, 3, H, W) in [0, 1]. Must be None for text-to-video pipelines.
             negative_prompt: used only when ``guidance_scale > 1`` (empty string when None).
-            num_frames, height, width: video geometry; the family adapter checks VAE/patch compatibility.
+            num_frames, height, width: video geometry; the family checks VAE/patch compatibility.
             seed: seeds the CPU generator of the initial noise (the same seed gives the same noise everywhere).
             guidance_scale: classifier-free guidance default for this instance; 1 (off) suits distilled models.
             max_sequence_length: text tokens (padded) fed to the text encoder.
         """
         if not isinstance(prompt, str) or not prompt:
             raise ValueError(f"`prompt` must be a non-empty string, got {prompt!r}")
-        _check_int("seed", seed, minimum=0)
-        _check_int("max_sequence_length", max_sequence_length)
+        check_int("seed", seed, minimum=0)
+        check_int("max_sequence_length", max_sequence_length)
         guidance_scale = self._check_guidance(guidance_scale)
-        return self.adapter.prepare(prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
+        return self.family.prepare(prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                                     max_sequence_length)
 
     @staticmethod
     def _check_guidance(g) -> float:
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not (g >= 1.0):
-            raise ValueError(f"`guidance_scale` must be a number >= 1 (1 = no guidance), got {g!r}")
-        return float(g)
+        return check_number("guidance_scale", g, minimum=1.0)  # 1 = no guidance
 
     def _check_prepared(self, prepared, guidance_scale):
         if not isinstance(prepared, PreparedInstance):
             raise TypeError(f"`prepared` must come from Reasoner.prepare, got {type(prepared).__name__}")
-        if prepared.family != self.family:
-            raise ValueError(f"`prepared` was made by a {prepared.family!r} reasoner, this one is {self.family!r}")
+        if prepared.family != self.family.name:
+            raise ValueError(f"`prepared` was made by a {prepared.family!r} reasoner, this one is {self.family.name!r}")
         g = prepared.guidance_scale if guidance_scale is None else self._check_guidance(guidance_scale)
         if g > 1.0 and prepared.negative_prompt_embeds is None:
             raise ValueError(
@@ -170,8 +165,8 @@ class Reasoner:
         # Block checkpointing is switched on *inside* the step so that a checkpointed step's recomputation in the
         # backward pass runs the same blocks the same way (else its saved tensors would not match the forward's).
         with self._block_checkpointing(blocks):
-            out = self.adapter.denoise(prepared, latents, t, guidance_scale)
-        return self.adapter.step(latents, out, c, c_next)
+            out = self.family.denoise(prepared, latents, t, guidance_scale)
+        return self.family.step(latents, out, c, c_next)
 
     @staticmethod
     def _steps_and_sigmas(steps, sigmas, default):
@@ -190,8 +185,8 @@ class Reasoner:
 
     def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False,
              sigmas=None):
-        timesteps, coeffs = self.adapter.schedule(steps, prepared, sigmas)
-        latents = self.adapter.initial_latents(prepared)
+        timesteps, coeffs = self.family.schedule(steps, prepared, sigmas)
+        latents = self.family.initial_latents(prepared)
         evals_per_step = 2 if guidance_scale > 1.0 else 1
         first_grad = steps - grad_steps
         for i in range(steps):
@@ -208,7 +203,7 @@ class Reasoner:
             self.counters.denoiser_evals += evals_per_step
             if callback is not None:
                 callback(self, i, t, latents)
-        return self.adapter.finalize(prepared, latents), evals_per_step * steps
+        return self.family.finalize(prepared, latents), evals_per_step * steps
 
     def predict(self, prepared: PreparedInstance, mode: str = "one_step", *, steps: int | None = None,
                 grad_steps: int = 1, guidance_scale: float | None = None, checkpoint: bool | str | None = None,
@@ -248,8 +243,8 @@ class Reasoner:
             steps, sigmas = self._steps_and_sigmas(steps, sigmas, None)
             if steps is None:
                 raise ValueError("`steps` is required for mode='k_step' (the number of sampling steps T)")
-            _check_int("steps", steps)
-            _check_int("grad_steps", grad_steps)
+            check_int("steps", steps)
+            check_int("grad_steps", grad_steps)
             if grad_steps > steps:
                 raise ValueError(f"`grad_steps` must be between 1 and steps={steps}, got {grad_steps}")
         else:
@@ -298,7 +293,7 @@ class Reasoner:
         """
         guidance_scale = self._check_prepared(prepared, guidance_scale)
         steps, sigmas = self._steps_and_sigmas(steps, sigmas, 4)
-        _check_int("steps", steps)
+        check_int("steps", steps)
         latents, evals = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end, sigmas=sigmas)
         frames = self.decode(latents) if decode else None
         return SampleOutput(frames=frames, latents=latents, denoiser_evals=evals)
@@ -309,7 +304,7 @@ class Reasoner:
             got = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
             raise ValueError(f"`latents` must be a 5-D tensor (B, C, F_lat, h, w), got {got}")
         self.counters.vae_decodes += 1
-        return self.adapter.decode(latents)
+        return self.family.decode(latents)
 
     # ----- LoRA management -----
 

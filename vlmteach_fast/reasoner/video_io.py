@@ -8,6 +8,8 @@ import tempfile
 import numpy as np
 import torch
 
+from ..checks import check_int
+
 __all__ = ["image_to_tensor", "tensor_to_pil", "export_video"]
 
 
@@ -87,8 +89,7 @@ def export_video(frames: torch.Tensor, path: str | os.PathLike, fps: int = 16) -
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".mp4", ".gif"):
         raise ValueError(f"`path` must end in .mp4 or .gif, got {path!r}")
-    if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
-        raise ValueError(f"`fps` must be an int >= 1, got {fps!r}")
+    check_int("fps", fps)
     arr = _frames_to_uint8(frames)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)

@@ -24,7 +24,7 @@ import warnings
 
 from ..outputs import atomic_write_bytes
 
-__all__ = ["RECORD_KEYS", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
+__all__ = ["RECORD_KEYS", "method_labels", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
            "shard_path", "merge_records", "commit_dir"]
 
 # Every record has these keys (values may be None): see runner.run_item for their meaning.
@@ -150,3 +150,11 @@ def commit_dir(write, final_dir) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final_dir
+
+
+def method_labels(records: list[dict]) -> dict[tuple, str]:
+    """{(method, config hash): label}: the method's name, or ``method@hash`` when a method ran with several configs."""
+    hashes: dict[str, set] = {}
+    for r in records:
+        hashes.setdefault(r["method"], set()).add(r["config_hash"])
+    return {(m, h): (m if len(hs) == 1 else f"{m}@{h}") for m, hs in hashes.items() for h in hs}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checks import check_int
 from ..outputs import atomic_write_json
 from .records import RecordWriter, commit_dir, config_hash, merge_records, read_all_records, shard_path
 from .shard import ProcessInfo, split_pending
@@ -71,9 +72,7 @@ class BenchConfig:
             self.optimize = OptimizeConfig(progress=False)
         if not isinstance(self.optimize, OptimizeConfig):
             raise TypeError(f"`optimize` must be an OptimizeConfig, got {type(self.optimize).__name__}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
-            raise ValueError(f"`limit` must be a positive int or None, got {self.limit!r}")
+        check_int("limit", self.limit, optional=True)
         if self.scorer is not None and not callable(self.scorer):
             raise TypeError(f"`scorer` must be callable(item, frames), got {type(self.scorer).__name__}")
         unknown = [m for m in self.query_metrics if m not in RULER_METRICS]

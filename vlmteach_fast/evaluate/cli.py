@@ -119,7 +119,7 @@ def run_bench_command(args) -> int:
 
     from .models import load_judge_spec, load_pipeline_spec, load_teacher_spec
     from .records import read_all_records
-    from .report import latest_configs, write_reports
+    from .summary import latest_configs, write_reports
     from .runner import run_bench
     from .shard import process_state
 
@@ -174,7 +174,7 @@ def run_bench_report(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (``python -m vlmteach_fast.bench.cli bench ...``) until cli.py wires the subcommands."""
+    """Stand-alone entry (``python -m vlmteach_fast.evaluate.cli bench ...``) until cli.py wires the subcommands."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="vlmteach-fast")
