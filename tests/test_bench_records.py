@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vlmteach_fast.evaluate.judge import VLMChecklistJudge, checklist_score
-from vlmteach_fast.evaluate.records import (RECORD_KEYS, RecordWriter, commit_dir, config_hash, merge_records,
+from vlmteach_fast.evaluate.records import (RECORD_KEYS, RecordWriter, config_hash, merge_records,
                                          read_all_records, read_records, shard_path)
 from vlmteach_fast.evaluate.summary import summarize, to_csv, to_markdown, write_reports
 from vlmteach_fast.evaluate.runner import pending_items
@@ -76,22 +76,6 @@ def test_pending_skips_finished_and_optionally_failed(tmp_path):
     recs = [rec("a"), rec("b", status="error"), rec("c", chash="other"), rec("d", method="optimize")]
     assert [it.id for it in pending_items(items, recs, "baseline", "h1")] == ["c", "d"]
     assert [it.id for it in pending_items(items, recs, "baseline", "h1", retry_failed=True)] == ["b", "c", "d"]
-
-
-def test_commit_dir_replaces_leftovers_and_cleans_up_on_error(tmp_path):
-    final = tmp_path / "inst" / "x"
-    final.mkdir(parents=True)
-    (final / "stale.txt").write_text("from a killed attempt")
-    commit_dir(lambda d: open(os.path.join(d, "video.mp4"), "w").write("v"), final)
-    assert os.listdir(final) == ["video.mp4"]
-
-    def boom(d):
-        open(os.path.join(d, "half"), "w").write("h")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        commit_dir(boom, final)
-    assert os.listdir(final) == ["video.mp4"] and os.listdir(tmp_path / "inst") == ["x"]
 
 
 def test_config_hash_is_canonical():

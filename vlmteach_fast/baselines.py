@@ -51,6 +51,11 @@ class MethodResult:
     candidates: list[dict] = field(default_factory=list)
     prompt: str = ""
 
+    @property
+    def stop_reason(self) -> None:
+        """Only ``optimize`` stops early; None here (the ``MethodOutput`` protocol)."""
+        return None
+
     def summary(self) -> dict:
         return {"method": self.method, "questions": self.queries.questions, "p_yes": self.p_yes,
                 "prompt": self.prompt, "candidates": self.candidates, "cost": self.cost.to_dict()}

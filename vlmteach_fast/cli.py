@@ -17,6 +17,8 @@ from typing import List, Optional
 
 import torch
 
+from .methods import METHODS
+
 
 def _doctor(args) -> int:
     from . import __version__, _ext
@@ -80,9 +82,6 @@ def _example(args) -> int:
             print(f"step {step:3d}  loss {loss.item():.4f}")
     print(f"{args.steps} fused LoRA training steps in {time.perf_counter() - t0:.2f} s")
     return 0 if err < 1e-4 else 1
-
-
-METHODS = ("optimize", "best_of_n", "vlm_as_solver", "baseline")
 
 
 def _solve(args) -> int:

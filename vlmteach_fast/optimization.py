@@ -136,6 +136,11 @@ class OptimizeResult:
     used_initial: bool = False
     reasoner: object = None
 
+    @property
+    def p_yes(self) -> list[float]:
+        """P(Yes) per query on the returned video (``final_p_yes``; the ``MethodOutput`` protocol)."""
+        return self.final_p_yes
+
     def summary(self) -> dict:
         """JSON-ready summary (no tensors)."""
         return {

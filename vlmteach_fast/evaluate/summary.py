@@ -16,7 +16,7 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from ..outputs import atomic_write_bytes
+from ..io_atomic import atomic_write_bytes
 from .html import instances_html
 from .records import method_labels
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from ..checks import check_int
+from ..io_atomic import atomic_path
 
 __all__ = ["LightDecoderConfig", "LightDecoder", "select_latent_frames", "psnr"]
 
@@ -173,18 +173,9 @@ class LightDecoder:
             return
         self.loaded_from_cache = False
         self.weight, self.bias, self.fit_psnr = self._fit()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".safetensors", prefix=".fit-tmp-", dir=os.path.dirname(path))
-        os.close(fd)
-        try:
-            tensors = {"weight": self.weight, "bias": self.bias,
-                       "fit_psnr": torch.tensor(self.fit_psnr, dtype=torch.float64)}
+        tensors = {"weight": self.weight, "bias": self.bias, "fit_psnr": torch.tensor(self.fit_psnr, dtype=torch.float64)}
+        with atomic_path(path) as tmp:  # a concurrent reader sees the old file or the whole new one
             save_file(tensors, tmp, metadata={"family": self.family.name, "kind": "linear"})
-            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
 
     def fit_data(self, seed: int):
         """(latents (N, C, F_lat, h, w), targets (N, F_lat, 3, h, w)) from the full VAE on N(0, 1) latents.
