@@ -76,8 +76,7 @@ def _candidate(setup, teacher, meter, prompt: str, seed_offset: int, prepared=No
                                     seed=s.seed + seed_offset, guidance_scale=s.guidance_scale,
                                     max_sequence_length=s.max_sequence_length)
     frames = reasoner.sample(prepared, steps=setup.sampling.final_steps).frames
-    out, p_yes = score_frames(teacher, frames, setup.queries)
-    meter.record.reward_calls += 1
+    out, p_yes = score_frames(teacher, frames, setup.queries, meter)
     info = {"seed": prepared.seed, "prompt": prompt, "p_yes": p_yes, "reward": float(out.reward.mean())}
     return frames, info
 
@@ -87,7 +86,7 @@ def _setup(pipe, teacher, prompt, image, queries, sampling, lora):
     setup.reasoner.reset_lora()  # the plain model: lora_B = 0
     meter = CostMeter(setup.reasoner)
     if queries is None:
-        meter.record.generate_calls += 1
+        meter.count_generate()
     return setup, meter
 
 
@@ -125,11 +124,13 @@ def best_of_n(pipe, teacher, prompt: str, image=None, queries=None, n: int = 5,
     return MethodResult("best_of_n", best_frames, setup.queries, ranking[0]["p_yes"], meter.finish(), ranking, prompt)
 
 
-def _generate(teacher, instruction: str, image, max_new_tokens: int) -> str:
-    """Text from the teacher's VLM (``VLMTeacher.generate_text``)."""
+def _generate(teacher, instruction: str, image, max_new_tokens: int, meter: CostMeter) -> str:
+    """Text from the teacher's VLM (``VLMTeacher.generate_text``), counted on ``meter``."""
     if not callable(getattr(teacher, "generate_text", None)):
         raise TypeError(f"vlm_as_solver needs a teacher that can write text (a VLMTeacher), got {type(teacher).__name__}")
-    return teacher.generate_text(instruction, image, max_new_tokens=max_new_tokens)
+    text = teacher.generate_text(instruction, image, max_new_tokens=max_new_tokens)
+    meter.count_generate()
+    return text
 
 
 def _refined(prompt: str, plan: str) -> str:
@@ -148,8 +149,7 @@ def vlm_as_solver(pipe, teacher, prompt: str, image=None, queries=None, rounds: 
     """
     check_int("rounds", rounds, minimum=0)
     setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
-    plan = _generate(teacher, SOLVER_INSTRUCTION.format(prompt=prompt), setup.first_frame, max_new_tokens)
-    meter.record.generate_calls += 1
+    plan = _generate(teacher, SOLVER_INSTRUCTION.format(prompt=prompt), setup.first_frame, max_new_tokens, meter)
     tried = []
     for r in range(rounds + 1):
         refined = _refined(prompt, plan)
@@ -157,8 +157,8 @@ def vlm_as_solver(pipe, teacher, prompt: str, image=None, queries=None, rounds: 
         tried.append((info, frames))
         if r < rounds:
             last = frames[0, -1].detach().float().cpu()
-            plan = _generate(teacher, CRITIQUE_INSTRUCTION.format(prompt=prompt, plan=plan), last, max_new_tokens)
-            meter.record.generate_calls += 1
+            plan = _generate(teacher, CRITIQUE_INSTRUCTION.format(prompt=prompt, plan=plan), last, max_new_tokens,
+                             meter)
     tried.sort(key=lambda t: -t[0]["reward"])
     best_info, best_frames = tried[0]
     return MethodResult("vlm_as_solver", best_frames, setup.queries, best_info["p_yes"], meter.finish(),

@@ -81,7 +81,8 @@ def _models(config: DemoConfig):
 
 def _teacher_score(judge, frames, queries) -> float:
     with torch.no_grad():
-        return float(judge.reward(frames, queries).log_probs.exp().mean())
+        p_yes = judge.reward(frames, queries).p_yes
+    return sum(p_yes) / len(p_yes)
 
 
 def run_demo(config: DemoConfig | None = None, progress=print) -> dict:

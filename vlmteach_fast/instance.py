@@ -163,9 +163,11 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     return InstanceSetup(reasoner, prompt, image, first, q, prepared, sampling)
 
 
-def score_frames(teacher, frames: torch.Tensor, queries: Queries, grad: bool = False):
-    """Teacher reward on frames (B, F, 3, H, W) in [0, 1]. Returns (RewardOutput, P(Yes) per query as a list)."""
-    with torch.set_grad_enabled(grad):
+def score_frames(teacher, frames: torch.Tensor, queries: Queries, meter=None):
+    """Teacher reward on frames (B, F, 3, H, W) in [0, 1], without gradient; counted on ``meter`` (a ``CostMeter``)
+    when given. Returns (RewardOutput, P(Yes) per query as a list)."""
+    with torch.no_grad():
         out = teacher.reward(frames, queries)
-    p_yes = out.log_probs.detach().float().exp().mean(0).tolist()  # (Q,)
-    return out, p_yes
+    if meter is not None:
+        meter.count_reward()
+    return out, out.p_yes

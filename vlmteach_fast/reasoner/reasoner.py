@@ -16,20 +16,23 @@ Gradients can only reach the LoRA: it is the only thing with ``requires_grad=Tru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..checks import check_int, check_number
+from ..cost import DenoiserCost, denoiser_cost, evals_per_step
 from .cogvideox import CogVideoXFamily
 from .family import PreparedInstance, VideoFamily
+from .light_decoder import LightDecoder, LightDecoderConfig
 from .lora import (LoRASpec, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
                    snapshot_lora)
 from .ltx import LTXFamily
 from .wan import WanFamily
 
-__all__ = ["Reasoner", "PredictOutput", "SampleOutput", "SUPPORTED_PIPELINES", "family_for"]
+__all__ = ["Reasoner", "PredictOutput", "SampleOutput", "ReasonerUsage", "SUPPORTED_PIPELINES", "family_for"]
 
 _FAMILIES: tuple[type[VideoFamily], ...] = (WanFamily, CogVideoXFamily, LTXFamily)
 SUPPORTED_PIPELINES: tuple[str, ...] = tuple(c for a in _FAMILIES for c in a.pipeline_classes)
@@ -46,15 +49,31 @@ def family_for(pipe) -> VideoFamily:
     )
 
 
+def _resolve_checkpoint(checkpoint, grad_steps: int):
+    """``predict``'s ``checkpoint`` argument: None means True when more than one step carries gradient (with a
+    single step there is nothing to save)."""
+    if checkpoint is None:
+        return grad_steps > 1
+    if checkpoint not in (True, False, "all_but_last"):
+        raise ValueError(f"`checkpoint` must be True, False, 'all_but_last' or None, got {checkpoint!r}")
+    return checkpoint
+
+
 @dataclass
 class PredictOutput:
     """``latents``: (B, C, F_lat, h, w) float32 clean-sample estimate, differentiable w.r.t. the LoRA parameters
-    when ``predict`` ran with grad enabled. ``denoiser_evals`` counts transformer calls (2 per guided step)."""
+    when ``predict`` ran with grad enabled. ``cost``: its ``DenoiserCost`` (forward evaluations, 2 per guided step;
+    the evaluations a backward pass will go through and recompute), what ``CostMeter.count_backward`` takes."""
 
     latents: torch.Tensor
-    denoiser_evals: int
+    cost: DenoiserCost
     grad_steps: int
     steps: int
+
+    @property
+    def denoiser_evals(self) -> int:
+        """Transformer calls run forward (``cost.forward``)."""
+        return self.cost.forward
 
 
 @dataclass
@@ -67,9 +86,9 @@ class SampleOutput:
 
 
 @dataclass
-class _Counters:
-    """Running totals over the reasoner's life (budget accounting, DESIGN.md): transformer evaluations (2 per
-    guided step) and full-VAE decodes through :meth:`Reasoner.decode`."""
+class ReasonerUsage:
+    """Running totals over the reasoner's life (cost accounting): transformer evaluations (2 per guided step) and
+    full-VAE decodes through :meth:`Reasoner.decode`."""
 
     denoiser_evals: int = 0
     vae_decodes: int = 0
@@ -87,7 +106,8 @@ class Reasoner:
         self.lora_spec = spec
         self.lora_config = lora_config
         self.fuse_report = fuse_report
-        self.counters = _Counters()
+        self.counters = ReasonerUsage()
+        self._light_decoders: dict[str, LightDecoder] = {}
         self._initial = snapshot_lora(self.transformer, spec.adapter_name)
 
     # ----- 1. construction -----
@@ -115,6 +135,24 @@ class Reasoner:
     @property
     def transformer(self):
         return self.family.transformer
+
+    @property
+    def device(self) -> torch.device:
+        """Where the denoiser runs."""
+        return self.family.device
+
+    def light_decoder(self, config: LightDecoderConfig | None = None) -> LightDecoder:
+        """The :class:`LightDecoder` for ``config`` (None: defaults), built once per config and kept on this
+        reasoner, so its linear fit (or cache load) is paid once per model, not once per ``optimize`` call."""
+        config = LightDecoderConfig() if config is None else config
+        key = repr(config)
+        if key not in self._light_decoders:
+            self._light_decoders[key] = LightDecoder(self, config)
+        return self._light_decoders[key]
+
+    def usage(self) -> ReasonerUsage:
+        """A copy of the running totals (``CostMeter`` takes deltas of two of these)."""
+        return dataclasses.replace(self.counters)
 
     # ----- 2. conditions -----
 
@@ -187,23 +225,27 @@ class Reasoner:
              sigmas=None):
         timesteps, coeffs = self.family.schedule(steps, prepared, sigmas)
         latents = self.family.initial_latents(prepared)
-        evals_per_step = 2 if guidance_scale > 1.0 else 1
+        per_step = evals_per_step(guidance_scale)
+        if not torch.is_grad_enabled():
+            grad_steps = 0
         first_grad = steps - grad_steps
+        checkpointed = 0
         for i in range(steps):
             t = timesteps[i].to(latents.device)
             s, s_next = float(coeffs[i, 0]), float(coeffs[i, 1])
-            if i < first_grad or not torch.is_grad_enabled():
+            if i < first_grad:
                 with torch.no_grad():
                     latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale)
             elif checkpoint is True or (checkpoint == "all_but_last" and i < steps - 1):
                 latents = _checkpoint(self._one_step, prepared, latents, t, s, s_next, guidance_scale, blocks,
                                       use_reentrant=False)
+                checkpointed += 1
             else:
                 latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale, blocks)
-            self.counters.denoiser_evals += evals_per_step
+            self.counters.denoiser_evals += per_step
             if callback is not None:
                 callback(self, i, t, latents)
-        return self.family.finalize(prepared, latents), evals_per_step * steps
+        return self.family.finalize(prepared, latents), denoiser_cost(steps, guidance_scale, grad_steps, checkpointed)
 
     def predict(self, prepared: PreparedInstance, mode: str = "one_step", *, steps: int | None = None,
                 grad_steps: int = 1, guidance_scale: float | None = None, checkpoint: bool | str | None = None,
@@ -249,13 +291,18 @@ class Reasoner:
                 raise ValueError(f"`grad_steps` must be between 1 and steps={steps}, got {grad_steps}")
         else:
             raise ValueError(f"`mode` must be 'one_step' or 'k_step', got {mode!r}")
-        if checkpoint is None:
-            checkpoint = grad_steps > 1
-        if checkpoint not in (True, False, "all_but_last"):
-            raise ValueError(f"`checkpoint` must be True, False, 'all_but_last' or None, got {checkpoint!r}")
-        latents, evals = self._run(prepared, steps, grad_steps, guidance_scale, checkpoint,
-                                   blocks=bool(block_checkpointing), sigmas=sigmas)
-        return PredictOutput(latents=latents, denoiser_evals=evals, grad_steps=grad_steps, steps=steps)
+        checkpoint = _resolve_checkpoint(checkpoint, grad_steps)
+        latents, cost = self._run(prepared, steps, grad_steps, guidance_scale, checkpoint,
+                                  blocks=bool(block_checkpointing), sigmas=sigmas)
+        return PredictOutput(latents=latents, cost=cost, grad_steps=grad_steps, steps=steps)
+
+    @staticmethod
+    def planned_cost(steps: int, grad_steps: int, guidance_scale: float, checkpoint=None) -> DenoiserCost:
+        """The ``DenoiserCost`` that ``predict(steps=T, grad_steps=K, checkpoint=...)`` will report, before running
+        it (budgets decide whether one more step fits). ``steps`` = 1 for ``one_step``."""
+        checkpoint = _resolve_checkpoint(checkpoint, grad_steps)
+        checkpointed = {True: grad_steps, "all_but_last": grad_steps - 1, False: 0}[checkpoint]
+        return denoiser_cost(steps, guidance_scale, grad_steps, checkpointed)
 
     @contextlib.contextmanager
     def _block_checkpointing(self, enabled: bool):
@@ -294,9 +341,9 @@ class Reasoner:
         guidance_scale = self._check_prepared(prepared, guidance_scale)
         steps, sigmas = self._steps_and_sigmas(steps, sigmas, 4)
         check_int("steps", steps)
-        latents, evals = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end, sigmas=sigmas)
+        latents, cost = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end, sigmas=sigmas)
         frames = self.decode(latents) if decode else None
-        return SampleOutput(frames=frames, latents=latents, denoiser_evals=evals)
+        return SampleOutput(frames=frames, latents=latents, denoiser_evals=cost.forward)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Full VAE decode: latents (B, C, F_lat, h, w) -> frames (B, F, 3, H, W) float32 in [0, 1], differentiable."""
