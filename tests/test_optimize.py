@@ -73,16 +73,27 @@ def test_stop_max_steps_and_counts(pipe):
     assert res.cost.reward_backward == 3 and res.cost.denoiser_backward == 3 and res.cost.light_decodes == 3
 
 
-@pytest.mark.parametrize("n", [2, 4])
-def test_best_of_n_budget_is_respected_in_denoiser_evals(pipe, n):
-    c = cfg(max_steps=50, budget=f"best_of_n:{n}")
-    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=c)
-    limit = n * c.sampling.final_steps  # Best-of-n: n samples of final_steps evaluations
-    assert res.stop_reason == "budget"
-    assert res.cost.denoiser_equiv <= limit, res.cost
-    # best_of_n also caps seconds (n x the measured candidate time), which may stop earlier than the eval count:
-    # initial (2) + final (2) + 3 per step (1 forward + 2 for its backward) <= limit
-    assert len(res.history) <= (limit - 4) // 3
+@pytest.mark.parametrize("n,steps", [(3, 2), (4, 4)])
+def test_best_of_n_budget_plans_steps_from_unit_costs(pipe, n, steps):
+    # a step costs half a candidate; the plain and the final sample take two candidates of the n
+    units = {"candidate": 1.0, "step": 0.5}
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
+                   config=cfg(max_steps=50, budget={"best_of_n": n, "unit_costs": units}))
+    assert res.stop_reason == "budget" and len(res.history) == steps
+    assert res.cost.extra["planned_steps"] == steps and res.cost.extra["unit_costs"] == units
+    assert res.cost.extra["budget_seconds"] == n * units["candidate"]
+
+
+def test_best_of_n_budget_measures_unit_costs_once_per_run(pipe):
+    c = cfg(max_steps=50, budget="best_of_n:3", keep_initial_if_better=False)
+    teacher = BrightnessTeacher()  # one run: the same models and settings
+    first = optimize(pipe, teacher, PROMPT, image=first_frame(), config=c)
+    again = optimize(pipe, teacher, PROMPT, image=first_frame(), config=c)
+    units = first.cost.extra["unit_costs"]
+    assert units["candidate"] > 0 and units["step"] > 0
+    assert again.cost.extra["unit_costs"] == units  # measured once, reused: same step count, same video
+    assert len(first.history) == len(again.history) == first.cost.extra["planned_steps"]
+    assert torch.equal(first.frames, again.frames)
 
 
 @pytest.mark.parametrize("evals,expected_steps", [(4, 0), (11, 2), (12, 2), (13, 3)])
@@ -228,7 +239,8 @@ class ScriptedTeacher(BrightnessTeacher):
         return out
 
 
-def test_best_adapter_is_the_one_whose_prediction_scored_highest(pipe):
+def test_best_adapter_is_the_one_whose_prediction_scored_highest():
+    pipe = tiny_pipe()  # its own pipeline: the snapshots must not see other tests' reasoner state
     # step 1's prediction scores far above the others: its adapter (the one before step 1's update) must be kept,
     # not the last one
     teacher = ScriptedTeacher(pipe, offsets=[0.0, -5.0, 0.0, -5.0, -5.0, 0.0])
@@ -242,7 +254,8 @@ def test_best_adapter_is_the_one_whose_prediction_scored_highest(pipe):
         assert torch.equal(res.adapter[k], v), k
 
 
-def test_keep_initial_if_better_returns_the_plain_video(pipe):
+def test_keep_initial_if_better_returns_the_plain_video():
+    pipe = tiny_pipe()
     # every call after the plain sample scores 5 nats lower: the plain video must be returned, and the LoRA reset
     teacher = ScriptedTeacher(pipe, offsets=[0.0] + [-5.0] * 10)
     res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=cfg(max_steps=3))
