@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .reasoner import LoRASpec, PreparedInstance, Reasoner
+from .reasoner.attention import DEFAULT_ATTENTION_BACKEND, check_attention_backend
 from .teacher import Queries, as_queries
 
 __all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "setup_instance", "score_frames"]
@@ -31,6 +32,8 @@ class SamplingConfig:
         guidance_scale: classifier-free guidance (1 = off, right for distilled models).
         negative_prompt: used only when guidance_scale > 1.
         max_sequence_length: text tokens fed to the text encoder.
+        attention_backend: the denoiser's attention kernel, a diffusers attention-dispatcher backend name
+            ("native" = torch SDPA; "xformers", "flash", ... where installed; ``Reasoner.set_attention_backend``).
     """
 
     num_frames: int = field(default=17, metadata={"help": "frames (k*4+1 for Wan)"})
@@ -41,6 +44,8 @@ class SamplingConfig:
     guidance_scale: float = field(default=1.0, metadata={"help": "CFG scale, 1 = off"})
     negative_prompt: str | None = field(default=None, metadata={"help": "negative prompt (CFG only)"})
     max_sequence_length: int = field(default=512, metadata={"help": "text tokens"})
+    attention_backend: str = field(default=DEFAULT_ATTENTION_BACKEND,
+                                   metadata={"help": "denoiser attention: 'native' (torch SDPA), 'xformers', 'flash'"})
 
     def __post_init__(self):
         for name in ("num_frames", "final_steps", "max_sequence_length"):
@@ -55,6 +60,10 @@ class SamplingConfig:
                 raise ValueError(f"SamplingConfig.{name} must be a positive int or None, got {v!r}")
         if not isinstance(self.guidance_scale, (int, float)) or not self.guidance_scale >= 1.0:
             raise ValueError(f"SamplingConfig.guidance_scale must be >= 1 (1 = off), got {self.guidance_scale!r}")
+        try:
+            self.attention_backend = check_attention_backend(self.attention_backend)
+        except ValueError as err:
+            raise ValueError(f"SamplingConfig.{err}") from None
 
 
 @dataclass
@@ -145,6 +154,7 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
                         f"got {type(teacher).__name__}")
     sampling = sampling or SamplingConfig()
     reasoner = as_reasoner(pipe, lora)
+    reasoner.set_attention_backend(sampling.attention_backend)  # fails here, before any model runs, if unusable
     image = load_image(image)
     first = _image_tensor(image)
     height = sampling.height or (first.shape[1] if first is not None else 480)

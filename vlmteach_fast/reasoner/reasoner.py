@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from .attention import (DEFAULT_ATTENTION_BACKEND, attention_backend_available, check_attention_backend,
+                        use_attention_backend)
 from .cogvideox import CogVideoXAdapter
 from .family import FamilyAdapter, PreparedInstance, _check_int
 from .lora import (LoRASpec, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
@@ -87,6 +89,7 @@ class Reasoner:
         self.lora_config = lora_config
         self.fuse_report = fuse_report
         self.counters = _Counters()
+        self.attention_backend = DEFAULT_ATTENTION_BACKEND
         self._initial = snapshot_lora(self.transformer, spec.adapter_name)
 
     # ----- 1. construction -----
@@ -110,6 +113,16 @@ class Reasoner:
             targets = adapter.attention_targets + (adapter.ffn_targets if lora.include_ffn else ())
         config, report = inject_lora(adapter.transformer, lora, targets)
         return cls(pipe, adapter, lora, config, report)
+
+    def set_attention_backend(self, name: str) -> None:
+        """Run the denoiser's attention with diffusers' dispatcher backend ``name`` ("native" = torch SDPA, the
+        default; "xformers", "flash", "_native_flash", ... where installed; see ``reasoner/attention.py``).
+        ``ValueError`` for an unknown name, ``RuntimeError`` when its package is missing here."""
+        name = check_attention_backend(name)
+        ok, why = attention_backend_available(name)
+        if not ok:
+            raise RuntimeError(f"`attention_backend`={name!r} cannot be used here: {why}")
+        self.attention_backend = name
 
     @property
     def transformer(self):
@@ -169,7 +182,8 @@ class Reasoner:
         # for DDIM); plain floats, so a checkpointed recomputation sees exactly the same values.
         # Block checkpointing is switched on *inside* the step so that a checkpointed step's recomputation in the
         # backward pass runs the same blocks the same way (else its saved tensors would not match the forward's).
-        with self._block_checkpointing(blocks):
+        # The attention backend is entered here too, for the same reason: recomputation must run the same kernel.
+        with self._block_checkpointing(blocks), use_attention_backend(self.attention_backend):
             out = self.adapter.denoise(prepared, latents, t, guidance_scale)
         return self.adapter.step(latents, out, c, c_next)
 
