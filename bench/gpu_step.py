@@ -113,8 +113,9 @@ def run_one(reasoner, decoder, teacher, geometry, variant_name: str, device, tex
     _candidate(shapes.PhaseClock(device), reasoner, teacher, prepared, queries)  # warm-up
     cand = shapes.PhaseClock(device)
     _candidate(cand, reasoner, teacher, prepared, queries)
-    lat_f = (num_frames - 1) // 4 + 1
-    tokens = lat_f * (height // 32) * (width // 32)  # 16x VAE, 2x2 patch
+    a = reasoner.adapter  # the family's own compression factors: 4x in time, 16x VAE x 2x2 patch in space
+    lat_f = (num_frames - 1) // a.temporal + 1
+    tokens = lat_f * (height // (a.spatial * a.patch[1])) * (width // (a.spatial * a.patch[2]))
     run = {"geometry": dict(num_frames=num_frames, height=height, width=width, latent_frames=lat_f,
                             denoiser_tokens=tokens),
            "variant": variant_name, "variant_args": variant, "step": step.report(), "candidate": cand.report()}
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
     decoder_cfg = LightDecoderConfig(cache_dir=os.path.join(os.path.dirname(os.path.abspath(args.out)), "ldc"),
                                      **(dict(fit_samples=1, fit_latent_size=4) if args.dry_run else {}))
     decoder = _decoder_for(reasoner, decoder_cfg)
-    decoder(torch.zeros(1, 48, 1, 2, 2, device=device))  # the least-squares fit happens on first use
+    decoder(torch.zeros(1, reasoner.adapter.latent_channels, 1, 2, 2, device=device))  # fits on first use
     result["light_decoder_fit_seconds"] = time.perf_counter() - t0
     _write(args.out, result)
     text_tokens = shapes.wan_configs(args.dry_run)[2]
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             msg = run.get("error") or (f"step {run['step_seconds']:.3f} s, candidate {run['candidate_seconds']:.3f} s,"
-                                       f" peak {run['peak_bytes'] / 2**30:.2f} GiB")
+                                       f" peak {run['peak_bytes'] / 2**20:.1f} MiB")
             print(f"[gpu_step] {g} {v}: {msg}", flush=True)
     return 1 if failed else 0
 

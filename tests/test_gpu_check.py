@@ -53,3 +53,42 @@ def test_gpu_check_dry_run(tmp_path):
         assert backends[name]["status"] in ("ok", "unavailable", "failed")
         if backends[name]["status"] != "ok":
             assert backends[name]["reason"]
+
+
+def _bench_module(name):
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+def _clock(phases, seconds, peak=1):
+    return {"seconds": {p: seconds / len(phases) for p in phases}, "peak_bytes": {p: peak for p in phases}}
+
+
+def test_step_budget_arithmetic():
+    gpu_step = _bench_module("gpu_step")
+    cand = _clock(CANDIDATE_PHASES, 4.0)
+    # optimize(budget="best_of_n:5"): 5 candidates = plain sample + steps + final sample -> floor(3 * 4 / 1) = 12
+    out = gpu_step.derive(_clock(STEP4_PHASES, 1.0), cand, cuda=True)
+    assert out["steps_best_of_5_budget"] == 12 and out["steps_within_best_of_5_plus_final"] == 16
+    assert out["target_16_steps_plus_final_le_best_of_5"] is True  # 16 * 1 + 4 <= 20
+    assert out["target_step_le_third_candidate"] is True  # 1 <= 4 / 3
+    slow = gpu_step.derive(_clock(STEP4_PHASES, 1.5), cand, cuda=True)
+    assert slow["target_16_steps_plus_final_le_best_of_5"] is False and slow["target_step_le_third_candidate"] is False
+    big = gpu_step.derive(_clock(STEP4_PHASES, 1.0, peak=81 * 10**9), cand, cuda=True)
+    assert big["target_fits_80GB"] is False and out["target_fits_80GB"] is True
+    unjudged = gpu_step.derive(_clock(STEP4_PHASES, 1.0), cand, cuda=False, judge=False)
+    assert {unjudged[k] for k in unjudged if k.startswith("target_")} == {None}
+
+
+def test_lora_work_counts():
+    bench_lora = _bench_module("bench_lora")
+    t, f, r = 8, 6, 2
+    flops, nbytes = bench_lora.work("base", "fwd", t, f, r, 2)
+    assert flops == 2 * t * f * f and nbytes == (t * f + f * f + t * f) * 2
+    lora_fwd, _ = bench_lora.work("fused", "fwd", t, f, r, 2)
+    assert lora_fwd == flops + 2 * t * r * (f + f)
+    full, _ = bench_lora.work("peft", "full", t, f, r, 2)
+    assert full == lora_fwd + 2 * t * f * f + 4 * t * r * (f + f)
