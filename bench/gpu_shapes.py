@@ -195,7 +195,7 @@ class PhaseClock:
 
 def environment(device: torch.device) -> dict:
     """Device name and versions for a result file."""
-    from vlmteach_fast.bench.throughput import environment_info
+    from vlmteach_fast.evaluate.throughput import environment_info
 
     info = environment_info()
     info["device"] = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"

@@ -75,18 +75,26 @@ def _candidate(clock, reasoner, teacher, prepared, queries) -> None:
         score_frames(teacher, frames, queries)
 
 
-def derive(step: dict, candidate: dict, cuda: bool, judge: bool = True) -> dict:
+def derive(step: dict, candidate: dict, cuda: bool, judge: bool = True, step_equiv: float | None = None,
+           candidate_equiv: float | None = None) -> dict:
     """Totals, the ratio to a candidate, and the steps a ``best_of_n:5`` budget allows.
 
-    ``optimize(budget="best_of_n:5")`` spends 5 candidates' seconds on: the plain sample it scores first (one
-    candidate), the steps, and the final sample (one candidate): floor(3 c / s) steps. The paper's target compares
-    16 steps + the final sample with Best-of-5: 16 s + c <= 5 c. ``judge=False`` (dry runs: tiny models, where the
-    cost ratios are not those of real ones) leaves the targets unjudged (None)."""
+    ``optimize(budget="best_of_n:5")`` spends 5 candidates on: the plain sample it scores first (one candidate),
+    the steps, and the final sample (one candidate); it stops at whichever of its two caps binds first: seconds,
+    floor(3 c / s) steps, or denoiser forward-equivalents (``vlmteach_fast.cost``), floor(3 e_c / e_s) with
+    ``step_equiv`` e_s and ``candidate_equiv`` e_c. The paper's target compares 16 steps + the final sample with
+    Best-of-5: 16 s + c <= 5 c. ``judge=False`` (dry runs: tiny models, where the cost ratios are not those of
+    real ones) leaves the targets unjudged (None)."""
     s = sum(step["seconds"][p] for p in STEP_PHASES)
     c = sum(candidate["seconds"][p] for p in CANDIDATE_PHASES)
     peak = max(list(step["peak_bytes"].values()) + list(candidate["peak_bytes"].values()))
+    by_time = math.floor((BEST_OF - 2) * c / s) if s > 0 else None
+    by_evals = (math.floor((BEST_OF - 2) * candidate_equiv / step_equiv)
+                if step_equiv and candidate_equiv is not None else None)
     out = {"step_seconds": s, "candidate_seconds": c, "step_over_candidate": s / c if c > 0 else None,
-           "steps_best_of_5_budget": math.floor((BEST_OF - 2) * c / s) if s > 0 else None,
+           "steps_best_of_5_seconds_cap": by_time, "steps_best_of_5_evals_cap": by_evals,
+           "steps_best_of_5_budget": min(v for v in (by_time, by_evals) if v is not None)
+           if (by_time, by_evals) != (None, None) else None,
            "steps_within_best_of_5_plus_final": math.floor((BEST_OF - 1) * c / s) if s > 0 else None,
            "peak_bytes": peak}
     ratio = out["step_over_candidate"]
@@ -113,13 +121,20 @@ def run_one(reasoner, decoder, teacher, geometry, variant_name: str, device, tex
     _candidate(shapes.PhaseClock(device), reasoner, teacher, prepared, queries)  # warm-up
     cand = shapes.PhaseClock(device)
     _candidate(cand, reasoner, teacher, prepared, queries)
-    a = reasoner.adapter  # the family's own compression factors: 4x in time, 16x VAE x 2x2 patch in space
+    a = reasoner.family  # the family's own compression factors: 4x in time, 16x VAE x 2x2 patch in space
     lat_f = (num_frames - 1) // a.temporal + 1
     tokens = lat_f * (height // (a.spatial * a.patch[1])) * (width // (a.spatial * a.patch[2]))
     run = {"geometry": dict(num_frames=num_frames, height=height, width=width, latent_frames=lat_f,
                             denoiser_tokens=tokens),
            "variant": variant_name, "variant_args": variant, "step": step.report(), "candidate": cand.report()}
-    run.update(derive(run["step"], run["candidate"], device.type == "cuda", judge=device.type == "cuda"))
+    from vlmteach_fast.cost import denoiser_cost
+
+    k_step = variant["mode"] == "k_step"
+    step_equiv = reasoner.planned_cost(variant["steps"] if k_step else 1, variant["grad_steps"] if k_step else 1,
+                                       prepared.guidance_scale).equiv
+    candidate_equiv = denoiser_cost(4, prepared.guidance_scale).equiv
+    run.update(derive(run["step"], run["candidate"], device.type == "cuda", judge=device.type == "cuda",
+                      step_equiv=step_equiv, candidate_equiv=candidate_equiv))
     return run
 
 
@@ -140,7 +155,6 @@ def main(argv=None) -> int:
         if g not in shapes.GEOMETRIES:
             ap.error(f"--geometries: {g!r} is not one of {sorted(shapes.GEOMETRIES)}")
 
-    from vlmteach_fast.optimization import _decoder_for
     from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner
     from vlmteach_fast.teacher import RewardConfig
 
@@ -159,8 +173,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     decoder_cfg = LightDecoderConfig(cache_dir=os.path.join(os.path.dirname(os.path.abspath(args.out)), "ldc"),
                                      **(dict(fit_samples=1, fit_latent_size=4) if args.dry_run else {}))
-    decoder = _decoder_for(reasoner, decoder_cfg)
-    decoder(torch.zeros(1, reasoner.adapter.latent_channels, 1, 2, 2, device=device))  # fits on first use
+    decoder = reasoner.light_decoder(decoder_cfg)  # the one optimize uses for this config
+    decoder(torch.zeros(1, reasoner.family.latent_channels, 1, 2, 2, device=device))  # fits on first use
     result["light_decoder_fit_seconds"] = time.perf_counter() - t0
     _write(args.out, result)
     text_tokens = shapes.wan_configs(args.dry_run)[2]

@@ -156,7 +156,7 @@ def summarize(out: str, dry: bool) -> tuple[dict, str]:
         md.append(f"- build {data.get('build_seconds', 0):.1f} s, light decoder fit "
                   f"{data.get('light_decoder_fit_seconds', 0):.1f} s, dtype {data.get('dtype')}, LoRA {data.get('lora')}")
         md += ["", "| geometry | variant | " + " | ".join(STEP_PHASES) + " | step s | " +
-               " | ".join(CANDIDATE_PHASES) + " | candidate s | step / candidate | steps in best_of_n:5 | peak |",
+               " | ".join(CANDIDATE_PHASES) + " | candidate s | step / candidate | best_of_n:5 steps (seconds cap / evals cap) | peak |",
                "|---" * (len(STEP_PHASES) + len(CANDIDATE_PHASES) + 7) + "|"]
         for r in data.get("runs", []):
             if "error" in r:
@@ -168,7 +168,8 @@ def summarize(out: str, dry: bool) -> tuple[dict, str]:
             md.append(f"| {geo} | {r['variant']} | " + " | ".join(f"{ss[p]:.3f}" for p in STEP_PHASES) +
                       f" | {r['step_seconds']:.3f} | " + " | ".join(f"{cs[p]:.3f}" for p in CANDIDATE_PHASES) +
                       f" | {r['candidate_seconds']:.3f} | {r['step_over_candidate']:.2f} | "
-                      f"{r['steps_best_of_5_budget']} | {_gib(r['peak_bytes'])} |")
+                      f"{r['steps_best_of_5_budget']} ({r['steps_best_of_5_seconds_cap']} / "
+                      f"{r['steps_best_of_5_evals_cap']}) | {_gib(r['peak_bytes'])} |")
         for r in data.get("runs", []):
             if "error" not in r:
                 md.append(f"\n{r.get('geometry_name')} {r['variant']}: step <= 1/3 candidate: "

@@ -73,6 +73,9 @@ def test_step_budget_arithmetic():
     # optimize(budget="best_of_n:5"): 5 candidates = plain sample + steps + final sample -> floor(3 * 4 / 1) = 12
     out = gpu_step.derive(_clock(STEP4_PHASES, 1.0), cand, cuda=True)
     assert out["steps_best_of_5_budget"] == 12 and out["steps_within_best_of_5_plus_final"] == 16
+    # its second cap, denoiser forward-equivalents: one-step = 1 + 2 (backward) = 3, a 4-step candidate = 4
+    capped = gpu_step.derive(_clock(STEP4_PHASES, 1.0), cand, cuda=True, step_equiv=3.0, candidate_equiv=4.0)
+    assert capped["steps_best_of_5_evals_cap"] == 4 and capped["steps_best_of_5_budget"] == 4
     assert out["target_16_steps_plus_final_le_best_of_5"] is True  # 16 * 1 + 4 <= 20
     assert out["target_step_le_third_candidate"] is True  # 1 <= 4 / 3
     slow = gpu_step.derive(_clock(STEP4_PHASES, 1.5), cand, cuda=True)
