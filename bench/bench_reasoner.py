@@ -48,10 +48,10 @@ def _reasoner():
     if "r" not in _CACHE:
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
-        from vlmteach_fast.reasoner.tiny import _tiny_umt5
+        from vlmteach_fast.testing import tiny_text_encoder
 
         torch.manual_seed(0)
-        tok, te = _tiny_umt5()
+        tok, te = tiny_text_encoder()
         vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                                temperal_downsample=[False, True, True])
         tr = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64,

@@ -17,6 +17,14 @@ if torch.version.cuda is None:
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def pipe():
+    """A tiny Wan2.2-TI2V-style pipeline, one per test module (``optimize`` wraps it once and reuses the wrapper)."""
+    from vlmteach_fast.testing import tiny_ti2v_pipeline
+
+    return tiny_ti2v_pipeline()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)

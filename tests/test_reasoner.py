@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vlmteach_fast.reasoner import SUPPORTED_PIPELINES, LoRASpec, Reasoner, TensorMemoryTracker
-from vlmteach_fast.reasoner.tiny import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline, tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline, tiny_wan_pipeline
 
 GEOM = dict(num_frames=9, height=32, width=32)
 SEQ = 16

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from vlmteach_fast.reasoner import LoRASpec, Reasoner
-from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_wan_pipeline
 
 GEOM = dict(num_frames=9, height=32, width=32)
 SEQ = 16
@@ -71,7 +71,7 @@ def test_saved_adapter_loads_into_a_fresh_stock_pipeline(tmp_path, variant):
 @pytest.mark.parametrize("family", ["cogvideox", "ltx"])
 def test_saved_adapter_round_trip_other_families(tmp_path, family):
     # Each family's pipeline class has its own LoRA loader mixin; the file must load through the stock call.
-    from vlmteach_fast.reasoner.tiny import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline
+    from vlmteach_fast.testing import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline
 
     build = tiny_cogvideox_i2v_pipeline if family == "cogvideox" else tiny_ltx_i2v_pipeline
     size = 16 if family == "cogvideox" else 32

@@ -1,12 +1,12 @@
-"""Tiny random Qwen-VL teachers and an offline tokenizer, shared by the teacher tests and benchmarks.
+"""Tiny random VLMs (Qwen2-VL / Qwen2.5-VL / Qwen3-VL, Idefics3 / SmolVLM, LLaVA), their offline tokenizers and
+image processors, for tests and benchmarks of teachers.
 
-No hub access here (ENV.md): models are built from configs with random weights, the tokenizer is a `tokenizers`
-WordLevel model holding the Qwen special tokens. Everything is fp32 and in eval mode.
+Nothing is downloaded: models are built from configs with random weights, the tokenizers are `tokenizers`
+WordLevel models holding each family's special tokens. Everything is fp32 and in eval mode.
 """
 
 from __future__ import annotations
 
-import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -246,16 +246,3 @@ def make_llava_image_processor(image_size: int = 32):
 
     return LlavaImageProcessorPil(size={"shortest_edge": image_size},
                                   crop_size={"height": image_size, "width": image_size})
-
-
-@pytest.fixture(autouse=True)
-def teacher_single_thread():
-    """Run teacher tests on one torch thread (imported by each test_teacher*.py module, so autouse there only).
-
-    The models are tiny (matmuls of a few thousand flops), so a second thread buys nothing; on the shared 2-core dev
-    machine under load 6, two spinning OpenMP threads made the suite ~10x slower (105 s vs ~10 s).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
