@@ -13,7 +13,7 @@ extra_info:
               returns, forward and backward, counted until freed; weights excluded). On CUDA also
               torch.cuda.max_memory_allocated delta as cuda_peak_bytes.
   mode        plain | checkpointed (every gradient step) | all_but_last (the last one is not), and K.
-Targets (issue 3): peak(K=8, checkpointed) <= 1.3 x peak(K=1); checkpointed / plain time <= 1.5x;
+Targets: peak(K=8, checkpointed) <= 1.3 x peak(K=1); checkpointed / plain time <= 1.5x;
 light decode >= 10x cheaper than the full VAE decode.
 """
 

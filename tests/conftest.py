@@ -1,4 +1,5 @@
-"""Shared test setup: seeds, CUDA skip marker. No device queries at import time (STYLE.md 8)."""
+"""Shared test setup: seeds, CUDA skip marker, the tiny `pipe` fixture. No device queries at import time, so the
+suite collects on a CPU-only machine."""
 
 import os
 import random
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 # With a CPU-only torch, Triton kernels run on CPU tensors through the interpreter, which must be switched on before
-# triton is imported (ENV.md). With a CUDA build of torch they run compiled on the GPU (the `cuda`-marked tests).
+# triton is imported (docs/architecture.md). With a CUDA build of torch they run compiled on the GPU (the `cuda`-marked tests).
 if torch.version.cuda is None:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

@@ -40,7 +40,7 @@ def _train_a_little(r, prep, steps=2, lr=1e-2):
 @pytest.mark.parametrize("variant", ["t2v", "i2v"])
 def test_saved_adapter_loads_into_a_fresh_stock_pipeline(tmp_path, variant):
     # alpha != rank on purpose: without the LoRA config in the file's metadata diffusers would load it with the
-    # wrong scale, silently (ENV.md).
+    # wrong scale, silently (docs/architecture.md).
     r = Reasoner.from_pipeline(tiny_wan_pipeline(variant), LoRASpec(rank=4, alpha=12, include_ffn=True, fused=False))
     image = _image() if variant != "t2v" else None
     prep = r.prepare("a ball", image=image, seed=2, max_sequence_length=SEQ, **GEOM)

@@ -19,7 +19,7 @@ QUERIES = Queries(
     process=["Does the ball stay intact?", "Is the red ball on the square at the end of the video?"],
 )
 # fp32 throughout: batched vs looped scoring reorders the same sums (padding, cache concat, SDPA tiling), measured
-# max difference 9.5e-7 on log-probs of magnitude ~6; 1e-5 is the bound and 10x that.
+# max difference 9.5e-7 on log-probs of magnitude ~6; 1e-5 is the target bound and 10x that.
 TOL = 1e-5
 
 
