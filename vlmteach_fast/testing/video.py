@@ -14,6 +14,9 @@ __all__ = ["tiny_wan_pipeline", "tiny_ti2v_pipeline", "tiny_cogvideox_i2v_pipeli
            "tiny_wan_transformer", "tiny_text_encoder"]
 
 _WAN_VARIANTS = ("t2v", "i2v", "ti2v")
+# diffusers' unit-test WanTransformer3DModel config (2 heads of 12; 16 latent channels in and out, 36 in for I2V)
+_WAN_TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, text_dim=32, freq_dim=256,
+                        ffn_dim=32, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
 
 
 def _eval(*modules):
@@ -60,41 +63,21 @@ def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2, 
     )
     tokenizer, text_encoder = tiny_text_encoder()
     scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
-    common = dict(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=num_layers,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-    )
+    common = dict(_WAN_TRANSFORMER, num_layers=num_layers)
+    parts = dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler)
     if variant == "t2v":
         from diffusers import WanPipeline
 
         transformer = WanTransformer3DModel(in_channels=16, out_channels=16, **common)
         _eval(vae, text_encoder, transformer)
-        return WanPipeline(
-            tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler, transformer=transformer,
-            expand_timesteps=expand_timesteps,
-        )
+        return WanPipeline(transformer=transformer, expand_timesteps=expand_timesteps, **parts)
 
     from diffusers import WanImageToVideoPipeline
 
     if variant == "ti2v":
         transformer = WanTransformer3DModel(in_channels=16, out_channels=16, **common)
         _eval(vae, text_encoder, transformer)
-        return WanImageToVideoPipeline(
-            tokenizer=tokenizer,
-            text_encoder=text_encoder,
-            vae=vae,
-            scheduler=scheduler,
-            transformer=transformer,
-            expand_timesteps=True,
-        )
+        return WanImageToVideoPipeline(transformer=transformer, expand_timesteps=True, **parts)
 
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -112,15 +95,8 @@ def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2, 
     )
     image_processor = CLIPImageProcessor(crop_size=32, size=32)
     _eval(vae, text_encoder, transformer, image_encoder)
-    return WanImageToVideoPipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae,
-        scheduler=scheduler,
-        transformer=transformer,
-        image_encoder=image_encoder,
-        image_processor=image_processor,
-    )
+    return WanImageToVideoPipeline(transformer=transformer, image_encoder=image_encoder, image_processor=image_processor,
+                                   **parts)
 
 
 def _tiny_t5():
@@ -196,8 +172,4 @@ def tiny_wan_transformer(seed: int = 0):
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(seed)
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
-        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
-    ).eval()
+    return WanTransformer3DModel(in_channels=16, out_channels=16, num_layers=2, **_WAN_TRANSFORMER).eval()
