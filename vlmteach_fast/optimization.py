@@ -1,6 +1,6 @@
 """``optimize``: per-instance test-time LoRA optimization of a video model against a VLM teacher's reward.
 
-Recipe (DESIGN.md; STYLE.md 11):
+Recipe (the method: docs/method.md):
 1. set up the instance (``instance.setup_instance``): reasoner, queries, conditions encoded once, fixed noise;
 2. optionally sample and score the fresh model once (the plain video; with ``budget="best_of_n:N"`` this also
    measures what one Best-of-N candidate costs on this instance);
@@ -8,7 +8,7 @@ Recipe (DESIGN.md; STYLE.md 11):
    -> backward -> AdamW step, keeping the best adapter, until a stopping rule fires;
 4. restore the best adapter, sample with the final number of steps, full VAE decode, score it.
 
-What is known to go wrong (DESIGN.md) is designed for: ``RewardConfig(augment_views=8)`` on the VLM teacher averages
+What is known to go wrong (docs/method.md) is designed for: ``RewardConfig(augment_views=8)`` on the VLM teacher averages
 its score over perturbed copies of the frames (noise + 1-pixel shifts) so one adversarial pixel pattern fools it
 less; ``mode="k_step"`` for models that are not step-distilled; the final video is scored again on the full decode and, with
 ``keep_initial_if_better``, the plain sample is returned when the optimized one scores lower.

@@ -1,6 +1,6 @@
 """``Reasoner``: a frozen diffusers video pipeline plus one trainable LoRA, with a differentiable prediction.
 
-Recipe (STYLE.md 11), shared by every model family:
+Recipe, shared by every model family (diffusers' numbered-recipe idiom):
 1. ``from_pipeline``: pick the family, freeze every component (eval mode, requires_grad False), inject the
    LoRA (PEFT format; fused layers when available).
 2. ``prepare``: check inputs, encode text / image conditions once, fix the initial noise (seeded CPU generator).
@@ -126,7 +126,7 @@ class Reasoner:
         for name, component in pipe.components.items():
             if isinstance(component, torch.nn.Module):
                 # Frozen models run in eval mode: built-from-config modules start in train mode and dropout
-                # would make two identical calls differ (ENV.md).
+                # would make two identical calls differ.
                 component.eval()
                 component.requires_grad_(False)
         targets = lora.target_modules
@@ -270,7 +270,7 @@ class Reasoner:
             prepared: from :meth:`prepare`.
             mode: ``"one_step"`` (one evaluation from pure noise and its x0 estimate, e.g. x0 = x - sigma * v at
                 sigma = 1; the paper's optimization-time prediction, meaningful for step-distilled models, see
-                DESIGN.md) or ``"k_step"``.
+                docs/method.md) or ``"k_step"``.
             steps: T, the number of sampling steps (``k_step`` only; required there).
             grad_steps: K, how many of the last steps carry gradient, 1 <= K <= T (``k_step`` only).
             guidance_scale: overrides the prepared one; > 1 runs batched cond/uncond guidance.
