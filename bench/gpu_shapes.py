@@ -26,7 +26,6 @@ import torch
 
 if torch.version.cuda is None:  # as in tests/ and bench/conftest.py: Triton on CPU tensors only through the interpreter
     os.environ.setdefault("TRITON_INTERPRET", "1")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 # Wan-AI/Wan2.2-TI2V-5B-Diffusers, transformer/config.json
 WAN22_TI2V_5B_TRANSFORMER = dict(
@@ -127,7 +126,7 @@ def qwen25_vl_teacher(dry: bool, device="cpu", dtype=torch.bfloat16, seed: int =
     """A ``VLMTeacher`` around a random ``Qwen2_5_VLForConditionalGeneration`` at the 7B shape (or shrunk), with
     the tests' offline Qwen tokenizer; eval mode, frozen, on ``device`` in ``dtype``."""
     import transformers as tf
-    from teacher_fixtures import _ids, make_qwen_tokenizer
+    from vlmteach_fast.testing.vlm import _ids, make_qwen_tokenizer
 
     from vlmteach_fast.teacher import RewardConfig, VLMTeacher
 

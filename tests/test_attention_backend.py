@@ -7,7 +7,7 @@ import torch
 from vlmteach_fast.instance import SamplingConfig, setup_instance
 from vlmteach_fast.reasoner import LoRASpec, Reasoner
 from vlmteach_fast.reasoner.attention import attention_backend_available, attention_backend_names
-from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_wan_pipeline
 
 dispatch = pytest.importorskip("diffusers.models.attention_dispatch")
 GEOM = dict(num_frames=5, height=16, width=16)

@@ -233,7 +233,7 @@ class ScriptedTeacher(BrightnessTeacher):
 
 
 def test_best_adapter_is_the_one_whose_prediction_scored_highest():
-    pipe = tiny_pipe()  # its own pipeline: the snapshots must not see other tests' reasoner state
+    pipe = tiny_ti2v_pipeline()  # its own pipeline: the snapshots must not see other tests' reasoner state
     # step 1's prediction scores far above the others: its adapter (the one before step 1's update) must be kept,
     # not the last one
     teacher = ScriptedTeacher(pipe, offsets=[0.0, -5.0, 0.0, -5.0, -5.0, 0.0])
@@ -248,7 +248,7 @@ def test_best_adapter_is_the_one_whose_prediction_scored_highest():
 
 
 def test_keep_initial_if_better_returns_the_plain_video():
-    pipe = tiny_pipe()
+    pipe = tiny_ti2v_pipeline()
     # every call after the plain sample scores 5 nats lower: the plain video must be returned, and the LoRA reset
     teacher = ScriptedTeacher(pipe, offsets=[0.0] + [-5.0] * 10)
     res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=cfg(max_steps=3))
