@@ -109,6 +109,32 @@ def test_nan_reward_is_survived(pipe):
     assert all(torch.isfinite(v).all() for v in res.adapter.values())
 
 
+def test_non_finite_frames_take_the_non_finite_step_path_instead_of_raising(pipe, monkeypatch):
+    from vlmteach_fast.instance import as_reasoner
+    from vlmteach_fast.teacher.base import check_frames
+
+    class StrictTeacher(BrightnessTeacher):  # validates frames as the VLM teachers do: NaN frames raise
+        def reward(self, frames, queries, **kwargs):
+            return super().reward(check_frames(frames), queries, **kwargs)
+
+    reasoner = as_reasoner(pipe, LoRASpec(rank=4))
+    real, calls = reasoner.predict, []
+
+    def predict(*args, **kwargs):  # optimization step 1 predicts NaN latents (e.g. a degenerate schedule)
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            out.latents = out.latents * float("nan")
+        return out
+
+    monkeypatch.setattr(reasoner, "predict", predict)
+    with pytest.warns(RuntimeWarning, match="non-finite loss or gradient at step 1"):
+        res = optimize(reasoner, StrictTeacher(), PROMPT, image=first_frame(), config=cfg(max_steps=3))
+    assert [h.skipped for h in res.history] == [False, True, False]
+    assert res.history[2].lr == pytest.approx(0.5 * res.history[0].lr)
+    assert torch.isfinite(res.frames).all() and all(torch.isfinite(v).all() for v in res.adapter.values())
+
+
 def test_repeated_nan_stops_as_diverged_with_best_so_far(pipe):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

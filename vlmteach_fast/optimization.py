@@ -295,11 +295,15 @@ def _optimize_loop(setup: InstanceSetup, teacher, config: OptimizeConfig, meter:
                                     block_checkpointing=config.block_checkpointing)
             frames = decoder(pred.latents)  # (1, F_sel, 3, H, W)
             meter.record.light_decodes += 1
-            rew = teacher.reward(frames, queries)
-            meter.record.reward_calls += 1
-            loss = -rew.reward.mean()
-            p_yes = rew.log_probs.detach().float().exp().mean(0).tolist()
-            reward_value = float(rew.reward.detach().mean())
+            if bool(torch.isfinite(frames.detach()).all()):
+                rew = teacher.reward(frames, queries)
+                meter.record.reward_calls += 1
+                loss = -rew.reward.mean()
+                p_yes = rew.log_probs.detach().float().exp().mean(0).tolist()
+                reward_value = float(rew.reward.detach().mean())
+            else:  # a NaN / inf prediction is a non-finite step like a NaN loss (a teacher would reject the frames)
+                loss, reward_value = torch.tensor(float("nan")), float("nan")
+                p_yes = [float("nan")] * len(queries.questions)
             opt.zero_grad(set_to_none=True)
             ok = bool(torch.isfinite(loss))
             grad_norm = float("nan")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 __all__ = ["PreparedInstance", "FamilyAdapter"]
@@ -98,8 +99,23 @@ class FamilyAdapter:
         """
         _check_int("steps", steps)
         sched = copy.deepcopy(self.pipe.scheduler)
-        sched.set_timesteps(device="cpu", **self.scheduler_kwargs(steps, prepared, sigmas))
+        kwargs = self.scheduler_kwargs(steps, prepared, sigmas)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a degenerate stretch is handled just below
+            sched.set_timesteps(device="cpu", **kwargs)
         sigmas = getattr(sched, "sigmas", None)
+        if sigmas is not None and not torch.isfinite(sigmas).all() and getattr(sched.config, "shift_terminal", None):
+            # `shift_terminal` (LTX-Video: 0.1) stretches the shifted sigmas s to 1 - (1 - s) * (1 - terminal) /
+            # (1 - s_last). A schedule whose last sigma is 1 -- the one-step prediction from pure noise, [1.0] --
+            # makes that 0 / 0. The stretch maps sigma 1 to 1 in every schedule, so without it the one step starts
+            # where every multi-step schedule starts (sigma 1 -> 0), which is what the one-step estimate needs.
+            sched.register_to_config(shift_terminal=None)
+            sched.set_timesteps(device="cpu", **kwargs)
+            sigmas = sched.sigmas
+        if sigmas is not None and not torch.isfinite(sigmas).all():
+            raise ValueError(
+                f"scheduler {type(sched).__name__} gives a non-finite sigma schedule for {steps} step(s) "
+                f"({sigmas.tolist()}) with config {dict(sched.config)}"
+            )
         if sigmas is None or len(sigmas) != steps + 1:
             raise TypeError(
                 f"scheduler {type(sched).__name__} has no flow-matching sigma schedule of length steps + 1; "
