@@ -177,7 +177,8 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
              chash: str | None = None) -> dict:
     """Run, score and save one instance; never raises for a failing instance (the record says "error")."""
     chash = chash or cfg.hash()
-    rec = {"instance_id": item.id, "task": item.task, "category": item.category, "split": item.split,
+    rec = {"instance_id": item.id, "task": item.task, "index": item.index, "category": item.category,
+           "split": item.split,
            "method": cfg.method, "config_hash": chash, "status": "ok", "error": None, "score": None,
            "score_name": None, "passed": None, "scores": {}, "teacher_p_yes": None, "stop_reason": None,
            "seconds": None, "cost": None, "video": None, "adapter": None, "rank": rank}
