@@ -108,23 +108,29 @@ def _first_frame(item: BenchItem):
 
 
 def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher):
-    """Run the method. Returns (frames (1, F, 3, H, W), p_yes list, stop reason, cost dict, result object)."""
+    """Run the method. Returns (frames (1, F, 3, H, W), p_yes list, stop reason, cost dict, result object,
+    geometry record of the first frame (``instance.prepare_first_frame``))."""
     from ..baselines import baseline, best_of_n, vlm_as_solver
+    from ..instance import as_reasoner, prepare_first_frame
     from ..optimization import optimize
 
-    image = _first_frame(item)
+    # the first frame is brought to the model's geometry once, here, so the record can say what was done
+    image, geometry = prepare_first_frame(as_reasoner(pipe, cfg.optimize.lora), _first_frame(item),
+                                          cfg.optimize.sampling)
+    sampling = dataclasses.replace(cfg.optimize.sampling, height=geometry["height"], width=geometry["width"])
     queries = checklist_queries(item, cfg.query_metrics)
     if cfg.method == "optimize":
-        res = optimize(pipe, teacher, item.prompt, image=image, queries=queries, config=cfg.optimize)
-        return res.frames, res.final_p_yes, res.stop_reason, res.cost.to_dict(), res
-    kw = dict(image=image, queries=queries, sampling=cfg.optimize.sampling, lora=cfg.optimize.lora)
+        res = optimize(pipe, teacher, item.prompt, image=image, queries=queries,
+                       config=dataclasses.replace(cfg.optimize, sampling=sampling))
+        return res.frames, res.final_p_yes, res.stop_reason, res.cost.to_dict(), res, geometry
+    kw = dict(image=image, queries=queries, sampling=sampling, lora=cfg.optimize.lora)
     if cfg.method == "best_of_n":
         res = best_of_n(pipe, teacher, item.prompt, n=cfg.options.get("n", 5), **kw)
     elif cfg.method == "vlm_as_solver":
         res = vlm_as_solver(pipe, teacher, item.prompt, rounds=cfg.options.get("rounds", 0), **kw)
     else:
         res = baseline(pipe, teacher, item.prompt, **kw)
-    return res.frames, res.p_yes, None, res.cost.to_dict(), res
+    return res.frames, res.p_yes, None, res.cost.to_dict(), res, geometry
 
 
 def _final_frame_match(frames: torch.Tensor, path: str) -> float:
@@ -181,10 +187,11 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
            "split": item.split,
            "method": cfg.method, "config_hash": chash, "status": "ok", "error": None, "score": None,
            "score_name": None, "passed": None, "scores": {}, "teacher_p_yes": None, "stop_reason": None,
-           "seconds": None, "cost": None, "video": None, "adapter": None, "rank": rank}
+           "seconds": None, "cost": None, "video": None, "adapter": None, "geometry": None, "rank": rank}
     t0 = time.perf_counter()
     try:
-        frames, p_yes, stop, cost, result = _solve(item, cfg, pipe, teacher)
+        frames, p_yes, stop, cost, result, geometry = _solve(item, cfg, pipe, teacher)
+        rec["geometry"] = geometry
         rec.update(score_item(item, frames, p_yes, judge, cfg.scorer))
         rec.update(teacher_p_yes=list(p_yes), stop_reason=stop, cost=cost)
         rel = os.path.join("instances", f"{cfg.method}-{chash}", item.dir_name)

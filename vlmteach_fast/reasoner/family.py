@@ -136,10 +136,29 @@ class FamilyAdapter:
         """Euler step of the flow ODE in float32: ``x + (sigma_next - sigma) * v``; with sigma_next = 0 this is x0."""
         return latents.to(torch.float32) + (sigma_next - sigma) * model_output.to(torch.float32)
 
-    # ----- to implement per family -----
+    # ----- geometry -----
+
+    # (height, width) the family's diffusers pipeline uses when the caller gives none (its ``__call__`` defaults)
+    default_size: tuple[int, int] = (480, 832)
+
+    def size_multiple(self) -> tuple[int, int]:
+        """(mult_h, mult_w): frame height / width must be multiples of these (VAE compression x patch size)."""
+        raise NotImplementedError
+
+    def fixed_size(self) -> tuple[int, int] | None:
+        """The only (height, width) the checkpoint can make, or None when any multiple of ``size_multiple`` works."""
+        return None
 
     def check_geometry(self, num_frames: int, height: int, width: int) -> None:
-        raise NotImplementedError
+        """Raise ``ValueError`` naming the argument when the model cannot make (num_frames, height, width); called
+        before any model work (the teacher's questions, the text encoder)."""
+        self._check_video_geometry(num_frames, height, width, *self.size_multiple())
+        fixed = self.fixed_size()
+        if fixed is not None and (height, width) != fixed:
+            raise ValueError(
+                f"`height` and `width` must be {fixed} for this {type(self.pipe).__name__} checkpoint (its learned "
+                f"positional embeddings are sized for that resolution only), got ({height}, {width})"
+            )
 
     def _check_video_geometry(self, num_frames: int, height: int, width: int, mult_h: int, mult_w: int) -> None:
         """The checks every family shares: ints >= 1, ``num_frames = k * temporal + 1`` (the VAE keeps the first
@@ -159,6 +178,8 @@ class FamilyAdapter:
                 f"`height` and `width` must be multiples of ({mult_h}, {mult_w}) (VAE x patch size), "
                 f"got ({height}, {width})"
             )
+
+    # ----- to implement per family -----
 
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length) -> PreparedInstance:

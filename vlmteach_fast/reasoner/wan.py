@@ -59,9 +59,8 @@ class WanAdapter(FamilyAdapter):
             return "t2v"
         return "ti2v" if self.expand_timesteps else "i2v"
 
-    def check_geometry(self, num_frames, height, width):
-        self._check_video_geometry(num_frames, height, width, self.spatial * self.patch[1],
-                                   self.spatial * self.patch[2])
+    def size_multiple(self):
+        return self.spatial * self.patch[1], self.spatial * self.patch[2]
 
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length):
