@@ -219,6 +219,25 @@ def test_text_to_video_pipeline_rejects_image():
         optimize(tiny_pipe("t2v"), BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg())
 
 
+def test_ti2v_checkpoint_loaded_as_users_load_it_takes_an_image(tmp_path):
+    # Wan2.2-TI2V-5B-Diffusers: DiffusionPipeline.from_pretrained gives a WanPipeline (expand_timesteps=True)
+    from diffusers import DiffusionPipeline
+
+    from vlmteach_fast.baselines import best_of_n
+    from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+
+    tiny_wan_pipeline("t2v", expand_timesteps=True).save_pretrained(tmp_path / "ti2v")
+    pipe = DiffusionPipeline.from_pretrained(tmp_path / "ti2v")
+    assert type(pipe).__name__ == "WanPipeline" and pipe.config.expand_timesteps
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(max_steps=1))
+    assert not res.history[0].skipped and res.frames.shape == (1, 5, 3, 32, 32)
+    # the first frame is the conditioning image (the VAE round trip of it)
+    assert (res.frames[0, 0] - first_frame()).abs().mean() < (res.frames[0, -1] - first_frame()).abs().mean()
+    bon = best_of_n(pipe, BrightnessTeacher(), PROMPT, n=2, image=first_frame(), sampling=cfg().sampling,
+                    lora=LoRASpec(rank=4))
+    assert bon.frames.shape == (1, 5, 3, 32, 32)
+
+
 def test_k_step_mode_runs(pipe):
     res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
                    config=cfg(mode="k_step", steps=2, grad_steps=2, max_steps=2))

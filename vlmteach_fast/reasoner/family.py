@@ -60,7 +60,8 @@ class FamilyAdapter:
     """
 
     name = "base"
-    is_i2v: bool = True  # image-to-video (prepare needs `image`); text-to-video adapters set False
+    # True: image-to-video (prepare needs `image`); False: text-to-video (no image); None: either (Wan2.2 TI2V)
+    is_i2v: bool | None = True
     pipeline_classes: tuple[str, ...] = ()
     attention_targets: tuple[str, ...] = ()
     ffn_targets: tuple[str, ...] = ()
