@@ -199,6 +199,9 @@ def test_kill_minus_9_then_rerun_gives_one_record_per_instance(one_process_run):
     assert not [d for d in os.listdir(next((out / "instances").iterdir())) if d.startswith(".tmp")]
     for name in ("summary.md", "summary.csv", "index.html", "score_vs_seconds.png", "categories.png"):
         assert (out / name).is_file()
+    # the finished videos also sit in RULER-Bench's official {task_name}/{index}.mp4 layout
+    official = sorted(str(p.relative_to(out / "official" / "baseline")) for p in (out / "official").rglob("*.mp4"))
+    assert official == ["t0/i0.mp4", "t0/i2.mp4", "t1/i1.mp4", "t1/i3.mp4"]
 
 
 def test_two_accelerate_processes_give_the_same_records_as_one(one_process_run, suite_dir, tmp_path):
