@@ -84,3 +84,134 @@ def test_vbvr_export_is_the_evalkit_tree_and_folder_names_give_the_ids_back(vbvr
     assert folders == {it.id for it in suite.items}
     with pytest.raises(ValueError, match="no split"):
         export_official(out, tmp_path / "x", layout="vbvr", records=[dict(r, split="") for r in recs.values()])
+
+
+@pytest.fixture
+def fake_evalkit():
+    """The stand-in VBVR-EvalKit (tests/fake_evalkit) in place of any installed one, for this test only."""
+    import sys
+
+    def ours():
+        return [m for m in sys.modules if m == "vbvr_bench" or m.startswith("vbvr_bench.")]
+
+    saved = {m: sys.modules.pop(m) for m in ours()}
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_evalkit")
+    sys.path.insert(0, path)
+    try:
+        from vbvr_bench import evaluators
+
+        evaluators.CALLS.clear()
+        yield evaluators
+    finally:
+        sys.path.remove(path)
+        for m in ours():
+            del sys.modules[m]
+        sys.modules.update(saved)
+
+
+def test_vbvr_scorer_without_the_evalkit_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from vlmteach_fast.bench.cli import _scorer
+
+    monkeypatch.setitem(sys.modules, "vbvr_bench", None)  # import fails as when it is not installed
+    vbvr = load_suite(os.path.join(DATA, "vbvr"))
+    with pytest.raises(RuntimeError, match=r"git clone https://github.com/Video-Reason/VBVR-EvalKit && pip install"):
+        _scorer("vbvr", vbvr)
+    with pytest.raises(ValueError, match="scores VBVR-Bench samples"):
+        _scorer("vbvr", load_suite(os.path.join(DATA, "ruler", "data.jsonl")))
+
+
+def test_vbvr_scorer_feeds_each_entry_point_its_own_eval_info(fake_evalkit, pipe, tmp_path):
+    from vlmteach_fast.bench.vbvr import VBVRScorer
+
+    suite = load_suite(os.path.join(DATA, "vbvr"))
+    assert {it.task: it.category for it in suite.items} == {"G-3_stable_sort_data-generator": "Perception",
+                                                            "O-39_maze_data-generator": "Spatiality"}
+    for name, kwargs, factor in (("vbvr", {"task_specific_only": True}, 1.0), ("vbvr:weighted", {}, 0.5)):
+        fake_evalkit.CALLS.clear()
+        cfg = _cfg(tmp_path / name.replace(":", "_"))
+        cfg.scorer = VBVRScorer(name, device="cpu")
+        recs = run_bench(suite, cfg, lambda: (pipe, BrightnessTeacher(), None), progress=False)
+        assert [r["score_name"] for r in recs] == ["scorer"] * 3
+        assert len(fake_evalkit.CALLS) == 3 and all(c[1] == kwargs and c[2] == "cpu" for c in fake_evalkit.CALLS)
+        for (info, _, _, task), rec, item in zip(fake_evalkit.CALLS, recs, suite.items):
+            assert task == item.task and info["video_path"] == os.path.join(cfg.out, rec["video"])
+            assert info["gt_first_frame"] == item.image and info["gt_final_frame"].endswith("final_frame.png")
+            assert info["gt_video_path"].endswith("ground_truth.mp4")
+            frames = __import__("imageio.v2", fromlist=["x"]).mimread(info["video_path"])
+            assert rec["score"] == pytest.approx(factor * frames[-1].mean() / 255.0)
+        if name == "vbvr":  # run_evaluation.py's eval_info
+            assert all(c[0]["no_ssim_fallback"] is True and "gt_path" not in c[0] for c in fake_evalkit.CALLS)
+        else:  # evaluate.py's (VBVRBench.build_evaluation_info)
+            info = fake_evalkit.CALLS[1][0]
+            assert (info["split"], info["file_split"], info["video_idx"]) == ("Out_of_Domain", "Out-of-Domain_50",
+                                                                                "00000")
+            assert info["prompt_path"] == os.path.join(info["gt_path"], "prompt.txt")
+
+
+def test_failing_evaluator_scores_zero_and_a_raising_scorer_keeps_the_video(fake_evalkit, pipe, tmp_path):
+    from vlmteach_fast.bench.vbvr import VBVRScorer
+
+    suite = load_suite(os.path.join(DATA, "vbvr"))
+    item = suite.items[0]
+    item.prompt = "unreadable " + item.prompt  # the stand-in evaluator fails on this one, as real ones can
+    cfg = _cfg(tmp_path / "a")
+    cfg.scorer = VBVRScorer("vbvr", device="cpu")
+    (rec,) = run_bench(type(suite)(suite.name, [item], [], "vbvr"), cfg,
+                       lambda: (pipe, BrightnessTeacher(), None), progress=False)
+    assert rec["status"] == "ok" and rec["score"] == 0.0  # the official scripts count it as 0
+    assert rec["scores"]["scorer_parts"]["error"] == "cannot read video"
+
+    def broken(item, frames):
+        raise RuntimeError("scorer crashed")
+
+    cfg = _cfg(tmp_path / "b")
+    cfg.scorer = broken
+    (rec,) = run_bench(type(suite)(suite.name, [item], [], "vbvr"), cfg,
+                       lambda: (pipe, BrightnessTeacher(), None), progress=False)
+    assert rec["status"] == "error" and "scoring failed (the video is kept at" in rec["error"]
+    assert "scorer crashed" in rec["error"] and os.path.isfile(os.path.join(cfg.out, rec["video"]))
+
+
+def test_vbvr_report_has_in_domain_out_of_domain_and_category_rows(fake_evalkit, vbvr_run):
+    from vlmteach_fast.bench.report import summarize, to_markdown
+
+    _, recs, _ = vbvr_run
+    rows = {(r.level, r.group): r for r in summarize(list(recs.values()))}
+    ood = [r for r in recs.values() if r["split"] == "Out-of-Domain_50"]
+    assert rows[("split", "Out-of-Domain")].instances == 2 == len(ood)
+    assert rows[("split", "Out-of-Domain")].mean_score == pytest.approx(sum(r["score"] for r in ood) / 2)
+    assert rows[("split", "In-Domain")].instances == 1
+    assert {g for lvl, g in rows if lvl == "task"} == {"G-3_stable_sort_data-generator", "O-39_maze_data-generator"}
+    md = to_markdown(list(rows.values()))
+    assert "## Per split" in md and md.index("## Per split") < md.index("## Per category") < md.index("## Per task")
+
+
+def test_scores_equal_the_official_entry_points_on_the_exported_tree(pipe, tmp_path):
+    """With the real VBVR-EvalKit installed: our per-sample scores are what its two scripts compute on the
+    bench-export tree (skipped where the EvalKit is not installed; it is not on the package index)."""
+    pytest.importorskip("vbvr_bench")
+    run_evaluation = pytest.importorskip("run_evaluation")
+    evaluate = pytest.importorskip("evaluate")
+    if not hasattr(evaluate, "VBVRBench"):
+        pytest.skip("`evaluate` is not VBVR-EvalKit's evaluate.py")
+    from vlmteach_fast.bench.export import export_official
+    from vlmteach_fast.bench.vbvr import VBVRScorer
+
+    gt = os.path.join(DATA, "vbvr")
+    suite = load_suite(gt)
+    ours = {}
+    for name in ("vbvr", "vbvr:weighted"):
+        cfg = _cfg(tmp_path / name.replace(":", "_"))
+        cfg.scorer = VBVRScorer(name, device="cpu")
+        recs = run_bench(suite, cfg, lambda: (pipe, BrightnessTeacher(), None), progress=False)
+        ours[name] = {(r["task"], r["index"]): r["score"] for r in recs}
+        export_official(cfg.out, tmp_path / name.replace(":", "_") / "model")
+    res = run_evaluation.evaluate_model("m", str(tmp_path / "vbvr" / "model"), gt, str(tmp_path / "eval"), "cpu")
+    official = {(s["task_name"], s["video_file"][:-4]): s["score"] for s in res["samples"]}
+    assert official == pytest.approx(ours["vbvr"])
+    res = evaluate.VBVRBench(gt, str(tmp_path / "eval2"), device="cpu").evaluate(
+        str(tmp_path / "vbvr_weighted" / "model"), name="m")
+    official = {(d["task_name"], d["video_idx"]): d["score"] for d in res["detailed"]}
+    assert official == pytest.approx(ours["vbvr:weighted"])

@@ -35,8 +35,10 @@ def _add_bench(sub):
                    help="checklist judge: none | teacher | VLM folder | py:MODULE:FACTORY (local, NOT the official "
                         "RULER-Bench judge); default none")
     p.add_argument("--scorer", default=None,
-                   help="the suite's own scorer, py:MODULE:FUNC, called as FUNC(item, frames (1, F, 3, H, W) in "
-                        "[0, 1]) -> score or {score, passed, parts}; becomes the primary score (e.g. VBVR rules)")
+                   help="the suite's own scorer, the primary score: 'vbvr' (VBVR-EvalKit's evaluators as its "
+                        "run_evaluation.py runs them: rule score only), 'vbvr:weighted' (as its evaluate.py: weighted "
+                        "with frame similarity), or py:MODULE:FUNC called as FUNC(item, frames (1, F, 3, H, W) in "
+                        "[0, 1][, video_path=saved mp4]) -> score or {score, passed, parts}")
     p.add_argument("--config", default=None, help="YAML/JSON config (OptimizeConfig fields, plus n and rounds)")
     p.add_argument("--out", required=True, help="output folder (records, videos, reports)")
     p.add_argument("--limit", type=int, default=None, help="only the first N suite items")
@@ -111,10 +113,24 @@ def _check_out_dir(out: str) -> None:
         raise PermissionError(f"--out directory {out!r} is not writable ({err.strerror or err})") from err
 
 
+def _scorer(spec: str | None, suite):
+    """``--scorer`` -> a callable, before any model loads (a missing VBVR-EvalKit fails here)."""
+    from .models import resolve_factory
+    from .vbvr import VBVR_SCORERS, VBVRScorer
+
+    if spec is None:
+        return None
+    if spec in VBVR_SCORERS:
+        if suite.kind != "vbvr":
+            raise ValueError(f"--scorer {spec} scores VBVR-Bench samples; --suite is a {suite.kind} suite")
+        return VBVRScorer(spec)
+    return resolve_factory(spec, "--scorer")
+
+
 def _prepare(args):
     """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
     from ..config_io import load_config
-    from .models import check_spec, resolve_factory
+    from .models import check_spec
     from .runner import BenchConfig
     from .suites import load_suite
 
@@ -128,7 +144,7 @@ def _prepare(args):
                 raise ValueError(f"--{name} is required for suite {args.suite!r}")
             check_spec(getattr(args, name), f"--{name}")
         check_spec(args.judge, "--judge")
-        scorer = resolve_factory(args.scorer, "--scorer") if args.scorer else None
+        scorer = _scorer(args.scorer, suite)
         config, options = load_config(args.config)
         if args.no_progress:
             config.progress = False

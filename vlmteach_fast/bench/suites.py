@@ -11,8 +11,10 @@ or the sample folder (VBVR), and the other items still run. Formats (DESIGN.md):
   ``{task_name}/{index}``), so an item's id is ``"{task_name}/{index}"``. The official judge's other inputs
   (``gt_image_path``, ``input_video_path``: resolved like the image; ``implicit_explanation``) are kept in
   ``BenchItem.extra``.
-- VBVR-Bench style folder: ``<split>/<task>/<sample>/first_frame.png`` + ``prompt.txt``, optional ``final_frame.png``
-  and ``ground_truth.mp4``. The category is the task name (VBVR has no separate categories).
+- VBVR-Bench style folder (the downloaded ground truth): ``<split>/<task>/<sample>/first_frame.png`` + ``prompt.txt``,
+  optional ``final_frame.png`` and ``ground_truth.mp4``. The category is VBVR's cognitive category of the task
+  (Abstraction, Knowledge, Perception, Spatiality, Transformation) when VBVR-EvalKit is installed (its task table),
+  else the task name; the split folder (In-Domain_50 / Out-of-Domain_50) is ``BenchItem.split``.
 - ``toy`` or ``toy:N``: N (default 12) held-out instances of the built-in demo world (``vlmteach_fast.toy``), scored
   by its rule scorers.
 """
@@ -251,6 +253,8 @@ def _item_lines(text: str, n: int) -> list[int]:
 def load_vbvr(root: str) -> Suite:
     """A VBVR-Bench style folder ``<split>/<task>/<sample>/{first_frame.png, prompt.txt, [final_frame.png],
     [ground_truth.mp4]}``. Samples missing a first frame or prompt become ``SuiteError``s naming the folder."""
+    from .vbvr import vbvr_category
+
     root = os.path.abspath(os.fspath(root))
     items, errors = [], []
     for split in sorted(os.listdir(root)):
@@ -278,8 +282,8 @@ def load_vbvr(root: str) -> Suite:
                 gt = {k: os.path.join(d, name) for k, name in (("final_frame", "final_frame.png"),
                                                                 ("video", "ground_truth.mp4"))
                       if os.path.isfile(os.path.join(d, name))}
-                items.append(BenchItem(id=f"{split}/{task}/{sample}", task=task, category=task, prompt=prompt,
-                                       image=first, split=split, ground_truth=gt, source=d, index=sample))
+                items.append(BenchItem(id=f"{split}/{task}/{sample}", task=task, category=vbvr_category(task) or task,
+                                       prompt=prompt, image=first, split=split, ground_truth=gt, source=d, index=sample))
     if not items and not errors:
         raise ValueError(f"{root}: no <split>/<task>/<sample>/ folders found (VBVR-style suite)")
     return Suite(os.path.basename(root.rstrip("/")), items, errors, "vbvr")
