@@ -40,6 +40,8 @@ class RewardConfig:
 
     goal_frames: int = field(default=1, metadata={"help": "final frames shown with the goal question"})
     process_frames: int = field(default=4, metadata={"help": "frames spread over the video for process questions"})
+    # frames_as="video" (Qwen-VL): None takes the video processor's bounds, which are not the image processor's
+    # (and hold per clip for Qwen3-VL, as its video processor counts them)
     min_pixels: int | None = field(default=None, metadata={"help": "per-frame pixel floor; None: processor's"})
     max_pixels: int | None = field(default=None, metadata={"help": "per-frame pixel cap; None: processor's"})
     answer_form: str = field(
@@ -111,6 +113,13 @@ def resolve_answer_token(tokenizer, candidates=YES_CANDIDATES) -> int:
     )
 
 
+def _video_processor(processor):
+    """The ``video_processor`` of a full transformers processor (Qwen-VL, where torchvision is installed), else None."""
+    if isinstance(processor, (tuple, list)):
+        return None
+    return getattr(processor, "video_processor", None)
+
+
 def _split_processor(processor):
     """(tokenizer, image_processor) from a processor, a tokenizer, or a (tokenizer, image_processor) pair."""
     if isinstance(processor, (tuple, list)) and len(processor) == 2:
@@ -133,7 +142,9 @@ class VLMTeacher:
         model: a transformers `*ForConditionalGeneration` of a supported family (see `supported_model_types()`).
             It is put in eval mode and its parameters get requires_grad=False: no gradient ever reaches them.
         processor: the model's processor, or its tokenizer, or a (tokenizer, image_processor) pair. The image
-            processor only supplies normalization and pixel bounds; preprocessing itself runs in torch.
+            processor only supplies normalization and pixel bounds; preprocessing itself runs in torch. A full
+            processor's video processor supplies the pixel bounds of ``frames_as="video"`` (else the family's video
+            processor defaults).
         config: `RewardConfig` (defaults work).
         frame_transform: optional differentiable callable, frames (B, F, 3, H, W) in [0, 1] -> same shape in
             [0, 1], applied to every video before frame selection and augmentation: the input view the teacher was
@@ -155,6 +166,9 @@ class VLMTeacher:
         model.requires_grad_(False)
         self.model = model
         self.adapter = ADAPTERS[model_type](model, self.tokenizer, self.image_processor)
+        video_processor = _video_processor(processor)
+        if video_processor is not None and hasattr(self.adapter, "use_video_processor"):
+            self.adapter.use_video_processor(video_processor)
         self.yes_id = resolve_answer_token(self.tokenizer, getattr(self.adapter, "yes_candidates", YES_CANDIDATES))
         try:
             self.no_id = resolve_answer_token(self.tokenizer, getattr(self.adapter, "no_candidates", NO_CANDIDATES))
