@@ -45,6 +45,11 @@ def _doctor(args) -> int:
         except RuntimeError as err:
             name, why = "error", str(err)
         print(f"  on {dev.type:<4}: {name:<9} ({why}); available: {', '.join(available_backends(dev))}")
+    from .teacher.vlm import FAMILY_NOTES
+
+    print("teacher families (what the teacher shows the VLM):")
+    for model_type, note in FAMILY_NOTES.items():
+        print(f"  {model_type:<10} {note}")
     return 0
 
 

@@ -11,6 +11,8 @@ reward(frames, queries) in five steps:
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +29,21 @@ from .qwen_vl import QwenVLAdapter
 ADAPTERS = {t: cls for cls in (QwenVLAdapter, Idefics3Adapter, LlavaAdapter) for t in cls.model_types}
 YES_CANDIDATES = ("Yes", " Yes", "yes", " yes", "YES")
 NO_CANDIDATES = ("No", " No", "no", " no", "NO")
+
+
+# What each family's teacher shows the model, where that differs from the model's usual input (printed by
+# `vlmteach-fast doctor`; measurements in docs/teachers.md).
+_GLOBAL_ONLY = ("frames are scored on the global image only: the released Idefics3/SmolVLM processors split each "
+                "frame into tiles plus a global image (13-17 images per frame), the teacher feeds the global image "
+                "alone, so its scores differ from the model's usual input (measured on a tiny model: docs/teachers.md)")
+FAMILY_NOTES = {
+    "qwen2_vl": "as its processors: image bounds for frames_as='images', the video processor's for 'video'",
+    "qwen2_5_vl": "as its processors: image bounds for frames_as='images', the video processor's for 'video'",
+    "qwen3_vl": "as its processors: image bounds for frames_as='images', the video processor's for 'video'",
+    "idefics3": _GLOBAL_ONLY,
+    "smolvlm": _GLOBAL_ONLY,
+    "llava": "as its processor: one image per frame at the vision tower's size",
+}
 
 
 def supported_model_types() -> list[str]:
@@ -166,6 +183,8 @@ class VLMTeacher:
         model.requires_grad_(False)
         self.model = model
         self.adapter = ADAPTERS[model_type](model, self.tokenizer, self.image_processor)
+        if getattr(self.image_processor, "do_image_splitting", False) and model_type in ("idefics3", "smolvlm"):
+            warnings.warn(f"{model_type} teacher: {_GLOBAL_ONLY}", UserWarning, stacklevel=2)
         video_processor = _video_processor(processor)
         if video_processor is not None and hasattr(self.adapter, "use_video_processor"):
             self.adapter.use_video_processor(video_processor)
@@ -182,7 +201,14 @@ class VLMTeacher:
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: torch.dtype = torch.bfloat16, device="cpu",
                         config: RewardConfig | None = None, trust_remote_code: bool = False, **model_kwargs):
-        """Load model + tokenizer (+ image processor when loadable) from a hub id or local directory."""
+        """Load model + tokenizer (+ image processor when loadable) from a hub id or local directory.
+
+        What the teacher sees (``FAMILY_NOTES``, also printed by ``vlmteach-fast doctor``): Qwen2/2.5/3-VL and LLaVA
+        frames are preprocessed as their processors do. Idefics3 / SmolVLM frames are scored on the
+        global image only: their released processors split each frame into tiles plus a global image (13-17 images
+        per frame) and the teacher does not, so its P(Yes) differs from the model's usual input (measured:
+        docs/teachers.md).
+        """
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         hf_config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
