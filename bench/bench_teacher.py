@@ -63,7 +63,7 @@ def test_reward_fwd_bwd(benchmark, teacher, num_questions, mode):
     batched = mode != "loop"
     teacher.config.share_prefix = mode != "batched_rows"
     calls = []
-    hook = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    hook = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         _step(teacher, frames, questions, batched)
         vision_calls = len(calls)
@@ -95,7 +95,7 @@ def test_reward_fwd_bwd_goal_plus_process(benchmark, teacher, mode):
         lp.sum().backward()
 
     calls = []
-    hook = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    hook = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         step()
         vision_calls = len(calls)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from optimize_fixtures import BrightnessTeacher, tiny_pipe
-from vlmteach_fast.bench import BenchConfig, load_suite, run_bench
+from vlmteach_fast.evaluate import BenchConfig, load_suite, run_bench
 from vlmteach_fast.instance import SamplingConfig
 from vlmteach_fast.optimization import OptimizeConfig
 from vlmteach_fast.reasoner import LoRASpec
@@ -55,7 +55,7 @@ def vbvr_run(pipe, tmp_path_factory):
 
 
 def test_ruler_export_is_the_official_task_index_tree(ruler_run, tmp_path):
-    from vlmteach_fast.bench.cli import main
+    from vlmteach_fast.evaluate.cli import main
 
     _, recs, out = ruler_run
     dest = tmp_path / "videos" / "my_model"  # eval.py reads {videos}/{model_name}/{task_name}/{index}.mp4
@@ -68,8 +68,8 @@ def test_ruler_export_is_the_official_task_index_tree(ruler_run, tmp_path):
 def test_vbvr_export_is_the_evalkit_tree_and_folder_names_give_the_ids_back(vbvr_run, tmp_path):
     import re
 
-    from vlmteach_fast.bench.export import export_official
-    from vlmteach_fast.bench.suites import item_id_from_dir
+    from vlmteach_fast.evaluate.export import export_official
+    from vlmteach_fast.evaluate.suites import item_id_from_dir
 
     suite, recs, out = vbvr_run
     assert all(r["status"] == "ok" for r in recs.values()) and len(recs) == 3
@@ -112,7 +112,7 @@ def fake_evalkit():
 def test_vbvr_scorer_without_the_evalkit_says_how_to_install_it(monkeypatch):
     import sys
 
-    from vlmteach_fast.bench.cli import _scorer
+    from vlmteach_fast.evaluate.cli import _scorer
 
     monkeypatch.setitem(sys.modules, "vbvr_bench", None)  # import fails as when it is not installed
     vbvr = load_suite(os.path.join(DATA, "vbvr"))
@@ -123,7 +123,7 @@ def test_vbvr_scorer_without_the_evalkit_says_how_to_install_it(monkeypatch):
 
 
 def test_vbvr_scorer_feeds_each_entry_point_its_own_eval_info(fake_evalkit, pipe, tmp_path):
-    from vlmteach_fast.bench.vbvr import VBVRScorer
+    from vlmteach_fast.evaluate.vbvr import VBVRScorer
 
     suite = load_suite(os.path.join(DATA, "vbvr"))
     assert {it.task: it.category for it in suite.items} == {"G-3_stable_sort_data-generator": "Perception",
@@ -151,7 +151,7 @@ def test_vbvr_scorer_feeds_each_entry_point_its_own_eval_info(fake_evalkit, pipe
 
 
 def test_failing_evaluator_scores_zero_and_a_raising_scorer_keeps_the_video(fake_evalkit, pipe, tmp_path):
-    from vlmteach_fast.bench.vbvr import VBVRScorer
+    from vlmteach_fast.evaluate.vbvr import VBVRScorer
 
     suite = load_suite(os.path.join(DATA, "vbvr"))
     item = suite.items[0]
@@ -175,7 +175,7 @@ def test_failing_evaluator_scores_zero_and_a_raising_scorer_keeps_the_video(fake
 
 
 def test_vbvr_report_has_in_domain_out_of_domain_and_category_rows(fake_evalkit, vbvr_run):
-    from vlmteach_fast.bench.report import summarize, to_markdown
+    from vlmteach_fast.evaluate.summary import summarize, to_markdown
 
     _, recs, _ = vbvr_run
     rows = {(r.level, r.group): r for r in summarize(list(recs.values()))}
@@ -196,8 +196,8 @@ def test_scores_equal_the_official_entry_points_on_the_exported_tree(pipe, tmp_p
     evaluate = pytest.importorskip("evaluate")
     if not hasattr(evaluate, "VBVRBench"):
         pytest.skip("`evaluate` is not VBVR-EvalKit's evaluate.py")
-    from vlmteach_fast.bench.export import export_official
-    from vlmteach_fast.bench.vbvr import VBVRScorer
+    from vlmteach_fast.evaluate.export import export_official
+    from vlmteach_fast.evaluate.vbvr import VBVRScorer
 
     gt = os.path.join(DATA, "vbvr")
     suite = load_suite(gt)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vlmteach_fast.bench.suites import checklist_queries, load_ruler, load_suite, load_vbvr
+from vlmteach_fast.evaluate.suites import checklist_queries, load_ruler, load_suite, load_vbvr
 
 
 def _png(path):
@@ -128,7 +128,7 @@ def test_toy_suite_items_are_scored_by_the_rule_scorer():
     import torch
 
     pytest.importorskip("vlmteach_fast.toy")
-    from vlmteach_fast.bench.runner import score_item
+    from vlmteach_fast.evaluate.runner import score_item
 
     suite = load_suite("toy:3")
     assert suite.kind == "toy" and len(suite.items) == 3 and len({it.id for it in suite.items}) == 3
@@ -144,7 +144,7 @@ def test_toy_suite_items_are_scored_by_the_rule_scorer():
 
 
 def test_dir_names_are_single_safe_components_that_give_the_id_back():
-    from vlmteach_fast.bench.suites import BenchItem, item_id_from_dir
+    from vlmteach_fast.evaluate.suites import BenchItem, item_id_from_dir
 
     ids = ("a/b", "a_b", "a b", "..", ".hidden", "In-Domain_50/G-3_stable_sort_data-generator/00000", "x%2Fy", "é")
     names = [BenchItem(id=i, task="t", category="c", prompt="p").dir_name for i in ids]
@@ -184,8 +184,8 @@ def test_score_item_prefers_judge_over_final_frame_over_teacher(tmp_path):
     import torch
     from PIL import Image
 
-    from vlmteach_fast.bench.runner import score_item
-    from vlmteach_fast.bench.suites import BenchItem
+    from vlmteach_fast.evaluate.runner import score_item
+    from vlmteach_fast.evaluate.suites import BenchItem
 
     Image.new("RGB", (4, 4), (255, 0, 0)).save(tmp_path / "final.png")
     frames = torch.zeros(1, 3, 3, 8, 8)

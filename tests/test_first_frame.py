@@ -24,7 +24,7 @@ def cog():
 
 
 def test_size_rules(wan, cog):
-    a = wan.adapter  # sides must be multiples of 16 (8x VAE x 2x patch)
+    a = wan.family  # sides must be multiples of 16 (8x VAE x 2x patch)
     assert a.size_multiple() == (16, 16)
     assert resolve_size(a, 64, 96, (1000, 10), None) == (64, 96)  # configured: as given
     assert resolve_size(a, None, None, (40, 70), None) == (32, 64)  # the image's, rounded down to multiples
@@ -32,7 +32,7 @@ def test_size_rules(wan, cog):
     assert resolve_size(a, 32, None, (100, 200), None) == (32, 64)  # one side given: the other from the aspect
     assert resolve_size(a, None, 48, (100, 200), None) == (16, 48)
     assert resolve_size(a, None, None, None, None) == (480, 832)  # text-to-video: the pipeline's default
-    assert resolve_size(cog.adapter, None, None, (1024, 1024), None) == (16, 16)  # the checkpoint's only size
+    assert resolve_size(cog.family, None, None, (1024, 1024), None) == (16, 16)  # the checkpoint's only size
 
 
 def test_crop_keeps_the_center_and_the_aspect_ratio():

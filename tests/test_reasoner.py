@@ -250,7 +250,7 @@ def test_custom_sigmas_for_step_distilled_schedules(reasoners):
     _fresh(r)
     prep = _prepare(r, "t2v")
     sig = [1.0, 0.75, 0.5, 0.25]
-    timesteps, coeffs = r.adapter.schedule(4, prep, sig)
+    timesteps, coeffs = r.family.schedule(4, prep, sig)
     shifted = [7 * s / (1 + 6 * s) for s in sig]
     torch.testing.assert_close(timesteps, torch.tensor(shifted) * 1000, rtol=1e-6, atol=1e-3)
     torch.testing.assert_close(coeffs[:, 0], torch.tensor(shifted), rtol=1e-6, atol=1e-7)
@@ -341,7 +341,7 @@ def test_ti2v_loaded_as_wan_pipeline_accepts_an_image_and_matches_the_image_to_v
     pipe = tiny_wan_pipeline("t2v", expand_timesteps=True)
     assert type(pipe).__name__ == "WanPipeline"
     r = Reasoner.from_pipeline(pipe, LoRASpec(rank=2, fused=False))
-    assert r.adapter.is_i2v is None  # an image is optional
+    assert r.family.is_i2v is None  # an image is optional
     prep = r.prepare("a red ball rolls", image=_image(), seed=3, max_sequence_length=SEQ, **GEOM)
     assert "first_frame_mask" in prep.conditions
     ours = r.sample(prep, steps=2).frames

@@ -60,12 +60,12 @@ def test_ltx_one_step_starts_from_pure_noise_and_multi_step_keeps_the_terminal_s
     pipe.scheduler = _scheduler("ltx_video.json")
     r = Reasoner.from_pipeline(pipe)
     prep = r.prepare("move the ball", torch.rand(3, 32, 32), **geom)
-    _, coeffs = r.adapter.schedule(1, prep)
+    _, coeffs = r.family.schedule(1, prep)
     assert coeffs.tolist() == [[1.0, 0.0]]  # x0 = x - 1 * v from pure noise, as without the stretch
     # 4 steps: exactly the scheduler's own schedule, which ends at shift_terminal before 0
-    _, coeffs4 = r.adapter.schedule(4, prep)
+    _, coeffs4 = r.family.schedule(4, prep)
     sched = copy.deepcopy(pipe.scheduler)
-    sched.set_timesteps(device="cpu", **r.adapter.scheduler_kwargs(4, prep))
+    sched.set_timesteps(device="cpu", **r.family.scheduler_kwargs(4, prep))
     assert torch.equal(coeffs4[:, 0], sched.sigmas[:-1].float())
     assert coeffs4[-1, 0].item() == pytest.approx(0.1)
     assert pipe.scheduler.config.shift_terminal == 0.1  # the pipeline's own scheduler is untouched

@@ -40,8 +40,8 @@ def teacher(request):
 def _placeholder(teacher, grid, frame_indices):
     """The video placeholder text as the HF processors write it (Qwen3-VL's own `replace_video_token`, unbound:
     the processor itself cannot be built without torchvision)."""
-    ad = teacher.adapter
-    if ad.family != "qwen3_vl":
+    ad = teacher.family
+    if ad.name != "qwen3_vl":
         return "<|vision_start|>" + "<|video_pad|>" * ad.tokens_per_item(grid[0]) + "<|vision_end|>"
     fake = SimpleNamespace(
         video_processor=SimpleNamespace(merge_size=ad.merge_size, temporal_patch_size=ad.temporal_patch_size),
@@ -54,7 +54,7 @@ def _placeholder(teacher, grid, frame_indices):
 
 def _hf_video_reference(teacher, frames, queries):
     """Per question and video: the stock HF forward with pixel_values_videos (the model's own video RoPE)."""
-    ad, cfg = teacher.adapter, teacher.config
+    ad, cfg = teacher.family, teacher.config
     B, F_ = frames.shape[:2]
     out = torch.zeros(B, len(queries))
     for b in range(B):
@@ -112,10 +112,10 @@ def test_video_mode_unsupported(family):
 def test_qwen3_timestamps_in_prompt():
     model, tok = make_qwen_vl("qwen3_vl", text_layers=1, vision_depth=1)
     teacher = VLMTeacher(model, tok, RewardConfig(frames_as="video", process_frames=4, video_fps=2.0))
-    feats = teacher.adapter.encode_videos([torch.rand(1, 4, 3, 32, 32)], frame_indices=[[0, 2, 5, 7]], fps=2.0)
+    feats = teacher.family.encode_videos([torch.rand(1, 4, 3, 32, 32)], frame_indices=[[0, 2, 5, 7]], fps=2.0)
     # Patches (0, 2) and (5, 7) at 2 fps: times (0 + 1) / 2 = 0.5 s and (2.5 + 3.5) / 2 = 3.0 s.
     assert feats.timestamps == [[0.5, 3.0]]
-    text = tok.decode(teacher.adapter.item_ids(feats, 0))
+    text = tok.decode(teacher.family.item_ids(feats, 0))
     assert text.count("seconds") == 2 and text.count("<|vision_start|>") == 2
 
 
@@ -146,7 +146,7 @@ def test_video_sizing_is_the_video_processors(family):
     bounds): e.g. Qwen2-VL, 720 x 1280 clip -> grid 40 x 72, where the image bounds give 52 x 92."""
     resize, size = _video_processor_code("qwen3_vl" if family == "qwen3_vl" else "qwen2_vl")
     model, tok = make_qwen_vl(family)
-    ad = VLMTeacher(model, tok).adapter
+    ad = VLMTeacher(model, tok).family
     factor = ad.patch_size * ad.merge_size
     for t, h, w in [(2, 720, 1280), (4, 480, 832), (8, 1024, 1024), (2, 50, 60), (6, 200, 40), (3, 2160, 3840)]:
         if family == "qwen3_vl":
@@ -164,8 +164,8 @@ def test_a_full_processors_video_bounds_are_used():
     model, tok = make_qwen_vl("qwen2_vl")
     vp = SimpleNamespace(size={"shortest_edge": 28 * 28, "longest_edge": 28 * 28 * 4})
     teacher = VLMTeacher(model, SimpleNamespace(tokenizer=tok, image_processor=None, video_processor=vp))
-    assert (teacher.adapter.video_min_pixels, teacher.adapter.video_max_pixels) == (784, 3136)
-    feats = teacher.adapter.encode_videos([torch.rand(1, 2, 3, 112, 112)])
+    assert (teacher.family.video_min_pixels, teacher.family.video_max_pixels) == (784, 3136)
+    feats = teacher.family.encode_videos([torch.rand(1, 2, 3, 112, 112)])
     assert feats.grid_thw.tolist() == [[1, 4, 4]]  # 112 x 112 capped to 56 x 56: 4 x 4 patches of 14
 
 
@@ -174,7 +174,7 @@ def test_video_sizing_matches_the_real_video_processor_where_torchvision_is_inst
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     model, tok = make_qwen_vl("qwen2_vl")
-    ad = VLMTeacher(model, tok).adapter
+    ad = VLMTeacher(model, tok).family
     video = (torch.rand(4, 3, 90, 160) * 255).to(torch.uint8)
     out = Qwen2VLVideoProcessor()(videos=[video], return_tensors="pt", do_sample_frames=False)
     gt, gh, gw = out["video_grid_thw"][0].tolist()

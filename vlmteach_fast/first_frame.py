@@ -37,24 +37,24 @@ def _floor_to(x: float, m: int) -> int:
     return max(m, int(x) // m * m)
 
 
-def resolve_size(adapter, height: int | None, width: int | None, image_hw: tuple[int, int] | None,
+def resolve_size(family, height: int | None, width: int | None, image_hw: tuple[int, int] | None,
                  max_area: int | None = None) -> tuple[int, int]:
     """The (height, width) to generate at (rules in the module docstring).
 
     Args:
-        adapter: the reasoner's family adapter (``size_multiple``, ``fixed_size``, ``default_size``).
+        family: the reasoner's model family (``Reasoner.family``: ``size_multiple``, ``fixed_size``, ``default_size``).
         height, width: the configured sides, or None.
         image_hw: (H, W) of the first frame, or None (text-to-video).
         max_area: cap on height * width when the size comes from the image, or None.
     """
     if height is not None and width is not None:
         return height, width
-    fixed = adapter.fixed_size()
+    fixed = family.fixed_size()
     if fixed is not None and height is None and width is None:
         return fixed
-    mh, mw = adapter.size_multiple()
+    mh, mw = family.size_multiple()
     if image_hw is None:
-        dh, dw = adapter.default_size
+        dh, dw = family.default_size
         return (height or dh), (width or dw)
     ih, iw = image_hw
     if height is not None:

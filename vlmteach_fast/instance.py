@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .checks import check_int, check_number
 from .reasoner import LoRASpec, PreparedInstance, Reasoner
 from .teacher import Queries, as_queries
 
@@ -52,21 +53,15 @@ class SamplingConfig:
 
     def __post_init__(self):
         for name in ("num_frames", "final_steps", "max_sequence_length"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"SamplingConfig.{name} must be an int >= 1, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"SamplingConfig.seed must be an int >= 0, got {self.seed!r}")
+            check_int(f"SamplingConfig.{name}", getattr(self, name))
+        check_int("SamplingConfig.seed", self.seed, minimum=0)
+        for name in ("height", "width", "max_area"):
+            check_int(f"SamplingConfig.{name}", getattr(self, name), optional=True)
+        check_number("SamplingConfig.guidance_scale", self.guidance_scale, minimum=1.0)  # 1 = off
         from .first_frame import FIT_MODES
 
         if self.fit not in FIT_MODES:
             raise ValueError(f"SamplingConfig.fit must be one of {FIT_MODES}, got {self.fit!r}")
-        for name in ("height", "width", "max_area"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"SamplingConfig.{name} must be a positive int or None, got {v!r}")
-        if not isinstance(self.guidance_scale, (int, float)) or not self.guidance_scale >= 1.0:
-            raise ValueError(f"SamplingConfig.guidance_scale must be >= 1 (1 = off), got {self.guidance_scale!r}")
 
 
 @dataclass
@@ -154,9 +149,9 @@ def prepare_first_frame(reasoner: Reasoner, image, sampling: SamplingConfig):
 
     image = load_image(image)
     first = _image_tensor(image)
-    height, width = resolve_size(reasoner.adapter, sampling.height, sampling.width,
+    height, width = resolve_size(reasoner.family, sampling.height, sampling.width,
                                  None if first is None else tuple(first.shape[1:]), sampling.max_area)
-    reasoner.adapter.check_geometry(sampling.num_frames, height, width)
+    reasoner.family.check_geometry(sampling.num_frames, height, width)
     geometry = {"num_frames": sampling.num_frames, "height": height, "width": width, "source": None, "fit": "none"}
     if first is not None:
         fitted, info = fit_image(first, height, width, sampling.fit)
@@ -192,7 +187,7 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     image, geometry = prepare_first_frame(reasoner, image, sampling)
     height, width = geometry["height"], geometry["width"]
     first = _image_tensor(image)
-    is_i2v = getattr(reasoner.adapter, "is_i2v", None)
+    is_i2v = getattr(reasoner.family, "is_i2v", None)
     pipe_name = type(reasoner.pipe).__name__
     if is_i2v is True and image is None:
         raise ValueError(f"`image` is required for the image-to-video {pipe_name}, got None")
@@ -209,9 +204,11 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     return InstanceSetup(reasoner, prompt, image, first, q, prepared, sampling, geometry)
 
 
-def score_frames(teacher, frames: torch.Tensor, queries: Queries, grad: bool = False):
-    """Teacher reward on frames (B, F, 3, H, W) in [0, 1]. Returns (RewardOutput, P(Yes) per query as a list)."""
-    with torch.set_grad_enabled(grad):
+def score_frames(teacher, frames: torch.Tensor, queries: Queries, meter=None):
+    """Teacher reward on frames (B, F, 3, H, W) in [0, 1], without gradient; counted on ``meter`` (a ``CostMeter``)
+    when given. Returns (RewardOutput, P(Yes) per query as a list)."""
+    with torch.no_grad():
         out = teacher.reward(frames, queries)
-    p_yes = out.log_probs.detach().float().exp().mean(0).tolist()  # (Q,)
-    return out, p_yes
+    if meter is not None:
+        meter.count_reward()
+    return out, out.p_yes

@@ -11,7 +11,7 @@ Conditions are computed with the pipeline's own ``encode_prompt`` / ``prepare_la
 match ``pipe(...)`` exactly (tests compare against it).
 
 Wan2.2-TI2V-5B's diffusers repository loads as ``WanPipeline`` (``expand_timesteps=True``): one model for text- and
-image-to-video. Given such a pipeline, the adapter takes an image when there is one and encodes it with a
+image-to-video. Given such a pipeline, the family takes an image when there is one and encodes it with a
 ``WanImageToVideoPipeline`` built from the same components (shared, not copied), exactly as that pipeline would.
 """
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import torch
 
-from .family import FamilyAdapter, PreparedInstance
+from .family import PreparedInstance, VideoFamily
 from .video_io import image_to_tensor, tensor_to_pil
 
-__all__ = ["WanAdapter"]
+__all__ = ["WanFamily"]
 
 
-class WanAdapter(FamilyAdapter):
+class WanFamily(VideoFamily):
     name = "wan"
     pipeline_classes = ("WanPipeline", "WanImageToVideoPipeline")
     # Self- and cross-attention projections of every block (diffusers' Wan attention names).

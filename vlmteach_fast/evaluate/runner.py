@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..outputs import atomic_write_json
-from .records import RecordWriter, commit_dir, config_hash, merge_records, read_all_records, shard_path
+from ..checks import check_int
+from ..io_atomic import atomic_write_json, commit_dir
+from ..methods import METHODS
+from .records import RecordWriter, config_hash, merge_records, read_all_records, shard_path
 from .shard import ProcessInfo, split_pending
 from .suites import DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, checklist_queries
 
 __all__ = ["METHODS", "BenchConfig", "run_item", "run_bench", "pending_items"]
 
 log = logging.getLogger(__name__)
-METHODS = ("optimize", "best_of_n", "vlm_as_solver", "baseline")
 
 
 @dataclass
@@ -72,9 +73,7 @@ class BenchConfig:
             self.optimize = OptimizeConfig(progress=False)
         if not isinstance(self.optimize, OptimizeConfig):
             raise TypeError(f"`optimize` must be an OptimizeConfig, got {type(self.optimize).__name__}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
-            raise ValueError(f"`limit` must be a positive int or None, got {self.limit!r}")
+        check_int("limit", self.limit, optional=True)
         if self.scorer is not None and not callable(self.scorer):
             raise TypeError(f"`scorer` must be callable(item, frames), got {type(self.scorer).__name__}")
         unknown = [m for m in self.query_metrics if m not in RULER_METRICS]
@@ -109,29 +108,20 @@ def _first_frame(item: BenchItem):
 
 
 def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher):
-    """Run the method. Returns (frames (1, F, 3, H, W), p_yes list, stop reason, cost dict, result object,
-    geometry record of the first frame (``instance.prepare_first_frame``))."""
-    from ..baselines import baseline, best_of_n, vlm_as_solver
+    """Run the method on one item; returns (its ``MethodOutput``, the geometry record of its first frame from
+    ``instance.prepare_first_frame``)."""
     from ..instance import as_reasoner, prepare_first_frame
-    from ..optimization import optimize
+    from ..methods import run_method
 
     # the first frame is brought to the model's geometry once, here, so the record can say what was done
     image, geometry = prepare_first_frame(as_reasoner(pipe, cfg.optimize.lora), _first_frame(item),
                                           cfg.optimize.sampling)
     sampling = dataclasses.replace(cfg.optimize.sampling, height=geometry["height"], width=geometry["width"])
-    queries = checklist_queries(item, cfg.query_metrics)
-    if cfg.method == "optimize":
-        res = optimize(pipe, teacher, item.prompt, image=image, queries=queries,
-                       config=dataclasses.replace(cfg.optimize, sampling=sampling))
-        return res.frames, res.final_p_yes, res.stop_reason, res.cost.to_dict(), res, geometry
-    kw = dict(image=image, queries=queries, sampling=sampling, lora=cfg.optimize.lora)
-    if cfg.method == "best_of_n":
-        res = best_of_n(pipe, teacher, item.prompt, n=cfg.options.get("n", 5), **kw)
-    elif cfg.method == "vlm_as_solver":
-        res = vlm_as_solver(pipe, teacher, item.prompt, rounds=cfg.options.get("rounds", 0), **kw)
-    else:
-        res = baseline(pipe, teacher, item.prompt, **kw)
-    return res.frames, res.p_yes, None, res.cost.to_dict(), res, geometry
+    result = run_method(cfg.method, pipe, teacher, item.prompt, image=image,
+                        queries=checklist_queries(item, cfg.query_metrics),
+                        config=dataclasses.replace(cfg.optimize, sampling=sampling),
+                        n=cfg.options.get("n", 5), rounds=cfg.options.get("rounds", 0))
+    return result, geometry
 
 
 def _final_frame_match(frames: torch.Tensor, path: str) -> float:
@@ -206,8 +196,9 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
     t0 = time.perf_counter()
     stage = "run"
     try:
-        frames, p_yes, stop, cost, result, geometry = _solve(item, cfg, pipe, teacher)
-        rec.update(geometry=geometry, teacher_p_yes=list(p_yes), stop_reason=stop, cost=cost)
+        result, geometry = _solve(item, cfg, pipe, teacher)
+        rec.update(geometry=geometry, teacher_p_yes=list(result.p_yes), stop_reason=result.stop_reason,
+                   cost=result.cost.to_dict())
         # outputs first: a scorer that fails must not cost the generated video
         rel = os.path.join("instances", f"{cfg.method}-{chash}", item.dir_name)
         commit_dir(lambda d: result.save(d, fps=cfg.fps), os.path.join(cfg.out, rel))
@@ -215,7 +206,8 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
         if os.path.isdir(os.path.join(cfg.out, rel, "adapter")):
             rec["adapter"] = os.path.join(rel, "adapter")
         stage = "scoring"
-        rec.update(score_item(item, frames, p_yes, judge, cfg.scorer, video=os.path.join(cfg.out, rec["video"])))
+        rec.update(score_item(item, result.frames, result.p_yes, judge, cfg.scorer,
+                              video=os.path.join(cfg.out, rec["video"])))
     except Exception as err:  # noqa: BLE001 - one bad instance (bad image, OOM, NaN) must not stop the benchmark
         log.warning("instance %s failed: %s", item.id, traceback.format_exc(limit=3))
         where = "" if stage == "run" else f"{stage} failed (the video is kept at {rec['video']}): "

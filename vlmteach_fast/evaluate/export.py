@@ -17,7 +17,7 @@ import os
 import shutil
 
 from .records import read_all_records
-from .report import latest_configs
+from .summary import latest_configs
 
 __all__ = ["LAYOUTS", "official_relpath", "export_official"]
 

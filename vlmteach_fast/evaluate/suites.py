@@ -282,8 +282,9 @@ def load_vbvr(root: str) -> Suite:
                 gt = {k: os.path.join(d, name) for k, name in (("final_frame", "final_frame.png"),
                                                                 ("video", "ground_truth.mp4"))
                       if os.path.isfile(os.path.join(d, name))}
-                items.append(BenchItem(id=f"{split}/{task}/{sample}", task=task, category=vbvr_category(task) or task,
-                                       prompt=prompt, image=first, split=split, ground_truth=gt, source=d, index=sample))
+                items.append(BenchItem(id=f"{split}/{task}/{sample}", task=task,
+                                       category=vbvr_category(task) or task, prompt=prompt, image=first,
+                                       split=split, ground_truth=gt, source=d, index=sample))
     if not items and not errors:
         raise ValueError(f"{root}: no <split>/<task>/<sample>/ folders found (VBVR-style suite)")
     return Suite(os.path.basename(root.rstrip("/")), items, errors, "vbvr")
