@@ -215,3 +215,17 @@ def test_scores_equal_the_official_entry_points_on_the_exported_tree(pipe, tmp_p
         str(tmp_path / "vbvr_weighted" / "model"), name="m")
     official = {(d["task_name"], d["video_idx"]): d["score"] for d in res["detailed"]}
     assert official == pytest.approx(ours["vbvr:weighted"])
+
+
+def test_index_page_links_the_percent_encoded_instance_folders(ruler_run):
+    from urllib.parse import unquote
+
+    from vlmteach_fast.evaluate.html import instances_html
+
+    _, recs, out = ruler_run
+    page = instances_html(list(recs.values()))
+    rec = recs["maze/1"]
+    assert "maze%2F1" in rec["video"]
+    href = f'src="{rec["video"].replace("%", "%25")}"'
+    assert href in page  # the browser decodes %25 back to the folder's literal "%2F"
+    assert os.path.isfile(out / unquote(rec["video"].replace("%", "%25")))
