@@ -1,6 +1,7 @@
 """The benchmarks' official files through the runner: RULER-Bench's data.jsonl (tests/data/ruler), first frames of
 other sizes fitted to the model and recorded."""
 
+import json
 import os
 
 import pytest
@@ -42,6 +43,8 @@ def test_ruler_official_file_runs_every_task_and_records_the_geometry(ruler_run)
     assert maze["geometry"] == {"num_frames": 5, "height": 32, "width": 32, "source": [32, 48], "fit": "crop",
                                 "scaled": [32, 48], "offset": [0, 8]}
     assert recs["anomaly/0"]["geometry"]["source"] == [40, 40] and recs["anomaly/0"]["status"] == "ok"
+    with open(os.path.join(ruler_run[2], os.path.dirname(maze["video"]), "result.json")) as f:
+        assert json.load(f)["geometry"] == maze["geometry"]  # the instance's own result says it too
     # an item with an input video and no image cannot run on an image-to-video model: recorded, the rest ran
     assert recs["physics/0"]["status"] == "error" and "`image` is required" in recs["physics/0"]["error"]
 

@@ -117,6 +117,7 @@ class OptimizeResult:
         best_step: index of the step whose adapter was kept (-1: the fresh adapter).
         used_initial: True when the plain video scored higher and was returned.
         reasoner: the Reasoner used (holds the chosen adapter; ``save_adapter`` writes it).
+        geometry: how the first frame was brought to the video's size (``instance.prepare_first_frame``).
     """
 
     frames: torch.Tensor
@@ -131,6 +132,7 @@ class OptimizeResult:
     best_step: int = -1
     used_initial: bool = False
     reasoner: object = None
+    geometry: dict = field(default_factory=dict)
 
     @property
     def p_yes(self) -> list[float]:
@@ -148,6 +150,7 @@ class OptimizeResult:
             "final_p_yes": self.final_p_yes,
             "initial_p_yes": self.initial_p_yes,
             "cost": self.cost.to_dict(),
+            "geometry": self.geometry,
         }
 
     def save(self, out_dir, fps: int = 8) -> dict:
@@ -245,7 +248,7 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         frames=frames, adapter={k: v.detach().cpu().clone() for k, v in reasoner.snapshot_lora().items()},
         queries=setup.queries, history=loop.history, stop_reason=loop.stop_reason, cost=meter.finish(),
         final_p_yes=final_p, initial_p_yes=initial_p, initial_frames=initial_frames, best_step=best_step,
-        used_initial=used_initial, reasoner=reasoner,
+        used_initial=used_initial, reasoner=reasoner, geometry=setup.geometry,
     )
     if out_dir is not None:
         out.save(out_dir)

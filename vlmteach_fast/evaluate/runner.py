@@ -108,20 +108,13 @@ def _first_frame(item: BenchItem):
 
 
 def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher):
-    """Run the method on one item; returns (its ``MethodOutput``, the geometry record of its first frame from
-    ``instance.prepare_first_frame``)."""
-    from ..instance import as_reasoner, prepare_first_frame
+    """Run the method on one item; returns its ``MethodOutput`` (whose ``geometry`` says how the first frame was
+    brought to the model's size)."""
     from ..methods import run_method
 
-    # the first frame is brought to the model's geometry once, here, so the record can say what was done
-    image, geometry = prepare_first_frame(as_reasoner(pipe, cfg.optimize.lora), _first_frame(item),
-                                          cfg.optimize.sampling)
-    sampling = dataclasses.replace(cfg.optimize.sampling, height=geometry["height"], width=geometry["width"])
-    result = run_method(cfg.method, pipe, teacher, item.prompt, image=image,
-                        queries=checklist_queries(item, cfg.query_metrics),
-                        config=dataclasses.replace(cfg.optimize, sampling=sampling),
-                        n=cfg.options.get("n", 5), rounds=cfg.options.get("rounds", 0))
-    return result, geometry
+    return run_method(cfg.method, pipe, teacher, item.prompt, image=_first_frame(item),
+                      queries=checklist_queries(item, cfg.query_metrics), config=cfg.optimize,
+                      n=cfg.options.get("n", 5), rounds=cfg.options.get("rounds", 0))
 
 
 def _final_frame_match(frames: torch.Tensor, path: str) -> float:
@@ -196,9 +189,9 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
     t0 = time.perf_counter()
     stage = "run"
     try:
-        result, geometry = _solve(item, cfg, pipe, teacher)
-        rec.update(geometry=geometry, teacher_p_yes=list(result.p_yes), stop_reason=result.stop_reason,
-                   cost=result.cost.to_dict())
+        result = _solve(item, cfg, pipe, teacher)
+        rec.update(geometry=getattr(result, "geometry", None), teacher_p_yes=list(result.p_yes),
+                   stop_reason=result.stop_reason, cost=result.cost.to_dict())
         # outputs first: a scorer that fails must not cost the generated video
         rel = os.path.join("instances", f"{cfg.method}-{chash}", item.dir_name)
         commit_dir(lambda d: result.save(d, fps=cfg.fps), os.path.join(cfg.out, rel))
