@@ -83,7 +83,7 @@ def test_commit_dir_replaces_leftovers_and_cleans_up_on_error(tmp_path):
     final.mkdir(parents=True)
     (final / "stale.txt").write_text("from a killed attempt")
     commit_dir(lambda d: open(os.path.join(d, "video.mp4"), "w").write("v"), final)
-    assert os.listdir(final) == ["video.mp4"]
+    assert sorted(os.listdir(final)) == ["manifest.json", "video.mp4"]
 
     def boom(d):
         open(os.path.join(d, "half"), "w").write("h")
@@ -91,7 +91,7 @@ def test_commit_dir_replaces_leftovers_and_cleans_up_on_error(tmp_path):
 
     with pytest.raises(OSError, match="disk full"):
         commit_dir(boom, final)
-    assert os.listdir(final) == ["video.mp4"] and os.listdir(tmp_path / "inst") == ["x"]
+    assert sorted(os.listdir(final)) == ["manifest.json", "video.mp4"] and os.listdir(tmp_path / "inst") == ["x"]
 
 
 def test_config_hash_is_canonical():

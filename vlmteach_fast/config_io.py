@@ -62,11 +62,20 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
         with open(path) as f:
             text = f.read()
         if path.endswith(".json"):
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
         else:
             import yaml
 
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                what = getattr(err, "problem", None) or str(err).splitlines()[0]
+                raise ValueError(f"{where}: not valid YAML{at}: {what}") from None
         data = data or {}
     elif isinstance(source, dict):
         data = dict(source)
@@ -78,6 +87,10 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
     for k in list(data):
         if k in METHOD_KEYS:
             options[k] = data.pop(k)
+    for k, minimum in (("n", 1), ("rounds", 0)):
+        v = options[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"{where}: `{k}` must be an int >= {minimum}, got {v!r}")
     try:
         return _build(OptimizeConfig, data, where), options
     except (TypeError, ValueError) as err:

@@ -72,7 +72,9 @@ def _teacher_score(judge, frames, queries) -> float:
 
 
 def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
-    """Run the comparison; returns {"rows": per (instance, method) records, "summary": per method means}."""
+    """Run the comparison; returns {"rows": per (instance, method) records, "summary": per method means,
+    "interrupted": bool}. Ctrl-C stops it after writing results.json and index.html for the instances that finished
+    (``interrupted`` is then True)."""
     config = config or DemoConfig()
     os.makedirs(config.out, exist_ok=True)
     threads = torch.get_num_threads()
@@ -88,10 +90,8 @@ def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
 
 def _run_demo(config: DemoConfig, progress) -> dict:
     from . import toy
-    from .baselines import baseline, best_of_n
     from .instance import SamplingConfig
-    from .optimization import OptimizeConfig, optimize
-    from .reasoner import LightDecoderConfig, LoRASpec
+    from .reasoner import LoRASpec
 
     pipe, teacher, judge = _models(config)
     instances = toy.make_instances(config.instances, seed=config.seed)
@@ -99,47 +99,70 @@ def _run_demo(config: DemoConfig, progress) -> dict:
                                         final_steps=toy.SAMPLE_STEPS, seed=config.seed * 1000 + i)
     lora = LoRASpec(rank=config.rank)
     rows, media = [], []
-    for i, inst in enumerate(instances):
-        queries = toy.queries_for(inst)
-        common = dict(image=inst.first_frame, queries=queries, sampling=sampling(i), lora=lora)
-        videos = {"ground truth": inst.solution[None]}
-        curves = None
-        for method in config.methods:
-            t0 = time.perf_counter()
-            if method == "plain":
-                res = baseline(pipe, judge, inst.prompt, **common)
-                frames, cost = res.frames, res.cost
-            elif method == "best_of_5":
-                res = best_of_n(pipe, judge, inst.prompt, n=config.n, **common)
-                frames, cost = res.frames, res.cost
-            else:
-                oc = OptimizeConfig(mode=config.mode, steps=config.steps, grad_steps=config.grad_steps,
-                                    lr=config.lr, max_steps=config.max_steps,
-                                    budget=f"best_of_n:{config.n}" if config.budgeted else None,
-                                    decoder=LightDecoderConfig(kind="full"), lora=lora, sampling=common["sampling"],
-                                    progress=False)
-                res = optimize(pipe, teacher, inst.prompt, image=inst.first_frame, queries=queries, config=oc)
-                frames, cost, curves = res.frames, res.cost, res
-            seconds = time.perf_counter() - t0
-            rule = toy.score_video(inst, frames[0])
-            row = dict(instance=i, task=inst.task_type, difficulty=inst.difficulty, method=method,
-                       rule_score=rule.score, passed=rule.passed, parts=rule.parts,
-                       teacher=_teacher_score(judge, frames, queries), seconds=seconds, cost=cost.to_dict())
-            if method == "optimize":
-                row.update(stop_reason=res.stop_reason, steps=len(res.history), used_initial=res.used_initial)
-            rows.append(row)
-            videos[method] = frames
-            progress(f"[{i + 1}/{len(instances)}] {inst.task_type:<5} {method:<10} rule {rule.score:.2f} "
-                     f"{'PASS' if rule.passed else 'fail'}  teacher {row['teacher']:.2f}  {seconds:.1f} s")
-        if config.write_media:
-            media.append(_write_media(config.out, i, inst, videos, curves))
+    interrupted = False
+    try:
+        for i, inst in enumerate(instances):
+            rows_i, media_i = _run_instance(config, i, inst, pipe, teacher, judge, sampling(i), lora, progress)
+            rows += rows_i  # only whole instances: a Ctrl-C inside one leaves none of its rows
+            if media_i is not None:
+                media.append(media_i)
+    except KeyboardInterrupt:
+        interrupted = True
+        progress(f"interrupted: writing the results of the {len({r['instance'] for r in rows})} instance(s) that "
+                 "finished")
     summary = summarize(rows)
     if config.write_media:
         _write_html(config.out, summary, rows, media)
     from .outputs import atomic_write_json
 
-    atomic_write_json(os.path.join(config.out, "results.json"), {"summary": summary, "rows": rows})
-    return {"rows": rows, "summary": summary}
+    atomic_write_json(os.path.join(config.out, "results.json"),
+                      {"summary": summary, "rows": rows, "interrupted": interrupted})
+    return {"rows": rows, "summary": summary, "interrupted": interrupted}
+
+
+def _run_instance(config, i, inst, pipe, teacher, judge, sampling, lora, progress):
+    """Every method on one instance. Returns (rows, media entry or None)."""
+    from . import toy
+    from .baselines import baseline, best_of_n
+    from .optimization import OptimizeConfig, optimize
+    from .reasoner import LightDecoderConfig
+
+    queries = toy.queries_for(inst)
+    common = dict(image=inst.first_frame, queries=queries, sampling=sampling, lora=lora)
+    videos = {"ground truth": inst.solution[None]}
+    curves = None
+    rows = []
+    for method in config.methods:
+        t0 = time.perf_counter()
+        if method == "plain":
+            res = baseline(pipe, judge, inst.prompt, **common)
+            frames, cost = res.frames, res.cost
+        elif method == "best_of_5":
+            res = best_of_n(pipe, judge, inst.prompt, n=config.n, **common)
+            frames, cost = res.frames, res.cost
+        else:
+            oc = OptimizeConfig(mode=config.mode, steps=config.steps, grad_steps=config.grad_steps,
+                                lr=config.lr, max_steps=config.max_steps,
+                                budget=f"best_of_n:{config.n}" if config.budgeted else None,
+                                decoder=LightDecoderConfig(kind="full"), lora=lora, sampling=sampling,
+                                progress=False)
+            res = optimize(pipe, teacher, inst.prompt, image=inst.first_frame, queries=queries, config=oc)
+            if res.stop_reason == "interrupted":  # optimize stopped early on Ctrl-C: the demo stops
+                raise KeyboardInterrupt
+            frames, cost, curves = res.frames, res.cost, res
+        seconds = time.perf_counter() - t0
+        rule = toy.score_video(inst, frames[0])
+        row = dict(instance=i, task=inst.task_type, difficulty=inst.difficulty, method=method,
+                   rule_score=rule.score, passed=rule.passed, parts=rule.parts,
+                   teacher=_teacher_score(judge, frames, queries), seconds=seconds, cost=cost.to_dict())
+        if method == "optimize":
+            row.update(stop_reason=res.stop_reason, steps=len(res.history), used_initial=res.used_initial)
+        rows.append(row)
+        videos[method] = frames
+        progress(f"[{i + 1}/{config.instances}] {inst.task_type:<5} {method:<10} rule {rule.score:.2f} "
+                 f"{'PASS' if rule.passed else 'fail'}  teacher {row['teacher']:.2f}  {seconds:.1f} s")
+    media = _write_media(config.out, i, inst, videos, curves) if config.write_media else None
+    return rows, media
 
 
 def summarize(rows) -> dict:
@@ -214,6 +237,10 @@ def main_demo(args) -> int:
     cfg = DemoConfig(instances=args.instances, out=args.out, seed=args.seed)
     t0 = time.perf_counter()
     result = run_demo(cfg)
+    if result["interrupted"]:
+        print(f"\ninterrupted: results of the {len({r['instance'] for r in result['rows']})} finished instance(s) are "
+              f"in {os.path.join(cfg.out, 'results.json')}")
+        return 130
     print()
     print(format_table(result["summary"]))
     print(f"\n{cfg.instances} instance(s) in {time.perf_counter() - t0:.0f} s; open {os.path.join(cfg.out, 'index.html')}")

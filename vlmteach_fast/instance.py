@@ -13,8 +13,9 @@ import torch
 
 from .reasoner import LoRASpec, PreparedInstance, Reasoner
 from .teacher import Queries, as_queries
+from .teacher.queries import warn_unless_yes_no
 
-__all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "setup_instance", "score_frames"]
+__all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "check_image_tensor", "setup_instance", "score_frames"]
 
 _REASONER_ATTR = "_vlmteach_reasoner"
 
@@ -89,8 +90,12 @@ def as_reasoner(pipe, lora: LoRASpec | None = None) -> Reasoner:
 
 
 def load_image(image):
-    """Accept a PIL image, a tensor (3, H, W) in [0, 1], a path, or None. Paths are opened as RGB PIL images."""
-    if image is None or torch.is_tensor(image):
+    """Accept a PIL image, a tensor (3, H, W) (or (1, 3, H, W)) in [0, 1], a path, or None. Paths are opened as RGB
+    PIL images; tensors are checked (``check_image_tensor``)."""
+    if image is None:
+        return image
+    if torch.is_tensor(image):
+        check_image_tensor(image)
         return image
     if isinstance(image, (str, os.PathLike)):
         from PIL import Image, UnidentifiedImageError
@@ -109,6 +114,28 @@ def load_image(image):
         return image if image.mode == "RGB" else image.convert("RGB")
     raise TypeError(f"`image` must be a PIL.Image, a (3, H, W) tensor in [0, 1], a file path or None, "
                     f"got {type(image).__name__}")
+
+
+def check_image_tensor(image: torch.Tensor, name: str = "image") -> None:
+    """A first-frame tensor must be (3, H, W) or (1, 3, H, W) float, channels first, finite, in [0, 1] (a small
+    tolerance for rounding). Raises ValueError naming the shape or values that are wrong."""
+    shape = tuple(image.shape)
+    if image.dim() == 4 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) != 3:
+        raise ValueError(f"`{name}` must be a (3, H, W) tensor in [0, 1], got {image.dim()}-D shape {tuple(image.shape)}")
+    if shape[0] != 3:
+        hint = " (channels last: use image.permute(2, 0, 1))" if shape[-1] == 3 else ""
+        raise ValueError(f"`{name}` must be a (3, H, W) tensor in [0, 1] (channels first), got shape "
+                         f"{tuple(image.shape)}{hint}")
+    if not image.is_floating_point():
+        raise ValueError(f"`{name}` must be a float tensor in [0, 1], got dtype {image.dtype} (divide uint8 by 255)")
+    bad = int((~torch.isfinite(image)).sum())
+    if bad:
+        raise ValueError(f"`{name}` has {bad} non-finite value(s) (NaN / inf) of {image.numel()}")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(f"`{name}` values must be in [0, 1], got [{lo:.4g}, {hi:.4g}]")
 
 
 def _image_tensor(image) -> torch.Tensor | None:
@@ -159,6 +186,7 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
         raise ValueError(f"`image` must be None for the text-to-video {pipe_name}, got {type(image).__name__}")
     if queries is not None:
         q = as_queries(queries)
+        warn_unless_yes_no(q)
     else:
         q = teacher.synthesize_queries(prompt, first, max_process=max_process)
     prepared = reasoner.prepare(prompt, image, sampling.negative_prompt, num_frames=sampling.num_frames,

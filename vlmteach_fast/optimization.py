@@ -76,10 +76,25 @@ class OptimizeConfig:
                 raise ValueError(f"OptimizeConfig.{name} must be an int >= 1, got {v!r}")
         if self.mode == "k_step" and self.grad_steps > self.steps:
             raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
-        for name in ("lr", "lr_decay_on_failure"):
+        def number(name, v):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"OptimizeConfig.{name} must be a finite number, got {v!r}")
+
+        for name in ("lr", "lr_decay_on_failure", "weight_decay", "max_grad_norm", "min_delta"):
+            number(name, getattr(self, name))
+        if not self.lr > 0:
+            raise ValueError(f"OptimizeConfig.lr must be > 0, got {self.lr!r}")
+        if not 0 < self.lr_decay_on_failure <= 1:
+            raise ValueError(f"OptimizeConfig.lr_decay_on_failure must be in (0, 1] (a factor that lowers lr), "
+                             f"got {self.lr_decay_on_failure!r}")
+        for name in ("weight_decay", "min_delta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"OptimizeConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        # max_grad_norm <= 0 disables clipping (documented), so any finite value is allowed
+        for name in ("block_checkpointing", "score_initial", "keep_initial_if_better", "progress"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not (v > 0) or not math.isfinite(v):
-                raise ValueError(f"OptimizeConfig.{name} must be a positive finite number, got {v!r}")
+            if not isinstance(v, bool):
+                raise ValueError(f"OptimizeConfig.{name} must be true or false, got {v!r}")
         if not 0.0 < self.yes_threshold <= 1.0:
             raise ValueError(f"OptimizeConfig.yes_threshold must be in (0, 1], got {self.yes_threshold!r}")
         for name, cls in (("lora", LoRASpec), ("decoder", LightDecoderConfig), ("sampling", SamplingConfig)):
@@ -139,10 +154,16 @@ class OptimizeResult:
     used_initial: bool = False
     reasoner: object = None
 
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C stopped the loop early: the result holds the best adapter *so far*."""
+        return self.stop_reason == "interrupted"
+
     def summary(self) -> dict:
         """JSON-ready summary (no tensors)."""
         return {
             "stop_reason": self.stop_reason,
+            "interrupted": self.interrupted,
             "steps": len(self.history),
             "best_step": self.best_step,
             "used_initial": self.used_initial,
@@ -153,7 +174,8 @@ class OptimizeResult:
         }
 
     def save(self, out_dir, fps: int = 8) -> dict:
-        """Write video.mp4, video.gif, adapter/, history.json, reward.png, result.json (each atomically)."""
+        """Write video.mp4, video.gif, adapter/ (``self.adapter``), history.json, reward.png, result.json and
+        manifest.json as one set, moved into place whole (``outputs.commit_dir``)."""
         from .outputs import save_optimize_result
 
         return save_optimize_result(self, out_dir, fps=fps)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import torch
 
-__all__ = ["run_solve", "parse_queries_arg", "load_pipeline"]
+__all__ = ["run_solve", "parse_queries_arg", "load_pipeline", "check_device_dtype", "check_out_dir"]
 
 
 def parse_queries_arg(value):
@@ -56,6 +57,50 @@ def load_pipeline(source: str, device, dtype, trust_remote_code: bool = False):
     return pipe.to(device)
 
 
+def check_device_dtype(device_arg, dtype_arg, flag: str = "--device"):
+    """(torch.device, torch.dtype) from the command line, checked before any model loads: a device string torch
+    parses and that exists here, and a dtype that works on it. Raises ValueError naming the setting and the value."""
+    try:
+        device = torch.device(device_arg) if device_arg else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{flag} {device_arg!r} is not a device; allowed: cpu, cuda, cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{flag} {device_arg!r} is not supported; allowed: cpu, cuda, cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{flag} {device_arg!r}: no CUDA device is visible to torch here (torch built for "
+                             f"CUDA {torch.version.cuda or 'none'}); allowed: cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{flag} {device_arg!r}: only {torch.cuda.device_count()} CUDA device(s) here; "
+                             f"allowed: cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if dtype_arg == "float16" and device.type == "cpu":
+        # measured: fp16 on the CPU overflows in the VAE and gives NaN frames, then a misleading range error
+        raise ValueError("--dtype float16 is not supported on the CPU (NaN frames); allowed there: float32, bfloat16")
+    dtype = getattr(torch, dtype_arg) if dtype_arg else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    return device, dtype
+
+
+def check_out_dir(out: str, flag: str = "--out") -> None:
+    """``out`` may be replaced by an output set (see ``outputs.commit_dir``) and can be written, proved with a
+    probe file in its nearest existing folder. Creates nothing. Raises ValueError / PermissionError naming it."""
+    import tempfile
+
+    from .outputs import OutputSetError, check_replaceable_dir
+
+    try:
+        check_replaceable_dir(out, what=flag)
+    except OutputSetError as err:
+        raise ValueError(str(err)) from None
+    probe = os.path.abspath(out)
+    while not os.path.isdir(probe):
+        probe = os.path.dirname(probe)
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"{flag} {out!r} cannot be written ({err.strerror or err})") from err
+
+
 def run_solve(args) -> int:
     from .baselines import baseline, best_of_n, vlm_as_solver
     from .config_io import load_config
@@ -72,13 +117,12 @@ def run_solve(args) -> int:
         queries = parse_queries_arg(args.queries)
         pipe_src = _check_source(args.pipeline, "--pipeline")
         teacher_src = _check_source(args.teacher, "--teacher")
-        os.makedirs(args.out, exist_ok=True)
-        if not os.access(args.out, os.W_OK):
-            raise PermissionError(f"--out directory is not writable: {args.out!r}")
+        device, dtype = check_device_dtype(args.device, args.dtype)
+        if args.teacher_device:
+            check_device_dtype(args.teacher_device, args.dtype, "--teacher-device")
+        check_out_dir(args.out)
     except (ValueError, TypeError, FileNotFoundError, PermissionError) as err:
         raise SystemExit(f"error: {err}") from err
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
     # 2. models
     pipe = load_pipeline(pipe_src, device, dtype, args.trust_remote_code)
@@ -103,4 +147,8 @@ def run_solve(args) -> int:
     p_yes = summary.get("final_p_yes", summary.get("p_yes"))
     print(f"{args.method}: P(Yes) per query {[round(p, 4) for p in p_yes]}, "
           f"{summary['cost']['seconds']:.1f} s, outputs in {args.out}")
+    if summary.get("interrupted"):
+        print(f"interrupted after {summary['steps']} step(s): {args.out} holds the best adapter so far and its video "
+              "(result.json says stop_reason: interrupted)", file=sys.stderr)
+        return 130
     return 0

@@ -85,6 +85,7 @@ def _check_out_dir(out: str) -> None:
 def _prepare(args):
     """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
     from ..config_io import load_config
+    from ..solve import check_device_dtype
     from .models import check_spec, resolve_factory
     from .runner import BenchConfig
     from .suites import load_suite
@@ -101,6 +102,7 @@ def _prepare(args):
         check_spec(args.judge, "--judge")
         scorer = resolve_factory(args.scorer, "--scorer") if args.scorer else None
         config, options = load_config(args.config)
+        check_device_dtype(args.device, args.dtype)
         if args.no_progress:
             config.progress = False
         metrics = tuple(m.strip() for m in args.query_metrics.split(",") if m.strip())
@@ -118,8 +120,6 @@ def run_bench_command(args) -> int:
     import torch
 
     from .models import load_judge_spec, load_pipeline_spec, load_teacher_spec
-    from .records import read_all_records
-    from .report import latest_configs, write_reports
     from .runner import run_bench
     from .shard import process_state
 
@@ -138,9 +138,28 @@ def run_bench_command(args) -> int:
         judge = load_judge_spec(args.judge, teacher, device, dtype, args.trust_remote_code)
         return pipe, teacher, judge
 
-    records = run_bench(suite, cfg, load_models, info, progress=not args.no_progress)
+    try:
+        records = run_bench(suite, cfg, load_models, info, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        if info.is_main:
+            finished = _write_reports(suite, cfg, args)
+            print(f"bench: interrupted; {finished} finished instance(s) are recorded and in the report; the "
+                  "instance that was running is not: re-run the same command to resume", file=sys.stderr, flush=True)
+        return 130  # the shell's code for a SIGINT stop
     if records is None:  # not the main process: it has written its shard
         return 0
+    _write_reports(suite, cfg, args)
+    items = suite.items[: cfg.limit] if cfg.limit else suite.items
+    ok = [r for r in records if r["status"] == "ok"]
+    return 0 if len(ok) == len(items) and not suite.errors else 1
+
+
+def _write_reports(suite, cfg, args) -> int:
+    """Reports of every method run into ``--out`` (latest config of each), and the summary line of this run's
+    method. Returns how many of this run's instances are recorded."""
+    from .records import read_all_records
+    from .report import latest_configs, write_reports
+
     items = suite.items[: cfg.limit] if cfg.limit else suite.items
     ids = {it.id for it in items}
     everything = [r for r in read_all_records(cfg.out) if r["instance_id"] in ids]  # every method run into --out
@@ -149,12 +168,14 @@ def run_bench_command(args) -> int:
         print(f"bench: {len(everything) - len(current)} records of earlier configs are left out of the reports "
               "(kept in shards/)", flush=True)
     paths = write_reports(cfg.out, current, items, suite.errors, title=f"{suite.name}", baseline=args.baseline_method)
+    chash = cfg.hash()
+    records = [r for r in everything if r["method"] == cfg.method and r["config_hash"] == chash]
     ok = [r for r in records if r["status"] == "ok"]
     scores = [r["score"] for r in ok]
     mean = f"{sum(scores) / len(scores):.3f} ({ok[0]['score_name']})" if ok else "-"
     print(f"bench: {cfg.method}: {len(ok)}/{len(items)} finished, {len(records) - len(ok)} failed, "
           f"{len(suite.errors)} suite entries skipped; mean score {mean}; report {paths['summary.md']}", flush=True)
-    return 0 if len(ok) == len(items) and not suite.errors else 1
+    return len(records)
 
 
 def run_bench_report(args) -> int:

@@ -18,11 +18,10 @@ import glob
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import warnings
 
-from ..outputs import atomic_write_bytes
+from ..outputs import atomic_write_bytes, to_json_text
+from ..outputs import commit_dir as _commit_dir
 
 __all__ = ["RECORD_KEYS", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
            "shard_path", "merge_records", "commit_dir"]
@@ -54,7 +53,7 @@ class RecordWriter:
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._drop_torn_tail()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)  # & ~umask
 
     def _drop_torn_tail(self):
         """A kill during a previous ``append`` can leave a last line without its newline: cut it off, so the next
@@ -75,7 +74,7 @@ class RecordWriter:
         missing = [k for k in RECORD_KEYS if k not in record]
         if missing:
             raise ValueError(f"record is missing key(s) {missing}")
-        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+        line = (to_json_text(record, sort_keys=True, default=str) + "\n").encode()
         # one write call for the whole line: O_APPEND makes it land after everything else in the file
         written = os.write(self._fd, line)
         if written != len(line):
@@ -130,23 +129,11 @@ def merge_records(out_dir, order: list[str] | None = None) -> str:
     recs = sorted(read_all_records(out_dir),
                   key=lambda r: (rank.get(r["instance_id"], len(rank)), str(r["instance_id"]), r["method"],
                                  r["config_hash"]))
-    text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in recs)
+    text = "".join(to_json_text(r, sort_keys=True, default=str) + "\n" for r in recs)
     return atomic_write_bytes(os.path.join(os.fspath(out_dir), "records.jsonl"), text.encode())
 
 
 def commit_dir(write, final_dir) -> str:
-    """Run ``write(tmp_dir)`` in a fresh temporary folder beside ``final_dir``, then move it into place, replacing
-    what a crashed earlier attempt left there. On any error the temporary folder is removed and nothing changes."""
-    final_dir = os.fspath(final_dir)
-    parent = os.path.dirname(os.path.abspath(final_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
-        write(tmp)
-        if os.path.isdir(final_dir):
-            shutil.rmtree(final_dir)  # left by an attempt that died before its record: never referenced
-        os.replace(tmp, final_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final_dir
+    """``outputs.commit_dir`` for an instance folder the runner owns: whatever a crashed attempt left there is
+    replaced (the folder is never the user's)."""
+    return _commit_dir(write, final_dir, known=None)

@@ -6,6 +6,8 @@ Recipe of ``run_bench``:
 3. load the models (only if this process has work), run each instance: method -> scores -> outputs written
    atomically -> record appended (flush + fsync); an instance that raises is recorded with its error, the run goes on;
 4. barrier; the main process merges the shards into ``records.jsonl`` and writes the reports.
+Ctrl-C stops the run: the instance it cut is not recorded, the records of finished ones are merged (the ``bench``
+command then writes their reports and exits 130); re-running the same command resumes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..outputs import atomic_write_json
-from .records import RecordWriter, commit_dir, config_hash, merge_records, read_all_records, shard_path
+from .records import RecordWriter, config_hash, merge_records, read_all_records, shard_path
 from .shard import ProcessInfo, split_pending
 from .suites import DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, checklist_queries
 
@@ -175,7 +177,9 @@ def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=
 
 def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank: int = 0,
              chash: str | None = None) -> dict:
-    """Run, score and save one instance; never raises for a failing instance (the record says "error")."""
+    """Run, score and save one instance; never raises for a failing instance (the record says "error").
+    Ctrl-C (``KeyboardInterrupt``, also when ``optimize`` stopped early on it) propagates: no record is made, so a
+    resumed run redoes the instance."""
     chash = chash or cfg.hash()
     rec = {"instance_id": item.id, "task": item.task, "category": item.category, "split": item.split,
            "method": cfg.method, "config_hash": chash, "status": "ok", "error": None, "score": None,
@@ -184,10 +188,12 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
     t0 = time.perf_counter()
     try:
         frames, p_yes, stop, cost, result = _solve(item, cfg, pipe, teacher)
+        if stop == "interrupted":  # optimize turned Ctrl-C into an early stop: the run stops, nothing is recorded
+            raise KeyboardInterrupt
         rec.update(score_item(item, frames, p_yes, judge, cfg.scorer))
         rec.update(teacher_p_yes=list(p_yes), stop_reason=stop, cost=cost)
         rel = os.path.join("instances", f"{cfg.method}-{chash}", item.dir_name)
-        commit_dir(lambda d: result.save(d, fps=cfg.fps), os.path.join(cfg.out, rel))
+        result.save(os.path.join(cfg.out, rel), fps=cfg.fps)  # one set, moved into place whole
         rec["video"] = os.path.join(rel, "video.mp4")
         if os.path.isdir(os.path.join(cfg.out, rel, "adapter")):
             rec["adapter"] = os.path.join(rel, "adapter")
@@ -235,15 +241,22 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     if info.is_main:
         print(f"bench: {len(items)} instances, {len(items) - len(pending)} already done, {len(pending)} to run "
               f"on {info.world} process(es); method {cfg.method}, config {chash}", flush=True)
-    if mine:
-        pipe, teacher, judge = load_models()
-        bar = _progress(mine, info, progress)
-        with RecordWriter(shard_path(cfg.out, info.rank)) as writer:
-            for item in bar:
-                rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
-                writer.append(rec)
-                if rec["status"] != "ok":
-                    print(f"bench: [rank {info.rank}] {item.id} failed: {rec['error']}", flush=True)
+    try:
+        if mine:
+            pipe, teacher, judge = load_models()
+            bar = _progress(mine, info, progress)
+            with RecordWriter(shard_path(cfg.out, info.rank)) as writer:
+                for item in bar:
+                    rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
+                    writer.append(rec)
+                    if rec["status"] != "ok":
+                        print(f"bench: [rank {info.rank}] {item.id} failed: {rec['error']}", flush=True)
+    except KeyboardInterrupt:
+        # Ctrl-C: the cut instance has no record (a resume redoes it); what finished is merged for the reports.
+        # No barrier: the other ranks got the same signal and are stopping too.
+        if info.is_main:
+            merge_records(cfg.out, [it.id for it in items])
+        raise
     info.wait()
     if not info.is_main:
         return None

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 
@@ -174,23 +172,26 @@ def reset_lora(transformer, adapter_name: str, seed: int | None = None) -> None:
         p.grad = None
 
 
+ADAPTER_FILES = ("pytorch_lora_weights.safetensors", "adapter_config.json")
+
+
 def save_lora_adapter(pipe, transformer, adapter_name: str, lora_config, directory: str | os.PathLike) -> str:
     """Write ``pytorch_lora_weights.safetensors`` that ``type(pipe)().load_lora_weights(directory)`` reproduces.
 
-    Written into a temporary sibling directory first and moved into place with ``os.replace``, so a crash never
-    leaves a half-written adapter where a loader looks. An existing ``directory`` is replaced. Returns the path.
+    The folder is written as one set (``vlmteach_fast.outputs.commit_dir``: a temporary folder with a manifest of
+    every file and its SHA-256, moved into place whole), so a crash never leaves a half-written adapter or a mix of
+    two where a loader looks. An existing adapter ``directory`` is replaced. Returns the path.
     """
     from peft.utils import get_peft_model_state_dict
 
-    directory = os.fspath(directory)
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
+    from ..outputs import MANIFEST, commit_dir
+
     state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     if not state:
         raise RuntimeError(f"adapter {adapter_name!r} has no LoRA weights to save")
-    tmp = tempfile.mkdtemp(prefix=".lora-tmp-", dir=parent)
-    try:
+
+    def write(tmp):
         type(pipe).save_lora_weights(
             tmp,
             transformer_lora_layers=state,
@@ -198,14 +199,5 @@ def save_lora_adapter(pipe, transformer, adapter_name: str, lora_config, directo
             safe_serialization=True,
         )
         lora_config.save_pretrained(tmp)  # adapter_config.json beside it, for peft users (DESIGN.md)
-        if os.path.isdir(directory):
-            old = tempfile.mkdtemp(prefix=".lora-old-", dir=parent)
-            os.replace(directory, os.path.join(old, "x"))
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+
+    return commit_dir(write, directory, known=(*ADAPTER_FILES, MANIFEST))

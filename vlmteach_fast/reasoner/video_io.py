@@ -92,6 +92,8 @@ def export_video(frames: torch.Tensor, path: str | os.PathLike, fps: int = 16) -
     arr = _frames_to_uint8(frames)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    from ..outputs import follow_umask
+
     fd, tmp = tempfile.mkstemp(suffix=ext, prefix=".video-tmp-", dir=directory)
     os.close(fd)
     try:
@@ -102,6 +104,7 @@ def export_video(frames: torch.Tensor, path: str | os.PathLike, fps: int = 16) -
         else:
             # loop=0: repeat forever; duration is per frame in milliseconds for Pillow's GIF writer.
             imageio.mimsave(tmp, list(arr), format="GIF", duration=1000.0 / fps, loop=0)
+        follow_umask(tmp, is_dir=False)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
