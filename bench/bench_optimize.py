@@ -19,11 +19,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from teacher_fixtures import make_qwen_vl  # noqa: E402
 from vlmteach_fast.baselines import best_of_n  # noqa: E402
-from vlmteach_fast.instance import SamplingConfig  # noqa: E402
+from vlmteach_fast.instance import SamplingConfig, score_frames  # noqa: E402
 from vlmteach_fast.optimization import OptimizeConfig, _decoder_for, optimize  # noqa: E402
 from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner  # noqa: E402
 from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline  # noqa: E402
-from vlmteach_fast.teacher import RewardConfig, VLMTeacher  # noqa: E402
+from vlmteach_fast.teacher import RewardConfig, VLMTeacher, as_queries  # noqa: E402
 
 GEOM = dict(num_frames=9, height=64, width=64)
 QUERIES = ["Is the red ball on the green square at the end?", "Does the ball stay in one piece?"]
@@ -68,8 +68,16 @@ def test_optimize_vs_best_of_5(benchmark, setup, method):
                                 sampling=SamplingConfig(final_steps=4, **GEOM))
     result = benchmark.pedantic(run, rounds=2, iterations=1)
     benchmark.extra_info.update(provider=method, reference="best_of_5", cost=result.cost.to_dict())
+    # Outside the timed part: the result is what it claims to be. The returned video, scored again by the teacher,
+    # gives the P(Yes) the method reported (fp32, same frames, same questions: reordering only).
+    _, p_yes = score_frames(teacher, result.frames, as_queries(QUERIES))
+    reported = result.final_p_yes if method == "optimize16" else result.p_yes
+    assert p_yes == pytest.approx(reported, abs=1e-5)
     if method == "optimize16":
-        assert len(result.history) == 16
+        assert len(result.history) == 16 and result.stop_reason == "max_steps"
+    else:  # Best-of-N returns its best candidate
+        assert result.p_yes == result.candidates[0]["p_yes"]
+        assert result.candidates[0]["reward"] == max(c["reward"] for c in result.candidates)
 
 
 def test_per_step_breakdown(benchmark, setup):
