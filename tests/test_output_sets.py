@@ -177,7 +177,7 @@ def test_kill_before_the_swap_keeps_the_old_set_whole(tmp_path):
     manifest = verify_output_set(target)  # the first set, complete and matching its manifest
     assert sorted(manifest["files"]) == ["adapter_config.json", "pytorch_lora_weights.safetensors"]
     leftovers = [e for e in os.listdir(tmp_path) if e != "adapter"]
-    assert leftovers and all(e.startswith(".tmp-adapter-") for e in leftovers)
+    assert leftovers and all(e.startswith(".tmp-adapter~") for e in leftovers)
     commit_dir(lambda d: open(os.path.join(d, "pytorch_lora_weights.safetensors"), "wb").write(b"x"), target,
                known=("pytorch_lora_weights.safetensors", "adapter_config.json", MANIFEST))
     assert os.listdir(tmp_path) == ["adapter"]  # the next save removes what the killed one left

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import tempfile
 
 import torch
@@ -152,27 +153,59 @@ def _exchange(a: str, b: str) -> bool:
 
 def _tmp_names(final_dir: str):
     parent, name = os.path.split(os.path.abspath(final_dir))
-    return parent, f".tmp-{name}-", f".old-{name}-"
+    return parent, f".tmp-{name}~", f".old-{name}~"
+
+
+def _owner_tag() -> str:
+    """Who made a temporary folder: ``host~pid~``, so that only leftovers of dead processes are cleaned up (two
+    processes writing the same target must not delete each other's folders in flight)."""
+    return f"{socket.gethostname()}~{os.getpid()}~"
+
+
+def _is_stale(entry: str) -> bool:
+    """True for a temporary folder whose writer is dead (made on this host by a process that no longer exists).
+    Folders of other hosts are left alone: their processes cannot be checked from here."""
+    parts = entry.rsplit("~", 3)
+    if len(parts) != 4 or parts[1] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[2])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _recover(final_dir: str) -> None:
     """Finish what a kill between the two renames of the fallback swap left: no ``final_dir``, but a complete new
-    set (manifest verified) in a temporary folder beside it; and remove stale temporary folders of this target."""
-    parent, tmp_prefix, old_prefix = _tmp_names(final_dir)
-    if not os.path.isdir(parent):
+    set (manifest verified) in a temporary folder of a dead writer beside it."""
+    parent, tmp_prefix, _ = _tmp_names(final_dir)
+    if not os.path.isdir(parent) or os.path.exists(final_dir):
         return
-    leftovers = [e for e in os.listdir(parent) if e.startswith((tmp_prefix, old_prefix))]
-    if not os.path.exists(final_dir):
-        for e in sorted(leftovers):
-            cand = os.path.join(parent, e)
-            if e.startswith(tmp_prefix) and os.path.isfile(os.path.join(cand, MANIFEST)):
-                try:
-                    verify_output_set(cand, _recover_first=False)
-                except OutputSetError:
-                    continue
-                os.replace(cand, final_dir)
-                leftovers.remove(e)
-                break
+    for e in sorted(os.listdir(parent)):
+        cand = os.path.join(parent, e)
+        if e.startswith(tmp_prefix) and _is_stale(e) and os.path.isfile(os.path.join(cand, MANIFEST)):
+            try:
+                verify_output_set(cand, _recover_first=False)
+            except OutputSetError:
+                continue
+            os.replace(cand, final_dir)
+            return
+
+
+def _remove_stale(final_dir: str) -> None:
+    """Temporary folders of this target left by writers that died (never those of a live process)."""
+    parent, tmp_prefix, old_prefix = _tmp_names(final_dir)
+    for e in os.listdir(parent):
+        if e.startswith((tmp_prefix, old_prefix)) and _is_stale(e):
+            shutil.rmtree(os.path.join(parent, e), ignore_errors=True)
 
 
 def check_replaceable_dir(final_dir, known=OUTPUT_NAMES, what: str = "output folder") -> None:
@@ -204,7 +237,7 @@ def commit_dir(write, final_dir, known=OUTPUT_NAMES) -> str:
     parent, tmp_prefix, old_prefix = _tmp_names(final_dir)
     os.makedirs(parent, exist_ok=True)
     _recover(final_dir)
-    tmp = tempfile.mkdtemp(prefix=tmp_prefix, dir=parent)
+    tmp = tempfile.mkdtemp(prefix=tmp_prefix + _owner_tag(), dir=parent)
     try:
         follow_umask(tmp, is_dir=True)
         write(tmp)
@@ -219,16 +252,14 @@ def commit_dir(write, final_dir, known=OUTPUT_NAMES) -> str:
         elif _exchange(tmp, final_dir):
             shutil.rmtree(tmp, ignore_errors=True)  # now holds the old set
         else:
-            old = tempfile.mkdtemp(prefix=old_prefix, dir=parent)
+            old = tempfile.mkdtemp(prefix=old_prefix + _owner_tag(), dir=parent)
             os.replace(final_dir, os.path.join(old, "set"))
             os.replace(tmp, final_dir)  # a kill before this line is completed by _recover
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for e in os.listdir(parent):  # what killed earlier attempts at this target left
-        if e.startswith((tmp_prefix, old_prefix)) and os.path.join(parent, e) != tmp:
-            shutil.rmtree(os.path.join(parent, e), ignore_errors=True)
+    _remove_stale(final_dir)  # what killed earlier attempts at this target left
     return final_dir
 
 

@@ -3,8 +3,10 @@
 Recipe of ``run_bench``:
 1. read every shard's records; pending = suite items without a record for (id, method, config hash);
 2. barrier (every process has read before any writes), take this process's slice (accelerate);
-3. load the models (only if this process has work), run each instance: method -> scores -> outputs written
-   atomically -> record appended (flush + fsync); an instance that raises is recorded with its error, the run goes on;
+3. load the models (only if this process has work), run each instance under its lock (``locks.py``: another run
+   into the same ``--out`` holding it, or having recorded it meanwhile, means skip it): method -> scores -> outputs
+   written as one set -> record appended (flush + fsync); an instance that raises is recorded with its error, the
+   run goes on;
 4. barrier; the main process merges the shards into ``records.jsonl`` and writes the reports.
 Ctrl-C stops the run: the instance it cut is not recorded, the records of finished ones are merged (the ``bench``
 command then writes their reports and exits 130); re-running the same command resumes.
@@ -25,6 +27,7 @@ import torch
 
 from ..outputs import atomic_write_json
 from .records import RecordWriter, config_hash, merge_records, read_all_records, shard_path
+from .locks import InstanceLock, lock_path
 from .shard import ProcessInfo, split_pending
 from .suites import DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, checklist_queries
 
@@ -233,7 +236,6 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     items = suite.items[: cfg.limit] if cfg.limit else list(suite.items)
     pending = pending_items(items, read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed)
     if info.is_main:
-        _remove_stale_tmp(cfg.out)
         # what a hash stands for, beside the records that carry it
         atomic_write_json(os.path.join(cfg.out, "configs", f"{chash}.json"), cfg.settings())
     info.wait()  # 2. nobody writes before everybody has read: all processes split the same pending list
@@ -247,8 +249,15 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
             bar = _progress(mine, info, progress)
             with RecordWriter(shard_path(cfg.out, info.rank)) as writer:
                 for item in bar:
-                    rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
-                    writer.append(rec)
+                    with InstanceLock(lock_path(cfg.out, cfg.method, chash, item.dir_name), info.rank) as lock:
+                        if not lock.acquired:
+                            print(f"bench: [rank {info.rank}] {item.id} is being run by {lock.holder}: skipped",
+                                  flush=True)
+                            continue
+                        if not pending_items([item], read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed):
+                            continue  # another run into the same --out finished it after we listed it
+                        rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
+                        writer.append(rec)  # before the lock is released: the next holder sees the record
                     if rec["status"] != "ok":
                         print(f"bench: [rank {info.rank}] {item.id} failed: {rec['error']}", flush=True)
     except KeyboardInterrupt:
@@ -264,16 +273,6 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     ids = {it.id for it in items}
     return [r for r in read_all_records(cfg.out)
             if r["method"] == cfg.method and r["config_hash"] == chash and r["instance_id"] in ids]
-
-
-def _remove_stale_tmp(out_dir) -> None:
-    """Temporary output folders of instances a killed run was writing (never referenced by a record). Safe only
-    before the barrier: no process writes before it."""
-    import glob
-    import shutil
-
-    for d in glob.glob(os.path.join(os.fspath(out_dir), "instances", "*", ".tmp-*")):
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _progress(items, info: ProcessInfo, enabled: bool):
