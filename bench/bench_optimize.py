@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from teacher_fixtures import make_qwen_vl  # noqa: E402
 from vlmteach_fast.baselines import best_of_n  # noqa: E402
 from vlmteach_fast.instance import SamplingConfig, score_frames  # noqa: E402
-from vlmteach_fast.optimization import OptimizeConfig, _decoder_for, optimize  # noqa: E402
+from vlmteach_fast.optimization import OptimizeConfig, optimize  # noqa: E402
 from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner  # noqa: E402
 from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline  # noqa: E402
 from vlmteach_fast.teacher import RewardConfig, VLMTeacher, as_queries  # noqa: E402
@@ -85,7 +85,7 @@ def test_per_step_breakdown(benchmark, setup):
     pipe, teacher, image, cache = setup
     reasoner = Reasoner.from_pipeline(tiny_wan_pipeline("ti2v"), LoRASpec(rank=16))
     prep = reasoner.prepare(PROMPT, image, seed=0, **GEOM)
-    decoder = _decoder_for(reasoner, LightDecoderConfig(cache_dir=cache))
+    decoder = reasoner.light_decoder(LightDecoderConfig(cache_dir=cache))
     opt = torch.optim.AdamW(reasoner.lora_parameters(), lr=1e-2)
     parts = {k: [] for k in ("predict", "light_decode", "reward_fwd", "backward", "optimizer")}
 

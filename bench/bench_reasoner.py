@@ -83,7 +83,7 @@ def _predict_backward(r, prep, light, k, checkpoint):
 def _unrolled_grads(r, prep, light, k):
     """The reference: the family's schedule / denoise / step unrolled by hand with plain autograd (no checkpointing;
     the first STEPS - k steps without gradient), the same loss. Independent of ``Reasoner.predict``'s loop."""
-    a = r.adapter
+    a = r.family
     timesteps, coeffs = a.schedule(STEPS, prep, None)
     latents = a.initial_latents(prep)
     for i in range(STEPS):

@@ -82,7 +82,7 @@ def test_reward_fwd_bwd(benchmark, teacher, num_questions, mode):
     batched = mode != "loop"
     teacher.config.share_prefix = mode != "batched_rows"
     calls = []
-    hook = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    hook = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         if batched:
             _check_against_loop(teacher, frames, questions, ["process"] * len(questions))
@@ -117,7 +117,7 @@ def test_reward_fwd_bwd_goal_plus_process(benchmark, teacher, mode):
         lp.sum().backward()
 
     calls = []
-    hook = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    hook = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         if mode == "batched":
             _check_against_loop(teacher, frames, questions, kinds)

@@ -33,7 +33,7 @@ import torch
 from vlmteach_fast.toy.corrupt import applicable_corruptions, corrupt
 from vlmteach_fast.toy.queries import QUESTIONS
 from vlmteach_fast.toy.scorers import score_video
-from vlmteach_fast.toy.tasks import make_instances, physics_video
+from vlmteach_fast.toy.tasks import make_instance, make_instances, physics_video
 from vlmteach_fast.toy.teacher import (ToyTeacher, build_teacher_model, build_teacher_tokenizer,
                                        teacher_image_processor, teacher_reward_config)
 from vlmteach_fast.toy.views import VIEWS, make_view
@@ -145,6 +145,8 @@ def adversarial_videos(teacher, n: int, steps: int, seed: int):
 def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_prefix=""):
     """AdamW with warm-up + cosine for ``seconds``; half of each batch from ``hard`` indices when there are any."""
     videos, labels, tasks = data
+    if seconds <= 0:
+        return 0, (float("nan"), float("nan"))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     start, step, ema = time.time(), 0, None
     while time.time() - start < seconds:
@@ -193,6 +195,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--view", default="frames", choices=VIEWS, help="teacher input view (toy.views)")
     ap.add_argument("--model-samples", type=int, default=0, help="plain model samples as hard examples")
+    ap.add_argument("--data-cache", default=None, help=".pt to save the built dataset to / load it from")
     ap.add_argument("--rounds", type=int, default=0, help="adversarial rounds after the first phase")
     ap.add_argument("--round-instances", type=int, default=24)
     ap.add_argument("--round-steps", type=int, default=8, help="gaming-run steps per instance and round")
@@ -209,16 +212,24 @@ def main():
         vae = AutoencoderKLWan.from_pretrained(args.vae).eval()
     samples = None
     if args.samples:
-        from vlmteach_fast.toy.tasks import make_instance
-
         raw = torch.load(args.samples)
         samples = {"videos": raw["videos"],
                    "instances": [make_instance(t, s) for t, s in zip(raw["task_types"], raw["seeds"])]}
     insts = make_instances(args.instances, seed=args.seed + 2, split="train")
-    videos, labels, tasks = build_dataset(insts, args.seed, vae, samples)
-    if args.model_samples:
-        ms, ms_insts = model_samples(args.model_samples, args.seed)
-        videos, labels, tasks = torch.cat([videos, ms]), torch.cat([labels, label(ms_insts, ms)]), tasks + ms_insts
+    import os
+
+    if args.data_cache and os.path.exists(args.data_cache):
+        cached = torch.load(args.data_cache)
+        videos, labels = cached["videos"], cached["labels"]
+        tasks = [make_instance(t, s) for t, s in zip(cached["task_types"], cached["seeds"])]
+    else:
+        videos, labels, tasks = build_dataset(insts, args.seed, vae, samples)
+        if args.model_samples:
+            ms, ms_insts = model_samples(args.model_samples, args.seed)
+            videos, labels, tasks = torch.cat([videos, ms]), torch.cat([labels, label(ms_insts, ms)]), tasks + ms_insts
+        if args.data_cache:
+            torch.save({"videos": videos, "labels": labels, "task_types": [t.task_type for t in tasks],
+                        "seeds": [t.seed for t in tasks]}, args.data_cache)
     pos = labels.mean(0)
     print(f"data {len(videos)} videos in {time.time() - t0:.0f}s; positive rate per question {pos.tolist()}",
           flush=True)
@@ -242,6 +253,8 @@ def main():
     steps, ema = train(teacher, model, data, [], args.seconds, args.lr, args.batch, pos_weight, g)
     log["phases"].append({"phase": "base", "steps": steps, "seconds": time.time() - t1, "loss_ema": ema[0],
                           "train_acc_ema": ema[1]})
+    if args.seconds > 0:
+        save(model, tok, f"{args.out}/round0", args.view, log)
     hard = []
     for r in range(1, args.rounds + 1):
         t1 = time.time()

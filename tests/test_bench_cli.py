@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from vlmteach_fast.bench.cli import main
+from vlmteach_fast.evaluate.cli import main
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def _bench(suite, out, *extra):
     (("--judge", "./no/judge"), "--judge directory not found"),
     (("--suite", "/no/suite.jsonl"), "--suite not found"),
     (("--query-metrics", "Rule Coherence,Colour"), "unknown metric(s) ['Colour']"),
-    (("--limit", "0"), "`limit` must be a positive int"),
+    (("--limit", "0"), "`limit` must be an int >= 1 or None"),
     (("--scorer", "py:optimize_fixtures:no_scorer"), "--scorer 'py:optimize_fixtures:no_scorer'"),
 ])
 def test_bad_arguments_fail_before_models_load(suite, tmp_path, change, message):
@@ -103,7 +103,7 @@ def test_conftest_hook_records_versions_in_the_benchmark_json(tmp_path):
     import sys
 
     (tmp_path / "conftest.py").write_text(
-        "from vlmteach_fast.bench.throughput import pytest_benchmark_update_machine_info  # noqa: F401\n")
+        "from vlmteach_fast.evaluate.throughput import pytest_benchmark_update_machine_info  # noqa: F401\n")
     (tmp_path / "test_b.py").write_text(
         "def test_b(benchmark):\n"
         "    benchmark.group = 'g'\n"

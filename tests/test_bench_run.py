@@ -2,7 +2,7 @@
 on, resume, ``kill -9`` mid-instance then re-run (one record per instance), and a 2-process accelerate run giving the
 same records as 1 process.
 
-The subprocesses run ``python -m vlmteach_fast.bench.cli bench`` (the same parser ``vlmteach-fast bench`` uses) with
+The subprocesses run ``python -m vlmteach_fast.evaluate.cli bench`` (the same parser ``vlmteach-fast bench`` uses) with
 ``--pipeline py:optimize_fixtures:tiny_pipe --teacher py:test_bench_run:hanging_teacher``.
 """
 
@@ -16,7 +16,7 @@ import time
 import pytest
 
 from optimize_fixtures import BrightnessTeacher, tiny_pipe
-from vlmteach_fast.bench import BenchConfig, load_suite, read_all_records, run_bench
+from vlmteach_fast.evaluate import BenchConfig, load_suite, read_all_records, run_bench
 from vlmteach_fast.config_io import load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -73,7 +73,7 @@ def pipe():
 
 
 def _cmd(suite_dir, out, *extra):
-    return ["-m", "vlmteach_fast.bench.cli", "bench", "--suite", str(suite_dir / "suite.jsonl"), "--method",
+    return ["-m", "vlmteach_fast.evaluate.cli", "bench", "--suite", str(suite_dir / "suite.jsonl"), "--method",
             "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe",
             "--teacher", "py:test_bench_run:hanging_teacher",
             "--config", str(suite_dir / "cfg.yaml"), "--out", str(out), "--no-progress", *extra]
@@ -127,7 +127,7 @@ def test_failures_are_recorded_runs_resume_and_reports_cover_every_method(suite_
     (o0,) = run_bench(suite, opt, lambda: (pipe, teacher, None), progress=False)
     assert o0["stop_reason"] is not None and o0["cost"]["denoiser_backward"] >= 1
     assert os.path.isfile(os.path.join(out, o0["adapter"], "pytorch_lora_weights.safetensors"))
-    from vlmteach_fast.bench.report import summarize
+    from vlmteach_fast.evaluate.summary import summarize
 
     rows = {(r.method, r.level): r for r in summarize(read_all_records(out))}
     assert rows[("optimize", "all")].instances == 1

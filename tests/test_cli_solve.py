@@ -81,7 +81,7 @@ def test_ctrl_c_in_solve_saves_the_interrupted_result_and_says_so(models, tmp_pa
     import subprocess
     import sys
 
-    from vlmteach_fast.outputs import verify_output_set
+    from vlmteach_fast.io_atomic import verify_output_set
 
     here = os.path.dirname(os.path.abspath(__file__))
     # a real SIGINT in the 2nd optimization step (Reasoner.predict runs once per step; the config allows 2)

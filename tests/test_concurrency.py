@@ -90,7 +90,7 @@ def test_two_bench_runs_into_one_out_share_the_instances(suite, tmp_path):
 def test_a_writer_never_removes_a_live_writers_temporary_folder(tmp_path):
     import socket
 
-    from vlmteach_fast.outputs import commit_dir
+    from vlmteach_fast.io_atomic import commit_dir
 
     host = socket.gethostname()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

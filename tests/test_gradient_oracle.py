@@ -42,7 +42,7 @@ def _predict_grads(r, prep, weight, **kw):
 
 def _unrolled_grads(r, prep, weight, steps, grad_steps):
     """The oracle loop: the family's schedule / denoise / step, first T - K steps without gradient, no checkpoint."""
-    a = r.adapter
+    a = r.family
     timesteps, coeffs = a.schedule(steps, prep, None)
     latents = a.initial_latents(prep)
     for i in range(steps):

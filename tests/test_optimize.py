@@ -65,10 +65,11 @@ def test_stop_plateau(pipe):
     assert res.stop_reason == "plateau" and len(res.history) == 3
 
 
-def test_stop_max_steps_and_loss_falls(pipe):
+def test_stop_max_steps_and_counts(pipe):
+    # The tiny random pipeline barely responds to its LoRA (loss changes ~1e-4 either way), so whether the loop
+    # really optimizes is tested on the trained toy model with an oracle reward (tests/test_toy_method.py).
     res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(max_steps=3))
     assert res.stop_reason == "max_steps" and len(res.history) == 3
-    assert res.history[-1].loss < res.history[0].loss
     assert res.cost.reward_backward == 3 and res.cost.denoiser_backward == 3 and res.cost.light_decodes == 3
 
 

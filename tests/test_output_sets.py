@@ -16,7 +16,8 @@ from optimize_fixtures import GEOM, BrightnessTeacher, first_frame, tiny_pipe
 from vlmteach_fast.baselines import best_of_n
 from vlmteach_fast.instance import SamplingConfig
 from vlmteach_fast.optimization import OptimizeConfig, optimize
-from vlmteach_fast.outputs import MANIFEST, OutputSetError, commit_dir, load_adapter, verify_output_set
+from vlmteach_fast.io_atomic import MANIFEST, OutputSetError, commit_dir, verify_output_set
+from vlmteach_fast.outputs import load_adapter
 from vlmteach_fast.reasoner import LoRASpec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -107,7 +108,7 @@ def test_history_json_is_strict_json_with_null_for_nan(pipe, tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_files_and_folders_follow_the_umask(pipe, tmp_path, umask):
-    from vlmteach_fast.bench.records import RecordWriter
+    from vlmteach_fast.evaluate.records import RecordWriter
 
     res = _optimize(pipe, steps=1)
     old = os.umask(umask)
@@ -132,7 +133,7 @@ def test_files_and_folders_follow_the_umask(pipe, tmp_path, umask):
 
 CHILD = textwrap.dedent("""
     import os, signal, sys, torch
-    from vlmteach_fast import outputs
+    from vlmteach_fast import io_atomic as outputs
     from vlmteach_fast.reasoner import LoRASpec, Reasoner
     from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
 

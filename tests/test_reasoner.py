@@ -250,7 +250,7 @@ def test_custom_sigmas_for_step_distilled_schedules(reasoners):
     _fresh(r)
     prep = _prepare(r, "t2v")
     sig = [1.0, 0.75, 0.5, 0.25]
-    timesteps, coeffs = r.adapter.schedule(4, prep, sig)
+    timesteps, coeffs = r.family.schedule(4, prep, sig)
     shifted = [7 * s / (1 + 6 * s) for s in sig]
     torch.testing.assert_close(timesteps, torch.tensor(shifted) * 1000, rtol=1e-6, atol=1e-3)
     torch.testing.assert_close(coeffs[:, 0], torch.tensor(shifted), rtol=1e-6, atol=1e-7)

@@ -15,14 +15,14 @@ from vlmteach_fast.optimization import OptimizeConfig
 
 
 @pytest.mark.parametrize("kwargs,pattern", [
-    (dict(max_grad_norm=math.nan), r"OptimizeConfig\.max_grad_norm must be a finite number, got nan"),
-    (dict(min_delta=math.nan), r"OptimizeConfig\.min_delta must be a finite number, got nan"),
-    (dict(min_delta=-0.1), r"OptimizeConfig\.min_delta must be >= 0, got -0\.1"),
-    (dict(lr_decay_on_failure=1.5), r"OptimizeConfig\.lr_decay_on_failure must be in \(0, 1\].*got 1\.5"),
-    (dict(weight_decay=-1.0), r"OptimizeConfig\.weight_decay must be >= 0, got -1\.0"),
-    (dict(weight_decay=math.inf), r"OptimizeConfig\.weight_decay must be a finite number, got inf"),
-    (dict(progress="no"), r"OptimizeConfig\.progress must be true or false, got 'no'"),
-    (dict(keep_initial_if_better=1), r"OptimizeConfig\.keep_initial_if_better must be true or false, got 1"),
+    (dict(max_grad_norm=math.nan), r"`OptimizeConfig\.max_grad_norm` must be a finite number, got nan"),
+    (dict(min_delta=math.nan), r"`OptimizeConfig\.min_delta` must be a number >= 0, finite, got nan"),
+    (dict(min_delta=-0.1), r"`OptimizeConfig\.min_delta` must be a number >= 0, finite, got -0\.1"),
+    (dict(lr_decay_on_failure=1.5), r"`OptimizeConfig\.lr_decay_on_failure` must be in \(0, 1\].*got 1\.5"),
+    (dict(weight_decay=-1.0), r"`OptimizeConfig\.weight_decay` must be a number >= 0, finite, got -1\.0"),
+    (dict(weight_decay=math.inf), r"`OptimizeConfig\.weight_decay` must be a number >= 0, finite, got inf"),
+    (dict(progress="no"), r"`OptimizeConfig\.progress` must be true or false, got 'no'"),
+    (dict(keep_initial_if_better=1), r"`OptimizeConfig\.keep_initial_if_better` must be true or false, got 1"),
 ])
 def test_values_that_silently_do_the_wrong_thing_are_rejected(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -34,8 +34,8 @@ def test_values_that_silently_do_the_wrong_thing_are_rejected(kwargs, pattern):
     ("n: 0\n", r"config file '.*c\.yaml': `n` must be an int >= 1, got 0"),
     ("n: five\n", r"`n` must be an int >= 1, got 'five'"),
     ("rounds: -1\n", r"`rounds` must be an int >= 0, got -1"),
-    ("weight_decay: .nan\n", r"weight_decay must be a finite number, got nan"),
-    ("progress: 'no'\n", r"progress must be true or false, got 'no'"),
+    ("weight_decay: .nan\n", r"weight_decay` must be a number >= 0, finite, got nan"),
+    ("progress: 'no'\n", r"progress` must be true or false, got 'no'"),
 ])
 def test_config_files_fail_with_the_file_and_the_setting(tmp_path, text, pattern):
     path = tmp_path / "c.yaml"
@@ -85,12 +85,13 @@ def test_user_queries_that_are_not_yes_no_questions_warn():
 
 @pytest.fixture
 def solve_args(tmp_path, monkeypatch):
-    import vlmteach_fast.solve as solve
+    import vlmteach_fast.loading as loading
 
     def no_load(*a, **k):
         raise AssertionError("a model was loaded before the settings were checked")
 
-    monkeypatch.setattr(solve, "load_pipeline", no_load)
+    monkeypatch.setattr(loading, "load_pipeline", no_load)
+    monkeypatch.setattr(loading, "load_teacher", no_load)
     (tmp_path / "pipe").mkdir()
     (tmp_path / "teacher").mkdir()
 

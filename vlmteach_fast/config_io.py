@@ -18,14 +18,15 @@ import dataclasses
 import json
 import os
 
+from .checks import check_int
 from .cost import Budget
 from .instance import SamplingConfig
+from .methods import METHOD_OPTIONS
 from .optimization import OptimizeConfig
 from .reasoner import LightDecoderConfig, LoRASpec
 
-__all__ = ["load_config", "METHOD_KEYS"]
+__all__ = ["load_config", "METHOD_OPTIONS"]
 
-METHOD_KEYS = {"n": 5, "rounds": 0}  # options of best_of_n / vlm_as_solver, with defaults
 _NESTED = {"lora": LoRASpec, "decoder": LightDecoderConfig, "sampling": SamplingConfig, "budget": Budget}
 
 
@@ -52,7 +53,7 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
     Raises ValueError naming the file and the unknown or invalid key; FileNotFoundError for a missing file.
     """
     if source is None:
-        return OptimizeConfig(), dict(METHOD_KEYS)
+        return OptimizeConfig(), dict(METHOD_OPTIONS)
     where = "config"
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
@@ -83,15 +84,13 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
         raise TypeError(f"config must be a path, a dict or None, got {type(source).__name__}")
     if not isinstance(data, dict):
         raise ValueError(f"{where} must hold a mapping at the top level, got {type(data).__name__}")
-    options = dict(METHOD_KEYS)
+    options = dict(METHOD_OPTIONS)
     for k in list(data):
-        if k in METHOD_KEYS:
+        if k in METHOD_OPTIONS:
             options[k] = data.pop(k)
-    for k, minimum in (("n", 1), ("rounds", 0)):
-        v = options[k]
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ValueError(f"{where}: `{k}` must be an int >= {minimum}, got {v!r}")
     try:
+        check_int("n", options["n"])  # before any model loads (run_method checks again, for API callers)
+        check_int("rounds", options["rounds"], minimum=0)
         return _build(OptimizeConfig, data, where), options
     except (TypeError, ValueError) as err:
         if str(err).startswith(where):

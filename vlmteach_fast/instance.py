@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .checks import check_int, check_number
 from .reasoner import LoRASpec, PreparedInstance, Reasoner
 from .teacher import Queries, as_queries
 from .teacher.queries import warn_unless_yes_no
@@ -45,17 +46,11 @@ class SamplingConfig:
 
     def __post_init__(self):
         for name in ("num_frames", "final_steps", "max_sequence_length"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"SamplingConfig.{name} must be an int >= 1, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"SamplingConfig.seed must be an int >= 0, got {self.seed!r}")
+            check_int(f"SamplingConfig.{name}", getattr(self, name))
+        check_int("SamplingConfig.seed", self.seed, minimum=0)
         for name in ("height", "width"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"SamplingConfig.{name} must be a positive int or None, got {v!r}")
-        if not isinstance(self.guidance_scale, (int, float)) or not self.guidance_scale >= 1.0:
-            raise ValueError(f"SamplingConfig.guidance_scale must be >= 1 (1 = off), got {self.guidance_scale!r}")
+            check_int(f"SamplingConfig.{name}", getattr(self, name), optional=True)
+        check_number("SamplingConfig.guidance_scale", self.guidance_scale, minimum=1.0)  # 1 = off
 
 
 @dataclass
@@ -177,8 +172,8 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     height = sampling.height or (first.shape[1] if first is not None else 480)
     width = sampling.width or (first.shape[2] if first is not None else 832)
     # Geometry and image/pipeline mismatches fail here, before the teacher writes a single token.
-    reasoner.adapter.check_geometry(sampling.num_frames, height, width)
-    is_i2v = getattr(reasoner.adapter, "is_i2v", None)
+    reasoner.family.check_geometry(sampling.num_frames, height, width)
+    is_i2v = getattr(reasoner.family, "is_i2v", None)
     pipe_name = type(reasoner.pipe).__name__
     if is_i2v is True and image is None:
         raise ValueError(f"`image` is required for the image-to-video {pipe_name}, got None")
@@ -196,9 +191,11 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     return InstanceSetup(reasoner, prompt, image, first, q, prepared, sampling)
 
 
-def score_frames(teacher, frames: torch.Tensor, queries: Queries, grad: bool = False):
-    """Teacher reward on frames (B, F, 3, H, W) in [0, 1]. Returns (RewardOutput, P(Yes) per query as a list)."""
-    with torch.set_grad_enabled(grad):
+def score_frames(teacher, frames: torch.Tensor, queries: Queries, meter=None):
+    """Teacher reward on frames (B, F, 3, H, W) in [0, 1], without gradient; counted on ``meter`` (a ``CostMeter``)
+    when given. Returns (RewardOutput, P(Yes) per query as a list)."""
+    with torch.no_grad():
         out = teacher.reward(frames, queries)
-    p_yes = out.log_probs.detach().float().exp().mean(0).tolist()  # (Q,)
-    return out, p_yes
+    if meter is not None:
+        meter.count_reward()
+    return out, out.p_yes

@@ -20,13 +20,14 @@ import math
 
 import torch
 
-from .family import FamilyAdapter, PreparedInstance, _check_int
+from ..checks import check_int
+from .family import PreparedInstance, VideoFamily
 from .video_io import image_to_tensor
 
-__all__ = ["CogVideoXAdapter"]
+__all__ = ["CogVideoXFamily"]
 
 
-class CogVideoXAdapter(FamilyAdapter):
+class CogVideoXFamily(VideoFamily):
     name = "cogvideox"
     pipeline_classes = ("CogVideoXImageToVideoPipeline",)
     # CogVideoX blocks use joint attention (text and video tokens in one attention): attn1 is the only one.
@@ -103,7 +104,7 @@ class CogVideoXAdapter(FamilyAdapter):
         if sigmas is not None:
             raise ValueError("`sigmas` is for flow-matching pipelines (Wan, LTX); CogVideoX samples DDIM timesteps "
                              "from its scheduler: pass `steps` only")
-        _check_int("steps", steps)
+        check_int("steps", steps)
         sched = copy.deepcopy(self.pipe.scheduler)
         sched.set_timesteps(steps, device="cpu")
         abar = sched.alphas_cumprod

@@ -4,7 +4,7 @@ Three kinds, one interface ``LightDecoder(reasoner, config)(latents, frames=...)
 - ``"linear"``: RGB = z @ W + b per latent pixel, bilinearly upsampled to the frame size. W (C x 3) and b are fitted
   by least squares against the model's own VAE on random latents, once per VAE, and cached as safetensors (keyed by
   the VAE's config and a fingerprint of its weights). One latent frame gives one RGB frame: the pixel frame it
-  stands for (``FamilyAdapter.pixel_frame_index``: for Wan the last of its 4 frames).
+  stands for (``VideoFamily.pixel_frame_index``: for Wan the last of its 4 frames).
 - ``"tiny"``: a tiny autoencoder decoder: a diffusers ``AutoencoderTiny`` directory (applied per latent frame), or a
   module the user passes: either a per-frame decoder mapping (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1],
   or a TAEHV-style video decoder exposing ``decode_video((N, T, C, h, w)) -> (N, T', 3, H, W)`` in [0, 1] (its
@@ -20,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from ..checks import check_int
+from ..io_atomic import atomic_path
 
 __all__ = ["LightDecoderConfig", "LightDecoder", "select_latent_frames", "psnr"]
 
@@ -54,8 +56,7 @@ def select_latent_frames(num_latent_frames: int, frames) -> list[int]:
         raise ValueError(f"`frames` must be one of {_NAMED_SELECTIONS}, ('every', k) or a list of ints, got {frames!r}")
     if isinstance(frames, tuple) and len(frames) == 2 and frames[0] == "every":
         k = frames[1]
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"`frames`=('every', k) needs an int k >= 1, got k={k!r}")
+        check_int("frames=('every', k): k", k)
         idx = list(range(0, n, k))
         return idx if idx[-1] == n - 1 else idx + [n - 1]
     if isinstance(frames, (list, tuple)) and frames and all(isinstance(i, int) and not isinstance(i, bool)
@@ -111,9 +112,7 @@ class LightDecoderConfig:
             raise ValueError(f"`kind` must be one of {_KINDS}, got {self.kind!r}")
         select_latent_frames(4, self.frames)  # validates the selection's form
         for name in ("fit_samples", "fit_latent_frames", "fit_latent_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {v!r}")
+            check_int(name, getattr(self, name))
         if self.tiny_latent_space not in ("vae", "normalized"):
             raise ValueError(f"`tiny_latent_space` must be 'vae' or 'normalized', got {self.tiny_latent_space!r}")
 
@@ -122,7 +121,7 @@ class LightDecoder:
     """Latents (B, C, F_lat, h, w) -> frames (B, F_sel, 3, H, W) float32 in [0, 1], differentiable in the latents.
 
     Args:
-        reasoner: a :class:`~vlmteach_fast.reasoner.Reasoner` (its family adapter gives the VAE and frame mapping).
+        reasoner: a :class:`~vlmteach_fast.reasoner.Reasoner` (its family gives the VAE and frame mapping).
         config: :class:`LightDecoderConfig`.
         tiny_module: for ``kind="tiny"``, a module mapping (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1],
             or one with ``decode_video`` (TAEHV's interface: (N, T, C, h, w) -> (N, T', 3, H, W) in [0, 1], with
@@ -131,7 +130,7 @@ class LightDecoder:
 
     def __init__(self, reasoner, config: LightDecoderConfig | None = None, tiny_module=None):
         self.config = config or LightDecoderConfig()
-        self.adapter = reasoner.adapter
+        self.family = reasoner.family
         self.reasoner = reasoner
         self.weight = None  # (C, 3) for kind='linear'
         self.bias = None  # (3,)
@@ -149,9 +148,9 @@ class LightDecoder:
     # ----- linear map: fit and cache -----
 
     def _fingerprint(self) -> str:
-        vae = self.adapter.pipe.vae
+        vae = self.family.pipe.vae
         h = hashlib.sha256()
-        h.update(self.adapter.name.encode())
+        h.update(self.family.name.encode())
         h.update(type(vae).__name__.encode())
         cfg = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
         h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
@@ -175,9 +174,7 @@ class LightDecoder:
     def _load_or_fit(self) -> None:
         from safetensors.torch import load_file, save_file
 
-        from ..outputs import follow_umask
-
-        path = os.path.join(self._cache_dir(), f"linear_{self.adapter.name}_{self._fingerprint()}.safetensors")
+        path = os.path.join(self._cache_dir(), f"linear_{self.family.name}_{self._fingerprint()}.safetensors")
         self.cache_path = path
         if os.path.exists(path):
             t = load_file(path)
@@ -187,19 +184,9 @@ class LightDecoder:
             return
         self.loaded_from_cache = False
         self.weight, self.bias, self.fit_psnr = self._fit()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".safetensors", prefix=".fit-tmp-", dir=os.path.dirname(path))
-        os.close(fd)
-        try:
-            tensors = {"weight": self.weight, "bias": self.bias,
-                       "fit_psnr": torch.tensor(self.fit_psnr, dtype=torch.float64)}
-            save_file(tensors, tmp, metadata={"family": self.adapter.name, "kind": "linear"})
-            follow_umask(tmp, is_dir=False)  # mkstemp made it 0600
-            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        tensors = {"weight": self.weight, "bias": self.bias, "fit_psnr": torch.tensor(self.fit_psnr, dtype=torch.float64)}
+        with atomic_path(path) as tmp:  # a concurrent reader sees the old file or the whole new one
+            save_file(tensors, tmp, metadata={"family": self.family.name, "kind": "linear"})
 
     def fit_data(self, seed: int):
         """(latents (N, C, F_lat, h, w), targets (N, F_lat, 3, h, w)) from the full VAE on N(0, 1) latents.
@@ -207,7 +194,7 @@ class LightDecoder:
         Targets are the full decode's frame for each latent frame, area-averaged to latent resolution (each latent
         pixel stands for an s x s pixel block).
         """
-        c, a = self.config, self.adapter
+        c, a = self.config, self.family
         gen = torch.Generator().manual_seed(seed)
         shape = (c.fit_samples, a.latent_channels, c.fit_latent_frames, c.fit_latent_size, c.fit_latent_size)
         z = torch.randn(shape, generator=gen).to(a.device)
@@ -267,7 +254,7 @@ class LightDecoder:
             emit every frame; per-frame decoders (linear, 2-D tiny) hold each latent frame's image over the pixel
             frames it stands for, so frame indices mean the same as in the final video.
         """
-        a = self.adapter
+        a = self.family
         if not torch.is_tensor(latents) or latents.dim() != 5 or latents.shape[1] != a.latent_channels:
             shape = tuple(getattr(latents, "shape", ()))
             raise ValueError(f"`latents` must have shape (B, {a.latent_channels}, F_lat, h, w), got {shape}")
@@ -294,7 +281,7 @@ class LightDecoder:
 
     def _decode_pixels(self, latents):
         """Every pixel frame (see ``__call__``): (B, F_pix, 3, H, W)."""
-        a = self.adapter
+        a = self.family
         f_lat = latents.shape[2]
         pix = a.pixel_frame_index(f_lat)  # pixel frame each latent frame stands for (increasing)
         if self.config.kind == "full":
@@ -307,7 +294,7 @@ class LightDecoder:
         return per_latent[:, owner]
 
     def _decode_video_tiny(self, latents, idx, every_pixel: bool = False):
-        a = self.adapter
+        a = self.family
         z = latents.to(torch.float32)
         z = a.to_vae_space(z) if self.config.tiny_latent_space == "vae" else z
         video = self.tiny.decode_video(z.transpose(1, 2))  # (B, T', 3, H, W) in [0, 1]

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checks import check_int
+from ..io_atomic import MANIFEST, atomic_dir
+
 __all__ = ["LoRASpec", "inject_lora", "lora_named_parameters", "snapshot_lora", "restore_lora", "reset_lora",
            "save_lora_adapter"]
 
@@ -45,8 +48,7 @@ class LoRASpec:
     )
 
     def __post_init__(self):
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"`rank` must be an int >= 1, got {self.rank!r}")
+        check_int("rank", self.rank)
         if self.alpha is None:
             self.alpha = float(self.rank)
         if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha) or self.alpha <= 0:
@@ -178,26 +180,22 @@ ADAPTER_FILES = ("pytorch_lora_weights.safetensors", "adapter_config.json")
 def save_lora_adapter(pipe, transformer, adapter_name: str, lora_config, directory: str | os.PathLike) -> str:
     """Write ``pytorch_lora_weights.safetensors`` that ``type(pipe)().load_lora_weights(directory)`` reproduces.
 
-    The folder is written as one set (``vlmteach_fast.outputs.commit_dir``: a temporary folder with a manifest of
+    The folder is written as one set (``io_atomic.atomic_dir``: a temporary folder with a manifest of
     every file and its SHA-256, moved into place whole), so a crash never leaves a half-written adapter or a mix of
     two where a loader looks. An existing adapter ``directory`` is replaced. Returns the path.
     """
     from peft.utils import get_peft_model_state_dict
 
-    from ..outputs import MANIFEST, commit_dir
-
     state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     if not state:
         raise RuntimeError(f"adapter {adapter_name!r} has no LoRA weights to save")
-
-    def write(tmp):
+    with atomic_dir(directory, known=(*ADAPTER_FILES, MANIFEST)) as tmp:
         type(pipe).save_lora_weights(
             tmp,
             transformer_lora_layers=state,
             transformer_lora_adapter_metadata=lora_config.to_dict(),
             safe_serialization=True,
         )
-        lora_config.save_pretrained(tmp)  # adapter_config.json beside it, for peft users (DESIGN.md)
-
-    return commit_dir(write, directory, known=(*ADAPTER_FILES, MANIFEST))
+        lora_config.save_pretrained(tmp)  # adapter_config.json beside it, for peft users
+    return os.path.abspath(os.fspath(directory))

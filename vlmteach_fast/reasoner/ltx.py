@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .family import FamilyAdapter, PreparedInstance
+from .family import PreparedInstance, VideoFamily
 from .video_io import image_to_tensor
 
-__all__ = ["LTXAdapter"]
+__all__ = ["LTXFamily"]
 
 
 def _calculate_shift(seq_len, base_seq_len=256, max_seq_len=4096, base_shift=0.5, max_shift=1.15):
@@ -25,7 +25,7 @@ def _calculate_shift(seq_len, base_seq_len=256, max_seq_len=4096, base_shift=0.5
     return seq_len * m + (base_shift - m * base_seq_len)
 
 
-class LTXAdapter(FamilyAdapter):
+class LTXFamily(VideoFamily):
     name = "ltx"
     pipeline_classes = ("LTXImageToVideoPipeline",)
     attention_targets = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",

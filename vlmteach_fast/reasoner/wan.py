@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from .family import FamilyAdapter, PreparedInstance
+from .family import PreparedInstance, VideoFamily
 from .video_io import image_to_tensor, tensor_to_pil
 
-__all__ = ["WanAdapter"]
+__all__ = ["WanFamily"]
 
 
-class WanAdapter(FamilyAdapter):
+class WanFamily(VideoFamily):
     name = "wan"
     pipeline_classes = ("WanPipeline", "WanImageToVideoPipeline")
     # Self- and cross-attention projections of every block (diffusers' Wan attention names).

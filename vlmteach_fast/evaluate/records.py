@@ -20,11 +20,10 @@ import json
 import os
 import warnings
 
-from ..outputs import atomic_write_bytes, to_json_text
-from ..outputs import commit_dir as _commit_dir
+from ..io_atomic import atomic_write_bytes, to_json_text
 
-__all__ = ["RECORD_KEYS", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
-           "shard_path", "merge_records", "commit_dir"]
+__all__ = ["RECORD_KEYS", "method_labels", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
+           "shard_path", "merge_records"]
 
 # Every record has these keys (values may be None): see runner.run_item for their meaning.
 RECORD_KEYS = ("instance_id", "task", "category", "split", "method", "config_hash", "status", "error", "score",
@@ -133,7 +132,9 @@ def merge_records(out_dir, order: list[str] | None = None) -> str:
     return atomic_write_bytes(os.path.join(os.fspath(out_dir), "records.jsonl"), text.encode())
 
 
-def commit_dir(write, final_dir) -> str:
-    """``outputs.commit_dir`` for an instance folder the runner owns: whatever a crashed attempt left there is
-    replaced (the folder is never the user's)."""
-    return _commit_dir(write, final_dir, known=None)
+def method_labels(records: list[dict]) -> dict[tuple, str]:
+    """{(method, config hash): label}: the method's name, or ``method@hash`` when a method ran with several configs."""
+    hashes: dict[str, set] = {}
+    for r in records:
+        hashes.setdefault(r["method"], set()).add(r["config_hash"])
+    return {(m, h): (m if len(hs) == 1 else f"{m}@{h}") for m, hs in hashes.items() for h in hs}
