@@ -127,3 +127,34 @@ def test_solve_refuses_an_out_folder_holding_other_files(solve_args, tmp_path):
                                          r"\(thesis\.tex\)"):
         main(solve_args())
     assert os.listdir(tmp_path / "out") == ["thesis.tex"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_folder(tmp_path_factory):
+    from optimize_fixtures import tiny_pipe
+
+    path = tmp_path_factory.mktemp("models") / "pipe"  # a Wan image-to-video pipeline: frames 4k+1, sizes % 16
+    tiny_pipe().save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("config,image_size,pattern", [
+    ("sampling: {num_frames: 6}\n", 32, r"`num_frames` must be k \* 4 \+ 1 .*got 6; nearest accepted values: 5, 9"),
+    ("sampling: {num_frames: 5}\n", 30, r"`height` and `width` must be multiples of \(16, 16\).*got \(30, 30\)"),
+    ("sampling: {num_frames: 5}\n", None, r"`image` is required for the image-to-video WanImageToVideoPipeline, got None"),
+])
+def test_solve_checks_geometry_against_the_pipeline_configs_before_models_load(solve_args, pipeline_folder, tmp_path,
+                                                                               config, image_size, pattern):
+    from PIL import Image
+
+    from vlmteach_fast.cli import main
+
+    (tmp_path / "c.yaml").write_text(config)
+    args = solve_args("--config", str(tmp_path / "c.yaml"))
+    args[args.index("--pipeline") + 1] = str(pipeline_folder)
+    if image_size:
+        Image.new("RGB", (image_size, image_size)).save(tmp_path / "f.png")
+        args += ["--image", str(tmp_path / "f.png")]
+    with pytest.raises(SystemExit, match=pattern):
+        main(args)
+    assert not (tmp_path / "out").exists()

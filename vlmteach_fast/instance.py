@@ -16,7 +16,8 @@ from .reasoner import LoRASpec, PreparedInstance, Reasoner
 from .teacher import Queries, as_queries
 from .teacher.queries import warn_unless_yes_no
 
-__all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "check_image_tensor", "setup_instance", "score_frames"]
+__all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "check_image_tensor", "check_instance_geometry",
+           "setup_instance", "score_frames"]
 
 _REASONER_ATTR = "_vlmteach_reasoner"
 
@@ -145,6 +146,24 @@ def _image_tensor(image) -> torch.Tensor | None:
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
+def check_instance_geometry(family, sampling: SamplingConfig, image) -> tuple[int, int]:
+    """The video geometry one instance will use, checked against the model family: frame count, frame size (from
+    ``sampling``, else the first frame's size, else 480 x 832) and whether the family needs / refuses a first frame.
+    ``family``: a ``reasoner.VideoFamily`` (also one built from configs alone, ``loading.family_from_folder``);
+    ``image``: as returned by ``load_image``. Returns (height, width); ValueError naming the setting otherwise."""
+    first = _image_tensor(image)
+    height = sampling.height or (first.shape[1] if first is not None else 480)
+    width = sampling.width or (first.shape[2] if first is not None else 832)
+    family.check_geometry(sampling.num_frames, height, width)
+    is_i2v = getattr(family, "is_i2v", None)
+    pipe_name = type(family.pipe).__name__
+    if is_i2v is True and image is None:
+        raise ValueError(f"`image` is required for the image-to-video {pipe_name}, got None")
+    if is_i2v is False and image is not None:
+        raise ValueError(f"`image` must be None for the text-to-video {pipe_name}, got {type(image).__name__}")
+    return height, width
+
+
 def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, sampling: SamplingConfig | None = None,
                    lora: LoRASpec | None = None, max_process: int = 3, seed_offset: int = 0) -> InstanceSetup:
     """Check inputs, build/reuse the reasoner, get queries, encode conditions once.
@@ -169,16 +188,8 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     reasoner = as_reasoner(pipe, lora)
     image = load_image(image)
     first = _image_tensor(image)
-    height = sampling.height or (first.shape[1] if first is not None else 480)
-    width = sampling.width or (first.shape[2] if first is not None else 832)
     # Geometry and image/pipeline mismatches fail here, before the teacher writes a single token.
-    reasoner.family.check_geometry(sampling.num_frames, height, width)
-    is_i2v = getattr(reasoner.family, "is_i2v", None)
-    pipe_name = type(reasoner.pipe).__name__
-    if is_i2v is True and image is None:
-        raise ValueError(f"`image` is required for the image-to-video {pipe_name}, got None")
-    if is_i2v is False and image is not None:
-        raise ValueError(f"`image` must be None for the text-to-video {pipe_name}, got {type(image).__name__}")
+    height, width = check_instance_geometry(reasoner.family, sampling, image)
     if queries is not None:
         q = as_queries(queries)
         warn_unless_yes_no(q)

@@ -9,7 +9,8 @@ import tempfile
 
 import torch
 
-__all__ = ["check_source", "check_out_dir", "check_device_dtype", "default_dtype", "load_pipeline", "load_teacher"]
+__all__ = ["check_source", "check_out_dir", "check_device_dtype", "family_from_folder", "default_dtype", "load_pipeline",
+           "load_teacher"]
 
 
 def check_source(value: str, arg: str) -> str:
@@ -72,6 +73,32 @@ def check_device_dtype(device: str | None, dtype: str | None, arg: str = "--devi
         # fp16 on the CPU overflows in the VAE: NaN frames, then a misleading value-range error much later
         raise ValueError("--dtype float16 is not supported on the CPU (NaN frames); allowed there: float32, bfloat16")
     return dev, default_dtype(dev, dtype)
+
+
+def family_from_folder(source: str):
+    """The model family (``reasoner.VideoFamily``) of a local diffusers pipeline folder, built from its JSON configs
+    alone (no weights are read), so that geometry can be checked before any model loads. None when ``source`` is not
+    such a folder or its family needs the loaded pipeline (what its configs say is not enough)."""
+    import json
+    from types import SimpleNamespace
+
+    from .reasoner.reasoner import family_for
+
+    def config(*parts):
+        with open(os.path.join(source, *parts)) as f:
+            data = json.load(f)
+        return SimpleNamespace(**{k: v for k, v in data.items() if not k.startswith("_")}), data
+
+    try:
+        pipe_cfg, index = config("model_index.json")
+        stand_in = type(index["_class_name"], (), {})()  # named like the pipeline: family_for goes by class name
+        stand_in.config = pipe_cfg
+        stand_in.vae = SimpleNamespace(config=config("vae", "config.json")[0])
+        stand_in.transformer = SimpleNamespace(config=config("transformer", "config.json")[0])
+        stand_in.transformer_2 = None
+        return family_for(stand_in)
+    except Exception:  # noqa: BLE001 - not a local diffusers folder, or a family that needs more: checked after loading
+        return None
 
 
 def default_dtype(device: torch.device, name: str | None = None) -> torch.dtype:

@@ -39,8 +39,8 @@ def parse_queries_arg(value):
 
 def run_solve(args) -> int:
     from .config_io import load_config
-    from .instance import load_image
-    from .loading import check_device_dtype, check_out_dir, check_source, load_pipeline, load_teacher
+    from .instance import check_instance_geometry, load_image
+    from .loading import check_device_dtype, check_out_dir, check_source, family_from_folder, load_pipeline, load_teacher
     from .methods import run_method
 
     # 1. everything cheap first: a typo must not cost a model load
@@ -51,6 +51,9 @@ def run_solve(args) -> int:
         image = load_image(args.image)
         queries = parse_queries_arg(args.queries)
         pipe_src = check_source(args.pipeline, "--pipeline")
+        family = family_from_folder(pipe_src)  # frames / size / first frame vs the model, from its configs alone
+        if family is not None:
+            check_instance_geometry(family, config.sampling, image)
         check_source(args.teacher, "--teacher")
         device, dtype = check_device_dtype(args.device, args.dtype)
         if args.teacher_device:
