@@ -30,6 +30,7 @@ def _bench(suite, out, *extra):
     (("--query-metrics", "Rule Coherence,Colour"), "unknown metric(s) ['Colour']"),
     (("--limit", "0"), "`limit` must be an int >= 1 or None"),
     (("--scorer", "py:optimize_fixtures:no_scorer"), "--scorer 'py:optimize_fixtures:no_scorer'"),
+    (("--device", "gpu"), "--device 'gpu' is not a device; allowed: cpu, cuda, cuda:N"),
 ])
 def test_bad_arguments_fail_before_models_load(suite, tmp_path, change, message):
     args = _bench(suite, tmp_path / "out")
