@@ -51,7 +51,8 @@ def suite(tmp_path):
 
 def _cmd(suite, out):
     return [sys.executable, "-m", "vlmteach_fast.cli", "bench", "--suite", str(suite / "suite.jsonl"), "--method",
-            "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe", "--teacher", "py:test_concurrency:gated_teacher",
+            "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe",
+            "--teacher", "py:test_concurrency:gated_teacher",
             "--config", str(suite / "cfg.yaml"), "--out", str(out), "--no-progress"]
 
 

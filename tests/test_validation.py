@@ -141,7 +141,8 @@ def pipeline_folder(tmp_path_factory):
 @pytest.mark.parametrize("config,image_size,pattern", [
     ("sampling: {num_frames: 6}\n", 32, r"`num_frames` must be k \* 4 \+ 1 .*got 6; nearest accepted values: 5, 9"),
     ("sampling: {num_frames: 5}\n", 30, r"`height` and `width` must be multiples of \(16, 16\).*got \(30, 30\)"),
-    ("sampling: {num_frames: 5}\n", None, r"`image` is required for the image-to-video WanImageToVideoPipeline, got None"),
+    ("sampling: {num_frames: 5}\n", None,
+     r"`image` is required for the image-to-video WanImageToVideoPipeline, got None"),
 ])
 def test_solve_checks_geometry_against_the_pipeline_configs_before_models_load(solve_args, pipeline_folder, tmp_path,
                                                                                config, image_size, pattern):

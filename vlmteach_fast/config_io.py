@@ -66,7 +66,8 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+                raise ValueError(f"{where}: not valid JSON at line {err.lineno}, column {err.colno}: "
+                                 f"{err.msg}") from None
         else:
             import yaml
 

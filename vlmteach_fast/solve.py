@@ -6,8 +6,6 @@ import json
 import os
 import sys
 
-import torch
-
 __all__ = ["run_solve", "parse_queries_arg"]
 
 
