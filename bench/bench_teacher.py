@@ -9,16 +9,11 @@ All questions are process questions, so every question sees the same 8 frames (o
 extra_info records the vision-tower calls per reward evaluation and the LM forward calls.
 """
 
-import os
-import sys
-
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from teacher_fixtures import make_qwen_vl  # noqa: E402
-
-from vlmteach_fast.teacher import RewardConfig, VLMTeacher  # noqa: E402
+from vlmteach_fast.teacher import RewardConfig, VLMTeacher
+from vlmteach_fast.testing import make_qwen_vl
 
 FRAMES = 8
 QUESTIONS = [

@@ -6,7 +6,8 @@ Recipe:
    an off-distribution copy (Gaussian pixel noise of std 0.05-0.3 or a random colour patch). With ``--vae`` half
    the videos go through the toy VAE (encode + decode) so the teacher learns to read decoded, blurred frames; with
    ``--samples`` (a .pt of model samples from ``scripts/eval_toy.py``) the plain model's own videos join as hard
-   negatives. Labels: the rule scorer's parts of *that* video (1 only when the part is fully met).
+   negatives. Labels: the rule scorer's parts of *that* video: 1 only when the part is fully met, or with
+   ``--soft-labels`` the part itself (the fraction of frames or transitions where the rule holds).
 2. Loss through the teacher's own reward path (``VLMTeacher.answer_logits``: torch preprocessing, vision tower once,
    prefix-shared LM pass): cross-entropy of the answer token against "Yes" / "No", positives and negatives weighted
    to balance each question.
@@ -98,14 +99,20 @@ def teacher_loss(teacher, videos, labels, tasks, pos_weight):
         logits, _ = teacher.answer_logits(videos[sel], qs, kinds)  # (b, 4, V)
         logp = torch.log_softmax(logits.float(), dim=-1)
         y = labels[sel]
-        lp = torch.where(y > 0, logp[..., teacher.yes_id], logp[..., teacher.no_id])
-        w = torch.where(y > 0, pos_weight, 1.0)
-        total = total - (w * lp).sum()
-        stats.append(((logp[..., teacher.yes_id] > logp[..., teacher.no_id]).float() == y).float())
+        # cross-entropy against the target mixture y * Yes + (1 - y) * No (hard labels: y in {0, 1})
+        total = total - (pos_weight * y * logp[..., teacher.yes_id] + (1 - y) * logp[..., teacher.no_id]).sum()
+        stats.append(((logp[..., teacher.yes_id] > logp[..., teacher.no_id]).float() == (y >= 0.5)).float())
     return total / labels.numel(), torch.cat(stats).mean().item()
 
 
+SOFT_LABELS = False  # set by --soft-labels
+
+
 def label(tasks, videos) -> torch.Tensor:
+    """(N, 4) targets in KEYS order: the rule scorer's parts (fractions in [0, 1]) with ``SOFT_LABELS``, else 1 only
+    where a part is fully met."""
+    if SOFT_LABELS:
+        return torch.tensor([[score_video(i, v).parts[k] for k in KEYS] for i, v in zip(tasks, videos)])
     return torch.tensor([[float(score_video(i, v).parts[k] == 1.0) for k in KEYS] for i, v in zip(tasks, videos)])
 
 
@@ -196,12 +203,16 @@ def main():
     ap.add_argument("--view", default="frames", choices=VIEWS, help="teacher input view (toy.views)")
     ap.add_argument("--model-samples", type=int, default=0, help="plain model samples as hard examples")
     ap.add_argument("--data-cache", default=None, help=".pt to save the built dataset to / load it from")
+    ap.add_argument("--soft-labels", action="store_true",
+                    help="targets are the rule parts' fractions (P(yes) learns how much of a rule holds)")
     ap.add_argument("--rounds", type=int, default=0, help="adversarial rounds after the first phase")
     ap.add_argument("--round-instances", type=int, default=24)
     ap.add_argument("--round-steps", type=int, default=8, help="gaming-run steps per instance and round")
     ap.add_argument("--round-seconds", type=float, default=180)
     ap.add_argument("--round-lr", type=float, default=5e-4)
     args = ap.parse_args()
+    global SOFT_LABELS
+    SOFT_LABELS = args.soft_labels
     torch.set_num_threads(1)  # shared 2-core machine: one thread per process (see train_toy_vae.py)
     torch.manual_seed(args.seed)
     t0 = time.time()
@@ -220,8 +231,9 @@ def main():
 
     if args.data_cache and os.path.exists(args.data_cache):
         cached = torch.load(args.data_cache)
-        videos, labels = cached["videos"], cached["labels"]
+        videos = cached["videos"]
         tasks = [make_instance(t, s) for t, s in zip(cached["task_types"], cached["seeds"])]
+        labels = label(tasks, videos) if SOFT_LABELS else cached["labels"]
     else:
         videos, labels, tasks = build_dataset(insts, args.seed, vae, samples)
         if args.model_samples:
@@ -230,7 +242,7 @@ def main():
         if args.data_cache:
             torch.save({"videos": videos, "labels": labels, "task_types": [t.task_type for t in tasks],
                         "seeds": [t.seed for t in tasks]}, args.data_cache)
-    pos = labels.mean(0)
+    pos = (labels >= 0.5).float().mean(0)
     print(f"data {len(videos)} videos in {time.time() - t0:.0f}s; positive rate per question {pos.tolist()}",
           flush=True)
     pos_weight = ((1 - pos) / pos.clamp_min(1e-3)).clamp(0.2, 5.0)  # balance yes/no per question

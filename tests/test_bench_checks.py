@@ -20,7 +20,7 @@ def _load(name):
 @pytest.mark.parametrize("provider", ["base", "peft", "fused"])
 def test_lora_benchmark_check_catches_a_wrong_layer(provider):
     bench = _load("lora")
-    layer = bench._layer(provider, 64, 8)
+    layer = bench._layer(provider, 64, 8, bench.DTYPE)
     x = torch.randn(32, 64, device=bench.DEVICE, dtype=bench.DTYPE, requires_grad=True)
     grad = torch.randn(32, 64, device=bench.DEVICE, dtype=bench.DTYPE)
     bench._check_against_reference(layer, provider, x, grad)

@@ -16,20 +16,20 @@ def suite(tmp_path):
 
 
 def _bench(suite, out, *extra):
-    return ["bench", "--suite", str(suite), "--method", "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe",
-            "--teacher", "py:optimize_fixtures:BrightnessTeacher", "--out", str(out), *extra]
+    return ["bench", "--suite", str(suite), "--method", "baseline", "--pipeline", "py:vlmteach_fast.testing:tiny_ti2v_pipeline",
+            "--teacher", "py:vlmteach_fast.testing:BrightnessTeacher", "--out", str(out), *extra]
 
 
 @pytest.mark.parametrize("change,message", [
     (("--pipeline", "py:no_such_module:f"), "cannot import module 'no_such_module'"),
-    (("--teacher", "py:optimize_fixtures:nothing"), "has no callable 'nothing'"),
-    (("--teacher", "py:optimize_fixtures"), "expected py:MODULE:CALLABLE"),
+    (("--teacher", "py:vlmteach_fast.testing:nothing"), "has no callable 'nothing'"),
+    (("--teacher", "py:vlmteach_fast.testing"), "expected py:MODULE:CALLABLE"),
     (("--pipeline", "./no/such/dir"), "--pipeline directory not found"),
     (("--judge", "./no/judge"), "--judge directory not found"),
     (("--suite", "/no/suite.jsonl"), "--suite not found"),
     (("--query-metrics", "Rule Coherence,Colour"), "unknown metric(s) ['Colour']"),
     (("--limit", "0"), "`limit` must be an int >= 1 or None"),
-    (("--scorer", "py:optimize_fixtures:no_scorer"), "--scorer 'py:optimize_fixtures:no_scorer'"),
+    (("--scorer", "py:vlmteach_fast.testing:no_scorer"), "--scorer 'py:vlmteach_fast.testing:no_scorer'"),
     (("--device", "gpu"), "--device 'gpu' is not a device; allowed: cpu, cuda, cuda:N"),
 ])
 def test_bad_arguments_fail_before_models_load(suite, tmp_path, change, message):

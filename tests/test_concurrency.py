@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from optimize_fixtures import BrightnessTeacher
+from vlmteach_fast.testing import BrightnessTeacher
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -51,7 +51,7 @@ def suite(tmp_path):
 
 def _cmd(suite, out):
     return [sys.executable, "-m", "vlmteach_fast.cli", "bench", "--suite", str(suite / "suite.jsonl"), "--method",
-            "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe",
+            "baseline", "--pipeline", "py:vlmteach_fast.testing:tiny_ti2v_pipeline",
             "--teacher", "py:test_concurrency:gated_teacher",
             "--config", str(suite / "cfg.yaml"), "--out", str(out), "--no-progress"]
 

@@ -5,7 +5,7 @@ import torch
 
 from vlmteach_fast.cost import BACKWARD_FORWARD_RATIO, CostMeter, CostRecord, DenoiserCost, denoiser_cost
 from vlmteach_fast.reasoner import LoRASpec, Reasoner
-from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_wan_pipeline
 
 
 def test_denoiser_cost_rules():

@@ -12,7 +12,7 @@ import torch
 
 import vlmteach_fast.reasoner.reasoner as reasoner_module
 from vlmteach_fast.reasoner import LoRASpec, Reasoner
-from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_wan_pipeline
 
 
 @pytest.fixture(scope="module")

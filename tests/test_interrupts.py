@@ -43,7 +43,7 @@ def suite(tmp_path):
 
 def _bench(suite, out):
     return ["bench", "--suite", str(suite / "suite.jsonl"), "--method", "optimize", "--pipeline",
-            "py:optimize_fixtures:tiny_pipe", "--teacher", "py:optimize_fixtures:BrightnessTeacher",
+            "py:vlmteach_fast.testing:tiny_ti2v_pipeline", "--teacher", "py:vlmteach_fast.testing:BrightnessTeacher",
             "--config", str(suite / "cfg.yaml"), "--out", str(out), "--no-progress"]
 
 

@@ -5,19 +5,15 @@ import math
 import pytest
 import torch
 
-from optimize_fixtures import GEOM, BrightnessTeacher, first_frame, tiny_pipe
 from vlmteach_fast.instance import SamplingConfig
 from vlmteach_fast.methods import METHODS, MethodOutput, run_method
 from vlmteach_fast.optimization import OptimizeConfig
 from vlmteach_fast.teacher import RewardOutput
+from vlmteach_fast.testing import GEOM, BrightnessTeacher, first_frame
 
 PROMPT = "make the ball reach the square"
 CONFIG = OptimizeConfig(max_steps=2, progress=False, sampling=SamplingConfig(final_steps=2, **GEOM))
 
-
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipe()
 
 
 @pytest.mark.parametrize("name", [m for m in METHODS if m != "vlm_as_solver"])

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from optimize_fixtures import GEOM, BrightnessTeacher, first_frame, tiny_pipe
+from vlmteach_fast.testing import GEOM, BrightnessTeacher, first_frame, tiny_ti2v_pipeline
 from vlmteach_fast.baselines import best_of_n
 from vlmteach_fast.instance import SamplingConfig
 from vlmteach_fast.optimization import OptimizeConfig, optimize
@@ -28,7 +28,7 @@ LORA = LoRASpec(rank=2, fused=False)
 
 @pytest.fixture(scope="module")
 def pipe():
-    return tiny_pipe()
+    return tiny_ti2v_pipeline()
 
 
 def _optimize(pipe, teacher=None, lr=0.05, steps=2):
@@ -69,7 +69,7 @@ def test_a_corrupted_adapter_is_detected_on_load(pipe, tmp_path):
     with pytest.raises(OutputSetError, match=r"adapter/pytorch_lora_weights\.safetensors: SHA-256 differs"):
         verify_output_set(d)
     with pytest.raises(OutputSetError, match="SHA-256 differs"):
-        load_adapter(tiny_pipe(), d / "adapter")
+        load_adapter(tiny_ti2v_pipeline(), d / "adapter")
     (d / "stray.txt").write_text("x")
     with pytest.raises(OutputSetError, match="stray.txt: not in the manifest"):
         verify_output_set(d)
@@ -91,7 +91,7 @@ def test_save_writes_the_adapter_the_result_holds_not_the_pipelines_current_one(
     current = first.reasoner.snapshot_lora()  # saving did not change what the pipeline holds
     for name, value in second.adapter.items():
         torch.testing.assert_close(current[name].cpu(), value, rtol=0, atol=0)
-    fresh = tiny_pipe()
+    fresh = tiny_ti2v_pipeline()
     load_adapter(fresh, tmp_path / "first")  # the verified load path
     assert any(".lora_A." in n for n, _ in fresh.transformer.named_parameters())
 
@@ -135,7 +135,7 @@ CHILD = textwrap.dedent("""
     import os, signal, sys, torch
     from vlmteach_fast import io_atomic as outputs
     from vlmteach_fast.reasoner import LoRASpec, Reasoner
-    from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+    from vlmteach_fast.testing import tiny_wan_pipeline
 
     target, where = sys.argv[1], sys.argv[2]
     r = Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(rank=2, fused=False))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from vlmteach_fast.reasoner import LightDecoder, LightDecoderConfig, LoRASpec, Reasoner, export_video, psnr
 from vlmteach_fast.reasoner import select_latent_frames
-from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_wan_pipeline
 
 SMALL_FIT = dict(fit_samples=2, fit_latent_frames=3, fit_latent_size=4)  # 2 tiny-VAE decodes of 9 x 32 x 32
 
@@ -133,7 +133,7 @@ def test_linear_fit_on_the_wan_vae_is_cached_and_differentiable(reasoner, tmp_pa
 
 @pytest.mark.parametrize("family", ["cogvideox", "ltx"])
 def test_light_decoder_on_other_families(tmp_path, family):
-    from vlmteach_fast.reasoner.tiny import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline
+    from vlmteach_fast.testing import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline
 
     pipe = tiny_cogvideox_i2v_pipeline() if family == "cogvideox" else tiny_ltx_i2v_pipeline()
     r = Reasoner.from_pipeline(pipe, LoRASpec(rank=2, fused=False))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from teacher_fixtures import (
+from vlmteach_fast.testing import (
     make_idefics3,
     make_idefics_image_processor,
     make_llava,
@@ -12,7 +12,6 @@ from teacher_fixtures import (
     make_qwen_image_processor,
     make_qwen_vl,
 )
-from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher.idefics3 import Idefics3Family
 from vlmteach_fast.teacher.llava import LlavaFamily
 from vlmteach_fast.teacher.preprocess import qwen_patchify, resize_images, select_frames, smart_resize

@@ -8,10 +8,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from teacher_fixtures import make_idefics3, make_llava, make_qwen_vl
-from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher import Queries, QueryCache, RewardConfig, VLMTeacher, parse_queries, queries_from_checklist
 from vlmteach_fast.teacher.queries import MAX_QUESTION_CHARS, fallback_goal, is_question
+from vlmteach_fast.testing import make_idefics3, make_llava, make_qwen_vl
 
 PROMPT = "Move the red ball onto the green square."
 

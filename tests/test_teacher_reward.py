@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from teacher_fixtures import (
+from vlmteach_fast.testing import (
     make_idefics3,
     make_idefics_image_processor,
     make_llava,
@@ -11,7 +11,6 @@ from teacher_fixtures import (
     make_qwen_tokenizer,
     make_qwen_vl,
 )
-from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher import Queries, RewardConfig, RewardOutput, Teacher, VLMTeacher, WeightedTeachers
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm", "llava"]
@@ -20,7 +19,7 @@ QUERIES = Queries(
     process=["Does the ball stay intact?", "Is the red ball on the square at the end of the video?"],
 )
 # fp32 throughout: batched vs looped scoring reorders the same sums (padding, cache concat, SDPA tiling), measured
-# max difference 9.5e-7 on log-probs of magnitude ~6; 1e-5 is the bound and 10x that.
+# max difference 9.5e-7 on log-probs of magnitude ~6; 1e-5 is the target bound and 10x that.
 TOL = 1e-5
 
 
@@ -286,7 +285,7 @@ def test_weighted_teachers_sum():
 
 
 def test_from_pretrained_roundtrip(tmp_path):
-    from teacher_fixtures import make_qwen_image_processor
+    from vlmteach_fast.testing import make_qwen_image_processor
 
     model, tok = make_qwen_vl("qwen2_vl", text_layers=1, vision_depth=1)
     proc = make_qwen_image_processor("qwen2_vl", max_pixels=56 * 56)

@@ -6,10 +6,9 @@ import pytest
 import torch
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
-from teacher_fixtures import make_idefics3, make_llava, make_qwen_vl
-from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher import Queries, RewardConfig, VLMTeacher
 from vlmteach_fast.teacher.preprocess import normalize, qwen_patchify, qwen_video_patchify, resize_images
+from vlmteach_fast.testing import make_idefics3, make_llava, make_qwen_vl
 
 QUERIES = Queries("Does the red ball reach the green square?", ["Does the ball stay intact?", "Is it red?"])
 TOL = 1e-5  # fp32, same reasoning as test_teacher_reward.TOL

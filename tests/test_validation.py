@@ -66,12 +66,12 @@ def test_bad_image_tensors_are_rejected_by_name(image, pattern):
 
 
 def test_user_queries_that_are_not_yes_no_questions_warn():
-    from optimize_fixtures import BrightnessTeacher, first_frame, tiny_pipe
+    from vlmteach_fast.testing import BrightnessTeacher, first_frame, tiny_ti2v_pipeline
     from vlmteach_fast.baselines import baseline
     from vlmteach_fast.instance import SamplingConfig
 
     kw = dict(image=first_frame(), sampling=SamplingConfig(num_frames=5, final_steps=1))
-    pipe, teacher = tiny_pipe(), BrightnessTeacher()
+    pipe, teacher = tiny_ti2v_pipeline(), BrightnessTeacher()
     for bad in ("Describe the video.", "What colour is the ball?"):
         with pytest.warns(UserWarning, match=r"1 of 2 are not yes/no questions.*\[" + repr(bad).replace("?", r"\?")
                           .replace(".", r"\.") + r"\]"):
@@ -131,10 +131,10 @@ def test_solve_refuses_an_out_folder_holding_other_files(solve_args, tmp_path):
 
 @pytest.fixture(scope="module")
 def pipeline_folder(tmp_path_factory):
-    from optimize_fixtures import tiny_pipe
+    from vlmteach_fast.testing import tiny_ti2v_pipeline
 
     path = tmp_path_factory.mktemp("models") / "pipe"  # a Wan image-to-video pipeline: frames 4k+1, sizes % 16
-    tiny_pipe().save_pretrained(path)
+    tiny_ti2v_pipeline().save_pretrained(path)
     return path
 
 

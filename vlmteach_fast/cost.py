@@ -24,8 +24,8 @@ import torch
 
 from .checks import check_int, check_number
 
-__all__ = ["Budget", "CostRecord", "CostMeter", "DenoiserCost", "denoiser_cost", "evals_per_step", "parse_budget",
-           "BACKWARD_FORWARD_RATIO"]
+__all__ = ["Budget", "CostRecord", "CostMeter", "DenoiserCost", "UnitCosts", "denoiser_cost", "evals_per_step",
+           "parse_budget", "BACKWARD_FORWARD_RATIO"]
 
 BACKWARD_FORWARD_RATIO = 2.0  # forward-equivalents per backward evaluation (see module docstring)
 
@@ -58,24 +58,62 @@ def denoiser_cost(steps: int, guidance_scale: float, grad_steps: int = 0, checkp
 
 
 @dataclass
+class UnitCosts:
+    """Seconds of the two units a ``best_of_n:N`` budget is made of, measured once per run (or given).
+
+    A budget that compares seconds as they run makes the step count depend on how loaded the machine is at that
+    moment (same seeds, different videos). Instead ``optimize`` measures these two units once per run (the fastest
+    of a few repetitions, the least disturbed by other load), derives the step count from them with
+    :meth:`steps_within`, records them in the result, and reports the seconds it really spent beside them. Passing
+    the recorded units back (``Budget(best_of_n=N, unit_costs=...)``) reproduces the run exactly.
+
+    Attributes:
+        candidate: one Best-of-N candidate: a ``final_steps`` sample, its full decode and the teacher's score.
+        step: one optimization step: prediction, light decode, reward, backward and the optimizer update.
+    """
+
+    candidate: float
+    step: float
+
+    def __post_init__(self):
+        for name in ("candidate", "step"):
+            check_number(f"UnitCosts.{name}", getattr(self, name), positive=True, finite=True)
+
+    def steps_within(self, n: int, candidates_spent: int) -> int:
+        """Optimization steps that fit in ``n`` candidates' time after ``candidates_spent`` candidate-like samples
+        (the plain sample, if scored, and the final sample)."""
+        return max(0, int((n - candidates_spent) * self.candidate / self.step + 1e-9))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class Budget:
     """A cap on what ``optimize`` may spend on one instance, final sample included. None = no cap on that axis.
 
     Attributes:
         seconds: wall-clock seconds.
         denoiser_evals: denoiser forward-equivalents (a backward counts ``BACKWARD_FORWARD_RATIO``, a recompute 1).
-        best_of_n: set by ``parse_budget("best_of_n:N")``: the other two are filled in by measuring one Best-of-N
-            candidate (sample + full decode + teacher score) on the same instance and multiplying by N.
+        best_of_n: set by ``parse_budget("best_of_n:N")``: the time of N Best-of-N candidates, turned into a step
+            count through ``unit_costs``, and N candidates' denoiser evaluations.
+        unit_costs: ``UnitCosts`` (or a dict of its fields) for ``best_of_n``; None measures them once per run.
     """
 
     seconds: float | None = None
     denoiser_evals: float | None = None
     best_of_n: int | None = None
+    unit_costs: UnitCosts | None = None
 
     def __post_init__(self):
         for name in ("seconds", "denoiser_evals"):
             check_number(f"Budget.{name}", getattr(self, name), positive=True, finite=True, optional=True)
         check_int("Budget.best_of_n", self.best_of_n, optional=True)
+        if isinstance(self.unit_costs, dict):
+            self.unit_costs = UnitCosts(**self.unit_costs)
+        if self.unit_costs is not None and not isinstance(self.unit_costs, UnitCosts):
+            raise TypeError(f"Budget.unit_costs must be a UnitCosts, a dict of its fields or None, got "
+                            f"{type(self.unit_costs).__name__}")
 
 
 def parse_budget(budget) -> Budget | None:
@@ -83,9 +121,10 @@ def parse_budget(budget) -> Budget | None:
     if budget is None or isinstance(budget, Budget):
         return budget
     if isinstance(budget, dict):
-        unknown = set(budget) - {"seconds", "denoiser_evals", "best_of_n"}
+        unknown = set(budget) - {"seconds", "denoiser_evals", "best_of_n", "unit_costs"}
         if unknown:
-            raise ValueError(f"`budget` has unknown keys {sorted(unknown)}; allowed: seconds, denoiser_evals, best_of_n")
+            raise ValueError(f"`budget` has unknown keys {sorted(unknown)}; allowed: seconds, denoiser_evals, "
+                             "best_of_n, unit_costs")
         return Budget(**budget)
     if isinstance(budget, str):
         m = re.fullmatch(r"\s*best_of_n\s*:\s*(\d+)\s*", budget)

@@ -79,12 +79,6 @@ def _models(config: DemoConfig):
     return pipe, teacher, judge
 
 
-def _teacher_score(judge, frames, queries) -> float:
-    with torch.no_grad():
-        p_yes = judge.reward(frames, queries).p_yes
-    return sum(p_yes) / len(p_yes)
-
-
 def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
     """Run the comparison; returns {"rows": per (instance, method) records, "summary": per method means,
     "interrupted": bool}. Ctrl-C stops it after writing results.json and index.html for the instances that finished
@@ -103,17 +97,18 @@ def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
 
 
 def _run_demo(config: DemoConfig, progress) -> dict:
-    from . import toy
+    from .evaluate.suites import load_toy
     from .io_atomic import atomic_write_json
 
     pipe, teacher, judge = _models(config)
-    instances = toy.make_instances(config.instances, seed=config.seed)
+    # the same held-out instances and the same scoring (rule score; the judge's mean P(Yes)) as `bench --suite toy`
+    items = load_toy(config.instances, seed=config.seed).items
     budget = f"best_of_n:{config.n}" if config.budgeted else None
     rows, media = [], []
     interrupted = False
     try:
-        for i, inst in enumerate(instances):
-            rows_i, media_i = _run_instance(config, i, inst, pipe, teacher, judge, budget, len(instances), progress)
+        for i, item in enumerate(items):
+            rows_i, media_i = _run_instance(config, i, item, pipe, teacher, judge, budget, len(items), progress)
             rows += rows_i  # only whole instances: a Ctrl-C inside one leaves none of its rows
             if media_i is not None:
                 media.append(media_i)
@@ -129,12 +124,14 @@ def _run_demo(config: DemoConfig, progress) -> dict:
     return {"rows": rows, "summary": summary, "interrupted": interrupted}
 
 
-def _run_instance(config, i, inst, pipe, teacher, judge, budget, total, progress):
+def _run_instance(config, i, item, pipe, teacher, judge, budget, total, progress):
     """Every method on one instance. Returns (rows, media entry or None); Ctrl-C propagates."""
     from . import toy
-    from .instance import SamplingConfig
+    from .evaluate.runner import score_item
+    from .instance import SamplingConfig, score_frames
     from .methods import run_method
 
+    inst = item.toy
     queries = toy.queries_for(inst)
     sampling = SamplingConfig(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE,
                               final_steps=toy.SAMPLE_STEPS, seed=config.seed * 1000 + i)
@@ -151,17 +148,17 @@ def _run_instance(config, i, inst, pipe, teacher, judge, budget, total, progress
         if res.stop_reason == "interrupted":  # optimize turned Ctrl-C into an early stop: the demo stops
             raise KeyboardInterrupt
         seconds = time.perf_counter() - t0
-        rule = toy.score_video(inst, res.frames[0])
+        scored = score_item(item, res.frames, score_frames(judge, res.frames, queries)[1])
         row = dict(instance=i, task=inst.task_type, difficulty=inst.difficulty, method=label,
-                   rule_score=rule.score, passed=rule.passed, parts=rule.parts,
-                   teacher=_teacher_score(judge, res.frames, queries), seconds=seconds, cost=res.cost.to_dict())
+                   rule_score=scored["score"], passed=scored["passed"], parts=scored["scores"]["rule_parts"],
+                   teacher=scored["scores"]["teacher"], seconds=seconds, cost=res.cost.to_dict())
         if method == "optimize":
             row.update(stop_reason=res.stop_reason, steps=len(res.history), used_initial=res.used_initial)
             curves = res
         rows.append(row)
         videos[label] = res.frames
-        progress(f"[{i + 1}/{total}] {inst.task_type:<5} {label:<10} rule {rule.score:.2f} "
-                 f"{'PASS' if rule.passed else 'fail'}  teacher {row['teacher']:.2f}  {seconds:.1f} s")
+        progress(f"[{i + 1}/{total}] {inst.task_type:<5} {label:<10} rule {row['rule_score']:.2f} "
+                 f"{'PASS' if row['passed'] else 'fail'}  teacher {row['teacher']:.2f}  {seconds:.1f} s")
     media = _write_media(config.out, i, inst, videos, curves) if config.write_media else None
     return rows, media
 

@@ -13,6 +13,7 @@ import torch
 
 from .checks import check_int, check_number
 from .reasoner import LoRASpec, PreparedInstance, Reasoner
+from .reasoner.attention import DEFAULT_ATTENTION_BACKEND, check_attention_backend
 from .teacher import Queries, as_queries
 from .teacher.queries import warn_unless_yes_no
 
@@ -34,6 +35,8 @@ class SamplingConfig:
         guidance_scale: classifier-free guidance (1 = off, right for distilled models).
         negative_prompt: used only when guidance_scale > 1.
         max_sequence_length: text tokens fed to the text encoder.
+        attention_backend: the denoiser's attention kernel, a diffusers attention-dispatcher backend name
+            ("native" = torch SDPA; "xformers", "flash", ... where installed; ``Reasoner.set_attention_backend``).
     """
 
     num_frames: int = field(default=17, metadata={"help": "frames (k*4+1 for Wan)"})
@@ -44,6 +47,8 @@ class SamplingConfig:
     guidance_scale: float = field(default=1.0, metadata={"help": "CFG scale, 1 = off"})
     negative_prompt: str | None = field(default=None, metadata={"help": "negative prompt (CFG only)"})
     max_sequence_length: int = field(default=512, metadata={"help": "text tokens"})
+    attention_backend: str = field(default=DEFAULT_ATTENTION_BACKEND,
+                                   metadata={"help": "denoiser attention: 'native' (torch SDPA), 'xformers', 'flash'"})
 
     def __post_init__(self):
         for name in ("num_frames", "final_steps", "max_sequence_length"):
@@ -52,6 +57,10 @@ class SamplingConfig:
         for name in ("height", "width"):
             check_int(f"SamplingConfig.{name}", getattr(self, name), optional=True)
         check_number("SamplingConfig.guidance_scale", self.guidance_scale, minimum=1.0)  # 1 = off
+        try:
+            self.attention_backend = check_attention_backend(self.attention_backend)
+        except ValueError as err:
+            raise ValueError(f"SamplingConfig.{err}") from None
 
 
 @dataclass
@@ -186,6 +195,7 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
                         f"got {type(teacher).__name__}")
     sampling = sampling or SamplingConfig()
     reasoner = as_reasoner(pipe, lora)
+    reasoner.set_attention_backend(sampling.attention_backend)  # fails here, before any model runs, if unusable
     image = load_image(image)
     first = _image_tensor(image)
     # Geometry and image/pipeline mismatches fail here, before the teacher writes a single token.

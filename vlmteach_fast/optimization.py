@@ -1,6 +1,6 @@
 """``optimize``: per-instance test-time LoRA optimization of a video model against a VLM teacher's reward.
 
-Recipe (DESIGN.md; STYLE.md 11):
+Recipe (the method: docs/method.md):
 1. set up the instance (``instance.setup_instance``): reasoner, queries, conditions encoded once, fixed noise;
 2. optionally sample and score the fresh model once (the plain video; with ``budget="best_of_n:N"`` this also
    measures what one Best-of-N candidate costs on this instance);
@@ -8,7 +8,7 @@ Recipe (DESIGN.md; STYLE.md 11):
    -> backward -> AdamW step, keeping the best adapter, until a stopping rule fires;
 4. restore the best adapter, sample with the final number of steps, full VAE decode, score it.
 
-What is known to go wrong (DESIGN.md) is designed for: ``RewardConfig(augment_views=8)`` on the VLM teacher averages
+What is known to go wrong (docs/method.md) is designed for: ``RewardConfig(augment_views=8)`` on the VLM teacher averages
 its score over perturbed copies of the frames (noise + 1-pixel shifts) so one adversarial pixel pattern fools it
 less; ``mode="k_step"`` for models that are not step-distilled; the final video is scored again on the full decode and, with
 ``keep_initial_if_better``, the plain sample is returned when the optimized one scores lower.
@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import torch
 
 from .checks import check_bool, check_int, check_number
-from .cost import Budget, CostMeter, CostRecord, denoiser_cost, parse_budget
+from .cost import Budget, CostMeter, CostRecord, UnitCosts, denoiser_cost, parse_budget
 from .instance import InstanceSetup, SamplingConfig, score_frames, setup_instance
 from .reasoner import LightDecoderConfig, LoRASpec
 from .teacher import Queries
@@ -192,13 +194,49 @@ class _Stopper:
         return self.bad >= self.patience
 
 
-def _resolve_budget(budget: Budget | None, candidate_seconds: float | None, candidate_evals: float):
+def _resolve_budget(budget: Budget | None):
+    """The caps the step loop checks: ``best_of_n:N`` is enforced as a planned step count (from measured unit
+    costs, which already hold what a denoiser evaluation, a decode and a teacher call cost here), nothing else."""
     if budget is None or budget.best_of_n is None:
         return budget
-    if candidate_seconds is None:
-        raise ValueError("budget='best_of_n:N' needs the one-candidate cost: set score_initial=True")
-    n = budget.best_of_n
-    return Budget(seconds=n * candidate_seconds, denoiser_evals=n * candidate_evals)
+    return None
+
+
+# Unit costs measured in this process, per (reasoner, teacher, settings that change a unit's cost): measured once
+# per run so every instance of a run gets the same step count (see cost.UnitCosts).
+_UNIT_COSTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+UNIT_COST_REPEATS = 3  # fastest of 3: the first call of each unit pays one-off warm-up (measured 1.3-2x on the toy)
+
+
+def _unit_cost_key(teacher, config: OptimizeConfig) -> tuple:
+    c, smp = config, config.sampling
+    return (id(teacher), c.mode, c.steps, c.grad_steps, c.block_checkpointing, repr(c.decoder), repr(c.lora),
+            smp.num_frames, smp.height, smp.width, smp.final_steps, smp.guidance_scale)
+
+
+def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig) -> UnitCosts:
+    """Seconds of one Best-of-N candidate and one optimization step on this instance's models and settings: the
+    fastest of ``UNIT_COST_REPEATS`` runs of each, measured once per process and settings (cached), with the LoRA
+    restored afterwards. Used by ``best_of_n:N`` budgets without given ``unit_costs``."""
+    reasoner = setup.reasoner
+    cache = _UNIT_COSTS.setdefault(reasoner, {})
+    key = _unit_cost_key(teacher, config)
+    if key in cache:
+        return cache[key]
+    snapshot = reasoner.snapshot_lora()
+    cand, step = [], []
+    scratch = CostMeter(reasoner)
+    for _ in range(UNIT_COST_REPEATS):
+        t0 = time.perf_counter()
+        frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
+        score_frames(teacher, frames, setup.queries, scratch)
+        cand.append(time.perf_counter() - t0)
+    loop = _StepLoop(setup, teacher, config, scratch, None)
+    for i in range(UNIT_COST_REPEATS):
+        step.append(loop._step(i).seconds)
+    reasoner.restore_lora(snapshot)
+    cache[key] = UnitCosts(candidate=min(cand), step=min(step))
+    return cache[key]
 
 
 def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: OptimizeConfig | None = None,
@@ -228,25 +266,30 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
     setup = setup_instance(pipe, teacher, prompt, image, queries, config.sampling, config.lora, config.max_process)
     reasoner = setup.reasoner
     reasoner.reset_lora()
+
+    # 2. a best_of_n:N budget becomes a step count, from unit costs measured once per run (outside this record)
+    candidate_evals = denoiser_cost(config.sampling.final_steps, config.sampling.guidance_scale).forward
+    max_steps, units = config.max_steps, None
+    if config.budget is not None and config.budget.best_of_n:
+        units = config.budget.unit_costs or unit_costs(setup, teacher, config)
+        spent = 1 + int(config.score_initial)  # the final sample, and the plain one when it is scored
+        max_steps = min(max_steps, units.steps_within(config.budget.best_of_n, spent))
+    budget = _resolve_budget(config.budget)
     meter = CostMeter(reasoner)
     if queries is None:
         meter.count_generate()
 
-    # 2. the plain sample: its score, and what one Best-of-N candidate costs here
-    initial_frames = initial_p = None
-    candidate_seconds = None
-    candidate_evals = denoiser_cost(config.sampling.final_steps, config.sampling.guidance_scale).forward
-    if config.score_initial or (config.budget is not None and config.budget.best_of_n):
-        t0 = meter.elapsed()
+    # 3. the plain sample and its score
+    initial_frames = initial_p = sample_seconds = None
+    if config.score_initial:
         initial_frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
         _, initial_p = score_frames(teacher, initial_frames, setup.queries, meter)
-        candidate_seconds = meter.elapsed() - t0
-    budget = _resolve_budget(config.budget, candidate_seconds, candidate_evals)
+        sample_seconds = meter.elapsed()
 
-    # 3. the optimization steps
-    loop = _StepLoop(setup, teacher, config, meter, budget, candidate_seconds, candidate_evals).run(callback)
+    # 4. the optimization steps
+    loop = _StepLoop(setup, teacher, config, meter, budget, candidate_evals, max_steps, sample_seconds).run(callback)
 
-    # 4. final sample with the best adapter
+    # 5. final sample with the best adapter
     reasoner.restore_lora(loop.best_snapshot)
     best_step = loop.best_step
     frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
@@ -263,6 +306,9 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         final_p_yes=final_p, initial_p_yes=initial_p, initial_frames=initial_frames, best_step=best_step,
         used_initial=used_initial, reasoner=reasoner,
     )
+    if units is not None:
+        out.cost.extra.update(unit_costs=units.to_dict(), planned_steps=max_steps,
+                              budget_seconds=config.budget.best_of_n * units.candidate)
     if out_dir is not None:
         out.save(out_dir)
     return out
@@ -289,7 +335,7 @@ class _StepLoop:
     until a stopping rule fires. ``run`` returns a ``LoopResult``."""
 
     def __init__(self, setup: InstanceSetup, teacher, config: OptimizeConfig, meter: CostMeter, budget,
-                 candidate_seconds, candidate_evals):
+                 final_evals: float = 0.0, max_steps: int | None = None, final_seconds: float | None = None):
         self.setup, self.teacher, self.config, self.meter, self.budget = setup, teacher, config, meter, budget
         self.reasoner = setup.reasoner
         self.params = self.reasoner.lora_parameters()
@@ -301,7 +347,8 @@ class _StepLoop:
         self.step_equiv = self.reasoner.planned_cost(
             config.steps if self.k_step else 1, config.grad_steps if self.k_step else 1,
             config.sampling.guidance_scale).equiv
-        self.final_seconds, self.final_equiv = candidate_seconds, candidate_evals
+        self.final_equiv, self.final_seconds = final_evals, final_seconds
+        self.max_steps = config.max_steps if max_steps is None else max_steps
         self.best_reward, self.best_step = -math.inf, -1
         self.best_snapshot = self.last_good = self.reasoner.snapshot_lora()
         self.failures, self.step_seconds = 0, None
@@ -309,10 +356,11 @@ class _StepLoop:
     def run(self, callback=None) -> LoopResult:
         from tqdm.auto import tqdm
 
-        config, history, stop_reason = self.config, [], "max_steps"
-        bar = tqdm(total=config.max_steps, desc="optimize", disable=not config.progress, leave=False)
+        config, history = self.config, []
+        stop_reason = "max_steps" if self.max_steps == config.max_steps else "budget"
+        bar = tqdm(total=self.max_steps, desc="optimize", disable=not config.progress, leave=False)
         try:
-            for step in range(config.max_steps):
+            for step in range(self.max_steps):
                 if self._over_budget():
                     stop_reason = "budget"
                     break
@@ -323,11 +371,10 @@ class _StepLoop:
                 log.info("step %d loss %.4f p_yes %s", step, info.loss, info.p_yes)
                 if callback is not None:
                     callback(info)
-                stop_reason = self._stop_reason(info)
-                if stop_reason is not None:
+                reason = self._stop_reason(info)
+                if reason is not None:
+                    stop_reason = reason
                     break
-            else:
-                stop_reason = "max_steps"
         except KeyboardInterrupt:
             stop_reason = "interrupted"
             warnings.warn("optimize: interrupted; finishing with the best adapter so far", RuntimeWarning,
@@ -396,8 +443,8 @@ class _StepLoop:
         return None
 
     def _over_budget(self) -> bool:
-        """True when one more step plus the final sample would exceed the budget (time estimated from the last
-        step)."""
+        """True when one more step plus the final sample would exceed the budget (a ``seconds`` budget estimates
+        the step from the last one and the final sample from the plain sample, or from a step without one)."""
         budget = self.budget
         if budget is None:
             return False
@@ -406,7 +453,9 @@ class _StepLoop:
                 and rec.denoiser_equiv + self.step_equiv + self.final_equiv > budget.denoiser_evals):
             return True
         if budget.seconds is not None:
-            if rec.seconds + (self.step_seconds or 0.0) + (self.final_seconds or 0.0) > budget.seconds:
+            step = self.step_seconds or 0.0
+            final = self.final_seconds if self.final_seconds is not None else step
+            if rec.seconds + step + final > budget.seconds:
                 return True
         return False
 

@@ -1,4 +1,4 @@
-"""Benchmark runner (issue 7): suites, durable resumable records, accelerate sharding, judge, reports.
+"""Benchmark runner: suites, durable resumable records, accelerate sharding, judge, reports.
 
 Public API:
 - suites: ``load_suite(spec)`` -> ``Suite`` (``items``: ``BenchItem``, ``errors``: ``SuiteError`` with file:line),

@@ -56,7 +56,7 @@ class VideoFamily:
     """
 
     name = "base"
-    is_i2v: bool = True  # image-to-video (prepare needs `image`); text-to-video adapters set False
+    is_i2v: bool = True  # image-to-video (prepare needs `image`); text-to-video families set False
     pipeline_classes: tuple[str, ...] = ()
     attention_targets: tuple[str, ...] = ()
     ffn_targets: tuple[str, ...] = ()
@@ -144,6 +144,47 @@ class VideoFamily:
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length) -> PreparedInstance:
         raise NotImplementedError
+
+    # ----- the parts of prepare every family shares -----
+
+    def _checked_prompt_embeds(self, prompt, image, negative_prompt, num_frames: int, height: int, width: int,
+                               guidance_scale: float, max_sequence_length: int):
+        """Check the geometry and the image (an image-to-video model needs one, a text-to-video one must not get
+        one), then the pipeline's own ``encode_prompt`` without grad, the negative prompt only when guided. Returns
+        what the pipeline returns (embeddings; LTX adds attention masks)."""
+        self.check_geometry(num_frames, height, width)
+        name = type(self.pipe).__name__
+        if self.is_i2v and image is None:
+            raise ValueError(f"`image` is required for {name} (image-to-video), got None")
+        if not self.is_i2v and image is not None:
+            raise ValueError(f"`image` must be None for the text-to-video {name}; for image conditioning build the "
+                             "reasoner from an image-to-video pipeline of the family")
+        with torch.no_grad():
+            return self.pipe.encode_prompt(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                do_classifier_free_guidance=guidance_scale > 1.0,
+                num_videos_per_prompt=1,
+                max_sequence_length=max_sequence_length,
+                device=self.device,
+            )
+
+    def _prepared(self, noise, pos, neg, num_frames, height, width, seed, guidance_scale, conditions):
+        """The ``PreparedInstance``: embeddings cast to the transformer's dtype, the negative one kept only when
+        guided."""
+        guided = guidance_scale > 1.0
+        return PreparedInstance(
+            family=self.name,
+            noise=noise,
+            prompt_embeds=pos.to(self.dtype),
+            negative_prompt_embeds=neg.to(self.dtype) if guided else None,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            seed=seed,
+            guidance_scale=float(guidance_scale),
+            conditions=conditions,
+        )
 
     def model_input(self, prepared: PreparedInstance, latents: torch.Tensor, t: torch.Tensor):
         """``(hidden_states, timestep, extra_kwargs)`` for one conditional denoiser call on ``latents``."""

@@ -1,11 +1,10 @@
 """The per-instance LoRA on a frozen video transformer: spec, injection, freezing, reset/snapshot/restore, saving.
 
-Everything stays in PEFT format (DESIGN.md "Interfaces users already know"): the adapter is injected with diffusers'
+Everything stays in PEFT format, what diffusers and peft users already know: the adapter is injected with diffusers'
 ``add_adapter`` (peft's ``inject_adapter_in_model`` underneath), parameters keep PEFT's names
 (``...to_q.lora_A.<adapter>.weight``), and files are written with the pipeline class's own ``save_lora_weights`` plus
-the LoRA config as metadata, so a stock pipeline's ``load_lora_weights`` reproduces the adapter exactly (ENV.md "LoRA
-files that diffusers loads": without the metadata an adapter whose alpha differs from its rank loads with the wrong
-scale, silently).
+the LoRA config as metadata, so a stock pipeline's ``load_lora_weights`` reproduces the adapter exactly
+(without the metadata an adapter whose alpha differs from its rank loads with the wrong scale, silently).
 
 Reset, snapshot and restore go through parameter *names*, not peft layer objects, so they work the same whether the
 PEFT layers were swapped for fused ones (``vlmteach_fast.nn.fuse_peft_lora`` keeps state-dict keys) or not.

@@ -1,6 +1,6 @@
 """``Reasoner``: a frozen diffusers video pipeline plus one trainable LoRA, with a differentiable prediction.
 
-Recipe (STYLE.md 11), shared by every model family:
+Recipe, shared by every model family (diffusers' numbered-recipe idiom):
 1. ``from_pipeline``: pick the family, freeze every component (eval mode, requires_grad False), inject the
    LoRA (PEFT format; fused layers when available).
 2. ``prepare``: check inputs, encode text / image conditions once, fix the initial noise (seeded CPU generator).
@@ -24,6 +24,8 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..checks import check_int, check_number
 from ..cost import DenoiserCost, denoiser_cost, evals_per_step
+from .attention import (DEFAULT_ATTENTION_BACKEND, attention_backend_available, check_attention_backend,
+                        use_attention_backend)
 from .cogvideox import CogVideoXFamily
 from .family import PreparedInstance, VideoFamily
 from .light_decoder import LightDecoder, LightDecoderConfig
@@ -108,6 +110,7 @@ class Reasoner:
         self.fuse_report = fuse_report
         self.counters = ReasonerUsage()
         self._light_decoders: dict[str, LightDecoder] = {}
+        self.attention_backend = DEFAULT_ATTENTION_BACKEND
         self._initial = snapshot_lora(self.transformer, spec.adapter_name)
 
     # ----- 1. construction -----
@@ -123,7 +126,7 @@ class Reasoner:
         for name, component in pipe.components.items():
             if isinstance(component, torch.nn.Module):
                 # Frozen models run in eval mode: built-from-config modules start in train mode and dropout
-                # would make two identical calls differ (ENV.md).
+                # would make two identical calls differ.
                 component.eval()
                 component.requires_grad_(False)
         targets = lora.target_modules
@@ -131,6 +134,16 @@ class Reasoner:
             targets = family.attention_targets + (family.ffn_targets if lora.include_ffn else ())
         config, report = inject_lora(family.transformer, lora, targets)
         return cls(pipe, family, lora, config, report)
+
+    def set_attention_backend(self, name: str) -> None:
+        """Run the denoiser's attention with diffusers' dispatcher backend ``name`` ("native" = torch SDPA, the
+        default; "xformers", "flash", "_native_flash", ... where installed; see ``reasoner/attention.py``).
+        ``ValueError`` for an unknown name, ``RuntimeError`` when its package is missing here."""
+        name = check_attention_backend(name)
+        ok, why = attention_backend_available(name)
+        if not ok:
+            raise RuntimeError(f"`attention_backend`={name!r} cannot be used here: {why}")
+        self.attention_backend = name
 
     @property
     def transformer(self):
@@ -202,7 +215,8 @@ class Reasoner:
         # for DDIM); plain floats, so a checkpointed recomputation sees exactly the same values.
         # Block checkpointing is switched on *inside* the step so that a checkpointed step's recomputation in the
         # backward pass runs the same blocks the same way (else its saved tensors would not match the forward's).
-        with self._block_checkpointing(blocks):
+        # The attention backend is entered here too, for the same reason: recomputation must run the same kernel.
+        with self._block_checkpointing(blocks), use_attention_backend(self.attention_backend):
             out = self.family.denoise(prepared, latents, t, guidance_scale)
         return self.family.step(latents, out, c, c_next)
 
@@ -256,7 +270,7 @@ class Reasoner:
             prepared: from :meth:`prepare`.
             mode: ``"one_step"`` (one evaluation from pure noise and its x0 estimate, e.g. x0 = x - sigma * v at
                 sigma = 1; the paper's optimization-time prediction, meaningful for step-distilled models, see
-                DESIGN.md) or ``"k_step"``.
+                docs/method.md) or ``"k_step"``.
             steps: T, the number of sampling steps (``k_step`` only; required there).
             grad_steps: K, how many of the last steps carry gradient, 1 <= K <= T (``k_step`` only).
             guidance_scale: overrides the prepared one; > 1 runs batched cond/uncond guidance.

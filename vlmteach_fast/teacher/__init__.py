@@ -1,4 +1,4 @@
-"""VLM teacher: query synthesis and a batched, differentiable VQA reward (DESIGN.md, issue 4).
+"""VLM teacher: query synthesis and a batched, differentiable VQA reward (docs/method.md).
 
     teacher = VLMTeacher.from_pretrained("Qwen/Qwen2.5-VL-3B-Instruct", dtype=torch.bfloat16, device="cuda")
     queries = teacher.synthesize_queries(prompt, first_frame)        # Queries(goal, process)
