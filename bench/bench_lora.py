@@ -20,12 +20,16 @@ Overrides (bench/gpu_check.sh uses them; comma-separated):
 """
 
 import os
+import sys
 
 import pytest
 import torch
 
-from vlmteach_fast.nn import fuse_peft_lora
-from vlmteach_fast.ops import select_backend
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from closeness import assert_close_verbose  # noqa: E402
+from vlmteach_fast.nn import fuse_peft_lora  # noqa: E402
+from vlmteach_fast.ops import select_backend  # noqa: E402
+from vlmteach_fast.reference.lora import lora_linear_ref  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
@@ -103,6 +107,34 @@ def _layer(provider: str, features: int, rank: int, dtype: torch.dtype) -> torch
     return model[0]
 
 
+def _check_against_reference(layer, provider, x, grad) -> None:
+    """Once, outside the timed part: the layer's output and input gradient against the plain-torch reference (in
+    float64, with the tolerance taken from the reference's own error in x's dtype), so no benchmark times a wrong
+    kernel."""
+    if provider == "base":
+        w, b, a, bb, scale = layer.weight, layer.bias, None, None, 0.0
+    else:
+        name = next(iter(layer.lora_A))
+        w, b = layer.base_layer.weight, layer.base_layer.bias
+        a, bb, scale = layer.lora_A[name].weight, layer.lora_B[name].weight, float(layer.scaling[name])
+    xr = x.detach().clone().requires_grad_(True)
+    out = layer(xr)
+    out.backward(grad)
+
+    def ref(dtype):
+        xx = x.detach().to(dtype).requires_grad_(True)
+        ww, bias = w.detach().to(dtype), b.detach().to(dtype)
+        aa = a.detach().to(dtype) if a is not None else torch.zeros(1, w.shape[1], device=x.device, dtype=dtype)
+        bbb = bb.detach().to(dtype) if bb is not None else torch.zeros(w.shape[0], 1, device=x.device, dtype=dtype)
+        y = lora_linear_ref(xx, ww, bias, aa, bbb, scale)
+        y.backward(grad.to(dtype))
+        return y, xx.grad
+
+    exact, low = ref(torch.float64), ref(x.dtype)
+    assert_close_verbose(out.detach(), low[0], exact[0], name=f"{provider} output")
+    assert_close_verbose(xr.grad, low[1], exact[1], name=f"{provider} input gradient")
+
+
 def _sync():
     if CUDA:
         torch.cuda.synchronize()
@@ -131,6 +163,8 @@ def test_lora_layer(benchmark, provider, mode, dtype, tokens, features, rank):
     x = torch.randn(tokens, features, device=DEVICE, dtype=dtype, requires_grad=True)
     grad = torch.randn(tokens, features, device=DEVICE, dtype=dtype)
     benchmark.group = f"{DEVICE.type} {tokens}x{features} r{rank} {str(dtype).removeprefix('torch.')} {mode}"
+    if mode == MODES[0]:  # one check per (provider, dtype, shape): it covers forward and backward
+        _check_against_reference(layer, provider, x, grad)
     benchmark.extra_info.update(provider=provider, mode=mode, tokens=tokens, features=features, rank=rank,
                                 dtype=str(dtype), device=torch.cuda.get_device_name(0) if CUDA else "cpu",
                                 backend=select_backend(DEVICE)[0] if provider == "fused" else "torch",

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from vlmteach_fast.baselines import best_of_n
-from vlmteach_fast.instance import SamplingConfig
+from vlmteach_fast.instance import SamplingConfig, score_frames
 from vlmteach_fast.optimization import OptimizeConfig, optimize
 from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner
-from vlmteach_fast.teacher import RewardConfig, VLMTeacher
+from vlmteach_fast.teacher import RewardConfig, VLMTeacher, as_queries
 from vlmteach_fast.testing import make_qwen_vl, tiny_wan_pipeline
 
 GEOM = dict(num_frames=9, height=64, width=64)
@@ -63,8 +63,16 @@ def test_optimize_vs_best_of_5(benchmark, setup, method):
                                 sampling=SamplingConfig(final_steps=4, **GEOM))
     result = benchmark.pedantic(run, rounds=2, iterations=1)
     benchmark.extra_info.update(provider=method, reference="best_of_5", cost=result.cost.to_dict())
+    # Outside the timed part: the result is what it claims to be. The returned video, scored again by the teacher,
+    # gives the P(Yes) the method reported (fp32, same frames, same questions: reordering only).
+    _, p_yes = score_frames(teacher, result.frames, as_queries(QUERIES))
+    reported = result.final_p_yes if method == "optimize16" else result.p_yes
+    assert p_yes == pytest.approx(reported, abs=1e-5)
     if method == "optimize16":
-        assert len(result.history) == 16
+        assert len(result.history) == 16 and result.stop_reason == "max_steps"
+    else:  # Best-of-N returns its best candidate
+        assert result.p_yes == result.candidates[0]["p_yes"]
+        assert result.candidates[0]["reward"] == max(c["reward"] for c in result.candidates)
 
 
 def test_per_step_breakdown(benchmark, setup):

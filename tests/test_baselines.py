@@ -27,7 +27,7 @@ def test_best_of_n_ranks_candidates_and_returns_the_best(pipe, tmp_path):
     assert res.cost.denoiser_forward == 3 * 2 and res.cost.full_decodes == 3 and res.cost.reward_calls == 3
     assert res.cost.denoiser_backward == 0
     paths = res.save(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["result.json", "video.gif", "video.mp4"] and len(paths) == 3
+    assert sorted(os.listdir(tmp_path)) == ["manifest.json", "result.json", "video.gif", "video.mp4"] and len(paths) == 4
 
 
 def test_baseline_is_the_plain_model(pipe):

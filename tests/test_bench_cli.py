@@ -30,6 +30,7 @@ def _bench(suite, out, *extra):
     (("--query-metrics", "Rule Coherence,Colour"), "unknown metric(s) ['Colour']"),
     (("--limit", "0"), "`limit` must be an int >= 1 or None"),
     (("--scorer", "py:vlmteach_fast.testing:no_scorer"), "--scorer 'py:vlmteach_fast.testing:no_scorer'"),
+    (("--device", "gpu"), "--device 'gpu' is not a device; allowed: cpu, cuda, cuda:N"),
 ])
 def test_bad_arguments_fail_before_models_load(suite, tmp_path, change, message):
     args = _bench(suite, tmp_path / "out")
@@ -70,12 +71,17 @@ def test_unwritable_output_folder_is_rejected(suite, tmp_path, monkeypatch):
         main(_bench(suite, tmp_path / "ro"))
 
 
-def test_toy_suite_without_shipped_models_says_what_is_missing(tmp_path):
+def test_toy_suite_without_shipped_models_says_what_is_missing(tmp_path, monkeypatch):
     from vlmteach_fast.toy import models
 
-    if os.path.isfile(os.path.join(models.PIPELINE_DIR, "model_index.json")):
-        pytest.skip("the toy models are shipped: nothing missing to report")
+    # an install whose weights folder is missing (a trimmed wheel, a deleted file): the shipped one is hidden
+    monkeypatch.setattr(models, "PIPELINE_DIR", str(tmp_path / "no_weights" / "video"))
     with pytest.raises(SystemExit, match="--pipeline toy: the built-in toy model is not shipped yet"):
+        main(["bench", "--suite", "toy:2", "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o" / "shards").exists()  # failed before anything ran
+    monkeypatch.setattr(models, "PIPELINE_DIR", os.path.join(models.WEIGHTS_DIR, "video"))
+    monkeypatch.setattr(models, "TEACHER_DIR", str(tmp_path / "no_weights" / "teacher"))
+    with pytest.raises(SystemExit, match="--teacher toy: the built-in toy model is not shipped yet"):
         main(["bench", "--suite", "toy:2", "--out", str(tmp_path / "o")])
 
 

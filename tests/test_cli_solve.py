@@ -37,8 +37,8 @@ def _args(models, out, *extra):
 def test_solve_optimize_writes_every_file(models, tmp_path, capsys):
     assert main(_args(models, tmp_path / "out")) == 0
     files = sorted(os.listdir(tmp_path / "out"))
-    assert files == ["adapter", "history.json", "result.json", "reward.png", "video.gif", "video.mp4"]
-    assert sorted(os.listdir(tmp_path / "out" / "adapter")) == ["adapter_config.json",
+    assert files == ["adapter", "history.json", "manifest.json", "result.json", "reward.png", "video.gif", "video.mp4"]
+    assert sorted(os.listdir(tmp_path / "out" / "adapter")) == ["adapter_config.json", "manifest.json",
                                                                  "pytorch_lora_weights.safetensors"]
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["steps"] == 2 and len(result["final_p_yes"]) == 2
@@ -75,3 +75,21 @@ def test_unknown_method_is_rejected(models, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(_args(models, tmp_path / "y", "--method", "best_of_five"))
     assert "invalid choice: 'best_of_five'" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_solve_saves_the_interrupted_result_and_says_so(models, tmp_path):
+    import subprocess
+    import sys
+
+    from vlmteach_fast.io_atomic import verify_output_set
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    # a real SIGINT in the 2nd optimization step (Reasoner.predict runs once per step; the config allows 2)
+    hook = [os.path.join(here, "signal_hook.py"), "vlmteach_fast.reasoner.reasoner:Reasoner.predict", "2", "INT", "--"]
+    run = subprocess.run([sys.executable, *hook, *_args(models, tmp_path / "out")], cwd=os.path.dirname(here),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 130, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "interrupted after 1 step(s)" in run.stderr
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["stop_reason"] == "interrupted" and result["interrupted"] is True and result["steps"] == 1
+    assert "adapter/pytorch_lora_weights.safetensors" in verify_output_set(tmp_path / "out")["files"]

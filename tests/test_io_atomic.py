@@ -41,7 +41,7 @@ def test_commit_dir_replaces_leftovers_and_cleans_up_on_error(tmp_path):
     final.mkdir(parents=True)
     (final / "stale.txt").write_text("from a killed attempt")
     commit_dir(lambda d: open(os.path.join(d, "video.mp4"), "w").write("v"), final)
-    assert os.listdir(final) == ["video.mp4"]
+    assert sorted(os.listdir(final)) == ["manifest.json", "video.mp4"]
 
     def boom(d):
         open(os.path.join(d, "half"), "w").write("h")
@@ -49,7 +49,7 @@ def test_commit_dir_replaces_leftovers_and_cleans_up_on_error(tmp_path):
 
     with pytest.raises(OSError, match="disk full"):
         commit_dir(boom, final)
-    assert os.listdir(final) == ["video.mp4"] and os.listdir(tmp_path / "inst") == ["x"]
+    assert sorted(os.listdir(final)) == ["manifest.json", "video.mp4"] and os.listdir(tmp_path / "inst") == ["x"]
 
 
 def test_atomic_dir_creates_a_new_folder(tmp_path):
@@ -57,3 +57,4 @@ def test_atomic_dir_creates_a_new_folder(tmp_path):
         open(os.path.join(d, "f"), "w").write("1")
         assert not (tmp_path / "new").exists()  # nothing under the final name until the block ends
     assert os.listdir(tmp_path) == ["new"] and (tmp_path / "new" / "f").read_text() == "1"
+    assert sorted(os.listdir(tmp_path / "new")) == ["f", "manifest.json"]

@@ -166,7 +166,7 @@ def test_saved_adapter_loads_into_fresh_pipeline_and_reproduces_final_sample(pip
                    config=cfg(max_steps=3, keep_initial_if_better=False), out_dir=tmp_path / "out")
     assert not res.used_initial and res.best_step >= 0
     files = sorted(os.listdir(tmp_path / "out"))
-    assert files == ["adapter", "history.json", "result.json", "reward.png", "video.gif", "video.mp4"]
+    assert files == ["adapter", "history.json", "manifest.json", "result.json", "reward.png", "video.gif", "video.mp4"]
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     assert [h["step"] for h in history] == [0, 1, 2]
     result = json.loads((tmp_path / "out" / "result.json").read_text())

@@ -154,6 +154,26 @@ def test_a_different_vae_gets_a_different_cache_entry(tmp_path):
     assert LightDecoder(r1, cfg).cache_path != LightDecoder(r2, cfg).cache_path
 
 
+def _tree(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files)
+
+
+@pytest.mark.parametrize("env", ["VLMTEACH_FAST_CACHE", "XDG_CACHE_HOME"])
+def test_the_fitted_map_is_cached_only_under_the_user_cache_dir(tmp_path, monkeypatch, env):
+    from diffusers import DiffusionPipeline
+
+    tiny_wan_pipeline("t2v").save_pretrained(tmp_path / "model")  # a writable model folder, as a user's checkpoint
+    before = _tree(tmp_path / "model")
+    monkeypatch.delenv("VLMTEACH_FAST_CACHE", raising=False)
+    monkeypatch.setenv(env, str(tmp_path / "cache"))
+    pipe = DiffusionPipeline.from_pretrained(str(tmp_path / "model"))
+    ld = LightDecoder(Reasoner.from_pipeline(pipe, LoRASpec(rank=2, fused=False)), LightDecoderConfig(**SMALL_FIT))
+    assert not ld.loaded_from_cache
+    assert _tree(tmp_path / "model") == before  # nothing written into the model's folder
+    assert os.path.commonpath([ld.cache_path, str(tmp_path / "cache")]) == str(tmp_path / "cache")
+    assert os.path.isfile(ld.cache_path)
+
+
 def test_full_kind_picks_the_matching_frames(reasoner):
     z = torch.randn(1, 16, 3, 4, 4)
     with torch.no_grad():

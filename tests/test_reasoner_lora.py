@@ -50,7 +50,7 @@ def test_saved_adapter_loads_into_a_fresh_stock_pipeline(tmp_path, variant):
     assert float((ours - base).abs().max()) > 1e-3  # the adapter changes the video, so the comparison below bites
 
     out = r.save_adapter(tmp_path / "adapter")
-    assert sorted(os.listdir(out)) == ["adapter_config.json", "pytorch_lora_weights.safetensors"]
+    assert sorted(os.listdir(out)) == ["adapter_config.json", "manifest.json", "pytorch_lora_weights.safetensors"]
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".lora-")]  # no temp dirs left behind
 
     fresh = tiny_wan_pipeline(variant)  # same seed -> same frozen weights, no LoRA

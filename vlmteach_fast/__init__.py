@@ -19,6 +19,7 @@ _LAZY = {
     "Budget": "cost", "CostRecord": "cost", "SamplingConfig": "instance",
     "Reasoner": "reasoner", "LoRASpec": "reasoner", "LightDecoderConfig": "reasoner",
     "VLMTeacher": "teacher", "Queries": "teacher", "RewardConfig": "teacher",
+    "load_adapter": "outputs", "verify_output_set": "io_atomic",
 }
 
 __all__ = ["ops", "lora_linear", "FusedLoRALinear", "FuseReport", "fuse_peft_lora", "unfuse_peft_lora",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["check_int", "check_number"]
+__all__ = ["check_int", "check_number", "check_bool"]
 
 
 def check_int(name: str, value, minimum: int = 1, maximum: int | None = None, *, optional: bool = False) -> None:
@@ -42,7 +42,14 @@ def check_number(name: str, value, minimum: float | None = None, *, positive: bo
         ok = math.isfinite(value)
     if not ok:
         want = ["a number"] + ([f">= {minimum:g}"] if minimum is not None else []) + (["> 0"] if positive else [])
-        want += ["finite"] if finite else []
+        if finite:
+            want = ["a finite number"] if len(want) == 1 else want + ["finite"]
         raise ValueError(f"`{name}` must be {' '.join(want[:1])}{' ' if len(want) > 1 else ''}"
                          f"{', '.join(want[1:])}{' or None' if optional else ''}, got {value!r}")
     return float(value)
+
+
+def check_bool(name: str, value) -> None:
+    """``value`` must be True or False (not 1, not the string "no", which YAML keeps as a string when quoted)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be true or false, got {value!r}")

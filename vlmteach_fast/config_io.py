@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 
+from .checks import check_int
 from .cost import Budget
 from .instance import SamplingConfig
 from .methods import METHOD_OPTIONS
@@ -62,11 +63,21 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
         with open(path) as f:
             text = f.read()
         if path.endswith(".json"):
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON at line {err.lineno}, column {err.colno}: "
+                                 f"{err.msg}") from None
         else:
             import yaml
 
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                what = getattr(err, "problem", None) or str(err).splitlines()[0]
+                raise ValueError(f"{where}: not valid YAML{at}: {what}") from None
         data = data or {}
     elif isinstance(source, dict):
         data = dict(source)
@@ -79,6 +90,8 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
         if k in METHOD_OPTIONS:
             options[k] = data.pop(k)
     try:
+        check_int("n", options["n"])  # before any model loads (run_method checks again, for API callers)
+        check_int("rounds", options["rounds"], minimum=0)
         return _build(OptimizeConfig, data, where), options
     except (TypeError, ValueError) as err:
         if str(err).startswith(where):

@@ -80,7 +80,9 @@ def _models(config: DemoConfig):
 
 
 def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
-    """Run the comparison; returns {"rows": per (instance, method) records, "summary": per method means}."""
+    """Run the comparison; returns {"rows": per (instance, method) records, "summary": per method means,
+    "interrupted": bool}. Ctrl-C stops it after writing results.json and index.html for the instances that finished
+    (``interrupted`` is then True)."""
     config = config or DemoConfig()
     os.makedirs(config.out, exist_ok=True)
     threads = torch.get_num_threads()
@@ -95,51 +97,70 @@ def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
 
 
 def _run_demo(config: DemoConfig, progress) -> dict:
-    from . import toy
-    from .evaluate.runner import score_item
     from .evaluate.suites import load_toy
-    from .instance import SamplingConfig, score_frames
     from .io_atomic import atomic_write_json
-    from .methods import run_method
 
     pipe, teacher, judge = _models(config)
     # the same held-out instances and the same scoring (rule score; the judge's mean P(Yes)) as `bench --suite toy`
     items = load_toy(config.instances, seed=config.seed).items
     budget = f"best_of_n:{config.n}" if config.budgeted else None
     rows, media = [], []
-    for i, item in enumerate(items):
-        inst = item.toy
-        queries = toy.queries_for(inst)
-        sampling = SamplingConfig(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE,
-                                  final_steps=toy.SAMPLE_STEPS, seed=config.seed * 1000 + i)
-        oc = dataclasses.replace(config.optimize, sampling=sampling, budget=budget)
-        videos = {"ground truth": inst.solution[None]}
-        curves = None
-        for label in config.methods:
-            method = DEMO_METHODS[label]
-            t0 = time.perf_counter()
-            # The optimized teacher is augmented (it is a loss); the others score samples as they are.
-            res = run_method(method, pipe, teacher if method == "optimize" else judge, inst.prompt,
-                             image=inst.first_frame, queries=queries, config=oc, n=config.n)
-            seconds = time.perf_counter() - t0
-            scored = score_item(item, res.frames, score_frames(judge, res.frames, queries)[1])
-            row = dict(instance=i, task=inst.task_type, difficulty=inst.difficulty, method=label,
-                       rule_score=scored["score"], passed=scored["passed"], parts=scored["scores"]["rule_parts"],
-                       teacher=scored["scores"]["teacher"], seconds=seconds, cost=res.cost.to_dict())
-            if method == "optimize":
-                row.update(stop_reason=res.stop_reason, steps=len(res.history), used_initial=res.used_initial)
-                curves = res
-            rows.append(row)
-            videos[label] = res.frames
-            progress(f"[{i + 1}/{len(items)}] {inst.task_type:<5} {label:<10} rule {row['rule_score']:.2f} "
-                     f"{'PASS' if row['passed'] else 'fail'}  teacher {row['teacher']:.2f}  {seconds:.1f} s")
-        if config.write_media:
-            media.append(_write_media(config.out, i, inst, videos, curves))
+    interrupted = False
+    try:
+        for i, item in enumerate(items):
+            rows_i, media_i = _run_instance(config, i, item, pipe, teacher, judge, budget, len(items), progress)
+            rows += rows_i  # only whole instances: a Ctrl-C inside one leaves none of its rows
+            if media_i is not None:
+                media.append(media_i)
+    except KeyboardInterrupt:
+        interrupted = True
+        progress(f"interrupted: writing the results of the {len({r['instance'] for r in rows})} instance(s) that "
+                 "finished")
     summary = summarize(rows)
     if config.write_media:
         _write_html(config.out, summary, rows, media)
-    atomic_write_json(os.path.join(config.out, "results.json"), {"summary": summary, "rows": rows})
-    return {"rows": rows, "summary": summary}
+    atomic_write_json(os.path.join(config.out, "results.json"),
+                      {"summary": summary, "rows": rows, "interrupted": interrupted})
+    return {"rows": rows, "summary": summary, "interrupted": interrupted}
+
+
+def _run_instance(config, i, item, pipe, teacher, judge, budget, total, progress):
+    """Every method on one instance. Returns (rows, media entry or None); Ctrl-C propagates."""
+    from . import toy
+    from .evaluate.runner import score_item
+    from .instance import SamplingConfig, score_frames
+    from .methods import run_method
+
+    inst = item.toy
+    queries = toy.queries_for(inst)
+    sampling = SamplingConfig(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE,
+                              final_steps=toy.SAMPLE_STEPS, seed=config.seed * 1000 + i)
+    oc = dataclasses.replace(config.optimize, sampling=sampling, budget=budget)
+    videos = {"ground truth": inst.solution[None]}
+    curves = None
+    rows = []
+    for label in config.methods:
+        method = DEMO_METHODS[label]
+        t0 = time.perf_counter()
+        # The optimized teacher is augmented (it is a loss); the others score samples as they are.
+        res = run_method(method, pipe, teacher if method == "optimize" else judge, inst.prompt,
+                         image=inst.first_frame, queries=queries, config=oc, n=config.n)
+        if res.stop_reason == "interrupted":  # optimize turned Ctrl-C into an early stop: the demo stops
+            raise KeyboardInterrupt
+        seconds = time.perf_counter() - t0
+        scored = score_item(item, res.frames, score_frames(judge, res.frames, queries)[1])
+        row = dict(instance=i, task=inst.task_type, difficulty=inst.difficulty, method=label,
+                   rule_score=scored["score"], passed=scored["passed"], parts=scored["scores"]["rule_parts"],
+                   teacher=scored["scores"]["teacher"], seconds=seconds, cost=res.cost.to_dict())
+        if method == "optimize":
+            row.update(stop_reason=res.stop_reason, steps=len(res.history), used_initial=res.used_initial)
+            curves = res
+        rows.append(row)
+        videos[label] = res.frames
+        progress(f"[{i + 1}/{total}] {inst.task_type:<5} {label:<10} rule {row['rule_score']:.2f} "
+                 f"{'PASS' if row['passed'] else 'fail'}  teacher {row['teacher']:.2f}  {seconds:.1f} s")
+    media = _write_media(config.out, i, inst, videos, curves) if config.write_media else None
+    return rows, media
 
 
 def summarize(rows) -> dict:
@@ -215,6 +236,10 @@ def main_demo(args) -> int:
     cfg = DemoConfig(instances=args.instances, out=args.out, seed=args.seed)
     t0 = time.perf_counter()
     result = run_demo(cfg)
+    if result["interrupted"]:
+        print(f"\ninterrupted: results of the {len({r['instance'] for r in result['rows']})} finished instance(s) are "
+              f"in {os.path.join(cfg.out, 'results.json')}")
+        return 130
     print()
     print(format_table(result["summary"]))
     print(f"\n{cfg.instances} instance(s) in {time.perf_counter() - t0:.0f} s; open {os.path.join(cfg.out, 'index.html')}")

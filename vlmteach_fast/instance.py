@@ -15,9 +15,10 @@ from .checks import check_int, check_number
 from .reasoner import LoRASpec, PreparedInstance, Reasoner
 from .reasoner.attention import DEFAULT_ATTENTION_BACKEND, check_attention_backend
 from .teacher import Queries, as_queries
+from .teacher.queries import warn_unless_yes_no
 
-__all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "prepare_first_frame", "setup_instance",
-           "score_frames"]
+__all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "check_image_tensor", "check_instance_geometry",
+           "prepare_first_frame", "setup_instance", "score_frames"]
 
 _REASONER_ATTR = "_vlmteach_reasoner"
 
@@ -106,8 +107,12 @@ def as_reasoner(pipe, lora: LoRASpec | None = None) -> Reasoner:
 
 
 def load_image(image):
-    """Accept a PIL image, a tensor (3, H, W) in [0, 1], a path, or None. Paths are opened as RGB PIL images."""
-    if image is None or torch.is_tensor(image):
+    """Accept a PIL image, a tensor (3, H, W) (or (1, 3, H, W)) in [0, 1], a path, or None. Paths are opened as RGB
+    PIL images; tensors are checked (``check_image_tensor``)."""
+    if image is None:
+        return image
+    if torch.is_tensor(image):
+        check_image_tensor(image)
         return image
     if isinstance(image, (str, os.PathLike)):
         from PIL import Image, UnidentifiedImageError
@@ -128,6 +133,28 @@ def load_image(image):
                     f"got {type(image).__name__}")
 
 
+def check_image_tensor(image: torch.Tensor, name: str = "image") -> None:
+    """A first-frame tensor must be (3, H, W) or (1, 3, H, W) float, channels first, finite, in [0, 1] (a small
+    tolerance for rounding). Raises ValueError naming the shape or values that are wrong."""
+    shape = tuple(image.shape)
+    if image.dim() == 4 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) != 3:
+        raise ValueError(f"`{name}` must be a (3, H, W) tensor in [0, 1], got {image.dim()}-D shape {tuple(image.shape)}")
+    if shape[0] != 3:
+        hint = " (channels last: use image.permute(2, 0, 1))" if shape[-1] == 3 else ""
+        raise ValueError(f"`{name}` must be a (3, H, W) tensor in [0, 1] (channels first), got shape "
+                         f"{tuple(image.shape)}{hint}")
+    if not image.is_floating_point():
+        raise ValueError(f"`{name}` must be a float tensor in [0, 1], got dtype {image.dtype} (divide uint8 by 255)")
+    bad = int((~torch.isfinite(image)).sum())
+    if bad:
+        raise ValueError(f"`{name}` has {bad} non-finite value(s) (NaN / inf) of {image.numel()}")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(f"`{name}` values must be in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+
+
 def _image_tensor(image) -> torch.Tensor | None:
     """(3, H, W) float32 in [0, 1] view of the first frame (for the teacher's query synthesis)."""
     if image is None:
@@ -138,6 +165,27 @@ def _image_tensor(image) -> torch.Tensor | None:
     import numpy as np
 
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def check_instance_geometry(family, sampling: SamplingConfig, image) -> tuple[int, int]:
+    """The video geometry one instance will use, checked against the model family: frame count, frame size (the
+    rules of ``vlmteach_fast.first_frame.resolve_size``: ``sampling``'s size, a checkpoint's fixed size, the first
+    frame's aspect ratio, the pipeline default) and whether the family needs / refuses a first frame.
+    ``family``: a ``reasoner.VideoFamily`` (also one built from configs alone, ``loading.family_from_folder``);
+    ``image``: as returned by ``load_image``. Returns (height, width); ValueError naming the setting otherwise."""
+    from .first_frame import resolve_size
+
+    first = _image_tensor(image)
+    height, width = resolve_size(family, sampling.height, sampling.width,
+                                 None if first is None else tuple(first.shape[1:]), sampling.max_area)
+    family.check_geometry(sampling.num_frames, height, width)
+    is_i2v = getattr(family, "is_i2v", None)
+    pipe_name = type(family.pipe).__name__
+    if is_i2v is True and image is None:
+        raise ValueError(f"`image` is required for the image-to-video {pipe_name}, got None")
+    if is_i2v is False and image is not None:
+        raise ValueError(f"`image` must be None for the text-to-video {pipe_name}, got {type(image).__name__}")
+    return height, width
 
 
 def prepare_first_frame(reasoner: Reasoner, image, sampling: SamplingConfig):
@@ -154,13 +202,11 @@ def prepare_first_frame(reasoner: Reasoner, image, sampling: SamplingConfig):
         "width", "source" ([H, W] of the given frame or None), "fit", "scaled", "offset"}.
     Raises ``ValueError`` naming the argument when the model cannot make that geometry (before any model work).
     """
-    from .first_frame import fit_image, resolve_size
+    from .first_frame import fit_image
 
     image = load_image(image)
+    height, width = check_instance_geometry(reasoner.family, sampling, image)
     first = _image_tensor(image)
-    height, width = resolve_size(reasoner.family, sampling.height, sampling.width,
-                                 None if first is None else tuple(first.shape[1:]), sampling.max_area)
-    reasoner.family.check_geometry(sampling.num_frames, height, width)
     geometry = {"num_frames": sampling.num_frames, "height": height, "width": width, "source": None, "fit": "none"}
     if first is not None:
         fitted, info = fit_image(first, height, width, sampling.fit)
@@ -197,14 +243,9 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     image, geometry = prepare_first_frame(reasoner, image, sampling)
     height, width = geometry["height"], geometry["width"]
     first = _image_tensor(image)
-    is_i2v = getattr(reasoner.family, "is_i2v", None)
-    pipe_name = type(reasoner.pipe).__name__
-    if is_i2v is True and image is None:
-        raise ValueError(f"`image` is required for the image-to-video {pipe_name}, got None")
-    if is_i2v is False and image is not None:
-        raise ValueError(f"`image` must be None for the text-to-video {pipe_name}, got {type(image).__name__}")
     if queries is not None:
         q = as_queries(queries)
+        warn_unless_yes_no(q)
     else:
         q = teacher.synthesize_queries(prompt, first, max_process=max_process)
     prepared = reasoner.prepare(prompt, image, sampling.negative_prompt, num_frames=sampling.num_frames,

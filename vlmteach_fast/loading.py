@@ -9,7 +9,8 @@ import tempfile
 
 import torch
 
-__all__ = ["check_source", "check_out_dir", "default_dtype", "load_pipeline", "load_teacher"]
+__all__ = ["check_source", "check_out_dir", "check_device_dtype", "family_from_folder", "default_dtype", "load_pipeline",
+           "load_teacher"]
 
 
 def check_source(value: str, arg: str) -> str:
@@ -23,17 +24,81 @@ def check_source(value: str, arg: str) -> str:
     return path if looks_local else value
 
 
-def check_out_dir(out: str, arg: str = "--out") -> None:
-    """Create ``out`` and prove it writable by writing a probe file (``os.access`` says yes to root even on a
-    read-only mount). Nothing already in it is touched. ``NotADirectoryError`` / ``PermissionError`` otherwise."""
+def check_out_dir(out: str, arg: str = "--out", output_set: bool = False) -> None:
+    """Prove ``out`` writable by writing a probe file (``os.access`` says yes to root even on a read-only mount).
+    Nothing already in it is touched. ``NotADirectoryError`` / ``PermissionError`` otherwise.
+
+    ``output_set=False`` (a benchmark folder): ``out`` is created. ``output_set=True`` (``solve``'s folder, which
+    its result replaces as a whole): nothing is created (the probe goes into the nearest existing folder) and a
+    folder holding files that no method writes is refused (``io_atomic.OutputSetError``, a ValueError)."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise NotADirectoryError(f"{arg} {out!r} exists and is not a directory")
+    if output_set:
+        from .io_atomic import check_replaceable_dir
+        from .outputs import OUTPUT_NAMES
+
+        check_replaceable_dir(out, OUTPUT_NAMES, what=arg)
+        probe = os.path.abspath(out)
+        while not os.path.isdir(probe):
+            probe = os.path.dirname(probe)
+    else:
+        probe = out
     try:
-        os.makedirs(out, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
+        if not output_set:
+            os.makedirs(out, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-probe-"):
             pass
     except OSError as err:
         raise PermissionError(f"{arg} directory {out!r} is not writable ({err.strerror or err})") from err
+
+
+def check_device_dtype(device: str | None, dtype: str | None, arg: str = "--device"):
+    """(torch.device, torch.dtype) from command-line strings, checked before any model loads: a device torch parses
+    and that exists here, and a dtype that works on it (default: ``default_dtype``). ``ValueError`` naming the
+    setting, the value and what is allowed otherwise."""
+    try:
+        dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{arg} {device!r} is not a device; allowed: cpu, cuda, cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{arg} {device!r} is not supported; allowed: cpu, cuda, cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{arg} {device!r}: no CUDA device is visible to torch here (torch built for "
+                             f"CUDA {torch.version.cuda or 'none'}); allowed: cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{arg} {device!r}: only {torch.cuda.device_count()} CUDA device(s) here; "
+                             f"allowed: cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if dtype == "float16" and dev.type == "cpu":
+        # fp16 on the CPU overflows in the VAE: NaN frames, then a misleading value-range error much later
+        raise ValueError("--dtype float16 is not supported on the CPU (NaN frames); allowed there: float32, bfloat16")
+    return dev, default_dtype(dev, dtype)
+
+
+def family_from_folder(source: str):
+    """The model family (``reasoner.VideoFamily``) of a local diffusers pipeline folder, built from its JSON configs
+    alone (no weights are read), so that geometry can be checked before any model loads. None when ``source`` is not
+    such a folder or its family needs the loaded pipeline (what its configs say is not enough)."""
+    import json
+    from types import SimpleNamespace
+
+    from .reasoner.reasoner import family_for
+
+    def config(*parts):
+        with open(os.path.join(source, *parts)) as f:
+            data = json.load(f)
+        return SimpleNamespace(**{k: v for k, v in data.items() if not k.startswith("_")}), data
+
+    try:
+        pipe_cfg, index = config("model_index.json")
+        stand_in = type(index["_class_name"], (), {})()  # named like the pipeline: family_for goes by class name
+        stand_in.config = pipe_cfg
+        stand_in.vae = SimpleNamespace(config=config("vae", "config.json")[0])
+        stand_in.transformer = SimpleNamespace(config=config("transformer", "config.json")[0])
+        stand_in.transformer_2 = None
+        return family_for(stand_in)
+    except Exception:  # noqa: BLE001 - not a local diffusers folder, or a family that needs more: checked after loading
+        return None
 
 
 def default_dtype(device: torch.device, name: str | None = None) -> torch.dtype:

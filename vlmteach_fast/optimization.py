@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .checks import check_int, check_number
+from .checks import check_bool, check_int, check_number
 from .cost import Budget, CostMeter, CostRecord, UnitCosts, denoiser_cost, parse_budget
 from .instance import InstanceSetup, SamplingConfig, score_frames, setup_instance
 from .reasoner import LightDecoderConfig, LoRASpec
@@ -79,6 +79,15 @@ class OptimizeConfig:
             raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
         for name in ("lr", "lr_decay_on_failure"):
             check_number(f"OptimizeConfig.{name}", getattr(self, name), positive=True, finite=True)
+        if self.lr_decay_on_failure > 1:
+            raise ValueError(f"`OptimizeConfig.lr_decay_on_failure` must be in (0, 1] (a factor that lowers lr), "
+                             f"got {self.lr_decay_on_failure!r}")
+        for name in ("weight_decay", "min_delta"):
+            check_number(f"OptimizeConfig.{name}", getattr(self, name), minimum=0, finite=True)
+        # any finite max_grad_norm is meaningful (<= 0 disables clipping); NaN would silently disable it
+        check_number("OptimizeConfig.max_grad_norm", self.max_grad_norm, finite=True)
+        for name in ("block_checkpointing", "score_initial", "keep_initial_if_better", "progress"):
+            check_bool(f"OptimizeConfig.{name}", getattr(self, name))
         if not 0.0 < self.yes_threshold <= 1.0:
             raise ValueError(f"OptimizeConfig.yes_threshold must be in (0, 1], got {self.yes_threshold!r}")
         for name, cls in (("lora", LoRASpec), ("decoder", LightDecoderConfig), ("sampling", SamplingConfig)):
@@ -141,10 +150,16 @@ class OptimizeResult:
         """P(Yes) per query on the returned video (``final_p_yes``; the ``MethodOutput`` protocol)."""
         return self.final_p_yes
 
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C stopped the loop early: the result holds the best adapter *so far*."""
+        return self.stop_reason == "interrupted"
+
     def summary(self) -> dict:
         """JSON-ready summary (no tensors)."""
         return {
             "stop_reason": self.stop_reason,
+            "interrupted": self.interrupted,
             "steps": len(self.history),
             "best_step": self.best_step,
             "used_initial": self.used_initial,
@@ -156,7 +171,8 @@ class OptimizeResult:
         }
 
     def save(self, out_dir, fps: int = 8) -> dict:
-        """Write video.mp4, video.gif, adapter/, history.json, reward.png, result.json (each atomically)."""
+        """Write video.mp4, video.gif, adapter/ (``self.adapter``), history.json, reward.png, result.json and
+        manifest.json as one set, moved into place whole (``outputs.commit_dir``)."""
         from .outputs import save_optimize_result
 
         return save_optimize_result(self, out_dir, fps=fps)

@@ -1,4 +1,6 @@
-"""Writing results: the files of a method's result, each written atomically (``io_atomic``)."""
+"""Writing results: the files of a method's result as one output set (``io_atomic.commit_dir``: a temporary
+folder with a manifest of every file and its SHA-256, moved into place whole), and loading an adapter back only
+after checking it against that manifest."""
 
 from __future__ import annotations
 
@@ -6,10 +8,34 @@ import os
 
 import torch
 
-from .io_atomic import atomic_write_bytes, atomic_write_json
+from .io_atomic import MANIFEST, OutputSetError, atomic_write_bytes, atomic_write_json, verify_output_set
+from .io_atomic import commit_dir as _commit_dir
 
-__all__ = ["save_reward_plot", "save_optimize_result",
-           "save_frames_result"]
+__all__ = ["OUTPUT_NAMES", "save_reward_plot", "save_optimize_result", "save_frames_result", "load_adapter",
+           "commit_output_set"]
+
+# What a method writes into its output folder (and what versions before the manifest wrote): a folder holding only
+# these may be replaced; anything else in it is the user's and is never deleted.
+OUTPUT_NAMES = frozenset({"video.mp4", "video.gif", "result.json", "history.json", "reward.png", "adapter", MANIFEST})
+
+
+def commit_output_set(write, out_dir) -> str:
+    """``io_atomic.commit_dir`` for a method's output folder: refused when ``out_dir`` holds other files."""
+    return _commit_dir(write, out_dir, known=OUTPUT_NAMES)
+
+
+def load_adapter(pipe, directory, adapter_name: str | None = None):
+    """Verify an output set (``directory`` or its ``adapter/``) against its manifest, then load the adapter with the
+    pipeline's own ``load_lora_weights``. Returns ``pipe``. Raises ``OutputSetError`` on any mismatch."""
+    directory = os.path.abspath(os.fspath(directory))
+    root, adapter = (os.path.dirname(directory), directory) if os.path.basename(directory) == "adapter" else (
+        directory, os.path.join(directory, "adapter"))
+    verify_output_set(root)
+    if not os.path.isdir(adapter):
+        raise OutputSetError(f"output set {root!r} has no adapter/ (only optimize writes one)")
+    kw = {} if adapter_name is None else {"adapter_name": adapter_name}
+    pipe.load_lora_weights(adapter, **kw)
+    return pipe
 
 
 def save_reward_plot(history, questions, path) -> str:
@@ -38,27 +64,40 @@ def save_reward_plot(history, questions, path) -> str:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def save_frames_result(frames: torch.Tensor, summary: dict, out_dir, fps: int = 8) -> dict:
-    """video.mp4, video.gif and result.json for any method. Returns {name: path}."""
+def _write_frames(frames: torch.Tensor, summary: dict, out_dir: str, fps: int) -> None:
     from .reasoner import export_video
 
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {
-        "video.mp4": export_video(frames[0], os.path.join(out_dir, "video.mp4"), fps=fps),
-        "video.gif": export_video(frames[0], os.path.join(out_dir, "video.gif"), fps=fps),
-    }
-    paths["result.json"] = atomic_write_json(os.path.join(out_dir, "result.json"), summary)
-    return paths
+    export_video(frames[0], os.path.join(out_dir, "video.mp4"), fps=fps)
+    export_video(frames[0], os.path.join(out_dir, "video.gif"), fps=fps)
+    atomic_write_json(os.path.join(out_dir, "result.json"), summary)
+
+
+def _paths(out_dir: str) -> dict:
+    return {name: os.path.join(out_dir, name) for name in sorted(os.listdir(out_dir))}
+
+
+def save_frames_result(frames: torch.Tensor, summary: dict, out_dir, fps: int = 8) -> dict:
+    """video.mp4, video.gif, result.json and manifest.json for any method, as one set (``commit_dir``).
+
+    Args: frames (1, F, 3, H, W) float in [0, 1]; summary: JSON-ready dict. Returns {name: path}."""
+    out_dir = commit_output_set(lambda d: _write_frames(frames, summary, d, fps), out_dir)
+    return _paths(out_dir)
 
 
 def save_optimize_result(result, out_dir, fps: int = 8) -> dict:
-    """All files of an ``OptimizeResult``: video.mp4, video.gif, adapter/, history.json, reward.png, result.json."""
-    out_dir = os.fspath(out_dir)
-    paths = save_frames_result(result.frames, result.summary(), out_dir, fps=fps)
-    paths["adapter"] = result.reasoner.save_adapter(os.path.join(out_dir, "adapter"))
-    paths["history.json"] = atomic_write_json(os.path.join(out_dir, "history.json"),
-                                              [h.to_dict() for h in result.history])
-    paths["reward.png"] = save_reward_plot(result.history, result.queries.questions,
-                                           os.path.join(out_dir, "reward.png"))
-    return paths
+    """All files of an ``OptimizeResult`` as one set: video.mp4, video.gif, adapter/ (``result.adapter``, the weights
+    the result holds, whatever the reasoner holds now), history.json, reward.png, result.json, manifest.json."""
+
+    def write(d):
+        _write_frames(result.frames, result.summary(), d, fps)
+        reasoner = result.reasoner
+        current = reasoner.snapshot_lora()
+        try:
+            reasoner.restore_lora(result.adapter)
+            reasoner.save_adapter(os.path.join(d, "adapter"))
+        finally:
+            reasoner.restore_lora(current)
+        atomic_write_json(os.path.join(d, "history.json"), [h.to_dict() for h in result.history])
+        save_reward_plot(result.history, result.queries.questions, os.path.join(d, "reward.png"))
+
+    return _paths(commit_output_set(write, out_dir))

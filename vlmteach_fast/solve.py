@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-
-import torch
+import sys
 
 __all__ = ["run_solve", "parse_queries_arg"]
 
@@ -38,8 +37,8 @@ def parse_queries_arg(value):
 
 def run_solve(args) -> int:
     from .config_io import load_config
-    from .instance import load_image
-    from .loading import check_out_dir, check_source, default_dtype, load_pipeline, load_teacher
+    from .instance import check_instance_geometry, load_image
+    from .loading import check_device_dtype, check_out_dir, check_source, family_from_folder, load_pipeline, load_teacher
     from .methods import run_method
 
     # 1. everything cheap first: a typo must not cost a model load
@@ -50,12 +49,16 @@ def run_solve(args) -> int:
         image = load_image(args.image)
         queries = parse_queries_arg(args.queries)
         pipe_src = check_source(args.pipeline, "--pipeline")
+        family = family_from_folder(pipe_src)  # frames / size / first frame vs the model, from its configs alone
+        if family is not None:
+            check_instance_geometry(family, config.sampling, image)
         check_source(args.teacher, "--teacher")
-        check_out_dir(args.out)
+        device, dtype = check_device_dtype(args.device, args.dtype)
+        if args.teacher_device:
+            check_device_dtype(args.teacher_device, args.dtype, "--teacher-device")
+        check_out_dir(args.out, output_set=True)
     except (ValueError, TypeError, OSError) as err:
         raise SystemExit(f"error: {err}") from err
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = default_dtype(device, args.dtype)
 
     # 2. models
     pipe = load_pipeline(pipe_src, device, dtype, args.trust_remote_code)
@@ -68,4 +71,8 @@ def run_solve(args) -> int:
         result.save(args.out)
     print(f"{args.method}: P(Yes) per query {[round(p, 4) for p in result.p_yes]}, "
           f"{result.cost.seconds:.1f} s, outputs in {args.out}")
+    if result.stop_reason == "interrupted":
+        print(f"interrupted after {len(result.history)} step(s): {args.out} holds the best adapter so far and its "
+              "video (result.json says stop_reason: interrupted)", file=sys.stderr)
+        return 130  # the shell's code for a SIGINT stop
     return 0

@@ -115,7 +115,7 @@ def _scorer(spec: str | None, suite):
 def _prepare(args):
     """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
     from ..config_io import load_config
-    from ..loading import check_out_dir
+    from ..loading import check_device_dtype, check_out_dir
     from .models import check_spec
     from .runner import BenchConfig
     from .suites import load_suite
@@ -132,6 +132,7 @@ def _prepare(args):
         check_spec(args.judge, "--judge")
         scorer = _scorer(args.scorer, suite)
         config, options = load_config(args.config)
+        check_device_dtype(args.device, args.dtype)
         if args.no_progress:
             config.progress = False
         metrics = tuple(m.strip() for m in args.query_metrics.split(",") if m.strip())
@@ -148,8 +149,6 @@ def _prepare(args):
 def run_bench_command(args) -> int:
     from ..loading import default_dtype
     from .models import load_judge_spec, load_pipeline_spec, load_teacher_spec
-    from .records import read_all_records
-    from .summary import latest_configs, write_reports
     from .runner import run_bench
     from .shard import process_state
 
@@ -167,9 +166,28 @@ def run_bench_command(args) -> int:
         judge = load_judge_spec(args.judge, teacher, device, dtype, args.trust_remote_code)
         return pipe, teacher, judge
 
-    records = run_bench(suite, cfg, load_models, info, progress=not args.no_progress)
+    try:
+        records = run_bench(suite, cfg, load_models, info, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        if info.is_main:
+            finished = _write_reports(suite, cfg, args)
+            print(f"bench: interrupted; {finished} finished instance(s) are recorded and in the report; the "
+                  "instance that was running is not: re-run the same command to resume", file=sys.stderr, flush=True)
+        return 130  # the shell's code for a SIGINT stop
     if records is None:  # not the main process: it has written its shard
         return 0
+    _write_reports(suite, cfg, args)
+    items = suite.items[: cfg.limit] if cfg.limit else suite.items
+    ok = [r for r in records if r["status"] == "ok"]
+    return 0 if len(ok) == len(items) and not suite.errors else 1
+
+
+def _write_reports(suite, cfg, args) -> int:
+    """Reports of every method run into ``--out`` (latest config of each), and the summary line of this run's
+    method. Returns how many of this run's instances are recorded."""
+    from .records import read_all_records
+    from .summary import latest_configs, write_reports
+
     items = suite.items[: cfg.limit] if cfg.limit else suite.items
     ids = {it.id for it in items}
     everything = [r for r in read_all_records(cfg.out) if r["instance_id"] in ids]  # every method run into --out
@@ -184,13 +202,15 @@ def run_bench_command(args) -> int:
         official = os.path.join(cfg.out, "official", cfg.method)
         export_official(cfg.out, official, method=cfg.method, layout=suite.kind, link=True, records=current)
         paths["official"] = official
+    chash = cfg.hash()
+    records = [r for r in everything if r["method"] == cfg.method and r["config_hash"] == chash]
     ok = [r for r in records if r["status"] == "ok"]
     scores = [r["score"] for r in ok]
     mean = f"{sum(scores) / len(scores):.3f} ({ok[0]['score_name']})" if ok else "-"
     print(f"bench: {cfg.method}: {len(ok)}/{len(items)} finished, {len(records) - len(ok)} failed, "
           f"{len(suite.errors)} suite entries skipped; mean score {mean}; report {paths['summary.md']}"
           + (f"; official layout {paths['official']}" if "official" in paths else ""), flush=True)
-    return 0 if len(ok) == len(items) and not suite.errors else 1
+    return len(records)
 
 
 def run_bench_report(args) -> int:

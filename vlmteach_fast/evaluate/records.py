@@ -20,7 +20,7 @@ import json
 import os
 import warnings
 
-from ..io_atomic import atomic_write_bytes
+from ..io_atomic import atomic_write_bytes, to_json_text
 
 __all__ = ["RECORD_KEYS", "method_labels", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
            "shard_path", "merge_records"]
@@ -52,7 +52,7 @@ class RecordWriter:
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._drop_torn_tail()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)  # & ~umask
 
     def _drop_torn_tail(self):
         """A kill during a previous ``append`` can leave a last line without its newline: cut it off, so the next
@@ -73,7 +73,7 @@ class RecordWriter:
         missing = [k for k in RECORD_KEYS if k not in record]
         if missing:
             raise ValueError(f"record is missing key(s) {missing}")
-        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+        line = (to_json_text(record, sort_keys=True, default=str) + "\n").encode()
         # one write call for the whole line: O_APPEND makes it land after everything else in the file
         written = os.write(self._fd, line)
         if written != len(line):
@@ -128,7 +128,7 @@ def merge_records(out_dir, order: list[str] | None = None) -> str:
     recs = sorted(read_all_records(out_dir),
                   key=lambda r: (rank.get(r["instance_id"], len(rank)), str(r["instance_id"]), r["method"],
                                  r["config_hash"]))
-    text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in recs)
+    text = "".join(to_json_text(r, sort_keys=True, default=str) + "\n" for r in recs)
     return atomic_write_bytes(os.path.join(os.fspath(out_dir), "records.jsonl"), text.encode())
 
 

@@ -3,9 +3,13 @@
 Recipe of ``run_bench``:
 1. read every shard's records; pending = suite items without a record for (id, method, config hash);
 2. barrier (every process has read before any writes), take this process's slice (accelerate);
-3. load the models (only if this process has work), run each instance: method -> scores -> outputs written
-   atomically -> record appended (flush + fsync); an instance that raises is recorded with its error, the run goes on;
+3. load the models (only if this process has work), run each instance under its lock (``locks.py``: another run
+   into the same ``--out`` holding it, or having recorded it meanwhile, means skip it): method -> scores -> outputs
+   written as one set -> record appended (flush + fsync); an instance that raises is recorded with its error, the
+   run goes on;
 4. barrier; the main process merges the shards into ``records.jsonl`` and writes the reports.
+Ctrl-C stops the run: the instance it cut is not recorded, the records of finished ones are merged (the ``bench``
+command then writes their reports and exits 130); re-running the same command resumes.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..checks import check_int
-from ..io_atomic import atomic_write_json, commit_dir
+from ..io_atomic import atomic_write_json
 from ..methods import METHODS
+from .locks import InstanceLock, lock_path
 from .records import RecordWriter, config_hash, merge_records, read_all_records, shard_path
 from .shard import ProcessInfo, split_pending
 from .suites import DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, checklist_queries
@@ -179,7 +184,9 @@ def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=
 
 def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank: int = 0,
              chash: str | None = None) -> dict:
-    """Run, score and save one instance; never raises for a failing instance (the record says "error")."""
+    """Run, score and save one instance; never raises for a failing instance (the record says "error").
+    Ctrl-C (``KeyboardInterrupt``, also when ``optimize`` stopped early on it) propagates: no record is made, so a
+    resumed run redoes the instance."""
     chash = chash or cfg.hash()
     rec = {"instance_id": item.id, "task": item.task, "index": item.index, "category": item.category,
            "split": item.split,
@@ -190,11 +197,13 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
     stage = "run"
     try:
         result = _solve(item, cfg, pipe, teacher)
+        if result.stop_reason == "interrupted":  # optimize turned Ctrl-C into an early stop: the run stops here
+            raise KeyboardInterrupt
         rec.update(geometry=getattr(result, "geometry", None), teacher_p_yes=list(result.p_yes),
                    stop_reason=result.stop_reason, cost=result.cost.to_dict())
         # outputs first: a scorer that fails must not cost the generated video
         rel = os.path.join("instances", f"{cfg.method}-{chash}", item.dir_name)
-        commit_dir(lambda d: result.save(d, fps=cfg.fps), os.path.join(cfg.out, rel))
+        result.save(os.path.join(cfg.out, rel), fps=cfg.fps)  # one set, moved into place whole
         rec["video"] = os.path.join(rel, "video.mp4")
         if os.path.isdir(os.path.join(cfg.out, rel, "adapter")):
             rec["adapter"] = os.path.join(rel, "adapter")
@@ -238,7 +247,6 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     items = suite.items[: cfg.limit] if cfg.limit else list(suite.items)
     pending = pending_items(items, read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed)
     if info.is_main:
-        _remove_stale_tmp(cfg.out)
         # what a hash stands for, beside the records that carry it
         atomic_write_json(os.path.join(cfg.out, "configs", f"{chash}.json"), cfg.settings())
     info.wait()  # 2. nobody writes before everybody has read: all processes split the same pending list
@@ -246,15 +254,29 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     if info.is_main:
         print(f"bench: {len(items)} instances, {len(items) - len(pending)} already done, {len(pending)} to run "
               f"on {info.world} process(es); method {cfg.method}, config {chash}", flush=True)
-    if mine:
-        pipe, teacher, judge = load_models()
-        bar = _progress(mine, info, progress)
-        with RecordWriter(shard_path(cfg.out, info.rank)) as writer:
-            for item in bar:
-                rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
-                writer.append(rec)
-                if rec["status"] != "ok":
-                    print(f"bench: [rank {info.rank}] {item.id} failed: {rec['error']}", flush=True)
+    try:
+        if mine:
+            pipe, teacher, judge = load_models()
+            bar = _progress(mine, info, progress)
+            with RecordWriter(shard_path(cfg.out, info.rank)) as writer:
+                for item in bar:
+                    with InstanceLock(lock_path(cfg.out, cfg.method, chash, item.dir_name), info.rank) as lock:
+                        if not lock.acquired:
+                            print(f"bench: [rank {info.rank}] {item.id} is being run by {lock.holder}: skipped",
+                                  flush=True)
+                            continue
+                        if not pending_items([item], read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed):
+                            continue  # another run into the same --out finished it after we listed it
+                        rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
+                        writer.append(rec)  # before the lock is released: the next holder sees the record
+                    if rec["status"] != "ok":
+                        print(f"bench: [rank {info.rank}] {item.id} failed: {rec['error']}", flush=True)
+    except KeyboardInterrupt:
+        # Ctrl-C: the cut instance has no record (a resume redoes it); what finished is merged for the reports.
+        # No barrier: the other ranks got the same signal and are stopping too.
+        if info.is_main:
+            merge_records(cfg.out, [it.id for it in items])
+        raise
     info.wait()
     if not info.is_main:
         return None
@@ -262,16 +284,6 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     ids = {it.id for it in items}
     return [r for r in read_all_records(cfg.out)
             if r["method"] == cfg.method and r["config_hash"] == chash and r["instance_id"] in ids]
-
-
-def _remove_stale_tmp(out_dir) -> None:
-    """Temporary output folders of instances a killed run was writing (never referenced by a record). Safe only
-    before the barrier: no process writes before it."""
-    import glob
-    import shutil
-
-    for d in glob.glob(os.path.join(os.fspath(out_dir), "instances", "*", ".tmp-*")):
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _progress(items, info: ProcessInfo, enabled: bool):

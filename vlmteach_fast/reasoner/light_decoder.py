@@ -76,6 +76,15 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10.0 * torch.log10(torch.tensor(1.0 / mse)).item()
 
 
+def user_cache_dir() -> str:
+    """This package's folder in the user cache directory: $VLMTEACH_FAST_CACHE, else $XDG_CACHE_HOME/vlmteach_fast,
+    else ~/.cache/vlmteach_fast. Every cache the package writes lives under it."""
+    if os.environ.get("VLMTEACH_FAST_CACHE"):
+        return os.environ["VLMTEACH_FAST_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "vlmteach_fast")
+
+
 @dataclass
 class LightDecoderConfig:
     kind: str = field(default="linear", metadata={"help": f"one of {_KINDS}"})
@@ -86,8 +95,8 @@ class LightDecoderConfig:
     )
     cache_dir: str | None = field(
         default=None,
-        metadata={"help": "where fitted linear maps are cached; None = next to the VAE when it was loaded from a "
-                          "writable local directory, else $VLMTEACH_FAST_CACHE or ~/.cache/vlmteach_fast"},
+        metadata={"help": "where fitted linear maps are cached; None = the user cache directory "
+                          "($VLMTEACH_FAST_CACHE, else $XDG_CACHE_HOME/vlmteach_fast, else ~/.cache/vlmteach_fast)"},
     )
     fit_samples: int = field(default=4, metadata={"help": "random latent videos decoded for the least-squares fit"})
     fit_latent_frames: int = field(default=3, metadata={"help": "latent frames per fitting video"})
@@ -156,14 +165,11 @@ class LightDecoder:
         return h.hexdigest()[:20]
 
     def _cache_dir(self) -> str:
+        # Only ever the user's cache: never the model's folder (the user's checkpoint, or this package's shipped
+        # weights), which other users and installs share.
         if self.config.cache_dir is not None:
             return self.config.cache_dir
-        src = getattr(self.family.pipe.vae.config, "_name_or_path", "") or ""
-        if src and os.path.isdir(src) and os.access(src, os.W_OK):
-            return os.path.join(src, "vlmteach_fast_light_decoder")
-        root = os.environ.get("VLMTEACH_FAST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                                     "vlmteach_fast")
-        return os.path.join(root, "light_decoder")
+        return os.path.join(user_cache_dir(), "light_decoder")
 
     def _load_or_fit(self) -> None:
         from safetensors.torch import load_file, save_file

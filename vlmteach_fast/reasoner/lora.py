@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..checks import check_int
-from ..io_atomic import atomic_dir
+from ..io_atomic import MANIFEST, atomic_dir
 
 __all__ = ["LoRASpec", "inject_lora", "lora_named_parameters", "snapshot_lora", "restore_lora", "reset_lora",
            "save_lora_adapter"]
@@ -173,11 +173,15 @@ def reset_lora(transformer, adapter_name: str, seed: int | None = None) -> None:
         p.grad = None
 
 
+ADAPTER_FILES = ("pytorch_lora_weights.safetensors", "adapter_config.json")
+
+
 def save_lora_adapter(pipe, transformer, adapter_name: str, lora_config, directory: str | os.PathLike) -> str:
     """Write ``pytorch_lora_weights.safetensors`` that ``type(pipe)().load_lora_weights(directory)`` reproduces.
 
-    Written into a temporary sibling directory first and moved into place with ``os.replace``, so a crash never
-    leaves a half-written adapter where a loader looks. An existing ``directory`` is replaced. Returns the path.
+    The folder is written as one set (``io_atomic.atomic_dir``: a temporary folder with a manifest of
+    every file and its SHA-256, moved into place whole), so a crash never leaves a half-written adapter or a mix of
+    two where a loader looks. An existing adapter ``directory`` is replaced. Returns the path.
     """
     from peft.utils import get_peft_model_state_dict
 
@@ -185,7 +189,7 @@ def save_lora_adapter(pipe, transformer, adapter_name: str, lora_config, directo
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     if not state:
         raise RuntimeError(f"adapter {adapter_name!r} has no LoRA weights to save")
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, known=(*ADAPTER_FILES, MANIFEST)) as tmp:
         type(pipe).save_lora_weights(
             tmp,
             transformer_lora_layers=state,
@@ -193,4 +197,4 @@ def save_lora_adapter(pipe, transformer, adapter_name: str, lora_config, directo
             safe_serialization=True,
         )
         lora_config.save_pretrained(tmp)  # adapter_config.json beside it, for peft users
-    return os.fspath(directory)
+    return os.path.abspath(os.fspath(directory))

@@ -57,6 +57,20 @@ def is_question(text: str) -> bool:
     return text.endswith(("?", "\uff1f", "\u061f")) or bool(_QUESTION_START.match(text))
 
 
+_WH_START = re.compile(r"^(what|which|who|whom|whose|where|when|why|how)\b", re.IGNORECASE)
+
+
+def warn_unless_yes_no(queries) -> None:
+    """Warn (``UserWarning``) naming each question that is not a yes/no question: the reward is log P("Yes"), which
+    means nothing for "Describe the video." or "What colour is the ball?". Used for questions a user supplies (the
+    teacher's own are filtered by ``is_question`` when parsed)."""
+    bad = [q for q in queries.questions if not is_question(q) or _WH_START.match(q.strip())]
+    if bad:
+        warnings.warn(f"queries: {len(bad)} of {len(queries)} are not yes/no questions, so P(\"Yes\") is not a "
+                      f"meaningful reward for them: {bad}; ask e.g. 'Is the ball on the square?'", UserWarning,
+                      stacklevel=3)
+
+
 def _from_json(text: str):
     """(goal, process) from the first JSON object in `text` that has a "goal" or "process" key, or None."""
     decoder = json.JSONDecoder()
