@@ -1,0 +1,152 @@
+"""Distil the toy VAE's decoder into a tiny TAEHV-style decoder, on latents the toy video model actually produces.
+
+Data (train-split instances only, ``make_instances(n, seed, split="train")``), all as normalized latents:
+- few-step samples of the shipped video model, with a random number of steps (1, 2 or 4) on a random schedule, and
+  the one-step x0 estimate at *every* step of those samples (x0 = x_sigma - sigma v: what ``predict(mode=
+  "one_step")`` and k-step predictions hand the light decoder, at random noise levels);
+- the VAE's encodings (posterior mode) of ground-truth solutions and physics walks;
+- copies of the above pushed off the model's distribution, the way an optimized LoRA pushes them: Gaussian
+  perturbations (scale U(0, 0.6) of the latent std) and mixes of two latents.
+Targets: the full VAE decode of each latent (all 9 frames). Loss: pixel MSE of the raw (unclamped) output.
+A held-out set (other train-split instances) gives the PSNR printed at the end; the benchmark measures test-split
+instances (bench/bench_light_decoder.py).
+
+    python scripts/train_toy_light_decoder.py                 # writes vlmteach_fast/toy/weights/light_decoder/
+    python scripts/train_toy_light_decoder.py --out /tmp/ld.safetensors --seconds 60 --instances 40   # smoke run
+
+Seeded; one torch thread (the dev machine's 2 cores are shared; see scripts/train_toy_vae.py).
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+
+import torch
+
+from vlmteach_fast.reasoner import Reasoner
+from vlmteach_fast.reasoner.light_decoder import psnr, vae_fingerprint
+from vlmteach_fast.reasoner.taehv import TinyVideoDecoder, save_tiny_decoder
+from vlmteach_fast.toy.models import TOY_LIGHT_DECODER, TOY_LIGHT_DECODER_CONFIG, load_pipeline
+from vlmteach_fast.toy.tasks import make_instances, physics_video
+
+GEOM = dict(num_frames=9, height=32, width=32)
+
+
+def _random_sigmas(rng: random.Random, steps: int) -> list[float]:
+    """A strictly decreasing schedule starting at 1 (pure noise), other points U(0.05, 0.95)."""
+    rest = sorted({round(rng.uniform(0.05, 0.95), 3) for _ in range(steps - 1)}, reverse=True)
+    return [1.0] + rest
+
+
+@torch.no_grad()
+def model_latents(reasoner, inst, seed: int, rng: random.Random) -> list[torch.Tensor]:
+    """One-step x0 estimates at every step of a random-schedule sample, the last being the sample itself."""
+    a = reasoner.adapter
+    prep = reasoner.prepare(inst.prompt, inst.first_frame, seed=seed, **GEOM)
+    sigmas = _random_sigmas(rng, rng.choice((1, 2, 4)))
+    _, coeffs = a.schedule(len(sigmas), prep, sigmas)  # (steps, 2): sigma -> next sigma, after the shift
+    states = [a.initial_latents(prep)]
+    reasoner.sample(prep, sigmas=sigmas, decode=False,
+                    callback_on_step_end=lambda r, i, t, lat: states.append(lat.clone()))
+    out = []
+    for i in range(len(sigmas)):
+        s, s_next = float(coeffs[i, 0]), float(coeffs[i, 1])
+        v = (states[i + 1] - states[i]) / (s_next - s)  # the denoiser's velocity at step i
+        out.append(a.finalize(prep, states[i] - s * v)[0])  # x0 estimate, image latent on frame 0
+    return out
+
+
+@torch.no_grad()
+def encoded(reasoner, videos: torch.Tensor) -> torch.Tensor:
+    """(N, 9, 3, 32, 32) in [0, 1] -> normalized latents (N, 16, 3, 8, 8) (VAE posterior mode)."""
+    a = reasoner.adapter
+    x = videos.permute(0, 2, 1, 3, 4) * 2 - 1
+    z = torch.cat([reasoner.pipe.vae.encode(x[i:i + 16]).latent_dist.mode() for i in range(0, len(x), 16)])
+    return (z - a._mean) / a._std
+
+
+def build_set(reasoner, n: int, seed: int, augment: bool) -> torch.Tensor:
+    rng = random.Random(seed)
+    insts = make_instances(n, seed=seed, split="train")
+    lat = []
+    for k, inst in enumerate(insts):
+        lat += model_latents(reasoner, inst, seed=10_000 * seed + k, rng=rng)
+    videos = [inst.solution for inst in insts] + [physics_video(inst, seed=rng.randrange(10 ** 6)) for inst in insts]
+    z = torch.cat([torch.stack(lat), encoded(reasoner, torch.stack(videos))])
+    if augment:
+        g = torch.Generator().manual_seed(seed)
+        m = len(z) // 2
+        pick = torch.randint(0, len(z), (m,), generator=g)
+        noisy = z[pick] + torch.rand(m, 1, 1, 1, 1, generator=g) * 0.6 * torch.randn(z[pick].shape, generator=g)
+        other = torch.randint(0, len(z), (m,), generator=g)
+        w = torch.rand(m, 1, 1, 1, 1, generator=g)
+        mixed = w * z[pick] + (1 - w) * z[other]
+        z = torch.cat([z, noisy, mixed])
+    return z
+
+
+@torch.no_grad()
+def targets(reasoner, z: torch.Tensor) -> torch.Tensor:
+    """Full VAE decode (N, 9, 3, 32, 32) in [0, 1] of normalized latents (N, 16, 3, 8, 8)."""
+    return torch.cat([reasoner.adapter.decode(z[i:i + 32]) for i in range(0, len(z), 32)])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=TOY_LIGHT_DECODER)
+    ap.add_argument("--seconds", type=float, default=480, help="training time after the data is made")
+    ap.add_argument("--instances", type=int, default=240)
+    ap.add_argument("--val-instances", type=int, default=24)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    wall0 = time.time()
+    reasoner = Reasoner.from_pipeline(load_pipeline())  # fresh LoRA, lora_B = 0: the shipped model's outputs
+    a = reasoner.adapter
+    z_train = build_set(reasoner, args.instances, args.seed, augment=True)
+    z_val = build_set(reasoner, args.val_instances, args.seed + 1, augment=False)
+    y_train, y_val = targets(reasoner, z_train), targets(reasoner, z_val)
+    x_train = a.to_vae_space(z_train).transpose(1, 2).contiguous()  # (N, T, C, h, w): TAEHV's layout
+    x_val = a.to_vae_space(z_val).transpose(1, 2).contiguous()
+    data_seconds = time.time() - wall0
+    print(f"data: {len(x_train)} train / {len(x_val)} val latents in {data_seconds:.0f} s", flush=True)
+
+    model = TinyVideoDecoder(TOY_LIGHT_DECODER_CONFIG).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(args.seed)
+    start, step = time.time(), 0
+    while time.time() - start < args.seconds:
+        frac = (time.time() - start) / args.seconds
+        for pg in opt.param_groups:
+            pg["lr"] = args.lr * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * frac)))
+        idx = torch.randint(0, len(x_train), (args.batch,), generator=g)
+        loss = (model(x_train[idx]) - y_train[idx]).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 200 == 0:
+            print(f"step {step} t={time.time() - start:.0f}s loss={loss.item():.5f}", flush=True)
+        step += 1
+    model.eval()
+    with torch.no_grad():
+        val = torch.cat([model.decode_video(x_val[i:i + 64]) for i in range(0, len(x_val), 64)])
+    val_psnr = psnr(val, y_val)
+    wall = time.time() - wall0
+    info = {"steps": step, "batch": args.batch, "lr": args.lr, "train_latents": len(x_train),
+            "val_latents": len(x_val), "val_psnr_db": round(val_psnr, 2), "data_seconds": round(data_seconds),
+            "wall_seconds": round(wall), "instances": args.instances, "seed": args.seed, "threads": 1}
+    save_tiny_decoder(model, args.out, metadata={"vae_fingerprint": vae_fingerprint(reasoner.pipe.vae),
+                                                 "latent_space": "vae", "train": json.dumps(info)})
+    with open(os.path.splitext(args.out)[0] + "_train_log.json", "w") as f:
+        json.dump(info, f, indent=1)
+    print(json.dumps(info), flush=True)
+
+
+if __name__ == "__main__":
+    main()
