@@ -95,7 +95,8 @@ class _StructuredAdapter:
 def test_linear_fit_beats_the_mean_colour_baseline(tmp_path):
     adapter = _StructuredAdapter()
     fake = types.SimpleNamespace(adapter=adapter, decode=adapter.decode)
-    ld = LightDecoder(fake, LightDecoderConfig(kind="linear", cache_dir=str(tmp_path), fit_samples=4, fit_latent_size=8))
+    ld = LightDecoder(fake, LightDecoderConfig(kind="linear", cache_dir=str(tmp_path), fit_samples=4,
+                                               fit_latent_size=8))
     z, _ = ld.fit_data(seed=99)  # held-out latents (the fit used seed 0)
     full = adapter.decode(z)[:, adapter.pixel_frame_index(z.shape[2])]
     light = ld(z)

@@ -70,7 +70,8 @@ class TinyDecoderConfig:
         for name in ("space_upscale", "time_upscale"):
             v = tuple(getattr(self, name))
             if len(v) != 3 or not all(isinstance(b, bool) for b in v):
-                raise ValueError(f"TinyDecoderConfig.{name} must be 3 bools (one per stage), got {getattr(self, name)!r}")
+                raise ValueError(f"TinyDecoderConfig.{name} must be 3 bools (one per stage), "
+                                 f"got {getattr(self, name)!r}")
             object.__setattr__(self, name, v)
 
     @property
@@ -230,7 +231,8 @@ def tiny_decoder_from_state_dict(state_dict: dict, space_upscale=(True, True, Tr
     try:
         missing, unexpected = model.decoder.load_state_dict(sd, strict=False)
     except RuntimeError as err:  # a shape that the inferred layout does not have
-        raise ValueError(f"{source}: decoder weights do not fit the TAEHV layout they imply ({config}): {err}") from None
+        raise ValueError(f"{source}: decoder weights do not fit the TAEHV layout they imply ({config}): "
+                         f"{err}") from None
     if missing or unexpected:
         raise ValueError(f"{source}: decoder weights do not fit the TAEHV layout they imply ({config}): "
                          f"missing {missing[:4]}, unexpected {unexpected[:4]}")
