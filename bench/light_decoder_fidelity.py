@@ -26,7 +26,7 @@ from vlmteach_fast.optimization import OptimizeConfig, optimize
 from vlmteach_fast.reasoner import LightDecoder, LightDecoderConfig, Reasoner
 from vlmteach_fast.toy import NUM_FRAMES, SAMPLE_STEPS, SIZE, make_instances
 from vlmteach_fast.toy.models import load_pipeline
-from vlmteach_fast.toy.oracles import RedOracle
+from vlmteach_fast.toy.oracle import RedOracle
 from vlmteach_fast.toy.teacher import load_teacher
 
 KINDS = ("linear", "tiny", "full")

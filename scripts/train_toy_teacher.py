@@ -10,7 +10,15 @@ Recipe:
 2. Loss through the teacher's own reward path (``VLMTeacher.answer_logits``: torch preprocessing, vision tower once,
    prefix-shared LM pass): cross-entropy of the answer token against "Yes" / "No", positives and negatives weighted
    to balance each question.
-3. Save model + tokenizer (safetensors / json) to ``--out``.
+3. With ``--view cells|palette`` the teacher sees one colour per 4-px cell (``vlmteach_fast.toy.views``) in training
+   and, through ``view.json`` in the output folder, wherever it is loaded: patterns inside a cell cannot fool it.
+4. With ``--model-samples N``: N plain samples of the shipped video model on train instances join as hard examples.
+5. With ``--rounds R``: R adversarial rounds after the first phase. Each round runs the gaming test
+   (``toy.gaming.gaming_run``: optimize against the current teacher, every in-loop video kept) on
+   ``--round-instances`` fresh train instances, labels those videos with the rule scorer, adds them to a hard pool
+   (half of every batch is drawn from it) and trains ``--round-seconds`` more. Each round's teacher is saved to
+   ``OUT/round{r}``.
+6. Save model + tokenizer (safetensors / json) to ``--out``.
 
     python scripts/train_toy_teacher.py --out /tmp/toy/teacher --seconds 600 --vae /tmp/toy/vae
 """
@@ -28,6 +36,7 @@ from vlmteach_fast.toy.scorers import score_video
 from vlmteach_fast.toy.tasks import make_instances, physics_video
 from vlmteach_fast.toy.teacher import (ToyTeacher, build_teacher_model, build_teacher_tokenizer,
                                        teacher_image_processor, teacher_reward_config)
+from vlmteach_fast.toy.views import VIEWS, make_view
 from vlmteach_fast.toy.world import CELL, GRID, PALETTE
 
 KEYS = ("goal", "rules", "integrity", "background")
@@ -73,12 +82,13 @@ def build_dataset(insts, seed: int, vae=None, samples=None):
     if samples is not None:
         videos = torch.cat([videos, samples["videos"]])
         tasks += samples["instances"]
-    labels = torch.tensor([[float(score_video(i, v).parts[k] == 1.0) for k in KEYS] for i, v in zip(tasks, videos)])
-    return videos, labels, tasks
+    return videos, label(tasks, videos), tasks
 
 
 def teacher_loss(teacher, videos, labels, tasks, pos_weight):
     """Mean weighted CE of Yes/No over the 4 questions of each video (one task type per call)."""
+    if teacher.frame_transform is not None:  # the view the teacher is shown in the loop
+        videos = teacher.frame_transform(videos)  # (b, 9, 3, 32, 32)
     total = 0.0
     stats = []
     for t in sorted({i.task_type for i in tasks}):
@@ -95,6 +105,81 @@ def teacher_loss(teacher, videos, labels, tasks, pos_weight):
     return total / labels.numel(), torch.cat(stats).mean().item()
 
 
+def label(tasks, videos) -> torch.Tensor:
+    return torch.tensor([[float(score_video(i, v).parts[k] == 1.0) for k in KEYS] for i, v in zip(tasks, videos)])
+
+
+def model_samples(n: int, seed: int):
+    """(videos (n, 9, 3, 32, 32), instances): plain samples of the shipped video model on fresh train instances."""
+    from vlmteach_fast.reasoner import Reasoner
+    from vlmteach_fast.toy import SAMPLE_STEPS, load_pipeline
+
+    reasoner = Reasoner.from_pipeline(load_pipeline())
+    insts = make_instances(n, seed=seed + 50, split="train")
+    vids = []
+    with torch.no_grad():
+        for k, inst in enumerate(insts):
+            prep = reasoner.prepare(inst.prompt, inst.first_frame, num_frames=9, height=32, width=32, seed=seed + k)
+            vids.append(reasoner.sample(prep, steps=SAMPLE_STEPS).frames[0])
+    return torch.stack(vids), insts
+
+
+def adversarial_videos(teacher, n: int, steps: int, seed: int):
+    """Every in-loop video of gaming runs against ``teacher`` on n fresh train instances, and their instances."""
+    from vlmteach_fast.toy import load_pipeline
+    from vlmteach_fast.toy.gaming import gaming_run
+
+    pipe = load_pipeline()
+    insts = make_instances(n, seed=seed, split="train")
+    vids, tasks, fooled, gain = [], [], 0, 0.0
+    for k, inst in enumerate(insts):
+        tr = gaming_run(pipe, teacher, inst, steps=steps, seed=seed * 1000 + k)
+        vids.append(tr.videos)
+        tasks += [inst] * len(tr.videos)
+        fooled += tr.fooled
+        gain += tr.rule[-1] - tr.rule[0]
+    print(f"  gaming on {n} train instances: fooled {fooled}/{n}, rule gain {gain / n:+.3f}", flush=True)
+    return torch.cat(vids), tasks
+
+
+def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_prefix=""):
+    """AdamW with warm-up + cosine for ``seconds``; half of each batch from ``hard`` indices when there are any."""
+    videos, labels, tasks = data
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    start, step, ema = time.time(), 0, None
+    while time.time() - start < seconds:
+        frac = (time.time() - start) / seconds
+        for pg in opt.param_groups:
+            pg["lr"] = lr * min(1.0, frac / 0.03) * (0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(frac * 3.14159)).item()))
+        if hard:
+            h = torch.tensor(hard)[torch.randint(0, len(hard), (batch // 2,), generator=g)].tolist()
+            idx = h + torch.randint(0, len(videos), (batch - len(h),), generator=g).tolist()
+        else:
+            idx = torch.randint(0, len(videos), (batch,), generator=g).tolist()
+        loss, acc = teacher_loss(teacher, videos[idx], labels[idx], [tasks[i] for i in idx], pos_weight)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema = (loss.item(), acc) if ema is None else (0.98 * ema[0] + 0.02 * loss.item(), 0.98 * ema[1] + 0.02 * acc)
+        if step % 50 == 0:
+            print(f"{log_prefix}step {step} t={time.time() - start:.0f}s loss={ema[0]:.4f} acc={ema[1]:.3f}",
+                  flush=True)
+        step += 1
+    return step, ema
+
+
+def save(model, tok, out, view, log):
+    import os
+
+    os.makedirs(out, exist_ok=True)
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    json.dump({"view": view}, open(f"{out}/view.json", "w"))
+    json.dump(log, open(f"{out}/train_log.json", "w"), indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -106,6 +191,13 @@ def main():
     ap.add_argument("--samples", default=None, help=".pt of {'videos', 'seeds', 'task_types'} from eval_toy.py")
     ap.add_argument("--init", default=None, help="continue from a saved teacher")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--view", default="frames", choices=VIEWS, help="teacher input view (toy.views)")
+    ap.add_argument("--model-samples", type=int, default=0, help="plain model samples as hard examples")
+    ap.add_argument("--rounds", type=int, default=0, help="adversarial rounds after the first phase")
+    ap.add_argument("--round-instances", type=int, default=24)
+    ap.add_argument("--round-steps", type=int, default=8, help="gaming-run steps per instance and round")
+    ap.add_argument("--round-seconds", type=float, default=180)
+    ap.add_argument("--round-lr", type=float, default=5e-4)
     args = ap.parse_args()
     torch.set_num_threads(1)  # shared 2-core machine: one thread per process (see train_toy_vae.py)
     torch.manual_seed(args.seed)
@@ -124,6 +216,9 @@ def main():
                    "instances": [make_instance(t, s) for t, s in zip(raw["task_types"], raw["seeds"])]}
     insts = make_instances(args.instances, seed=args.seed + 2, split="train")
     videos, labels, tasks = build_dataset(insts, args.seed, vae, samples)
+    if args.model_samples:
+        ms, ms_insts = model_samples(args.model_samples, args.seed)
+        videos, labels, tasks = torch.cat([videos, ms]), torch.cat([labels, label(ms_insts, ms)]), tasks + ms_insts
     pos = labels.mean(0)
     print(f"data {len(videos)} videos in {time.time() - t0:.0f}s; positive rate per question {pos.tolist()}",
           flush=True)
@@ -137,31 +232,33 @@ def main():
     else:
         tok = build_teacher_tokenizer()
         model = build_teacher_model(tok, seed=args.seed)
-    teacher = ToyTeacher(model, (tok, teacher_image_processor()), config=teacher_reward_config())
+    teacher = ToyTeacher(model, (tok, teacher_image_processor()), config=teacher_reward_config(),
+                         frame_transform=make_view(args.view))
     model.requires_grad_(True)  # VLMTeacher freezes its model; training is the one place it learns
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(args.seed)
-    start, step, ema = time.time(), 0, None
-    while time.time() - start < args.seconds:
-        frac = (time.time() - start) / args.seconds
-        for pg in opt.param_groups:
-            pg["lr"] = args.lr * min(1.0, frac / 0.03) * (0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(frac * 3.14159)).item()))
-        idx = torch.randint(0, len(videos), (args.batch,), generator=g).tolist()
-        loss, acc = teacher_loss(teacher, videos[idx], labels[idx], [tasks[i] for i in idx], pos_weight)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema = (loss.item(), acc) if ema is None else (0.98 * ema[0] + 0.02 * loss.item(), 0.98 * ema[1] + 0.02 * acc)
-        if step % 25 == 0:
-            print(f"step {step} t={time.time() - start:.0f}s loss={ema[0]:.4f} acc={ema[1]:.3f}", flush=True)
-        step += 1
-    model.eval()
-    model.save_pretrained(args.out, safe_serialization=True)
-    tok.save_pretrained(args.out)
-    json.dump({"steps": step, "seconds": time.time() - start, "loss_ema": ema[0], "train_acc_ema": ema[1],
-               "videos": len(videos)}, open(f"{args.out}/train_log.json", "w"))
-    print("saved", args.out, "steps", step, flush=True)
+    data = [videos, labels, tasks]
+    log = {"view": args.view, "videos": len(videos), "phases": []}
+    t1 = time.time()
+    steps, ema = train(teacher, model, data, [], args.seconds, args.lr, args.batch, pos_weight, g)
+    log["phases"].append({"phase": "base", "steps": steps, "seconds": time.time() - t1, "loss_ema": ema[0],
+                          "train_acc_ema": ema[1]})
+    hard = []
+    for r in range(1, args.rounds + 1):
+        t1 = time.time()
+        model.eval()
+        model.requires_grad_(False)
+        adv, adv_tasks = adversarial_videos(teacher, args.round_instances, args.round_steps, args.seed + 100 * r)
+        model.requires_grad_(True)
+        n0 = len(data[0])
+        data = [torch.cat([data[0], adv]), torch.cat([data[1], label(adv_tasks, adv)]), data[2] + adv_tasks]
+        hard += list(range(n0, len(data[0])))
+        steps, ema = train(teacher, model, data, hard, args.round_seconds, args.round_lr, args.batch, pos_weight, g,
+                           log_prefix=f"round {r} ")
+        log["phases"].append({"phase": f"round{r}", "steps": steps, "seconds": time.time() - t1,
+                              "hard_videos": len(hard), "loss_ema": ema[0], "train_acc_ema": ema[1]})
+        save(model, tok, f"{args.out}/round{r}", args.view, log)
+    save(model, tok, args.out, args.view, log)
+    print("saved", args.out, log, flush=True)
 
 
 if __name__ == "__main__":

@@ -205,3 +205,49 @@ def test_public_entry_point_is_the_function_even_after_submodule_import():
     from vlmteach_fast import optimize as public
 
     assert public is mod.optimize and vlmteach_fast.optimize is mod.optimize and callable(public)
+
+
+class ScriptedTeacher(BrightnessTeacher):
+    """BrightnessTeacher whose log P(yes) gets a constant ``offsets[call]`` (no gradient effect), and which keeps a
+    snapshot of the pipeline's LoRA at every call: call 0 scores the plain sample, calls 1..S the steps, S+1 the
+    final sample."""
+
+    def __init__(self, pipe, offsets):
+        super().__init__()
+        self.pipe, self.offsets, self.snapshots = pipe, offsets, []
+
+    def reward(self, frames, queries, **kwargs):
+        from vlmteach_fast.instance import as_reasoner
+
+        self.snapshots.append(as_reasoner(self.pipe).snapshot_lora())
+        off = self.offsets[self.calls] if self.calls < len(self.offsets) else 0.0
+        out = super().reward(frames, queries, **kwargs)
+        out.log_probs = out.log_probs + off
+        out.reward = out.reward + off
+        return out
+
+
+def test_best_adapter_is_the_one_whose_prediction_scored_highest(pipe):
+    # step 1's prediction scores far above the others: its adapter (the one before step 1's update) must be kept,
+    # not the last one
+    teacher = ScriptedTeacher(pipe, offsets=[0.0, -5.0, 0.0, -5.0, -5.0, 0.0])
+    res = optimize(pipe, teacher, PROMPT, image=first_frame(),
+                   config=cfg(max_steps=4, keep_initial_if_better=False, yes_threshold=1.0))
+    assert res.best_step == 1
+    kept = teacher.snapshots[2]  # call 2 = step 1's prediction
+    last = teacher.snapshots[4]  # call 4 = step 3's prediction
+    assert any(not torch.equal(kept[k], last[k]) for k in kept)  # the test can tell the two apart
+    for k, v in kept.items():
+        assert torch.equal(res.adapter[k], v), k
+
+
+def test_keep_initial_if_better_returns_the_plain_video(pipe):
+    # every call after the plain sample scores 5 nats lower: the plain video must be returned, and the LoRA reset
+    teacher = ScriptedTeacher(pipe, offsets=[0.0] + [-5.0] * 10)
+    res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=cfg(max_steps=3))
+    assert res.used_initial and res.best_step == -1
+    assert torch.equal(res.frames, res.initial_frames)
+    assert all(float(v.abs().sum()) == 0 for k, v in res.adapter.items() if "lora_B" in k)
+    teacher = ScriptedTeacher(pipe, offsets=[0.0] + [-5.0] * 10)
+    res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=cfg(max_steps=3, keep_initial_if_better=False))
+    assert not res.used_initial and not torch.equal(res.frames, res.initial_frames)

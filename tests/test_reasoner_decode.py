@@ -99,7 +99,7 @@ def test_linear_fit_beats_the_mean_colour_baseline(tmp_path):
                                                fit_latent_size=8))
     z, _ = ld.fit_data(seed=99)  # held-out latents (the fit used seed 0)
     full = adapter.decode(z)[:, adapter.pixel_frame_index(z.shape[2])]
-    light = ld(z)
+    light = ld(z, frames="all")
     assert light.shape == full.shape
     train_z, train_target = ld.fit_data(seed=0)
     mean_colour = train_target.mean(dim=(0, 1, 3, 4)).view(1, 1, 3, 1, 1).expand_as(full)

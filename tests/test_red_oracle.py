@@ -12,7 +12,7 @@ from vlmteach_fast.instance import SamplingConfig
 from vlmteach_fast.optimization import OptimizeConfig, optimize
 from vlmteach_fast.toy import NUM_FRAMES, SAMPLE_STEPS, SIZE, make_instances
 from vlmteach_fast.toy.models import load_pipeline
-from vlmteach_fast.toy.oracles import RedOracle
+from vlmteach_fast.toy.oracle import RedOracle
 
 
 def test_red_oracle_scores_red_frames():

@@ -41,7 +41,7 @@ __all__ = ["LightDecoderConfig", "LightDecoder", "select_latent_frames", "psnr",
 
 _KINDS = ("auto", "linear", "tiny", "full")
 _REGISTRY: list[str] = []  # tiny decoder files for kind="auto", matched to a VAE by their vae_fingerprint header
-_NAMED_SELECTIONS = ("all", "first", "last", "first_last")
+_NAMED_SELECTIONS = ("pixels", "all", "first", "last", "first_last")
 
 
 def select_latent_frames(num_latent_frames: int, frames) -> list[int]:
@@ -49,12 +49,13 @@ def select_latent_frames(num_latent_frames: int, frames) -> list[int]:
 
     Args:
         num_latent_frames: F_lat of the latents.
-        frames: ``"all"``, ``"first"``, ``"last"``, ``"first_last"``, ``("every", k)`` (0, k, 2k, ... and always
+        frames: ``"pixels"`` (every latent frame; the decoder then emits every pixel frame, see
+            ``LightDecoder.__call__``), ``"all"``, ``"first"``, ``"last"``, ``"first_last"``, ``("every", k)`` (0, k, 2k, ... and always
             the last frame, which the goal question looks at), or an explicit list of indices (negative allowed).
     """
     n = num_latent_frames
     if isinstance(frames, str):
-        if frames == "all":
+        if frames in ("all", "pixels"):
             return list(range(n))
         if frames == "first":
             return [0]
@@ -122,7 +123,11 @@ def _header(path: str) -> dict:
 @dataclass
 class LightDecoderConfig:
     kind: str = field(default="auto", metadata={"help": f"one of {_KINDS}"})
-    frames: object = field(default="all", metadata={"help": "default frame selection (see select_latent_frames)"})
+    frames: object = field(
+        default="pixels",
+        metadata={"help": "frame selection (see select_latent_frames); 'pixels' = every pixel frame, what a judge "
+                          "scores; 'all' = one frame per latent frame"},
+    )
     path: str | None = field(
         default=None,
         metadata={"help": "kind='tiny': a TAEHV-style .safetensors file (.pth/.pt read with weights_only=True) or a "
@@ -369,7 +374,8 @@ class LightDecoder:
             teacher: anything with ``reward(frames (B, F, 3, H, W), queries) -> RewardOutput``; None skips the
                 reward agreement.
             queries: the teacher's queries (required with ``teacher``).
-            frames: frame selection (default ``config.frames``): both decodes are compared on these frames.
+            frames: frame selection (default ``config.frames``): both decodes are compared on these frames
+                (``"pixels"``: every frame of the video, as the teacher and the judge see it).
 
         Returns:
             :class:`~vlmteach_fast.reasoner.fidelity.DecoderFidelity`. Costs N light and N full decodes (+ 2N reward
@@ -380,14 +386,17 @@ class LightDecoder:
             raise ValueError(f"`latents` must have shape (N, {self.adapter.latent_channels}, F_lat, h, w), got {got}")
         if teacher is not None and queries is None:
             raise ValueError("`queries` is required when `teacher` is given")
-        idx = select_latent_frames(latents.shape[2], self.config.frames if frames is None else frames)
+        selection = self.config.frames if frames is None else frames
+        every_pixel = isinstance(selection, str) and selection == "pixels"
+        idx = select_latent_frames(latents.shape[2], selection)
         pix = self.adapter.pixel_frame_index(latents.shape[2])
         light, full = [], []
         with torch.no_grad():
             for i in range(latents.shape[0]):
                 z = latents[i: i + 1]
-                light.append(self(z, frames=idx))
-                full.append(self.reasoner.decode(z)[:, [pix[j] for j in idx]])
+                light.append(self(z, frames=selection))
+                video = self.reasoner.decode(z)  # (1, F_pix, 3, H, W)
+                full.append(video if every_pixel else video[:, [pix[j] for j in idx]])
             per = [psnr(a, b) for a, b in zip(light, full)]
             out = DecoderFidelity(kind=self.kind, psnr_db=psnr(torch.cat(light), torch.cat(full)),
                                   psnr_db_per_candidate=per, n_candidates=len(per))
@@ -409,12 +418,18 @@ class LightDecoder:
 
         Returns:
             (B, F_sel, 3, H, W) float32 in [0, 1] with H, W the frame size (h, w times the VAE's spatial factor).
+            With ``frames="pixels"`` F_sel is the video's pixel frame count: the full VAE and temporal tiny decoders
+            emit every frame; per-frame decoders (linear, 2-D tiny) hold each latent frame's image over the pixel
+            frames it stands for, so frame indices mean the same as in the final video.
         """
         a = self.adapter
         if not torch.is_tensor(latents) or latents.dim() != 5 or latents.shape[1] != a.latent_channels:
             shape = tuple(getattr(latents, "shape", ()))
             raise ValueError(f"`latents` must have shape (B, {a.latent_channels}, F_lat, h, w), got {shape}")
-        idx = select_latent_frames(latents.shape[2], self.config.frames if frames is None else frames)
+        selection = self.config.frames if frames is None else frames
+        if isinstance(selection, str) and selection == "pixels":
+            return self._decode_pixels(latents)
+        idx = select_latent_frames(latents.shape[2], selection)
         kind = self.kind
         if kind == "full":
             video = self.reasoner.decode(latents)  # (B, F, 3, H, W)
@@ -432,12 +447,28 @@ class LightDecoder:
         return up.view(b, f, 3, *size).clamp(0, 1)
 
 
-    def _decode_video_tiny(self, latents, idx):
+    def _decode_pixels(self, latents):
+        """Every pixel frame (see ``__call__``): (B, F_pix, 3, H, W)."""
+        a = self.adapter
+        f_lat = latents.shape[2]
+        pix = a.pixel_frame_index(f_lat)  # pixel frame each latent frame stands for (increasing)
+        if self.kind == "full":
+            return self.reasoner.decode(latents)
+        if self.kind == "tiny" and hasattr(self.tiny, "decode_video"):
+            return self._decode_video_tiny(latents, list(range(f_lat)), every_pixel=True)
+        per_latent = self(latents, frames="all")  # (B, F_lat, 3, H, W)
+        # pixel frame p shows latent frame i, the first whose pixel frame is at or after p
+        owner = [next(i for i, q in enumerate(pix) if q >= p) for p in range(pix[-1] + 1)]
+        return per_latent[:, owner]
+
+    def _decode_video_tiny(self, latents, idx, every_pixel: bool = False):
         a = self.adapter
         z = latents.to(torch.float32)
         z = a.to_vae_space(z) if self.config.tiny_latent_space == "vae" else z
         video = self.tiny.decode_video(z.transpose(1, 2))  # (B, T', 3, H, W) in [0, 1]
         f_lat, t_out = latents.shape[2], video.shape[1]
+        if every_pixel and t_out > f_lat:
+            return video.to(torch.float32).clamp(0, 1)
         if t_out == f_lat:
             pick = idx
         else:

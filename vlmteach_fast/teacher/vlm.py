@@ -135,9 +135,12 @@ class VLMTeacher:
         processor: the model's processor, or its tokenizer, or a (tokenizer, image_processor) pair. The image
             processor only supplies normalization and pixel bounds; preprocessing itself runs in torch.
         config: `RewardConfig` (defaults work).
+        frame_transform: optional differentiable callable, frames (B, F, 3, H, W) in [0, 1] -> same shape in
+            [0, 1], applied to every video before frame selection and augmentation: the input view the teacher was
+            trained on (e.g. the toy world's one-colour-per-cell view). None: the frames as they are.
     """
 
-    def __init__(self, model, processor, config: RewardConfig | None = None):
+    def __init__(self, model, processor, config: RewardConfig | None = None, frame_transform=None):
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         if model_type not in ADAPTERS:
             raise ValueError(
@@ -158,6 +161,9 @@ class VLMTeacher:
         except ValueError:
             self.no_id = None  # only the 'yes_no' form needs it; checked there
         self.query_cache = QueryCache()
+        if frame_transform is not None and not callable(frame_transform):
+            raise TypeError(f"frame_transform must be callable or None, got {type(frame_transform).__name__}")
+        self.frame_transform = frame_transform
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: torch.dtype = torch.bfloat16, device="cpu",
@@ -293,6 +299,8 @@ class VLMTeacher:
         device = next(self.model.parameters()).device
         # fp32 through resize/normalize: bf16 frames would add ~4e-3 rounding before the vision tower's own cast.
         x = frames.to(device=device, dtype=torch.float32)
+        if self.frame_transform is not None:
+            x = self.frame_transform(x)
         K = self.config.augment_views
         if K:
             x = random_views(x, K, self.config.augment_noise, self.config.augment_shift)  # (B*K, ...)

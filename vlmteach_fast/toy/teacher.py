@@ -16,6 +16,7 @@ import torch
 
 from ..teacher import Queries, RewardConfig, VLMTeacher
 from .queries import queries_for, question_words, task_type_of_prompt
+from .views import make_view
 
 __all__ = ["ToyTeacher", "build_teacher_tokenizer", "build_teacher_model", "teacher_image_processor",
            "teacher_reward_config", "load_teacher", "IMAGE_PIXELS"]
@@ -107,13 +108,16 @@ class ToyTeacher(VLMTeacher):
         return queries_for(task_type_of_prompt(prompt), max_process=min(max_process, 3))
 
 
-def load_teacher(path: str | None = None, config: RewardConfig | None = None, device="cpu") -> ToyTeacher:
+def load_teacher(path: str | None = None, config: RewardConfig | None = None, device="cpu",
+                 view: str | None = None) -> ToyTeacher:
     """Load the shipped toy teacher offline.
 
     Args:
         path: a folder written by ``scripts/train_toy_teacher.py``; default: the one in the package.
         config: reward settings; default ``teacher_reward_config()`` (what it was trained with).
         device: where to put the model.
+        view: the input view (``toy.views.VIEWS``); None: the one the teacher was trained with, read from the
+            folder's ``view.json`` (``"frames"`` when absent).
 
     Returns:
         A :class:`ToyTeacher` (fp32, frozen). ``teacher.reward(frames (B, 9, 3, 32, 32) in [0, 1], queries)``.
@@ -128,5 +132,18 @@ def load_teacher(path: str | None = None, config: RewardConfig | None = None, de
                                 "train it with scripts/train_toy_teacher.py")
     model = Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+    if view is None:
+        view = trained_view(path)
     return ToyTeacher(model.to(device), (tokenizer, teacher_image_processor()),
-                      config=config if config is not None else teacher_reward_config())
+                      config=config if config is not None else teacher_reward_config(), frame_transform=make_view(view))
+
+
+def trained_view(path: str) -> str:
+    """The input view a teacher folder was trained with (``view.json``; ``"frames"`` when absent)."""
+    import json
+
+    f = os.path.join(path, "view.json")
+    if not os.path.isfile(f):
+        return "frames"
+    with open(f) as fh:
+        return json.load(fh)["view"]

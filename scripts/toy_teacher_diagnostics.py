@@ -1,0 +1,181 @@
+"""Take the toy teacher apart: does its in-loop reward rank videos like the rule scorer, and can the loop game it?
+
+Usage:
+  python scripts/toy_teacher_diagnostics.py pool --instances 12 --samples 16 [--view cells]
+  python scripts/toy_teacher_diagnostics.py game --instances 12 --steps 16 [--view cells] [--lr 1e-2]
+
+pool: for each held-out instance, ``--samples`` plain samples (seeds 0..S-1); the within-instance Spearman rank
+      correlation of the teacher's reward (exactly as the loop computes it: all frames, the teacher's view) with the
+      rule score, averaged over instances whose rule scores are not all equal.
+game: the gaming test. ``optimize`` against the teacher, uncapped, k-step 4/4 with the full VAE in the loop, so the
+      video the teacher scores at step t *is* the final sample of the adapter at step t. Per step: the teacher's
+      mean P(yes) and the rule score of that same video (mean over instances), and on the last step the fooled rate
+      (teacher says yes to every question, > 0.5, while the rule scorer fails the video).
+Both write a JSON next to the printed table (``--out``). One torch thread (tiny models, overhead-bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+
+from vlmteach_fast import toy
+from vlmteach_fast.instance import SamplingConfig
+
+
+def spearman(a: list[float], b: list[float]) -> float | None:
+    """Spearman rank correlation (average ranks for ties); None when either side is constant."""
+    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    if ta.std() == 0 or tb.std() == 0:
+        return None
+
+    def ranks(t):
+        order = t.argsort()
+        r = torch.empty_like(t)
+        r[order] = torch.arange(len(t), dtype=torch.float64)
+        for v in t.unique():  # average ranks of ties
+            m = t == v
+            r[m] = r[m].mean()
+        return r
+
+    ra, rb = ranks(ta), ranks(tb)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+def load(args):
+    pipe = toy.load_pipeline(args.pipeline)
+    teacher = toy.load_teacher(args.teacher, view=args.view)
+    return pipe, teacher
+
+
+def sampling(i: int, seed: int) -> SamplingConfig:
+    return SamplingConfig(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE,
+                          final_steps=toy.SAMPLE_STEPS, seed=seed * 1000 + i)
+
+
+def run_pool(args) -> dict:
+    from vlmteach_fast.instance import setup_instance
+
+    pipe, teacher = load(args)
+    rows = []
+    for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
+        queries = toy.queries_for(inst)
+        setup = setup_instance(pipe, teacher, inst.prompt, inst.first_frame, queries, sampling(i, args.seed))
+        setup.reasoner.reset_lora()
+        rules, rewards, p_all = [], [], []
+        for s in range(args.samples):
+            prepared = setup.reasoner.prepare(inst.prompt, inst.first_frame, **_geometry(),
+                                              seed=args.seed * 1000 + i + 7919 * s)
+            with torch.no_grad():
+                frames = setup.reasoner.sample(prepared, steps=toy.SAMPLE_STEPS).frames
+                rew = teacher.reward(frames, queries)
+            rules.append(toy.score_video(inst, frames[0]).score)
+            rewards.append(float(rew.reward[0]))
+            p_all.append(rew.log_probs[0].exp().tolist())
+        rho = spearman(rewards, rules)
+        rows.append(dict(instance=i, task=inst.task_type, rho=rho, rules=rules, rewards=rewards, p_yes=p_all))
+        print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} rho {rho if rho is None else round(rho, 3)} "
+              f"rule {sum(rules) / len(rules):.3f} (max {max(rules):.2f})", flush=True)
+    rhos = [r["rho"] for r in rows if r["rho"] is not None]
+    summary = dict(mean_rho=sum(rhos) / max(1, len(rhos)), instances_with_rho=len(rhos), instances=len(rows))
+    print(f"\nwithin-instance Spearman(teacher reward, rule score) = {summary['mean_rho']:+.3f} "
+          f"over {len(rhos)}/{len(rows)} instances (view={args.view})")
+    return dict(summary=summary, rows=rows)
+
+
+def _geometry():
+    return dict(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE)
+
+
+class _Recorder:
+    """Teacher proxy that keeps (detached) every video the loop's reward was computed on."""
+
+    def __init__(self, teacher):
+        self.teacher, self.frames = teacher, []
+
+    def reward(self, frames, queries, weights=None):
+        self.frames.append(frames.detach().float().cpu())
+        return self.teacher.reward(frames, queries, weights)
+
+    def __getattr__(self, name):
+        return getattr(self.teacher, name)
+
+
+def run_game(args) -> dict:
+    from vlmteach_fast.optimization import OptimizeConfig, optimize
+    from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec
+
+    pipe, teacher = load(args)
+    rows = []
+    for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
+        queries = toy.queries_for(inst)
+        rec = _Recorder(teacher)
+        cfg = OptimizeConfig(mode="k_step", steps=toy.SAMPLE_STEPS, grad_steps=toy.SAMPLE_STEPS, lr=args.lr,
+                             max_steps=args.steps, patience=args.steps + 1, yes_threshold=1.0,
+                             decoder=LightDecoderConfig(kind="full"), lora=LoRASpec(rank=8),
+                             sampling=sampling(i, args.seed), keep_initial_if_better=False, progress=False)
+        t0 = time.perf_counter()
+        res = optimize(pipe, rec, inst.prompt, image=inst.first_frame, queries=queries, config=cfg)
+        # rec.frames: [initial sample (scored), step 0..S-1 in-loop videos, final sample (scored)]
+        loop_frames = rec.frames[1:1 + len(res.history)]
+        rule_curve = [toy.score_video(inst, f[0]).score for f in loop_frames]
+        p_curve = [sum(h.p_yes) / len(h.p_yes) for h in res.history]
+        final_rule = toy.score_video(inst, res.frames[0])
+        fooled = all(p > 0.5 for p in res.final_p_yes) and not final_rule.passed
+        rows.append(dict(instance=i, task=inst.task_type, rule_curve=rule_curve, p_curve=p_curve,
+                         final_rule=final_rule.score, final_passed=final_rule.passed, final_p_yes=res.final_p_yes,
+                         fooled=fooled, seconds=time.perf_counter() - t0))
+        print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} rule {rule_curve[0]:.2f} -> {final_rule.score:.2f}  "
+              f"p_yes {p_curve[0]:.2f} -> {sum(res.final_p_yes) / len(res.final_p_yes):.2f}"
+              f"{'  FOOLED' if fooled else ''}", flush=True)
+    n = len(rows)
+    steps = min(len(r["rule_curve"]) for r in rows)
+    rule_mean = [sum(r["rule_curve"][t] for r in rows) / n for t in range(steps)]
+    p_mean = [sum(r["p_curve"][t] for r in rows) / n for t in range(steps)]
+    traj_rho = [spearman(r["p_curve"], r["rule_curve"]) for r in rows]
+    traj_rho = [x for x in traj_rho if x is not None]
+    summary = dict(rule_curve=rule_mean, p_curve=p_mean, fooled_rate=sum(r["fooled"] for r in rows) / n,
+                   rule_gain=sum(r["final_rule"] - r["rule_curve"][0] for r in rows) / n,
+                   pass_rate=sum(r["final_passed"] for r in rows) / n,
+                   traj_rho=sum(traj_rho) / max(1, len(traj_rho)))
+    print(f"\nview={args.view} lr={args.lr}: rule {rule_mean[0]:.3f} -> {rule_mean[-1]:.3f} (final-video gain "
+          f"{summary['rule_gain']:+.3f}, pass {100 * summary['pass_rate']:.0f}%), teacher P(yes) {p_mean[0]:.3f} -> "
+          f"{p_mean[-1]:.3f}, fooled {100 * summary['fooled_rate']:.0f}%, trajectory rho {summary['traj_rho']:+.3f}")
+    return dict(summary=summary, rows=rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("pool", "game"))
+    ap.add_argument("--instances", type=int, default=12)
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--view", default=None, help="teacher input view (frames | cells | palette); default: trained")
+    ap.add_argument("--pipeline", default=None)
+    ap.add_argument("--teacher", default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    result = run_pool(args) if args.what == "pool" else run_game(args)
+    result["args"] = vars(args)
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch {torch.__version__}"
+    result["seconds"] = time.perf_counter() - t0
+    out = args.out or f"bench/toy_diag/{args.what}_{args.view or 'trained'}.json"
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"{result['seconds']:.0f} s; wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

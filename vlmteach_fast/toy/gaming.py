@@ -1,0 +1,83 @@
+"""The gaming test of a toy teacher: optimize against it and watch its score and the rule score of the same videos.
+
+``gaming_run`` optimizes a fresh LoRA against ``teacher`` on one instance, uncapped, in k-step mode with all
+``SAMPLE_STEPS`` steps carrying gradient and the full VAE in the loop, so the video the teacher scores at step t is
+exactly the final sample of the adapter at step t. A teacher that cannot be gamed shows the rule score rising with
+its P(yes); a gamed one shows P(yes) rising alone. The videos it records are also the hard negatives (and
+positives) of the teacher's adversarial training rounds (``scripts/train_toy_teacher.py --rounds``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..instance import SamplingConfig
+from .models import SAMPLE_STEPS
+from .queries import queries_for
+from .scorers import score_video
+from .tasks import ToyInstance
+from .world import NUM_FRAMES, SIZE
+
+__all__ = ["GamingTrace", "gaming_run", "RecordingTeacher"]
+
+
+class RecordingTeacher:
+    """Teacher proxy that keeps a detached CPU copy of every video its ``reward`` is called on."""
+
+    def __init__(self, teacher):
+        self.teacher, self.frames = teacher, []
+
+    def reward(self, frames, queries, weights=None):
+        self.frames.append(frames.detach().float().cpu())
+        return self.teacher.reward(frames, queries, weights)
+
+    def __getattr__(self, name):
+        return getattr(self.teacher, name)
+
+
+@dataclass
+class GamingTrace:
+    """One gaming run. ``videos``: (S, 9, 3, 32, 32) the videos scored at steps 0..S-1; ``p_yes``: S lists of
+    P(yes) per question; ``rule``: S rule scores of the same videos; ``passed``: S rule passes."""
+
+    videos: torch.Tensor
+    p_yes: list[list[float]]
+    rule: list[float]
+    passed: list[bool]
+
+    @property
+    def fooled(self) -> bool:
+        """The last video: the teacher says yes to every question (> 0.5) while the rule scorer fails it."""
+        return all(p > 0.5 for p in self.p_yes[-1]) and not self.passed[-1]
+
+
+def gaming_run(pipe, teacher, instance: ToyInstance, steps: int = 16, lr: float = 1e-2, rank: int = 8,
+               seed: int = 0) -> GamingTrace:
+    """Optimize against ``teacher`` on ``instance`` for ``steps`` steps (no early stop) and trace both scores.
+
+    Args:
+        pipe: the toy video pipeline (``toy.load_pipeline()``) or its Reasoner.
+        teacher: a toy teacher (``toy.load_teacher()``) or any Teacher.
+        instance: the task instance.
+        steps: optimization steps (every one is recorded).
+        lr: AdamW learning rate.
+        rank: LoRA rank.
+        seed: noise seed.
+    """
+    from ..optimization import OptimizeConfig, optimize
+    from ..reasoner import LightDecoderConfig, LoRASpec
+
+    rec = RecordingTeacher(teacher)
+    cfg = OptimizeConfig(mode="k_step", steps=SAMPLE_STEPS, grad_steps=SAMPLE_STEPS, lr=lr, max_steps=steps,
+                         patience=steps + 1, yes_threshold=1.0, decoder=LightDecoderConfig(kind="full"),
+                         lora=LoRASpec(rank=rank), score_initial=False, keep_initial_if_better=False,
+                         sampling=SamplingConfig(num_frames=NUM_FRAMES, height=SIZE, width=SIZE,
+                                                 final_steps=SAMPLE_STEPS, seed=seed),
+                         progress=False)
+    res = optimize(pipe, rec, instance.prompt, image=instance.first_frame, queries=queries_for(instance), config=cfg)
+    videos = torch.cat(rec.frames[:len(res.history)])  # (S, 9, 3, 32, 32); the last call scored the final sample
+    scores = [score_video(instance, v) for v in videos]
+    return GamingTrace(videos=videos, p_yes=[h.p_yes for h in res.history], rule=[s.score for s in scores],
+                       passed=[s.passed for s in scores])
