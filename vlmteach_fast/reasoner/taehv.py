@@ -255,6 +255,7 @@ def save_tiny_decoder(model: TinyVideoDecoder, path, metadata: dict | None = Non
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a shipped file must be readable by all
         os.replace(tmp, path)  # a reader sees the old file or the whole new one
     finally:
         if os.path.exists(tmp):
