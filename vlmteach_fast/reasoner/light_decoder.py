@@ -241,7 +241,7 @@ class LightDecoder:
         return (f"LightDecoderConfig(kind='auto'): no trained tiny decoder is registered for this {self.adapter.name} "
                 f"VAE, so the reward sees the linear latent->RGB map (PSNR {self.fit_psnr:.1f} dB against the full "
                 "VAE on its N(0, 1) fitting latents). On a trained model's own latents the linear map measured "
-                f"19.9 dB (toy model; faithful means >= {MIN_FAITHFUL_PSNR_DB:.0f} dB), and the loop then raised the "
+                f"9.7 dB (toy model; faithful means >= {MIN_FAITHFUL_PSNR_DB:.0f} dB), and the loop then raised the "
                 "reward on it without the final video following. Measure yours with LightDecoder.measure_fidelity"
                 "(latents); pass a TAEHV checkpoint with LightDecoderConfig(kind='tiny', path=...) (taew2_1 for Wan "
                 "2.1, taew2_2 for Wan 2.2 TI2V-5B) or use kind='full'.")
