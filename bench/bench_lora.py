@@ -9,8 +9,17 @@ Providers (what a user would otherwise run):
   fused  the same PEFT layer after vlmteach_fast.fuse_peft_lora: what this library gives.
 The input requires grad, as inside a network; the base weight is frozen. Shapes are a video DiT's token x feature
 sizes: CPU 2048 x 1536 (r 16, 64); GPU Wan2.2-5B's 3072 features with 8k and 32k tokens (r 16, 64, 128).
-extra_info: backend used, bytes autograd saved for backward (all devices) and peak GPU memory (CUDA).
+extra_info: backend used, bytes autograd saved for backward (all devices), peak GPU memory (CUDA), and from the
+median time: TFLOP/s (the matmul FLOPs this provider must do) and GB/s (the bytes it must at least move).
+
+Overrides (bench/gpu_check.sh uses them; comma-separated):
+  VLMTEACH_BENCH_LORA_SHAPES  TOKENSxFEATURESxRANK, e.g. "16384x3072x16,16384x5120x64"
+  VLMTEACH_BENCH_LORA_DTYPES  e.g. "bfloat16,float16" (default: bfloat16 on CUDA, float32 on the CPU)
+  VLMTEACH_BENCH_LORA_MODES   subset of "fwd,bwd,full"
+  VLMTEACH_BENCH_LORA_ROUNDS  timed rounds per benchmark (default 10)
 """
+
+import os
 
 import pytest
 import torch
@@ -27,17 +36,67 @@ else:
     SHAPES = [(2048, 1536, 16), (2048, 1536, 64)]
 
 
-def _layer(provider: str, features: int, rank: int) -> torch.nn.Module:
+def _env_list(name: str, default: list, parse) -> list:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return [parse(item.strip()) for item in raw.split(",") if item.strip()]
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{name} could not be parsed: {raw!r} ({err})") from None
+
+
+def _shape(item: str) -> tuple[int, int, int]:
+    t, f, r = (int(v) for v in item.lower().split("x"))
+    return t, f, r
+
+
+def _dtype(item: str) -> torch.dtype:
+    dt = getattr(torch, item, None)
+    if not isinstance(dt, torch.dtype):
+        raise ValueError(f"not a torch dtype: {item!r}")
+    return dt
+
+
+def _mode(item: str) -> str:
+    if item not in ("fwd", "bwd", "full"):
+        raise ValueError(f"mode must be fwd, bwd or full, got {item!r}")
+    return item
+
+
+SHAPES = _env_list("VLMTEACH_BENCH_LORA_SHAPES", SHAPES, _shape)
+DTYPES = _env_list("VLMTEACH_BENCH_LORA_DTYPES", [DTYPE], _dtype)
+MODES = _env_list("VLMTEACH_BENCH_LORA_MODES", ["fwd", "bwd", "full"], _mode)
+ROUNDS = int(os.environ.get("VLMTEACH_BENCH_LORA_ROUNDS", "10"))
+
+
+def work(provider: str, mode: str, tokens: int, features: int, rank: int, itemsize: int) -> tuple[float, float]:
+    """(matmul FLOPs, minimum bytes moved) of one call. Square layer (K = N = features), frozen base weight, input
+    requiring grad. Forward: x @ W^T (2TKN) plus, with LoRA, x @ A^T and (xA^T) @ B^T (2Tr(K + N)). Backward: dx only
+    for the base (2TKN); with LoRA also dx through the adapter (2Tr(N + K)) and dA, dB (2Tr(K + N)). Bytes: read x
+    and W, write y (forward); read dy, x and W, write dx (backward); the rank-r factors are negligible."""
+    t, k, n, r = tokens, features, features, rank
+    lora = provider != "base"
+    fwd = 2 * t * k * n + (2 * t * r * (k + n) if lora else 0)
+    bwd = 2 * t * k * n + (4 * t * r * (k + n) if lora else 0)
+    fwd_bytes = (t * k + k * n + t * n) * itemsize
+    bwd_bytes = (t * n + k * n + t * k + (t * k if lora else 0)) * itemsize
+    flops = {"fwd": fwd, "bwd": bwd, "full": fwd + bwd}[mode]
+    nbytes = {"fwd": fwd_bytes, "bwd": bwd_bytes, "full": fwd_bytes + bwd_bytes}[mode]
+    return float(flops), float(nbytes)
+
+
+def _layer(provider: str, features: int, rank: int, dtype: torch.dtype) -> torch.nn.Module:
     from peft import LoraConfig, inject_adapter_in_model
 
     torch.manual_seed(0)
-    base = torch.nn.Linear(features, features, device=DEVICE, dtype=DTYPE).requires_grad_(False)
+    base = torch.nn.Linear(features, features, device=DEVICE, dtype=dtype).requires_grad_(False)
     if provider == "base":
         return base
     # the way diffusers' add_adapter injects LoRA; B random so the adapter is not a no-op
     model = inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=["0"],
                                                init_lora_weights=False), torch.nn.Sequential(base))
-    model.to(device=DEVICE, dtype=DTYPE)
+    model.to(device=DEVICE, dtype=dtype)
     if provider == "fused":
         report = fuse_peft_lora(model)
         assert report.swapped == ["0"], report
@@ -63,16 +122,17 @@ def _saved_bytes(layer, x) -> int:
     return total
 
 
-@pytest.mark.parametrize("mode", ["fwd", "bwd", "full"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("provider", ["base", "peft", "fused"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
 @pytest.mark.parametrize("tokens,features,rank", [pytest.param(*s, id=f"{s[0]}x{s[1]}-r{s[2]}") for s in SHAPES])
-def test_lora_layer(benchmark, provider, mode, tokens, features, rank):
-    layer = _layer(provider, features, rank)
-    x = torch.randn(tokens, features, device=DEVICE, dtype=DTYPE, requires_grad=True)
-    grad = torch.randn(tokens, features, device=DEVICE, dtype=DTYPE)
-    benchmark.group = f"{DEVICE.type} {tokens}x{features} r{rank} {mode}"
+def test_lora_layer(benchmark, provider, mode, dtype, tokens, features, rank):
+    layer = _layer(provider, features, rank, dtype)
+    x = torch.randn(tokens, features, device=DEVICE, dtype=dtype, requires_grad=True)
+    grad = torch.randn(tokens, features, device=DEVICE, dtype=dtype)
+    benchmark.group = f"{DEVICE.type} {tokens}x{features} r{rank} {str(dtype).removeprefix('torch.')} {mode}"
     benchmark.extra_info.update(provider=provider, mode=mode, tokens=tokens, features=features, rank=rank,
-                                dtype=str(DTYPE), device=torch.cuda.get_device_name(0) if CUDA else "cpu",
+                                dtype=str(dtype), device=torch.cuda.get_device_name(0) if CUDA else "cpu",
                                 backend=select_backend(DEVICE)[0] if provider == "fused" else "torch",
                                 saved_bytes=_saved_bytes(layer, x))
 
@@ -89,14 +149,18 @@ def test_lora_layer(benchmark, provider, mode, tokens, features, rank):
     if CUDA:
         torch.cuda.reset_peak_memory_stats()
     if mode == "fwd":
-        benchmark.pedantic(fwd, rounds=10, warmup_rounds=2)
+        benchmark.pedantic(fwd, rounds=ROUNDS, warmup_rounds=2)
     elif mode == "full":
-        benchmark.pedantic(full, rounds=10, warmup_rounds=2)
+        benchmark.pedantic(full, rounds=ROUNDS, warmup_rounds=2)
     else:
         def setup():
             x.grad = None
             return (layer(x),), {}
 
-        benchmark.pedantic(lambda out: (out.backward(grad), _sync()), setup=setup, rounds=10, warmup_rounds=2)
+        benchmark.pedantic(lambda out: (out.backward(grad), _sync()), setup=setup, rounds=ROUNDS, warmup_rounds=2)
     if CUDA:
         benchmark.extra_info["peak_mem_bytes"] = torch.cuda.max_memory_allocated()
+    stats = getattr(benchmark, "stats", None)  # None under --benchmark-disable
+    if stats is not None and stats.stats.median > 0:
+        flops, nbytes = work(provider, mode, tokens, features, rank, x.element_size())
+        benchmark.extra_info.update(tflops=flops / stats.stats.median / 1e12, gbps=nbytes / stats.stats.median / 1e9)

@@ -3,27 +3,22 @@
 Run:  python -m pytest bench/bench_optimize.py --benchmark-only --benchmark-json=bench/optimize.json
       python bench/report.py bench/optimize.json
 
-Models: the tiny random Wan2.2-TI2V-style pipeline (vlmteach_fast.reasoner.tiny) and a tiny random Qwen2-VL teacher
-(tests/teacher_fixtures.py), 9 frames at 64 x 64. Random weights: this measures cost, not quality. The paper's claim
+Models: the tiny random Wan2.2-TI2V-style pipeline and a tiny random Qwen2-VL teacher (both from
+vlmteach_fast.testing), 9 frames at 64 x 64. Random weights: this measures cost, not quality. The paper's claim
 to check: 16 optimization steps cost no more than Best-of-5 (one-step mode, light decoder, 4-step final sample).
 """
 
-import os
-import sys
 import time
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-
-from teacher_fixtures import make_qwen_vl  # noqa: E402
-from vlmteach_fast.baselines import best_of_n  # noqa: E402
-from vlmteach_fast.instance import SamplingConfig  # noqa: E402
-from vlmteach_fast.optimization import OptimizeConfig, _decoder_for, optimize  # noqa: E402
-from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner  # noqa: E402
-from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline  # noqa: E402
-from vlmteach_fast.teacher import RewardConfig, VLMTeacher  # noqa: E402
+from vlmteach_fast.baselines import best_of_n
+from vlmteach_fast.instance import SamplingConfig
+from vlmteach_fast.optimization import OptimizeConfig, optimize
+from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner
+from vlmteach_fast.teacher import RewardConfig, VLMTeacher
+from vlmteach_fast.testing import make_qwen_vl, tiny_wan_pipeline
 
 GEOM = dict(num_frames=9, height=64, width=64)
 QUERIES = ["Is the red ball on the green square at the end?", "Does the ball stay in one piece?"]
@@ -77,7 +72,7 @@ def test_per_step_breakdown(benchmark, setup):
     pipe, teacher, image, cache = setup
     reasoner = Reasoner.from_pipeline(tiny_wan_pipeline("ti2v"), LoRASpec(rank=16))
     prep = reasoner.prepare(PROMPT, image, seed=0, **GEOM)
-    decoder = _decoder_for(reasoner, LightDecoderConfig(kind="linear", cache_dir=cache))
+    decoder = reasoner.light_decoder(LightDecoderConfig(kind="linear", cache_dir=cache))
     opt = torch.optim.AdamW(reasoner.lora_parameters(), lr=1e-2)
     parts = {k: [] for k in ("predict", "light_decode", "reward_fwd", "backward", "optimizer")}
 

@@ -13,7 +13,7 @@ extra_info:
               returns, forward and backward, counted until freed; weights excluded). On CUDA also
               torch.cuda.max_memory_allocated delta as cuda_peak_bytes.
   mode        plain | checkpointed (every gradient step) | all_but_last (the last one is not), and K.
-Targets (issue 3): peak(K=8, checkpointed) <= 1.3 x peak(K=1); checkpointed / plain time <= 1.5x;
+Targets: peak(K=8, checkpointed) <= 1.3 x peak(K=1); checkpointed / plain time <= 1.5x;
 light decode >= 10x cheaper than the full VAE decode.
 """
 
@@ -48,10 +48,10 @@ def _reasoner():
     if "r" not in _CACHE:
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
-        from vlmteach_fast.reasoner.tiny import _tiny_umt5
+        from vlmteach_fast.testing import tiny_text_encoder
 
         torch.manual_seed(0)
-        tok, te = _tiny_umt5()
+        tok, te = tiny_text_encoder()
         vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                                temperal_downsample=[False, True, True])
         tr = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64,

@@ -9,16 +9,11 @@ All questions are process questions, so every question sees the same 8 frames (o
 extra_info records the vision-tower calls per reward evaluation and the LM forward calls.
 """
 
-import os
-import sys
-
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from teacher_fixtures import make_qwen_vl  # noqa: E402
-
-from vlmteach_fast.teacher import RewardConfig, VLMTeacher  # noqa: E402
+from vlmteach_fast.teacher import RewardConfig, VLMTeacher
+from vlmteach_fast.testing import make_qwen_vl
 
 FRAMES = 8
 QUESTIONS = [
@@ -63,7 +58,7 @@ def test_reward_fwd_bwd(benchmark, teacher, num_questions, mode):
     batched = mode != "loop"
     teacher.config.share_prefix = mode != "batched_rows"
     calls = []
-    hook = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    hook = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         _step(teacher, frames, questions, batched)
         vision_calls = len(calls)
@@ -95,7 +90,7 @@ def test_reward_fwd_bwd_goal_plus_process(benchmark, teacher, mode):
         lp.sum().backward()
 
     calls = []
-    hook = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    hook = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         step()
         vision_calls = len(calls)

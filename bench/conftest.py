@@ -8,4 +8,4 @@ if torch.version.cuda is None:  # as in tests/: Triton on CPU tensors only throu
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # Record torch / Triton / CUDA versions and the backends in the benchmark JSON's machine_info.
-from vlmteach_fast.bench.throughput import pytest_benchmark_update_machine_info  # noqa: E402,F401
+from vlmteach_fast.evaluate.throughput import pytest_benchmark_update_machine_info  # noqa: E402,F401

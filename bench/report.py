@@ -5,7 +5,7 @@ Usage: python bench/report.py bench/results.json --reference peft,base [--out FI
 
 import sys
 
-from vlmteach_fast.bench.cli import main
+from vlmteach_fast.evaluate.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench-report", *sys.argv[1:]]))

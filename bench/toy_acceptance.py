@@ -1,4 +1,4 @@
-"""Acceptance benchmark of the built-in toy world (issue 6): plain vs Best-of-5 vs optimize at Best-of-5's budget.
+"""Acceptance benchmark of the built-in toy world: plain vs Best-of-5 vs optimize at Best-of-5's budget.
 
 Usage: python bench/toy_acceptance.py [--instances 51] [--seed 0] [--out bench/toy_acceptance]
 

@@ -9,7 +9,7 @@
   over M (SPLIT_M partial sums, summed after) so a small (r, K) result still fills the GPU.
 
 All accumulate in fp32. Under TRITON_INTERPRET=1 (CPU tests) inputs are upcast to fp32 before tl.dot because the
-interpreter's reduced-precision dot is broken (ENV.md); on a GPU fp16/bf16 tiles go to the tensor cores as they are.
+interpreter's reduced-precision dot is broken (docs/architecture.md, "Tests and the dev machine"); on a GPU fp16/bf16 tiles go to the tensor cores as they are.
 """
 
 import os

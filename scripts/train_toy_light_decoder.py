@@ -52,7 +52,7 @@ def _random_sigmas(rng: random.Random, steps: int) -> list[float]:
 @torch.no_grad()
 def model_latents(reasoner, inst, seed: int, rng: random.Random) -> list[torch.Tensor]:
     """One-step x0 estimates at every step of a random-schedule sample, the last being the sample itself."""
-    a = reasoner.adapter
+    a = reasoner.family
     prep = reasoner.prepare(inst.prompt, inst.first_frame, seed=seed, **GEOM)
     sigmas = _random_sigmas(rng, rng.choice((1, 2, 4)))
     _, coeffs = a.schedule(len(sigmas), prep, sigmas)  # (steps, 2): sigma -> next sigma, after the shift
@@ -89,7 +89,7 @@ def trajectory_latents(reasoner, inst, seed: int, rng: random.Random, steps: int
 @torch.no_grad()
 def encoded(reasoner, videos: torch.Tensor) -> torch.Tensor:
     """(N, 9, 3, 32, 32) in [0, 1] -> normalized latents (N, 16, 3, 8, 8) (VAE posterior mode)."""
-    a = reasoner.adapter
+    a = reasoner.family
     x = videos.permute(0, 2, 1, 3, 4) * 2 - 1
     z = torch.cat([reasoner.pipe.vae.encode(x[i:i + 16]).latent_dist.mode() for i in range(0, len(x), 16)])
     return (z - a._mean) / a._std
@@ -125,7 +125,7 @@ def build_set(reasoner, n: int, seed: int, augment: bool, trajectories: int) -> 
 @torch.no_grad()
 def targets(reasoner, z: torch.Tensor) -> torch.Tensor:
     """Full VAE decode (N, 9, 3, 32, 32) in [0, 1] of normalized latents (N, 16, 3, 8, 8)."""
-    return torch.cat([reasoner.adapter.decode(z[i:i + 32]) for i in range(0, len(z), 32)])
+    return torch.cat([reasoner.family.decode(z[i:i + 32]) for i in range(0, len(z), 32)])
 
 
 def main():
@@ -143,7 +143,7 @@ def main():
     torch.manual_seed(args.seed)
     wall0, cpu0 = time.time(), time.process_time()
     reasoner = Reasoner.from_pipeline(load_pipeline())  # fresh LoRA, lora_B = 0: the shipped model's outputs
-    a = reasoner.adapter
+    a = reasoner.family
     z_train, traj_train = build_set(reasoner, args.instances, args.seed, augment=True, trajectories=args.trajectories)
     z_val, traj_val = build_set(reasoner, args.val_instances, args.seed + 1, augment=False,
                                 trajectories=args.val_instances)

@@ -6,7 +6,8 @@ Recipe:
    an off-distribution copy (Gaussian pixel noise of std 0.05-0.3 or a random colour patch). With ``--vae`` half
    the videos go through the toy VAE (encode + decode) so the teacher learns to read decoded, blurred frames; with
    ``--samples`` (a .pt of model samples from ``scripts/eval_toy.py``) the plain model's own videos join as hard
-   negatives. Labels: the rule scorer's parts of *that* video (1 only when the part is fully met).
+   negatives. Labels: the rule scorer's parts of *that* video: 1 only when the part is fully met, or with
+   ``--soft-labels`` the part itself (the fraction of frames or transitions where the rule holds).
 2. Loss through the teacher's own reward path (``VLMTeacher.answer_logits``: torch preprocessing, vision tower once,
    prefix-shared LM pass): cross-entropy of the answer token against "Yes" / "No", positives and negatives weighted
    to balance each question.
@@ -33,7 +34,7 @@ import torch
 from vlmteach_fast.toy.corrupt import applicable_corruptions, corrupt
 from vlmteach_fast.toy.queries import QUESTIONS
 from vlmteach_fast.toy.scorers import score_video
-from vlmteach_fast.toy.tasks import make_instances, physics_video
+from vlmteach_fast.toy.tasks import make_instance, make_instances, physics_video
 from vlmteach_fast.toy.teacher import (ToyTeacher, build_teacher_model, build_teacher_tokenizer,
                                        teacher_image_processor, teacher_reward_config)
 from vlmteach_fast.toy.views import VIEWS, make_view
@@ -98,14 +99,20 @@ def teacher_loss(teacher, videos, labels, tasks, pos_weight):
         logits, _ = teacher.answer_logits(videos[sel], qs, kinds)  # (b, 4, V)
         logp = torch.log_softmax(logits.float(), dim=-1)
         y = labels[sel]
-        lp = torch.where(y > 0, logp[..., teacher.yes_id], logp[..., teacher.no_id])
-        w = torch.where(y > 0, pos_weight, 1.0)
-        total = total - (w * lp).sum()
-        stats.append(((logp[..., teacher.yes_id] > logp[..., teacher.no_id]).float() == y).float())
+        # cross-entropy against the target mixture y * Yes + (1 - y) * No (hard labels: y in {0, 1})
+        total = total - (pos_weight * y * logp[..., teacher.yes_id] + (1 - y) * logp[..., teacher.no_id]).sum()
+        stats.append(((logp[..., teacher.yes_id] > logp[..., teacher.no_id]).float() == (y >= 0.5)).float())
     return total / labels.numel(), torch.cat(stats).mean().item()
 
 
+SOFT_LABELS = False  # set by --soft-labels
+
+
 def label(tasks, videos) -> torch.Tensor:
+    """(N, 4) targets in KEYS order: the rule scorer's parts (fractions in [0, 1]) with ``SOFT_LABELS``, else 1 only
+    where a part is fully met."""
+    if SOFT_LABELS:
+        return torch.tensor([[score_video(i, v).parts[k] for k in KEYS] for i, v in zip(tasks, videos)])
     return torch.tensor([[float(score_video(i, v).parts[k] == 1.0) for k in KEYS] for i, v in zip(tasks, videos)])
 
 
@@ -145,6 +152,8 @@ def adversarial_videos(teacher, n: int, steps: int, seed: int):
 def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_prefix=""):
     """AdamW with warm-up + cosine for ``seconds``; half of each batch from ``hard`` indices when there are any."""
     videos, labels, tasks = data
+    if seconds <= 0:
+        return 0, (float("nan"), float("nan"))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     start, step, ema = time.time(), 0, None
     while time.time() - start < seconds:
@@ -193,12 +202,17 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--view", default="frames", choices=VIEWS, help="teacher input view (toy.views)")
     ap.add_argument("--model-samples", type=int, default=0, help="plain model samples as hard examples")
+    ap.add_argument("--data-cache", default=None, help=".pt to save the built dataset to / load it from")
+    ap.add_argument("--soft-labels", action="store_true",
+                    help="targets are the rule parts' fractions (P(yes) learns how much of a rule holds)")
     ap.add_argument("--rounds", type=int, default=0, help="adversarial rounds after the first phase")
     ap.add_argument("--round-instances", type=int, default=24)
     ap.add_argument("--round-steps", type=int, default=8, help="gaming-run steps per instance and round")
     ap.add_argument("--round-seconds", type=float, default=180)
     ap.add_argument("--round-lr", type=float, default=5e-4)
     args = ap.parse_args()
+    global SOFT_LABELS
+    SOFT_LABELS = args.soft_labels
     torch.set_num_threads(1)  # shared 2-core machine: one thread per process (see train_toy_vae.py)
     torch.manual_seed(args.seed)
     t0 = time.time()
@@ -209,17 +223,26 @@ def main():
         vae = AutoencoderKLWan.from_pretrained(args.vae).eval()
     samples = None
     if args.samples:
-        from vlmteach_fast.toy.tasks import make_instance
-
         raw = torch.load(args.samples)
         samples = {"videos": raw["videos"],
                    "instances": [make_instance(t, s) for t, s in zip(raw["task_types"], raw["seeds"])]}
     insts = make_instances(args.instances, seed=args.seed + 2, split="train")
-    videos, labels, tasks = build_dataset(insts, args.seed, vae, samples)
-    if args.model_samples:
-        ms, ms_insts = model_samples(args.model_samples, args.seed)
-        videos, labels, tasks = torch.cat([videos, ms]), torch.cat([labels, label(ms_insts, ms)]), tasks + ms_insts
-    pos = labels.mean(0)
+    import os
+
+    if args.data_cache and os.path.exists(args.data_cache):
+        cached = torch.load(args.data_cache)
+        videos = cached["videos"]
+        tasks = [make_instance(t, s) for t, s in zip(cached["task_types"], cached["seeds"])]
+        labels = label(tasks, videos) if SOFT_LABELS else cached["labels"]
+    else:
+        videos, labels, tasks = build_dataset(insts, args.seed, vae, samples)
+        if args.model_samples:
+            ms, ms_insts = model_samples(args.model_samples, args.seed)
+            videos, labels, tasks = torch.cat([videos, ms]), torch.cat([labels, label(ms_insts, ms)]), tasks + ms_insts
+        if args.data_cache:
+            torch.save({"videos": videos, "labels": labels, "task_types": [t.task_type for t in tasks],
+                        "seeds": [t.seed for t in tasks]}, args.data_cache)
+    pos = (labels >= 0.5).float().mean(0)
     print(f"data {len(videos)} videos in {time.time() - t0:.0f}s; positive rate per question {pos.tolist()}",
           flush=True)
     pos_weight = ((1 - pos) / pos.clamp_min(1e-3)).clamp(0.2, 5.0)  # balance yes/no per question
@@ -242,6 +265,8 @@ def main():
     steps, ema = train(teacher, model, data, [], args.seconds, args.lr, args.batch, pos_weight, g)
     log["phases"].append({"phase": "base", "steps": steps, "seconds": time.time() - t1, "loss_ema": ema[0],
                           "train_acc_ema": ema[1]})
+    if args.seconds > 0:
+        save(model, tok, f"{args.out}/round0", args.view, log)
     hard = []
     for r in range(1, args.rounds + 1):
         t1 = time.time()

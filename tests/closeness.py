@@ -1,4 +1,4 @@
-"""One closeness check for kernels (STYLE.md 6): tolerances come from the reference's own low-precision error.
+"""One closeness check for kernels: tolerances come from the reference's own low-precision error.
 
 ``assert_close_verbose(actual, ref_lowp, ref_exact)`` passes when
     max|actual - ref_exact| <= factor * max|ref_lowp - ref_exact| + floor * max|ref_exact|

@@ -1,4 +1,5 @@
-"""Shared test setup: seeds, CUDA skip marker. No device queries at import time (STYLE.md 8)."""
+"""Shared test setup: seeds, CUDA skip marker, the tiny `pipe` fixture. No device queries at import time, so the
+suite collects on a CPU-only machine."""
 
 import os
 import random
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 # With a CPU-only torch, Triton kernels run on CPU tensors through the interpreter, which must be switched on before
-# triton is imported (ENV.md). With a CUDA build of torch they run compiled on the GPU (the `cuda`-marked tests).
+# triton is imported (docs/architecture.md). With a CUDA build of torch they run compiled on the GPU (the `cuda`-marked tests).
 if torch.version.cuda is None:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -15,6 +16,14 @@ if torch.version.cuda is None:
 # The tests run tiny models whose ops are overhead-bound: one thread avoids oversubscribing a shared 2-core machine
 # (measured: the reasoner tests went from 135 s to 17 s under load). Benchmarks set their own thread counts.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """A tiny Wan2.2-TI2V-style pipeline, one per test module (``optimize`` wraps it once and reuses the wrapper)."""
+    from vlmteach_fast.testing import tiny_ti2v_pipeline
+
+    return tiny_ti2v_pipeline()
 
 
 @pytest.fixture(autouse=True)

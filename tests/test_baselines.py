@@ -1,22 +1,17 @@
 """Baselines share optimize's setup and cost record: baseline, best_of_n (ranking), vlm_as_solver (plan + rounds)."""
 
 import os
-import sys
 
 import pytest
 import torch
 
-from optimize_fixtures import GEOM, BrightnessTeacher, first_frame, tiny_pipe
 from vlmteach_fast.baselines import baseline, best_of_n, vlm_as_solver
 from vlmteach_fast.instance import SamplingConfig
+from vlmteach_fast.testing import GEOM, BrightnessTeacher, first_frame, tiny_ti2v_pipeline
 
 PROMPT = "make the ball reach the square"
 SAMPLING = SamplingConfig(final_steps=2, **GEOM)
 
-
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipe()
 
 
 def test_best_of_n_ranks_candidates_and_returns_the_best(pipe, tmp_path):
@@ -39,16 +34,15 @@ def test_baseline_is_the_plain_model(pipe):
     from vlmteach_fast.reasoner import Reasoner
 
     res = baseline(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), sampling=SAMPLING)
-    r = Reasoner.from_pipeline(tiny_pipe())  # fresh, zero LoRA = the plain model
+    r = Reasoner.from_pipeline(tiny_ti2v_pipeline())  # fresh, zero LoRA = the plain model
     prep = r.prepare(PROMPT, first_frame(), **GEOM, seed=0)
     torch.testing.assert_close(r.sample(prep, steps=2).frames, res.frames, rtol=0, atol=1e-6)
     assert res.method == "baseline" and res.cost.denoiser_forward == 2
 
 
 def test_vlm_as_solver_appends_a_plan_and_runs_critique_rounds(pipe):
-    sys.path.insert(0, os.path.dirname(__file__))
-    from teacher_fixtures import make_qwen_vl
     from vlmteach_fast.teacher import RewardConfig, VLMTeacher
+    from vlmteach_fast.testing import make_qwen_vl
 
     model, tok = make_qwen_vl()
     teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, process_frames=2))

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from vlmteach_fast.bench.cli import main
+from vlmteach_fast.evaluate.cli import main
 
 
 @pytest.fixture
@@ -16,20 +16,20 @@ def suite(tmp_path):
 
 
 def _bench(suite, out, *extra):
-    return ["bench", "--suite", str(suite), "--method", "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe",
-            "--teacher", "py:optimize_fixtures:BrightnessTeacher", "--out", str(out), *extra]
+    return ["bench", "--suite", str(suite), "--method", "baseline", "--pipeline", "py:vlmteach_fast.testing:tiny_ti2v_pipeline",
+            "--teacher", "py:vlmteach_fast.testing:BrightnessTeacher", "--out", str(out), *extra]
 
 
 @pytest.mark.parametrize("change,message", [
     (("--pipeline", "py:no_such_module:f"), "cannot import module 'no_such_module'"),
-    (("--teacher", "py:optimize_fixtures:nothing"), "has no callable 'nothing'"),
-    (("--teacher", "py:optimize_fixtures"), "expected py:MODULE:CALLABLE"),
+    (("--teacher", "py:vlmteach_fast.testing:nothing"), "has no callable 'nothing'"),
+    (("--teacher", "py:vlmteach_fast.testing"), "expected py:MODULE:CALLABLE"),
     (("--pipeline", "./no/such/dir"), "--pipeline directory not found"),
     (("--judge", "./no/judge"), "--judge directory not found"),
     (("--suite", "/no/suite.jsonl"), "--suite not found"),
     (("--query-metrics", "Rule Coherence,Colour"), "unknown metric(s) ['Colour']"),
-    (("--limit", "0"), "`limit` must be a positive int"),
-    (("--scorer", "py:optimize_fixtures:no_scorer"), "--scorer 'py:optimize_fixtures:no_scorer'"),
+    (("--limit", "0"), "`limit` must be an int >= 1 or None"),
+    (("--scorer", "py:vlmteach_fast.testing:no_scorer"), "--scorer 'py:vlmteach_fast.testing:no_scorer'"),
 ])
 def test_bad_arguments_fail_before_models_load(suite, tmp_path, change, message):
     args = _bench(suite, tmp_path / "out")
@@ -98,7 +98,7 @@ def test_conftest_hook_records_versions_in_the_benchmark_json(tmp_path):
     import sys
 
     (tmp_path / "conftest.py").write_text(
-        "from vlmteach_fast.bench.throughput import pytest_benchmark_update_machine_info  # noqa: F401\n")
+        "from vlmteach_fast.evaluate.throughput import pytest_benchmark_update_machine_info  # noqa: F401\n")
     (tmp_path / "test_b.py").write_text(
         "def test_b(benchmark):\n"
         "    benchmark.group = 'g'\n"

@@ -9,13 +9,13 @@ import os
 import pytest
 import torch
 
-from vlmteach_fast.bench.judge import VLMChecklistJudge, checklist_score
-from vlmteach_fast.bench.records import (RECORD_KEYS, RecordWriter, commit_dir, config_hash, merge_records,
+from vlmteach_fast.evaluate.judge import VLMChecklistJudge, checklist_score
+from vlmteach_fast.evaluate.records import (RECORD_KEYS, RecordWriter, config_hash, merge_records,
                                          read_all_records, read_records, shard_path)
-from vlmteach_fast.bench.report import summarize, to_csv, to_markdown, write_reports
-from vlmteach_fast.bench.runner import pending_items
-from vlmteach_fast.bench.shard import ProcessInfo, split_pending
-from vlmteach_fast.bench.suites import BenchItem
+from vlmteach_fast.evaluate.summary import summarize, to_csv, to_markdown, write_reports
+from vlmteach_fast.evaluate.runner import pending_items
+from vlmteach_fast.evaluate.shard import ProcessInfo, split_pending
+from vlmteach_fast.evaluate.suites import BenchItem
 
 
 def rec(iid, method="baseline", score=0.5, status="ok", chash="h1", category="c1", task="t1", seconds=1.0,
@@ -76,22 +76,6 @@ def test_pending_skips_finished_and_optionally_failed(tmp_path):
     recs = [rec("a"), rec("b", status="error"), rec("c", chash="other"), rec("d", method="optimize")]
     assert [it.id for it in pending_items(items, recs, "baseline", "h1")] == ["c", "d"]
     assert [it.id for it in pending_items(items, recs, "baseline", "h1", retry_failed=True)] == ["b", "c", "d"]
-
-
-def test_commit_dir_replaces_leftovers_and_cleans_up_on_error(tmp_path):
-    final = tmp_path / "inst" / "x"
-    final.mkdir(parents=True)
-    (final / "stale.txt").write_text("from a killed attempt")
-    commit_dir(lambda d: open(os.path.join(d, "video.mp4"), "w").write("v"), final)
-    assert os.listdir(final) == ["video.mp4"]
-
-    def boom(d):
-        open(os.path.join(d, "half"), "w").write("h")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        commit_dir(boom, final)
-    assert os.listdir(final) == ["video.mp4"] and os.listdir(tmp_path / "inst") == ["x"]
 
 
 def test_config_hash_is_canonical():
@@ -192,7 +176,7 @@ def test_summarize_means_pass_rates_and_paired_gains():
 
 
 def test_a_method_with_two_configs_gets_two_labels_and_the_latest_config_supersedes():
-    from vlmteach_fast.bench.report import latest_configs
+    from vlmteach_fast.evaluate.summary import latest_configs
 
     recs = [rec("i1", "optimize", 0.1, chash="aaa", finished="2026-11-25T03:00:00"),
             rec("i2", "optimize", 0.1, chash="aaa", finished="2026-11-25T01:00:00"),
@@ -237,7 +221,7 @@ def _bench(name, group, median, **info):
 
 
 def test_throughput_markdown_groups_and_ratios(tmp_path):
-    from vlmteach_fast.bench.throughput import throughput_markdown
+    from vlmteach_fast.evaluate.throughput import throughput_markdown
 
     data = {"machine_info": {"node": "box", "machine": "x86_64", "cpu": {"brand_raw": "CPUX", "count": 2},
                              "python_version": "3.11", "vlmteach_fast": {"torch": "9.9", "cuda": "none",

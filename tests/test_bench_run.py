@@ -2,8 +2,8 @@
 on, resume, ``kill -9`` mid-instance then re-run (one record per instance), and a 2-process accelerate run giving the
 same records as 1 process.
 
-The subprocesses run ``python -m vlmteach_fast.bench.cli bench`` (the same parser ``vlmteach-fast bench`` uses) with
-``--pipeline py:optimize_fixtures:tiny_pipe --teacher py:test_bench_run:hanging_teacher``.
+The subprocesses run ``python -m vlmteach_fast.evaluate.cli bench`` (the same parser ``vlmteach-fast bench`` uses) with
+``--pipeline py:vlmteach_fast.testing:tiny_ti2v_pipeline --teacher py:test_bench_run:hanging_teacher``.
 """
 
 import json
@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from optimize_fixtures import BrightnessTeacher, tiny_pipe
-from vlmteach_fast.bench import BenchConfig, load_suite, read_all_records, run_bench
 from vlmteach_fast.config_io import load_config
+from vlmteach_fast.evaluate import BenchConfig, load_suite, read_all_records, run_bench
+from vlmteach_fast.testing import BrightnessTeacher
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -67,14 +67,10 @@ def suite_dir(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipe()
-
 
 def _cmd(suite_dir, out, *extra):
-    return ["-m", "vlmteach_fast.bench.cli", "bench", "--suite", str(suite_dir / "suite.jsonl"), "--method",
-            "baseline", "--pipeline", "py:optimize_fixtures:tiny_pipe",
+    return ["-m", "vlmteach_fast.evaluate.cli", "bench", "--suite", str(suite_dir / "suite.jsonl"), "--method",
+            "baseline", "--pipeline", "py:vlmteach_fast.testing:tiny_ti2v_pipeline",
             "--teacher", "py:test_bench_run:hanging_teacher",
             "--config", str(suite_dir / "cfg.yaml"), "--out", str(out), "--no-progress", *extra]
 
@@ -127,7 +123,7 @@ def test_failures_are_recorded_runs_resume_and_reports_cover_every_method(suite_
     (o0,) = run_bench(suite, opt, lambda: (pipe, teacher, None), progress=False)
     assert o0["stop_reason"] is not None and o0["cost"]["denoiser_backward"] >= 1
     assert os.path.isfile(os.path.join(out, o0["adapter"], "pytorch_lora_weights.safetensors"))
-    from vlmteach_fast.bench.report import summarize
+    from vlmteach_fast.evaluate.summary import summarize
 
     rows = {(r.method, r.level): r for r in summarize(read_all_records(out))}
     assert rows[("optimize", "all")].instances == 1

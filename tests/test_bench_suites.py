@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vlmteach_fast.bench.suites import checklist_queries, load_ruler, load_suite, load_vbvr
+from vlmteach_fast.evaluate.suites import checklist_queries, load_ruler, load_suite, load_vbvr
 
 
 def _png(path):
@@ -128,7 +128,7 @@ def test_toy_suite_items_are_scored_by_the_rule_scorer():
     import torch
 
     pytest.importorskip("vlmteach_fast.toy")
-    from vlmteach_fast.bench.runner import score_item
+    from vlmteach_fast.evaluate.runner import score_item
 
     suite = load_suite("toy:3")
     assert suite.kind == "toy" and len(suite.items) == 3 and len({it.id for it in suite.items}) == 3
@@ -144,7 +144,7 @@ def test_toy_suite_items_are_scored_by_the_rule_scorer():
 
 
 def test_dir_names_stay_distinct_and_plain_ids_stay_as_they_are():
-    from vlmteach_fast.bench.suites import BenchItem
+    from vlmteach_fast.evaluate.suites import BenchItem
 
     names = {BenchItem(id=i, task="t", category="c", prompt="p").dir_name for i in ("a/b", "a_b", "a b", "..")}
     assert len(names) == 4 and "a_b" in names and all("/" not in n and n not in ("", ".", "..") for n in names)
@@ -154,8 +154,8 @@ def test_score_item_prefers_judge_over_final_frame_over_teacher(tmp_path):
     import torch
     from PIL import Image
 
-    from vlmteach_fast.bench.runner import score_item
-    from vlmteach_fast.bench.suites import BenchItem
+    from vlmteach_fast.evaluate.runner import score_item
+    from vlmteach_fast.evaluate.suites import BenchItem
 
     Image.new("RGB", (4, 4), (255, 0, 0)).save(tmp_path / "final.png")
     frames = torch.zeros(1, 3, 3, 8, 8)

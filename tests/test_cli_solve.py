@@ -6,16 +6,16 @@ import os
 import pytest
 import torch
 
-from optimize_fixtures import tiny_pipe
 from vlmteach_fast.cli import main
+from vlmteach_fast.testing import tiny_ti2v_pipeline
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from teacher_fixtures import make_qwen_image_processor, make_qwen_vl
+    from vlmteach_fast.testing import make_qwen_image_processor, make_qwen_vl
 
     root = tmp_path_factory.mktemp("models")
-    tiny_pipe().save_pretrained(root / "pipe")
+    tiny_ti2v_pipeline().save_pretrained(root / "pipe")
     model, tok = make_qwen_vl()
     for obj in (model, tok, make_qwen_image_processor()):
         obj.save_pretrained(root / "teacher")

@@ -6,19 +6,9 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from vlmteach_fast.nn import FusedLoRALinear, fuse_peft_lora, unfuse_peft_lora
+from vlmteach_fast.testing import tiny_wan_transformer
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"]
-
-
-def tiny_wan():
-    from diffusers import WanTransformer3DModel
-
-    torch.manual_seed(0)
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
-        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
-    ).eval()
 
 
 def wan_inputs():
@@ -28,7 +18,7 @@ def wan_inputs():
 
 
 def adapted(config=None):
-    model = tiny_wan()
+    model = tiny_wan_transformer()
     model.add_adapter(config or LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, init_lora_weights=False))
     return model
 
@@ -95,13 +85,13 @@ def test_saved_adapter_after_fused_training_loads_into_fresh_model_with_plain_pe
     set_peft_model_state_dict(fresh, load_file(str(tmp_path / "adapter.safetensors")))
     with torch.no_grad():
         torch.testing.assert_close(fresh(**inputs)[0], trained, rtol=1e-5, atol=1e-5)
-        base_out = tiny_wan()(**inputs)[0]
+        base_out = tiny_wan_transformer()(**inputs)[0]
     assert (trained - base_out).abs().max() > 1e-3  # training changed the model: the round trip is not vacuous
 
     # (2) diffusers' format: the pipeline class's saver, loaded the way load_lora_weights loads a transformer
     WanPipeline.save_lora_weights(str(tmp_path / "diffusers"), transformer_lora_layers=state,
                                   transformer_lora_adapter_metadata=config.to_dict())
-    fresh2 = tiny_wan()
+    fresh2 = tiny_wan_transformer()
     fresh2.load_lora_adapter(str(tmp_path / "diffusers"), weight_name="pytorch_lora_weights.safetensors",
                              prefix="transformer")
     with torch.no_grad():
@@ -135,7 +125,7 @@ def test_state_changes_after_fusing_defer_to_peft():
         with_lora = model(**inputs)[0]
         model.disable_adapters()
         without = model(**inputs)[0]
-        base = tiny_wan()(**inputs)[0]
+        base = tiny_wan_transformer()(**inputs)[0]
     torch.testing.assert_close(without, base)
     assert (with_lora - base).abs().max() > 1e-3
 

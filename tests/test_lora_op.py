@@ -82,7 +82,7 @@ def test_matches_reference_fp32(backend, lead, K, N, r, bias):
 @pytest.mark.parametrize("tokens", [97, 5])  # folded / unfolded in the CPU extension
 def test_matches_reference_low_precision(backend, dtype, r, tokens):
     if backend == "triton" and dtype == torch.bfloat16:
-        pytest.skip("the Triton interpreter computes bf16 wrongly (ENV.md); bf16 Triton runs in the GPU tests")
+        pytest.skip("the Triton interpreter computes bf16 wrongly (docs/architecture.md); bf16 Triton runs in the GPU tests")
     _check_against_reference(backend, _make((tokens,), 123, 77, r, dtype))
 
 

@@ -8,10 +8,10 @@ import warnings
 import pytest
 import torch
 
-from optimize_fixtures import GEOM, BrightnessTeacher, first_frame, tiny_pipe
 from vlmteach_fast.instance import SamplingConfig
 from vlmteach_fast.optimization import OptimizeConfig, optimize
 from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner
+from vlmteach_fast.testing import GEOM, BrightnessTeacher, first_frame, tiny_ti2v_pipeline, tiny_wan_pipeline
 
 PROMPT = "make the ball reach the square"
 
@@ -23,17 +23,10 @@ def cfg(**kw):
     return OptimizeConfig(**base)
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipe()
-
 
 def test_vlm_teacher_reward_rises_and_final_sample_uses_best_adapter(pipe, tmp_path):
-    import sys
-
-    sys.path.insert(0, os.path.dirname(__file__))
-    from teacher_fixtures import make_qwen_vl
     from vlmteach_fast.teacher import RewardConfig, VLMTeacher
+    from vlmteach_fast.testing import make_qwen_vl
 
     model, tok = make_qwen_vl()
     teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, process_frames=2))
@@ -65,23 +58,35 @@ def test_stop_plateau(pipe):
     assert res.stop_reason == "plateau" and len(res.history) == 3
 
 
-def test_stop_max_steps_and_loss_falls(pipe):
+def test_stop_max_steps_and_counts(pipe):
+    # The tiny random pipeline barely responds to its LoRA (loss changes ~1e-4 either way), so whether the loop
+    # really optimizes is tested on the trained toy model with an oracle reward (tests/test_toy_method.py).
     res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(max_steps=3))
     assert res.stop_reason == "max_steps" and len(res.history) == 3
-    assert res.history[-1].loss < res.history[0].loss
     assert res.cost.reward_backward == 3 and res.cost.denoiser_backward == 3 and res.cost.light_decodes == 3
 
 
-@pytest.mark.parametrize("n", [2, 4])
-def test_best_of_n_budget_is_respected_in_denoiser_evals(pipe, n):
-    c = cfg(max_steps=50, budget=f"best_of_n:{n}")
-    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=c)
-    limit = n * c.sampling.final_steps  # Best-of-n: n samples of final_steps evaluations
-    assert res.stop_reason == "budget"
-    assert res.cost.denoiser_equiv <= limit, res.cost
-    # best_of_n also caps seconds (n x the measured candidate time), which may stop earlier than the eval count:
-    # initial (2) + final (2) + 3 per step (1 forward + 2 for its backward) <= limit
-    assert len(res.history) <= (limit - 4) // 3
+@pytest.mark.parametrize("n,steps", [(3, 2), (4, 4)])
+def test_best_of_n_budget_plans_steps_from_unit_costs(pipe, n, steps):
+    # a step costs half a candidate; the plain and the final sample take two candidates of the n
+    units = {"candidate": 1.0, "step": 0.5}
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
+                   config=cfg(max_steps=50, budget={"best_of_n": n, "unit_costs": units}))
+    assert res.stop_reason == "budget" and len(res.history) == steps
+    assert res.cost.extra["planned_steps"] == steps and res.cost.extra["unit_costs"] == units
+    assert res.cost.extra["budget_seconds"] == n * units["candidate"]
+
+
+def test_best_of_n_budget_measures_unit_costs_once_per_run(pipe):
+    c = cfg(max_steps=50, budget="best_of_n:3", keep_initial_if_better=False)
+    teacher = BrightnessTeacher()  # one run: the same models and settings
+    first = optimize(pipe, teacher, PROMPT, image=first_frame(), config=c)
+    again = optimize(pipe, teacher, PROMPT, image=first_frame(), config=c)
+    units = first.cost.extra["unit_costs"]
+    assert units["candidate"] > 0 and units["step"] > 0
+    assert again.cost.extra["unit_costs"] == units  # measured once, reused: same step count, same video
+    assert len(first.history) == len(again.history) == first.cost.extra["planned_steps"]
+    assert torch.equal(first.frames, again.frames)
 
 
 @pytest.mark.parametrize("evals,expected_steps", [(4, 0), (11, 2), (12, 2), (13, 3)])
@@ -141,7 +146,7 @@ def test_saved_adapter_loads_into_fresh_pipeline_and_reproduces_final_sample(pip
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["stop_reason"] == "max_steps" and result["cost"]["denoiser_backward"] == 3
 
-    fresh = tiny_pipe()
+    fresh = tiny_ti2v_pipeline()
     fresh.load_lora_weights(str(tmp_path / "out" / "adapter"))
     r2 = Reasoner.from_pipeline(fresh, LoRASpec(rank=2, adapter_name="probe"))  # zero adapter: changes nothing
     prep = r2.prepare(PROMPT, first_frame(), **GEOM, seed=0)
@@ -190,7 +195,7 @@ def test_config_validation():
 
 def test_text_to_video_pipeline_rejects_image():
     with pytest.raises(ValueError, match="`image` must be None for the text-to-video"):
-        optimize(tiny_pipe("t2v"), BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg())
+        optimize(tiny_wan_pipeline("t2v"), BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg())
 
 
 def test_k_step_mode_runs(pipe):
@@ -227,7 +232,8 @@ class ScriptedTeacher(BrightnessTeacher):
         return out
 
 
-def test_best_adapter_is_the_one_whose_prediction_scored_highest(pipe):
+def test_best_adapter_is_the_one_whose_prediction_scored_highest():
+    pipe = tiny_ti2v_pipeline()  # its own pipeline: the snapshots must not see other tests' reasoner state
     # step 1's prediction scores far above the others: its adapter (the one before step 1's update) must be kept,
     # not the last one
     teacher = ScriptedTeacher(pipe, offsets=[0.0, -5.0, 0.0, -5.0, -5.0, 0.0])
@@ -241,13 +247,17 @@ def test_best_adapter_is_the_one_whose_prediction_scored_highest(pipe):
         assert torch.equal(res.adapter[k], v), k
 
 
-def test_keep_initial_if_better_returns_the_plain_video(pipe):
+def test_keep_initial_if_better_returns_the_plain_video():
+    pipe = tiny_ti2v_pipeline()
     # every call after the plain sample scores 5 nats lower: the plain video must be returned, and the LoRA reset
     teacher = ScriptedTeacher(pipe, offsets=[0.0] + [-5.0] * 10)
     res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=cfg(max_steps=3))
     assert res.used_initial and res.best_step == -1
     assert torch.equal(res.frames, res.initial_frames)
     assert all(float(v.abs().sum()) == 0 for k, v in res.adapter.items() if "lora_B" in k)
-    teacher = ScriptedTeacher(pipe, offsets=[0.0] + [-5.0] * 10)
+    # step 1's prediction scores 1 nat above the other steps (the brightness rewards of the steps differ by ~1e-4,
+    # noise), so the kept adapter is a trained one, and without keep_initial_if_better its video is returned
+    teacher = ScriptedTeacher(pipe, offsets=[0.0, -5.0, -4.0] + [-5.0] * 10)
     res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=cfg(max_steps=3, keep_initial_if_better=False))
+    assert res.best_step == 1
     assert not res.used_initial and not torch.equal(res.frames, res.initial_frames)

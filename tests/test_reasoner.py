@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vlmteach_fast.reasoner import SUPPORTED_PIPELINES, LoRASpec, Reasoner, TensorMemoryTracker
-from vlmteach_fast.reasoner.tiny import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline, tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline, tiny_wan_pipeline
 
 GEOM = dict(num_frames=9, height=32, width=32)
 SEQ = 16
@@ -241,7 +241,7 @@ def test_checkpointing_keeps_peak_memory_about_flat_in_k(reasoners):
     assert plain_growth > 0
     # Measured: the checkpointed growth is a few latents (~3 KB per step) against ~70 KB per step of activations.
     assert ckpt_growth < 0.2 * plain_growth, (plain, ckpt)
-    assert ckpt[4] <= 1.3 * ckpt[1], ckpt  # the target, at K=4 here (bench/ measures K=8)
+    assert ckpt[4] <= 1.3 * ckpt[1], ckpt  # the memory target, at K=4 here (bench/ measures K=8)
 
 
 def test_custom_sigmas_for_step_distilled_schedules(reasoners):
@@ -250,7 +250,7 @@ def test_custom_sigmas_for_step_distilled_schedules(reasoners):
     _fresh(r)
     prep = _prepare(r, "t2v")
     sig = [1.0, 0.75, 0.5, 0.25]
-    timesteps, coeffs = r.adapter.schedule(4, prep, sig)
+    timesteps, coeffs = r.family.schedule(4, prep, sig)
     shifted = [7 * s / (1 + 6 * s) for s in sig]
     torch.testing.assert_close(timesteps, torch.tensor(shifted) * 1000, rtol=1e-6, atol=1e-3)
     torch.testing.assert_close(coeffs[:, 0], torch.tensor(shifted), rtol=1e-6, atol=1e-7)

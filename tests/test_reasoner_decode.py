@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from vlmteach_fast.reasoner import LightDecoder, LightDecoderConfig, LoRASpec, Reasoner, export_video, psnr
 from vlmteach_fast.reasoner import select_latent_frames
-from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_wan_pipeline
 
 SMALL_FIT = dict(fit_samples=2, fit_latent_frames=3, fit_latent_size=4)  # 2 tiny-VAE decodes of 9 x 32 x 32
 
@@ -71,7 +71,7 @@ class _StructuredVAE(torch.nn.Module):
         return (torch.cat(frames, dim=2),)
 
 
-class _StructuredAdapter:
+class _StructuredFamily:
     name = "structured"
     spatial = 8
     latent_channels = 16
@@ -93,12 +93,12 @@ class _StructuredAdapter:
 
 
 def test_linear_fit_beats_the_mean_colour_baseline(tmp_path):
-    adapter = _StructuredAdapter()
-    fake = types.SimpleNamespace(adapter=adapter, decode=adapter.decode)
+    family = _StructuredFamily()
+    fake = types.SimpleNamespace(family=family, decode=family.decode)
     ld = LightDecoder(fake, LightDecoderConfig(kind="linear", cache_dir=str(tmp_path), fit_samples=4,
                                                fit_latent_size=8))
     z, _ = ld.fit_data(seed=99)  # held-out latents (the fit used seed 0)
-    full = adapter.decode(z)[:, adapter.pixel_frame_index(z.shape[2])]
+    full = family.decode(z)[:, family.pixel_frame_index(z.shape[2])]
     light = ld(z, frames="all")
     assert light.shape == full.shape
     train_z, train_target = ld.fit_data(seed=0)
@@ -134,18 +134,18 @@ def test_linear_fit_on_the_wan_vae_is_cached_and_differentiable(reasoner, tmp_pa
 
 @pytest.mark.parametrize("family", ["cogvideox", "ltx"])
 def test_light_decoder_on_other_families(tmp_path, family):
-    from vlmteach_fast.reasoner.tiny import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline
+    from vlmteach_fast.testing import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline
 
     pipe = tiny_cogvideox_i2v_pipeline() if family == "cogvideox" else tiny_ltx_i2v_pipeline()
     r = Reasoner.from_pipeline(pipe, LoRASpec(rank=2, fused=False))
-    c = r.adapter.latent_channels
+    c = r.family.latent_channels
     ld = LightDecoder(r, LightDecoderConfig(kind="linear", cache_dir=str(tmp_path), fit_samples=2, fit_latent_frames=3,
                                             fit_latent_size=2 if family == "cogvideox" else 4))
     assert ld.weight.shape == (c, 3)
     z = torch.randn(1, c, 3, 2, 2)
     out = ld(z, frames="last")
     full = LightDecoder(r, LightDecoderConfig(kind="full"))(z, frames="last")
-    assert out.shape == full.shape == (1, 1, 3, 2 * r.adapter.spatial, 2 * r.adapter.spatial)
+    assert out.shape == full.shape == (1, 1, 3, 2 * r.family.spatial, 2 * r.family.spatial)
 
 
 def test_a_different_vae_gets_a_different_cache_entry(tmp_path):
@@ -182,7 +182,7 @@ def test_tiny_autoencoder_from_a_diffusers_directory(reasoner, tmp_path):
     out = ld(z, frames="last")
     assert out.shape == (1, 1, 3, 32, 32)
     with torch.no_grad():  # per-frame application of the same model on the VAE-space latent of the last frame
-        ref = (tiny.decode(reasoner.adapter.to_vae_space(z)[:, :, 2], return_dict=False)[0] / 2 + 0.5).clamp(0, 1)
+        ref = (tiny.decode(reasoner.family.to_vae_space(z)[:, :, 2], return_dict=False)[0] / 2 + 0.5).clamp(0, 1)
     torch.testing.assert_close(out[:, 0], ref, rtol=0, atol=1e-6)
     with pytest.raises(FileNotFoundError, match="taew2_1.safetensors"):
         LightDecoder(reasoner, LightDecoderConfig(kind="tiny", path=str(tmp_path / "taew2_1.safetensors")))
@@ -205,7 +205,7 @@ def test_tiny_video_decoder_module_decodes_all_and_picks_frames(reasoner):
     z = torch.randn(1, 16, 3, 4, 4)
     ld = LightDecoder(reasoner, LightDecoderConfig(kind="tiny"), tiny_module=_VideoDecoderStandIn())
     out = ld(z, frames="first_last")
-    zv = reasoner.adapter.to_vae_space(z)
+    zv = reasoner.family.to_vae_space(z)
     expect = F.interpolate(torch.sigmoid(zv[:, :3, [0, 2]]).transpose(1, 2).flatten(0, 1), scale_factor=8)
     assert out.shape == (1, 2, 3, 32, 32)
     torch.testing.assert_close(out[0], expect, rtol=0, atol=1e-6)  # frames 0 and 8 of 9, i.e. latent frames 0, 2
@@ -258,8 +258,8 @@ def test_tiny_decoder_file_decodes_the_pixel_frames_of_the_selection(reasoner, t
     z = torch.randn(1, 16, 3, 4, 4, requires_grad=True)
     out = ld(z)
     with torch.no_grad():
-        ref = m.decode_video(reasoner.adapter.to_vae_space(z).transpose(1, 2))  # (1, 9, 3, 32, 32)
-    pix = reasoner.adapter.pixel_frame_index(3)
+        ref = m.decode_video(reasoner.family.to_vae_space(z).transpose(1, 2))  # (1, 9, 3, 32, 32)
+    pix = reasoner.family.pixel_frame_index(3)
     torch.testing.assert_close(out.detach(), ref[:, [pix[0], pix[2]]], rtol=0, atol=1e-6)
     out.sum().backward()
     assert float(z.grad.abs().sum()) > 0

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from vlmteach_fast.reasoner import LoRASpec, Reasoner
-from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_wan_pipeline
 
 GEOM = dict(num_frames=9, height=32, width=32)
 SEQ = 16
@@ -40,7 +40,7 @@ def _train_a_little(r, prep, steps=2, lr=1e-2):
 @pytest.mark.parametrize("variant", ["t2v", "i2v"])
 def test_saved_adapter_loads_into_a_fresh_stock_pipeline(tmp_path, variant):
     # alpha != rank on purpose: without the LoRA config in the file's metadata diffusers would load it with the
-    # wrong scale, silently (ENV.md).
+    # wrong scale, silently (docs/architecture.md).
     r = Reasoner.from_pipeline(tiny_wan_pipeline(variant), LoRASpec(rank=4, alpha=12, include_ffn=True, fused=False))
     image = _image() if variant != "t2v" else None
     prep = r.prepare("a ball", image=image, seed=2, max_sequence_length=SEQ, **GEOM)
@@ -71,7 +71,7 @@ def test_saved_adapter_loads_into_a_fresh_stock_pipeline(tmp_path, variant):
 @pytest.mark.parametrize("family", ["cogvideox", "ltx"])
 def test_saved_adapter_round_trip_other_families(tmp_path, family):
     # Each family's pipeline class has its own LoRA loader mixin; the file must load through the stock call.
-    from vlmteach_fast.reasoner.tiny import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline
+    from vlmteach_fast.testing import tiny_cogvideox_i2v_pipeline, tiny_ltx_i2v_pipeline
 
     build = tiny_cogvideox_i2v_pipeline if family == "cogvideox" else tiny_ltx_i2v_pipeline
     size = 16 if family == "cogvideox" else 32

@@ -79,10 +79,10 @@ def test_frame_mapping_is_causal_and_matches_the_wan_vae():
     grouping, whose representative frame (``pixel_frame_index``) is the group's last, 4j. The frame count equals the
     full VAE's on the same latent grid."""
     from vlmteach_fast.reasoner import LoRASpec, Reasoner
-    from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+    from vlmteach_fast.testing import tiny_wan_pipeline
 
     r = Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(rank=2, fused=False))
-    a = r.adapter
+    a = r.family
     torch.manual_seed(0)
     m = TinyVideoDecoder(SMALL["wan2.1"])
     t = 4

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from teacher_fixtures import (
+from vlmteach_fast.testing import (
     make_idefics3,
     make_idefics_image_processor,
     make_llava,
@@ -12,11 +12,10 @@ from teacher_fixtures import (
     make_qwen_image_processor,
     make_qwen_vl,
 )
-from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
-from vlmteach_fast.teacher.idefics3 import Idefics3Adapter
-from vlmteach_fast.teacher.llava import LlavaAdapter
+from vlmteach_fast.teacher.idefics3 import Idefics3Family
+from vlmteach_fast.teacher.llava import LlavaFamily
 from vlmteach_fast.teacher.preprocess import qwen_patchify, resize_images, select_frames, smart_resize
-from vlmteach_fast.teacher.qwen_vl import QwenVLAdapter
+from vlmteach_fast.teacher.qwen_vl import QwenVLFamily
 
 # HF resizes uint8 images with PIL, rounding to uint8 after each of its two passes; we keep floats (rounding would
 # kill the gradient). Measured worst case on white noise: 1.05 uint8 levels (first-pass rounding carried through the
@@ -55,15 +54,15 @@ def family(request):
 def test_preprocess_matches_hf_processor(family, hw, max_pixels, image):
     name, model, tok = family
     proc = make_qwen_image_processor(name, max_pixels=max_pixels)
-    adapter = QwenVLAdapter(model, tok, proc)
+    family = QwenVLFamily(model, tok, proc)
     img = _noise_image(*hw) if image == "noise" else _smooth_image(*hw)
     ref = proc(images=[img], return_tensors="pt")
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
-    pixel_values, grid = adapter.preprocess(x)
+    pixel_values, grid = family.preprocess(x)
     assert torch.equal(grid, ref["image_grid_thw"]), (grid, ref["image_grid_thw"])
     assert pixel_values.shape == ref["pixel_values"].shape
     # Normalized units -> uint8 levels: divide by 1 / (255 * std) for the smallest std.
-    scale = 255 * min(adapter.std)
+    scale = 255 * min(family.std)
     diff = (pixel_values - ref["pixel_values"]).abs() * scale
     assert diff.max() <= MAX_LEVELS, f"max diff {float(diff.max()):.3f} uint8 levels"
     assert diff.mean() <= MEAN_LEVELS, f"mean diff {float(diff.mean()):.3f} uint8 levels"
@@ -72,19 +71,19 @@ def test_preprocess_matches_hf_processor(family, hw, max_pixels, image):
 def test_preprocess_exact_without_resize():
     model, tok = make_qwen_vl("qwen2_vl", text_layers=1, vision_depth=1)
     proc = make_qwen_image_processor("qwen2_vl", max_pixels=56 * 84)
-    adapter = QwenVLAdapter(model, tok, proc)
+    family = QwenVLFamily(model, tok, proc)
     img = _noise_image(56, 84, seed=3)
     ref = proc(images=[img], return_tensors="pt")
-    pixel_values, _ = adapter.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+    pixel_values, _ = family.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
     # Only float rounding of (x/255 - mean)/std differs (fp32 in both): 1e-5 is ~30 ulps at |x| <= 2.
     torch.testing.assert_close(pixel_values, ref["pixel_values"], atol=1e-5, rtol=0)
 
 
-def test_adapter_defaults_without_image_processor():
+def test_family_defaults_without_image_processor():
     model, tok = make_qwen_vl("qwen3_vl", text_layers=1, vision_depth=1)
-    adapter = QwenVLAdapter(model, tok)
-    assert adapter.mean == (0.5, 0.5, 0.5) and adapter.patch_size == 16
-    assert (adapter.min_pixels, adapter.max_pixels) == (65536, 16777216)
+    family = QwenVLFamily(model, tok)
+    assert family.mean == (0.5, 0.5, 0.5) and family.patch_size == 16
+    assert (family.min_pixels, family.max_pixels) == (65536, 16777216)
 
 
 def test_patchify_layout_and_gradient():
@@ -160,12 +159,12 @@ def test_resize_matches_pil(mode, pil_filter, hw, out):
 def test_idefics3_preprocess_matches_hf_processor(hw, longest_edge, image):
     model, tok = make_idefics3("idefics3")
     proc = make_idefics_image_processor(image_size=64, longest_edge=longest_edge)
-    adapter = Idefics3Adapter(model, tok, proc)
+    family = Idefics3Family(model, tok, proc)
     img = _noise_image(*hw) if image == "noise" else _smooth_image(*hw)
     ref = proc(images=[[img]], return_tensors="pt")["pixel_values"][0]  # (1, 3, 64, 64)
-    pixel_values, _ = adapter.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+    pixel_values, _ = family.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
     assert pixel_values.shape == ref.shape
-    diff = (pixel_values - ref).abs() * 255 * min(adapter.std)
+    diff = (pixel_values - ref).abs() * 255 * min(family.std)
     # Two chained LANCZOS resizes, each rounded to uint8 by PIL: the first rounding passes through the second
     # kernel (L1 norm ~1.3) on top of the final rounding; measured max 1.75 levels, so 2.0. (White noise can also
     # hit the undocumented pass order of Pillow, see resize_images; those sizes are not used here.)
@@ -181,12 +180,12 @@ def test_idefics3_preprocess_matches_hf_processor(hw, longest_edge, image):
 def test_llava_preprocess_matches_hf_processor(hw, image):
     model, tok = make_llava()
     proc = make_llava_image_processor(image_size=32)
-    adapter = LlavaAdapter(model, tok, proc)
+    family = LlavaFamily(model, tok, proc)
     img = _noise_image(*hw) if image == "noise" else _smooth_image(*hw)
     ref = proc(images=[img], return_tensors="pt")["pixel_values"]
-    pixel_values, _ = adapter.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+    pixel_values, _ = family.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
     assert pixel_values.shape == ref.shape == (1, 3, 32, 32)
-    diff = (pixel_values - ref).abs() * 255 * min(adapter.std)
+    diff = (pixel_values - ref).abs() * 255 * min(family.std)
     # One BICUBIC resize then an integer crop: same bound as the Qwen case.
     assert diff.max() <= MAX_LEVELS, f"max diff {float(diff.max()):.3f} uint8 levels"
     assert diff.mean() <= MEAN_LEVELS

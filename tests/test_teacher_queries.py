@@ -8,10 +8,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from teacher_fixtures import make_idefics3, make_llava, make_qwen_vl
-from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher import Queries, QueryCache, RewardConfig, VLMTeacher, parse_queries, queries_from_checklist
 from vlmteach_fast.teacher.queries import MAX_QUESTION_CHARS, fallback_goal, is_question
+from vlmteach_fast.testing import make_idefics3, make_llava, make_qwen_vl
 
 PROMPT = "Move the red ball onto the green square."
 
@@ -135,7 +134,7 @@ def test_synthesize_queries_runs_generation_and_caches():
     teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56))
     frame = torch.rand(3, 40, 40)
     calls = []
-    handle = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    handle = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a random model usually writes no question: fallback is fine here
@@ -160,13 +159,13 @@ def test_synthesize_queries_parses_generation(monkeypatch):
         seen["text"] = text
         return '{"goal": "Is the ball on the square?", "process": ["Does the ball stay whole?"]}'
 
-    monkeypatch.setattr(teacher.adapter, "generate_text", fake_generate)
+    monkeypatch.setattr(teacher.family, "generate_text", fake_generate)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # parsed output must not fall back
         q = teacher.synthesize_queries(PROMPT, None, max_process=3)
     assert q == Queries("Is the ball on the square?", ["Does the ball stay whole?"])
     assert PROMPT in seen["text"] and "up to 3 process questions" in seen["text"]
-    monkeypatch.setattr(teacher.adapter, "generate_text", lambda *a, **k: "blah blah")
+    monkeypatch.setattr(teacher.family, "generate_text", lambda *a, **k: "blah blah")
     with pytest.warns(UserWarning, match="derived from the prompt"):
         q = teacher.synthesize_queries("Pour the water.", None)
     assert q.goal == fallback_goal("Pour the water.")
@@ -182,7 +181,7 @@ def test_synthesize_queries_every_family(family):
         model, tok = make_idefics3(family)
     teacher = VLMTeacher(model, tok, RewardConfig(max_pixels=64 * 64))
     calls = []
-    handle = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    handle = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -191,3 +190,30 @@ def test_synthesize_queries_every_family(family):
         handle.remove()
     _valid(q, 2)
     assert len(calls) == 1  # the first frame reached the vision tower through the family's generate path
+
+
+def test_generate_text_is_public_and_uses_the_teachers_pixel_bounds(monkeypatch):
+    model, tok = make_qwen_vl("qwen2_vl", text_layers=1, vision_depth=1)
+    teacher = VLMTeacher(model, tok, RewardConfig(min_pixels=32 * 32, max_pixels=64 * 64))
+    seen = {}
+
+    def fake_generate(text, image, max_new_tokens, min_pixels=None, max_pixels=None):
+        seen.update(text=text, grad=torch.is_grad_enabled(), bounds=(min_pixels, max_pixels), n=max_new_tokens)
+        return "a plan"
+
+    monkeypatch.setattr(teacher.family, "generate_text", fake_generate)
+    assert teacher.generate_text("Plan it.", None, max_new_tokens=7) == "a plan"
+    assert seen == {"text": "Plan it.", "grad": False, "bounds": (32 * 32, 64 * 64), "n": 7}
+    with pytest.raises(ValueError, match="`instruction` must be a non-empty string"):
+        teacher.generate_text("  ")
+    with pytest.raises(ValueError, match="`max_new_tokens` must be an int >= 1, got 0"):
+        teacher.generate_text("Plan it.", max_new_tokens=0)
+
+
+def test_family_wrappers_check_the_model_type():
+    from vlmteach_fast.teacher import Idefics3Family, LlavaFamily
+
+    model, tok = make_qwen_vl("qwen2_vl", text_layers=1, vision_depth=1)
+    for cls in (Idefics3Family, LlavaFamily):
+        with pytest.raises(ValueError, match=f"{cls.__name__} supports model_type .* got 'qwen2_vl'"):
+            cls(model, tok)

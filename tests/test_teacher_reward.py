@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from teacher_fixtures import (
+from vlmteach_fast.testing import (
     make_idefics3,
     make_idefics_image_processor,
     make_llava,
@@ -11,7 +11,6 @@ from teacher_fixtures import (
     make_qwen_tokenizer,
     make_qwen_vl,
 )
-from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher import Queries, RewardConfig, RewardOutput, Teacher, VLMTeacher, WeightedTeachers
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm", "llava"]
@@ -20,7 +19,7 @@ QUERIES = Queries(
     process=["Does the ball stay intact?", "Is the red ball on the square at the end of the video?"],
 )
 # fp32 throughout: batched vs looped scoring reorders the same sums (padding, cache concat, SDPA tiling), measured
-# max difference 9.5e-7 on log-probs of magnitude ~6; 1e-5 is the issue's bound and 10x that.
+# max difference 9.5e-7 on log-probs of magnitude ~6; 1e-5 is the target bound and 10x that.
 TOL = 1e-5
 
 
@@ -42,7 +41,7 @@ def _frames(B=2, F=5, H=50, W=60, grad=False):
 
 def _hf_reference(teacher, frames, queries):
     """Per question and video: the stock HF forward on the full prompt (pixel_values in, full logits out)."""
-    ad, cfg = teacher.adapter, teacher.config
+    ad, cfg = teacher.family, teacher.config
     B, F_ = frames.shape[:2]
     out = torch.zeros(B, len(queries))
     for b in range(B):
@@ -53,7 +52,7 @@ def _hf_reference(teacher, frames, queries):
             for _ in idx:
                 ids += ad.image_ids(ad.tokens_per_image(grid))
             ids = torch.tensor([ids + ad.question_ids(question + cfg.question_suffix)])
-            if teacher.adapter.family == "llava":  # pixel_values (images, 3, S, S), 1-D positions
+            if teacher.family.name == "llava":  # pixel_values (images, 3, S, S), 1-D positions
                 logits = teacher.model(input_ids=ids, pixel_values=pv).logits[0, -1]
             elif grid is None:  # Idefics3/SmolVLM: pixel_values (batch, images, 3, S, S), 1-D positions
                 logits = teacher.model(input_ids=ids, pixel_values=pv[None]).logits[0, -1]
@@ -130,7 +129,7 @@ def test_gradient_reaches_frames_not_params(teacher):
 
 def test_vision_tower_once_and_lm_head_on_answer_positions_only(teacher):
     calls, head_shapes = [], []
-    h1 = teacher.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    h1 = teacher.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     h2 = teacher.model.get_output_embeddings().register_forward_hook(lambda m, i, o: head_shapes.append(i[0].shape))
     try:
         with torch.no_grad():
@@ -286,7 +285,7 @@ def test_weighted_teachers_sum():
 
 
 def test_from_pretrained_roundtrip(tmp_path):
-    from teacher_fixtures import make_qwen_image_processor
+    from vlmteach_fast.testing import make_qwen_image_processor
 
     model, tok = make_qwen_vl("qwen2_vl", text_layers=1, vision_depth=1)
     proc = make_qwen_image_processor("qwen2_vl", max_pixels=56 * 56)
@@ -296,7 +295,7 @@ def test_from_pretrained_roundtrip(tmp_path):
     cfg = RewardConfig(process_frames=2)
     loaded = VLMTeacher.from_pretrained(str(tmp_path), dtype=torch.float32, config=cfg)
     direct = VLMTeacher(model, (tok, proc), cfg)
-    assert loaded.adapter.max_pixels == 56 * 56  # pixel bounds came from the saved image processor
+    assert loaded.family.max_pixels == 56 * 56  # pixel bounds came from the saved image processor
     frames = _frames(B=1)
     with torch.no_grad():
         torch.testing.assert_close(loaded.reward(frames, QUERIES).log_probs, direct.reward(frames, QUERIES).log_probs)
@@ -325,7 +324,7 @@ def test_augmented_views():
                                    atol=TOL, rtol=0)
     aug = VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56, augment_views=4))
     calls = []
-    hook = aug.adapter.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
+    hook = aug.family.vision_module.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
         out = aug.reward(frames, QUERIES)
     finally:

@@ -6,10 +6,9 @@ import pytest
 import torch
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
-from teacher_fixtures import make_idefics3, make_llava, make_qwen_vl
-from teacher_fixtures import teacher_single_thread  # noqa: F401 (autouse fixture)
 from vlmteach_fast.teacher import Queries, RewardConfig, VLMTeacher
 from vlmteach_fast.teacher.preprocess import normalize, qwen_patchify, qwen_video_patchify, resize_images
+from vlmteach_fast.testing import make_idefics3, make_llava, make_qwen_vl
 
 QUERIES = Queries("Does the red ball reach the green square?", ["Does the ball stay intact?", "Is it red?"])
 TOL = 1e-5  # fp32, same reasoning as test_teacher_reward.TOL
@@ -40,8 +39,8 @@ def teacher(request):
 def _placeholder(teacher, grid, frame_indices):
     """The video placeholder text as the HF processors write it (Qwen3-VL's own `replace_video_token`, unbound:
     the processor itself cannot be built without torchvision)."""
-    ad = teacher.adapter
-    if ad.family != "qwen3_vl":
+    ad = teacher.family
+    if ad.name != "qwen3_vl":
         return "<|vision_start|>" + "<|video_pad|>" * ad.tokens_per_item(grid[0]) + "<|vision_end|>"
     fake = SimpleNamespace(
         video_processor=SimpleNamespace(merge_size=ad.merge_size, temporal_patch_size=ad.temporal_patch_size),
@@ -54,7 +53,7 @@ def _placeholder(teacher, grid, frame_indices):
 
 def _hf_video_reference(teacher, frames, queries):
     """Per question and video: the stock HF forward with pixel_values_videos (the model's own video RoPE)."""
-    ad, cfg = teacher.adapter, teacher.config
+    ad, cfg = teacher.family, teacher.config
     B, F_ = frames.shape[:2]
     out = torch.zeros(B, len(queries))
     for b in range(B):
@@ -112,8 +111,8 @@ def test_video_mode_unsupported(family):
 def test_qwen3_timestamps_in_prompt():
     model, tok = make_qwen_vl("qwen3_vl", text_layers=1, vision_depth=1)
     teacher = VLMTeacher(model, tok, RewardConfig(frames_as="video", process_frames=4, video_fps=2.0))
-    feats = teacher.adapter.encode_videos([torch.rand(1, 4, 3, 32, 32)], frame_indices=[[0, 2, 5, 7]], fps=2.0)
+    feats = teacher.family.encode_videos([torch.rand(1, 4, 3, 32, 32)], frame_indices=[[0, 2, 5, 7]], fps=2.0)
     # Patches (0, 2) and (5, 7) at 2 fps: times (0 + 1) / 2 = 0.5 s and (2.5 + 3.5) / 2 = 3.0 s.
     assert feats.timestamps == [[0.5, 3.0]]
-    text = tok.decode(teacher.adapter.item_ids(feats, 0))
+    text = tok.decode(teacher.family.item_ids(feats, 0))
     assert text.count("seconds") == 2 and text.count("<|vision_start|>") == 2

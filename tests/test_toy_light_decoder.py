@@ -34,7 +34,7 @@ def test_auto_picks_the_shipped_decoder_and_it_is_faithful(toy, tmp_path):
 
 
 def test_auto_does_not_use_it_for_another_vae(tmp_path):
-    from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
+    from vlmteach_fast.testing import tiny_wan_pipeline
 
     r = Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(rank=2, fused=False))
     with pytest.warns(UserWarning, match="no trained tiny decoder"):

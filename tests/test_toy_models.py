@@ -35,7 +35,7 @@ def reasoner():
 
 def test_pipeline_loads_offline_as_ti2v(reasoner):
     assert type(reasoner.pipe).__name__ == "WanImageToVideoPipeline"
-    assert reasoner.adapter.variant == "ti2v"
+    assert reasoner.family.variant == "ti2v"
 
 
 def test_reasoner_samples_valid_deterministic_videos(reasoner):

@@ -1,4 +1,4 @@
-"""The one loader for compiled and optional code (STYLE.md 4).
+"""The one loader for compiled and optional code.
 
 Each backend gets a flag and a reason. A backend that is missing or fails to load produces a single warning saying
 what is missing, what it was built for and what is installed; the ops then fall back

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .checks import check_int
 from .cost import CostMeter, CostRecord
 from .instance import SamplingConfig, score_frames, setup_instance
 from .reasoner import LoRASpec
@@ -50,6 +51,11 @@ class MethodResult:
     candidates: list[dict] = field(default_factory=list)
     prompt: str = ""
 
+    @property
+    def stop_reason(self) -> None:
+        """Only ``optimize`` stops early; None here (the ``MethodOutput`` protocol)."""
+        return None
+
     def summary(self) -> dict:
         return {"method": self.method, "questions": self.queries.questions, "p_yes": self.p_yes,
                 "prompt": self.prompt, "candidates": self.candidates, "cost": self.cost.to_dict()}
@@ -70,8 +76,7 @@ def _candidate(setup, teacher, meter, prompt: str, seed_offset: int, prepared=No
                                     seed=s.seed + seed_offset, guidance_scale=s.guidance_scale,
                                     max_sequence_length=s.max_sequence_length)
     frames = reasoner.sample(prepared, steps=setup.sampling.final_steps).frames
-    out, p_yes = score_frames(teacher, frames, setup.queries)
-    meter.record.reward_calls += 1
+    out, p_yes = score_frames(teacher, frames, setup.queries, meter)
     info = {"seed": prepared.seed, "prompt": prompt, "p_yes": p_yes, "reward": float(out.reward.mean())}
     return frames, info
 
@@ -81,7 +86,7 @@ def _setup(pipe, teacher, prompt, image, queries, sampling, lora):
     setup.reasoner.reset_lora()  # the plain model: lora_B = 0
     meter = CostMeter(setup.reasoner)
     if queries is None:
-        meter.record.generate_calls += 1
+        meter.count_generate()
     return setup, meter
 
 
@@ -107,8 +112,7 @@ def best_of_n(pipe, teacher, prompt: str, image=None, queries=None, n: int = 5,
     Returns:
         ``MethodResult`` whose ``candidates`` is the ranking (best first).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"`n` must be an int >= 1, got {n!r}")
+    check_int("n", n)
     setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
     best_frames, ranking = None, []
     for i in range(n):
@@ -120,17 +124,13 @@ def best_of_n(pipe, teacher, prompt: str, image=None, queries=None, n: int = 5,
     return MethodResult("best_of_n", best_frames, setup.queries, ranking[0]["p_yes"], meter.finish(), ranking, prompt)
 
 
-def _generate(teacher, instruction: str, image, max_new_tokens: int) -> str:
-    """Text from the teacher's VLM (a public ``generate_text`` if it has one, else its family adapter's)."""
-    if hasattr(teacher, "generate_text"):
-        return teacher.generate_text(instruction, image, max_new_tokens=max_new_tokens)
-    adapter = getattr(teacher, "adapter", None)
-    if adapter is None or not hasattr(adapter, "generate_text"):
+def _generate(teacher, instruction: str, image, max_new_tokens: int, meter: CostMeter) -> str:
+    """Text from the teacher's VLM (``VLMTeacher.generate_text``), counted on ``meter``."""
+    if not callable(getattr(teacher, "generate_text", None)):
         raise TypeError(f"vlm_as_solver needs a teacher that can write text (a VLMTeacher), got {type(teacher).__name__}")
-    cfg = getattr(teacher, "config", None)
-    with torch.no_grad():
-        return adapter.generate_text(instruction, image, max_new_tokens, getattr(cfg, "min_pixels", None),
-                                     getattr(cfg, "max_pixels", None))
+    text = teacher.generate_text(instruction, image, max_new_tokens=max_new_tokens)
+    meter.count_generate()
+    return text
 
 
 def _refined(prompt: str, plan: str) -> str:
@@ -147,11 +147,9 @@ def vlm_as_solver(pipe, teacher, prompt: str, image=None, queries=None, rounds: 
             best-scoring round is returned. Other arguments as ``best_of_n``.
         max_new_tokens: length cap of each plan.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-        raise ValueError(f"`rounds` must be an int >= 0, got {rounds!r}")
+    check_int("rounds", rounds, minimum=0)
     setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
-    plan = _generate(teacher, SOLVER_INSTRUCTION.format(prompt=prompt), setup.first_frame, max_new_tokens)
-    meter.record.generate_calls += 1
+    plan = _generate(teacher, SOLVER_INSTRUCTION.format(prompt=prompt), setup.first_frame, max_new_tokens, meter)
     tried = []
     for r in range(rounds + 1):
         refined = _refined(prompt, plan)
@@ -159,8 +157,8 @@ def vlm_as_solver(pipe, teacher, prompt: str, image=None, queries=None, rounds: 
         tried.append((info, frames))
         if r < rounds:
             last = frames[0, -1].detach().float().cpu()
-            plan = _generate(teacher, CRITIQUE_INSTRUCTION.format(prompt=prompt, plan=plan), last, max_new_tokens)
-            meter.record.generate_calls += 1
+            plan = _generate(teacher, CRITIQUE_INSTRUCTION.format(prompt=prompt, plan=plan), last, max_new_tokens,
+                             meter)
     tried.sort(key=lambda t: -t[0]["reward"])
     best_info, best_frames = tried[0]
     return MethodResult("vlm_as_solver", best_frames, setup.queries, best_info["p_yes"], meter.finish(),

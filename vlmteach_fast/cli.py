@@ -17,6 +17,8 @@ from typing import List, Optional
 
 import torch
 
+from .methods import METHODS
+
 
 def _doctor(args) -> int:
     from . import __version__, _ext
@@ -82,9 +84,6 @@ def _example(args) -> int:
     return 0 if err < 1e-4 else 1
 
 
-METHODS = ("optimize", "best_of_n", "vlm_as_solver", "baseline")
-
-
 def _solve(args) -> int:
     from .solve import run_solve
 
@@ -130,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--out", default="vlmteach_demo", help="output directory (default ./vlmteach_demo)")
     de.add_argument("--seed", type=int, default=0, help="which held-out instances (default 0)")
     de.set_defaults(func=_demo)
-    from .bench.cli import add_bench_parsers  # bench, bench-report
+    from .evaluate.cli import add_bench_parsers  # bench, bench-report
 
     add_bench_parsers(sub)
     return parser

@@ -20,12 +20,12 @@ import os
 
 from .cost import Budget
 from .instance import SamplingConfig
+from .methods import METHOD_OPTIONS
 from .optimization import OptimizeConfig
 from .reasoner import LightDecoderConfig, LoRASpec
 
-__all__ = ["load_config", "METHOD_KEYS"]
+__all__ = ["load_config", "METHOD_OPTIONS"]
 
-METHOD_KEYS = {"n": 5, "rounds": 0}  # options of best_of_n / vlm_as_solver, with defaults
 _NESTED = {"lora": LoRASpec, "decoder": LightDecoderConfig, "sampling": SamplingConfig, "budget": Budget}
 
 
@@ -52,7 +52,7 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
     Raises ValueError naming the file and the unknown or invalid key; FileNotFoundError for a missing file.
     """
     if source is None:
-        return OptimizeConfig(), dict(METHOD_KEYS)
+        return OptimizeConfig(), dict(METHOD_OPTIONS)
     where = "config"
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
@@ -74,9 +74,9 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
         raise TypeError(f"config must be a path, a dict or None, got {type(source).__name__}")
     if not isinstance(data, dict):
         raise ValueError(f"{where} must hold a mapping at the top level, got {type(data).__name__}")
-    options = dict(METHOD_KEYS)
+    options = dict(METHOD_OPTIONS)
     for k in list(data):
-        if k in METHOD_KEYS:
+        if k in METHOD_OPTIONS:
             options[k] = data.pop(k)
     try:
         return _build(OptimizeConfig, data, where), options

@@ -1,15 +1,19 @@
-"""The cost record every method reports, and the budget ``optimize`` can be capped at.
+"""The cost model, written once: what a denoising step, a backward pass and a method run cost, and the budget
+``optimize`` can be capped at.
 
-Costs are counted, not guessed: the reasoner counts denoiser evaluations and VAE decodes, the methods count light
-decodes and reward calls, and wall time and peak memory are measured. ``denoiser_equiv`` folds forward and backward
-evaluations into forward-equivalents: a backward pass through a denoiser evaluation costs about two forwards (two
-matmuls per forward matmul: grad wrt input and, for the LoRA, wrt its weights), plus one forward more when the step was
-checkpointed and is recomputed. ``bench/bench_optimize.py`` measures the actual ratio on the machine at hand.
+Costs are counted, not guessed: the reasoner counts denoiser evaluations and VAE decodes and reports each
+prediction's ``DenoiserCost``; the methods tell the ``CostMeter`` what else they did (reward calls, light decodes,
+backward passes, text generations); wall time and peak memory are measured.
+
+The rules (see docs/architecture.md, "Cost accounting"):
+- a denoising step is one transformer evaluation, two when classifier-free guidance is on (cond + uncond batched);
+- a backward pass through an evaluation costs ``BACKWARD_FORWARD_RATIO`` = 2 forwards (two matmuls per forward
+  matmul: grad wrt input and, for the LoRA, wrt its weights), plus one forward more when the step was checkpointed
+  and is recomputed. ``bench/bench_optimize.py`` measures the actual ratio on the machine at hand.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import resource
 import sys
@@ -18,9 +22,70 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-__all__ = ["Budget", "CostRecord", "CostMeter", "parse_budget"]
+from .checks import check_int, check_number
+
+__all__ = ["Budget", "CostRecord", "CostMeter", "DenoiserCost", "UnitCosts", "denoiser_cost", "evals_per_step",
+           "parse_budget", "BACKWARD_FORWARD_RATIO"]
 
 BACKWARD_FORWARD_RATIO = 2.0  # forward-equivalents per backward evaluation (see module docstring)
+
+
+def evals_per_step(guidance_scale: float) -> int:
+    """Transformer evaluations of one denoising step: 2 with classifier-free guidance (scale > 1), else 1."""
+    return 2 if guidance_scale > 1.0 else 1
+
+
+@dataclass(frozen=True)
+class DenoiserCost:
+    """Denoiser evaluations of one prediction or sample: ``forward`` run (with or without gradient), ``backward``
+    the gradient flows back through, ``recompute`` checkpointed evaluations run again during the backward pass."""
+
+    forward: int = 0
+    backward: int = 0
+    recompute: int = 0
+
+    @property
+    def equiv(self) -> float:
+        """Forward-equivalents: forward + BACKWARD_FORWARD_RATIO * backward + recompute."""
+        return self.forward + BACKWARD_FORWARD_RATIO * self.backward + self.recompute
+
+
+def denoiser_cost(steps: int, guidance_scale: float, grad_steps: int = 0, checkpointed_steps: int = 0) -> DenoiserCost:
+    """Cost of ``steps`` denoising steps of which the last ``grad_steps`` carry gradient and ``checkpointed_steps``
+    of those are checkpointed (recomputed in backward)."""
+    per = evals_per_step(guidance_scale)
+    return DenoiserCost(forward=steps * per, backward=grad_steps * per, recompute=checkpointed_steps * per)
+
+
+@dataclass
+class UnitCosts:
+    """Seconds of the two units a ``best_of_n:N`` budget is made of, measured once per run (or given).
+
+    A budget that compares seconds as they run makes the step count depend on how loaded the machine is at that
+    moment (same seeds, different videos). Instead ``optimize`` measures these two units once per run (the fastest
+    of a few repetitions, the least disturbed by other load), derives the step count from them with
+    :meth:`steps_within`, records them in the result, and reports the seconds it really spent beside them. Passing
+    the recorded units back (``Budget(best_of_n=N, unit_costs=...)``) reproduces the run exactly.
+
+    Attributes:
+        candidate: one Best-of-N candidate: a ``final_steps`` sample, its full decode and the teacher's score.
+        step: one optimization step: prediction, light decode, reward, backward and the optimizer update.
+    """
+
+    candidate: float
+    step: float
+
+    def __post_init__(self):
+        for name in ("candidate", "step"):
+            check_number(f"UnitCosts.{name}", getattr(self, name), positive=True, finite=True)
+
+    def steps_within(self, n: int, candidates_spent: int) -> int:
+        """Optimization steps that fit in ``n`` candidates' time after ``candidates_spent`` candidate-like samples
+        (the plain sample, if scored, and the final sample)."""
+        return max(0, int((n - candidates_spent) * self.candidate / self.step + 1e-9))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -30,23 +95,25 @@ class Budget:
     Attributes:
         seconds: wall-clock seconds.
         denoiser_evals: denoiser forward-equivalents (a backward counts ``BACKWARD_FORWARD_RATIO``, a recompute 1).
-        best_of_n: set by ``parse_budget("best_of_n:N")``: the other two are filled in by measuring one Best-of-N
-            candidate (sample + full decode + teacher score) on the same instance and multiplying by N.
+        best_of_n: set by ``parse_budget("best_of_n:N")``: the time of N Best-of-N candidates, turned into a step
+            count through ``unit_costs``, and N candidates' denoiser evaluations.
+        unit_costs: ``UnitCosts`` (or a dict of its fields) for ``best_of_n``; None measures them once per run.
     """
 
     seconds: float | None = None
     denoiser_evals: float | None = None
     best_of_n: int | None = None
+    unit_costs: UnitCosts | None = None
 
     def __post_init__(self):
         for name in ("seconds", "denoiser_evals"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0
-                                  or not math.isfinite(v)):
-                raise ValueError(f"Budget.{name} must be a positive finite number or None, got {v!r}")
-        if self.best_of_n is not None and (isinstance(self.best_of_n, bool) or not isinstance(self.best_of_n, int)
-                                           or self.best_of_n < 1):
-            raise ValueError(f"Budget.best_of_n must be an int >= 1 or None, got {self.best_of_n!r}")
+            check_number(f"Budget.{name}", getattr(self, name), positive=True, finite=True, optional=True)
+        check_int("Budget.best_of_n", self.best_of_n, optional=True)
+        if isinstance(self.unit_costs, dict):
+            self.unit_costs = UnitCosts(**self.unit_costs)
+        if self.unit_costs is not None and not isinstance(self.unit_costs, UnitCosts):
+            raise TypeError(f"Budget.unit_costs must be a UnitCosts, a dict of its fields or None, got "
+                            f"{type(self.unit_costs).__name__}")
 
 
 def parse_budget(budget) -> Budget | None:
@@ -54,9 +121,10 @@ def parse_budget(budget) -> Budget | None:
     if budget is None or isinstance(budget, Budget):
         return budget
     if isinstance(budget, dict):
-        unknown = set(budget) - {"seconds", "denoiser_evals", "best_of_n"}
+        unknown = set(budget) - {"seconds", "denoiser_evals", "best_of_n", "unit_costs"}
         if unknown:
-            raise ValueError(f"`budget` has unknown keys {sorted(unknown)}; allowed: seconds, denoiser_evals, best_of_n")
+            raise ValueError(f"`budget` has unknown keys {sorted(unknown)}; allowed: seconds, denoiser_evals, "
+                             "best_of_n, unit_costs")
         return Budget(**budget)
     if isinstance(budget, str):
         m = re.fullmatch(r"\s*best_of_n\s*:\s*(\d+)\s*", budget)
@@ -96,8 +164,8 @@ class CostRecord:
 
     @property
     def denoiser_equiv(self) -> float:
-        """Forward-equivalents: forward + BACKWARD_FORWARD_RATIO * backward + recompute."""
-        return self.denoiser_forward + BACKWARD_FORWARD_RATIO * self.denoiser_backward + self.denoiser_recompute
+        """Forward-equivalents of all denoiser work (``DenoiserCost.equiv``)."""
+        return DenoiserCost(self.denoiser_forward, self.denoiser_backward, self.denoiser_recompute).equiv
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -113,16 +181,15 @@ def _rss_peak_bytes() -> int:
 class CostMeter:
     """Counts one run's cost. Use as ``meter = CostMeter(reasoner)`` ... ``record = meter.finish()``.
 
-    Denoiser forward evaluations and full decodes are read from the reasoner's own counters (delta since start);
-    everything else is added by the caller with ``meter.record.<field> += n``.
+    Denoiser forward evaluations and full decodes are read from the reasoner's ``usage()`` (delta since start); the
+    method reports the rest with ``count_*`` (the only writers of the record's counters).
     """
 
     def __init__(self, reasoner, device: torch.device | None = None):
         self.reasoner = reasoner
         self.record = CostRecord()
-        self.device = device if device is not None else reasoner.adapter.device
-        self._evals0 = reasoner.counters.denoiser_evals
-        self._decodes0 = reasoner.counters.vae_decodes
+        self.device = device if device is not None else reasoner.device
+        self._start = reasoner.usage()
         self._t0 = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -130,11 +197,30 @@ class CostMeter:
     def elapsed(self) -> float:
         return time.perf_counter() - self._t0
 
+    def count_generate(self, n: int = 1) -> None:
+        """``n`` teacher text generations (queries, plans)."""
+        self.record.generate_calls += n
+
+    def count_reward(self) -> None:
+        """One teacher reward call (forward)."""
+        self.record.reward_calls += 1
+
+    def count_light_decode(self) -> None:
+        """One light-decoder call."""
+        self.record.light_decodes += 1
+
+    def count_backward(self, cost: DenoiserCost) -> None:
+        """One backward pass from the reward through the light decoder into the denoiser evaluations of a prediction
+        whose cost the reasoner reported (``PredictOutput.cost``)."""
+        self.record.reward_backward += 1
+        self.record.denoiser_backward += cost.backward
+        self.record.denoiser_recompute += cost.recompute
+
     def sync(self) -> CostRecord:
         """Bring the counters, time and memory up to date and return the record (the meter keeps running)."""
-        r = self.record
-        r.denoiser_forward = self.reasoner.counters.denoiser_evals - self._evals0
-        r.full_decodes = self.reasoner.counters.vae_decodes - self._decodes0
+        r, now = self.record, self.reasoner.usage()
+        r.denoiser_forward = now.denoiser_evals - self._start.denoiser_evals
+        r.full_decodes = now.vae_decodes - self._start.vae_decodes
         r.seconds = self.elapsed()
         if self.device.type == "cuda":
             r.peak_memory_bytes, r.memory_kind = int(torch.cuda.max_memory_allocated(self.device)), "cuda_allocated"

@@ -4,11 +4,12 @@ For each held-out instance: the plain model (one sample), Best-of-5 (the teacher
 Best-of-5's cost, all with the same teacher, judged by the exact rule scorer. Prints a table like the paper's (rule
 score, pass rate, teacher score, seconds per instance), and writes side-by-side GIFs (ground truth | plain | Best-of-5
 | optimize), reward curves and an ``index.html`` that shows them. ``run_demo`` is also what the acceptance benchmark
-(``scripts/bench_toy.py``) calls on more instances.
+(``bench/toy_acceptance.py``) calls on more instances.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -17,9 +18,24 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["DemoConfig", "run_demo", "METHODS"]
+from .checks import check_int
 
-METHODS = ("plain", "best_of_5", "optimize")
+__all__ = ["DemoConfig", "run_demo", "DEMO_METHODS", "demo_optimize_config"]
+
+# The demo's column labels and the registry method each one runs (``methods.run_method``).
+DEMO_METHODS = {"plain": "baseline", "best_of_5": "best_of_n", "optimize": "optimize"}
+
+
+def demo_optimize_config():
+    """``optimize``'s settings in the demo (the toy models are tiny: full VAE decode, rank 8).
+
+    one_step at lr 5e-3 gave the largest rule-score gain within Best-of-5's budget on 12 held-out instances
+    (+0.021 vs +0.013 at lr 2e-2, +0.006 for k_step 2/1, +0.000 for k_step 4/1): the budget allows 1-2 steps."""
+    from .optimization import OptimizeConfig
+    from .reasoner import LightDecoderConfig, LoRASpec
+
+    return OptimizeConfig(mode="one_step", steps=4, grad_steps=2, lr=5e-3, max_steps=16, lora=LoRASpec(rank=8),
+                          decoder=LightDecoderConfig(kind="full"), progress=False)
 
 
 @dataclass
@@ -30,29 +46,26 @@ class DemoConfig:
     seed: int = field(default=0, metadata={"help": "which held-out instances (and noise seeds)"})
     out: str = field(default="vlmteach_demo", metadata={"help": "output directory"})
     n: int = field(default=5, metadata={"help": "Best-of-N's N, and optimize's budget in Best-of-N candidates"})
-    max_steps: int = field(default=16, metadata={"help": "optimize: step cap (the budget usually stops it first)"})
     budgeted: bool = field(default=True, metadata={"help": "cap optimize at Best-of-N's cost (False: max_steps)"})
-    # one_step at lr 5e-3 gave the largest rule-score gain within Best-of-5's budget on 12 held-out instances
-    # (+0.021 vs +0.013 at lr 2e-2, +0.006 for k_step 2/1, +0.000 for k_step 4/1): the budget allows 1-2 steps.
-    mode: str = field(default="one_step", metadata={"help": "optimize: 'one_step' or 'k_step'"})
-    steps: int = field(default=4, metadata={"help": "optimize k_step: sampling steps per prediction"})
-    grad_steps: int = field(default=2, metadata={"help": "optimize k_step: steps carrying gradient"})
-    lr: float = field(default=5e-3, metadata={"help": "optimize: AdamW learning rate"})
-    rank: int = field(default=8, metadata={"help": "optimize: LoRA rank"})
+    optimize: object = field(default_factory=demo_optimize_config, metadata={
+        "help": "OptimizeConfig of optimize; its lora is used by every method, its sampling is set per instance"})
     augment_views: int = field(default=4, metadata={"help": "teacher views averaged (robustness to hacking)"})
-    methods: tuple = field(default=METHODS, metadata={"help": "which methods to run"})
+    methods: tuple = field(default=tuple(DEMO_METHODS), metadata={"help": "which methods to run"})
     write_media: bool = field(default=True, metadata={"help": "GIFs, plots and HTML (off for pure benchmarks)"})
     pipeline_path: str | None = field(default=None, metadata={"help": "toy video model folder; None = shipped"})
     teacher_path: str | None = field(default=None, metadata={"help": "toy teacher folder; None = shipped"})
 
     def __post_init__(self):
-        for name in ("instances", "n", "max_steps", "steps", "grad_steps", "rank"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"DemoConfig.{name} must be an int >= 1, got {v!r}")
-        bad = [m for m in self.methods if m not in METHODS]
+        from .optimization import OptimizeConfig
+
+        for name in ("instances", "n"):
+            check_int(f"DemoConfig.{name}", getattr(self, name))
+        if not isinstance(self.optimize, OptimizeConfig):
+            raise TypeError(f"DemoConfig.optimize must be an OptimizeConfig, got {type(self.optimize).__name__}")
+        bad = [m for m in self.methods if m not in DEMO_METHODS]
         if bad or not self.methods:
-            raise ValueError(f"DemoConfig.methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
+            raise ValueError(f"DemoConfig.methods must be a non-empty subset of {tuple(DEMO_METHODS)}, "
+                             f"got {self.methods!r}")
 
 
 def _models(config: DemoConfig):
@@ -64,11 +77,6 @@ def _models(config: DemoConfig):
     # Best-of-N's teacher scores the final samples as they are: augmentation only matters where the teacher is a loss.
     judge = toy.load_teacher(config.teacher_path)
     return pipe, teacher, judge
-
-
-def _teacher_score(judge, frames, queries) -> float:
-    with torch.no_grad():
-        return float(judge.reward(frames, queries).log_probs.exp().mean())
 
 
 def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
@@ -88,56 +96,48 @@ def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
 
 def _run_demo(config: DemoConfig, progress) -> dict:
     from . import toy
-    from .baselines import baseline, best_of_n
-    from .instance import SamplingConfig
-    from .optimization import OptimizeConfig, optimize
-    from .reasoner import LightDecoderConfig, LoRASpec
+    from .evaluate.runner import score_item
+    from .evaluate.suites import load_toy
+    from .instance import SamplingConfig, score_frames
+    from .io_atomic import atomic_write_json
+    from .methods import run_method
 
     pipe, teacher, judge = _models(config)
-    instances = toy.make_instances(config.instances, seed=config.seed)
-    sampling = lambda i: SamplingConfig(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE,  # noqa: E731
-                                        final_steps=toy.SAMPLE_STEPS, seed=config.seed * 1000 + i)
-    lora = LoRASpec(rank=config.rank)
+    # the same held-out instances and the same scoring (rule score; the judge's mean P(Yes)) as `bench --suite toy`
+    items = load_toy(config.instances, seed=config.seed).items
+    budget = f"best_of_n:{config.n}" if config.budgeted else None
     rows, media = [], []
-    for i, inst in enumerate(instances):
+    for i, item in enumerate(items):
+        inst = item.toy
         queries = toy.queries_for(inst)
-        common = dict(image=inst.first_frame, queries=queries, sampling=sampling(i), lora=lora)
+        sampling = SamplingConfig(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE,
+                                  final_steps=toy.SAMPLE_STEPS, seed=config.seed * 1000 + i)
+        oc = dataclasses.replace(config.optimize, sampling=sampling, budget=budget)
         videos = {"ground truth": inst.solution[None]}
         curves = None
-        for method in config.methods:
+        for label in config.methods:
+            method = DEMO_METHODS[label]
             t0 = time.perf_counter()
-            if method == "plain":
-                res = baseline(pipe, judge, inst.prompt, **common)
-                frames, cost = res.frames, res.cost
-            elif method == "best_of_5":
-                res = best_of_n(pipe, judge, inst.prompt, n=config.n, **common)
-                frames, cost = res.frames, res.cost
-            else:
-                oc = OptimizeConfig(mode=config.mode, steps=config.steps, grad_steps=config.grad_steps,
-                                    lr=config.lr, max_steps=config.max_steps,
-                                    budget=f"best_of_n:{config.n}" if config.budgeted else None,
-                                    decoder=LightDecoderConfig(kind="full"), lora=lora, sampling=common["sampling"],
-                                    progress=False)
-                res = optimize(pipe, teacher, inst.prompt, image=inst.first_frame, queries=queries, config=oc)
-                frames, cost, curves = res.frames, res.cost, res
+            # The optimized teacher is augmented (it is a loss); the others score samples as they are.
+            res = run_method(method, pipe, teacher if method == "optimize" else judge, inst.prompt,
+                             image=inst.first_frame, queries=queries, config=oc, n=config.n)
             seconds = time.perf_counter() - t0
-            rule = toy.score_video(inst, frames[0])
-            row = dict(instance=i, task=inst.task_type, difficulty=inst.difficulty, method=method,
-                       rule_score=rule.score, passed=rule.passed, parts=rule.parts,
-                       teacher=_teacher_score(judge, frames, queries), seconds=seconds, cost=cost.to_dict())
+            scored = score_item(item, res.frames, score_frames(judge, res.frames, queries)[1])
+            row = dict(instance=i, task=inst.task_type, difficulty=inst.difficulty, method=label,
+                       rule_score=scored["score"], passed=scored["passed"], parts=scored["scores"]["rule_parts"],
+                       teacher=scored["scores"]["teacher"], seconds=seconds, cost=res.cost.to_dict())
             if method == "optimize":
                 row.update(stop_reason=res.stop_reason, steps=len(res.history), used_initial=res.used_initial)
+                curves = res
             rows.append(row)
-            videos[method] = frames
-            progress(f"[{i + 1}/{len(instances)}] {inst.task_type:<5} {method:<10} rule {rule.score:.2f} "
-                     f"{'PASS' if rule.passed else 'fail'}  teacher {row['teacher']:.2f}  {seconds:.1f} s")
+            videos[label] = res.frames
+            progress(f"[{i + 1}/{len(items)}] {inst.task_type:<5} {label:<10} rule {row['rule_score']:.2f} "
+                     f"{'PASS' if row['passed'] else 'fail'}  teacher {row['teacher']:.2f}  {seconds:.1f} s")
         if config.write_media:
             media.append(_write_media(config.out, i, inst, videos, curves))
     summary = summarize(rows)
     if config.write_media:
         _write_html(config.out, summary, rows, media)
-    from .outputs import atomic_write_json
-
     atomic_write_json(os.path.join(config.out, "results.json"), {"summary": summary, "rows": rows})
     return {"rows": rows, "summary": summary}
 
@@ -146,7 +146,8 @@ def summarize(rows) -> dict:
     """Per method: mean rule score, pass rate, mean teacher score, mean seconds, and the gap where the teacher says
     yes (> 0.5) but the rule says fail (reward hacking)."""
     out = {}
-    for m in sorted({r["method"] for r in rows}, key=lambda m: METHODS.index(m) if m in METHODS else 99):
+    order = list(DEMO_METHODS)
+    for m in sorted({r["method"] for r in rows}, key=lambda m: order.index(m) if m in order else len(order)):
         rs = [r for r in rows if r["method"] == m]
         out[m] = dict(
             n=len(rs),
@@ -187,7 +188,7 @@ def _write_media(out, i, inst, videos, result) -> dict:
 
 
 def _write_html(out, summary, rows, media) -> None:
-    from .outputs import atomic_write_bytes
+    from .io_atomic import atomic_write_bytes
 
     parts = ["<!doctype html><meta charset='utf-8'><title>vlmteach_fast demo</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{image-rendering:pixelated;"

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .checks import check_int, check_number
 from .reasoner import LoRASpec, PreparedInstance, Reasoner
+from .reasoner.attention import DEFAULT_ATTENTION_BACKEND, check_attention_backend
 from .teacher import Queries, as_queries
 
 __all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "setup_instance", "score_frames"]
@@ -31,6 +33,8 @@ class SamplingConfig:
         guidance_scale: classifier-free guidance (1 = off, right for distilled models).
         negative_prompt: used only when guidance_scale > 1.
         max_sequence_length: text tokens fed to the text encoder.
+        attention_backend: the denoiser's attention kernel, a diffusers attention-dispatcher backend name
+            ("native" = torch SDPA; "xformers", "flash", ... where installed; ``Reasoner.set_attention_backend``).
     """
 
     num_frames: int = field(default=17, metadata={"help": "frames (k*4+1 for Wan)"})
@@ -41,20 +45,20 @@ class SamplingConfig:
     guidance_scale: float = field(default=1.0, metadata={"help": "CFG scale, 1 = off"})
     negative_prompt: str | None = field(default=None, metadata={"help": "negative prompt (CFG only)"})
     max_sequence_length: int = field(default=512, metadata={"help": "text tokens"})
+    attention_backend: str = field(default=DEFAULT_ATTENTION_BACKEND,
+                                   metadata={"help": "denoiser attention: 'native' (torch SDPA), 'xformers', 'flash'"})
 
     def __post_init__(self):
         for name in ("num_frames", "final_steps", "max_sequence_length"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"SamplingConfig.{name} must be an int >= 1, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"SamplingConfig.seed must be an int >= 0, got {self.seed!r}")
+            check_int(f"SamplingConfig.{name}", getattr(self, name))
+        check_int("SamplingConfig.seed", self.seed, minimum=0)
         for name in ("height", "width"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"SamplingConfig.{name} must be a positive int or None, got {v!r}")
-        if not isinstance(self.guidance_scale, (int, float)) or not self.guidance_scale >= 1.0:
-            raise ValueError(f"SamplingConfig.guidance_scale must be >= 1 (1 = off), got {self.guidance_scale!r}")
+            check_int(f"SamplingConfig.{name}", getattr(self, name), optional=True)
+        check_number("SamplingConfig.guidance_scale", self.guidance_scale, minimum=1.0)  # 1 = off
+        try:
+            self.attention_backend = check_attention_backend(self.attention_backend)
+        except ValueError as err:
+            raise ValueError(f"SamplingConfig.{err}") from None
 
 
 @dataclass
@@ -145,13 +149,14 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
                         f"got {type(teacher).__name__}")
     sampling = sampling or SamplingConfig()
     reasoner = as_reasoner(pipe, lora)
+    reasoner.set_attention_backend(sampling.attention_backend)  # fails here, before any model runs, if unusable
     image = load_image(image)
     first = _image_tensor(image)
     height = sampling.height or (first.shape[1] if first is not None else 480)
     width = sampling.width or (first.shape[2] if first is not None else 832)
     # Geometry and image/pipeline mismatches fail here, before the teacher writes a single token.
-    reasoner.adapter.check_geometry(sampling.num_frames, height, width)
-    is_i2v = getattr(reasoner.adapter, "is_i2v", None)
+    reasoner.family.check_geometry(sampling.num_frames, height, width)
+    is_i2v = getattr(reasoner.family, "is_i2v", None)
     pipe_name = type(reasoner.pipe).__name__
     if is_i2v is True and image is None:
         raise ValueError(f"`image` is required for the image-to-video {pipe_name}, got None")
@@ -168,9 +173,11 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     return InstanceSetup(reasoner, prompt, image, first, q, prepared, sampling)
 
 
-def score_frames(teacher, frames: torch.Tensor, queries: Queries, grad: bool = False):
-    """Teacher reward on frames (B, F, 3, H, W) in [0, 1]. Returns (RewardOutput, P(Yes) per query as a list)."""
-    with torch.set_grad_enabled(grad):
+def score_frames(teacher, frames: torch.Tensor, queries: Queries, meter=None):
+    """Teacher reward on frames (B, F, 3, H, W) in [0, 1], without gradient; counted on ``meter`` (a ``CostMeter``)
+    when given. Returns (RewardOutput, P(Yes) per query as a list)."""
+    with torch.no_grad():
         out = teacher.reward(frames, queries)
-    p_yes = out.log_probs.detach().float().exp().mean(0).tolist()  # (Q,)
-    return out, p_yes
+    if meter is not None:
+        meter.count_reward()
+    return out, out.p_yes

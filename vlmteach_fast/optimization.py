@@ -1,6 +1,6 @@
 """``optimize``: per-instance test-time LoRA optimization of a video model against a VLM teacher's reward.
 
-Recipe (DESIGN.md; STYLE.md 11):
+Recipe (the method: docs/method.md):
 1. set up the instance (``instance.setup_instance``): reasoner, queries, conditions encoded once, fixed noise;
 2. optionally sample and score the fresh model once (the plain video; with ``budget="best_of_n:N"`` this also
    measures what one Best-of-N candidate costs on this instance);
@@ -8,7 +8,7 @@ Recipe (DESIGN.md; STYLE.md 11):
    -> backward -> AdamW step, keeping the best adapter, until a stopping rule fires;
 4. restore the best adapter, sample with the final number of steps, full VAE decode, score it.
 
-What is known to go wrong (DESIGN.md) is designed for: ``RewardConfig(augment_views=8)`` on the VLM teacher averages
+What is known to go wrong (docs/method.md) is designed for: ``RewardConfig(augment_views=8)`` on the VLM teacher averages
 its score over perturbed copies of the frames (noise + 1-pixel shifts) so one adversarial pixel pattern fools it
 less; ``mode="k_step"`` for models that are not step-distilled; the final video is scored again on the full decode and, with
 ``keep_initial_if_better``, the plain sample is returned when the optimized one scores lower.
@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import torch
 
-from .cost import Budget, CostMeter, CostRecord, parse_budget
+from .checks import check_int, check_number
+from .cost import Budget, CostMeter, CostRecord, UnitCosts, denoiser_cost, parse_budget
 from .instance import InstanceSetup, SamplingConfig, score_frames, setup_instance
-from .reasoner import LightDecoder, LightDecoderConfig, LoRASpec
+from .reasoner import LightDecoderConfig, LoRASpec
 from .teacher import Queries
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "StepInfo", "optimize"]
@@ -71,25 +74,17 @@ class OptimizeConfig:
         if self.mode not in ("one_step", "k_step"):
             raise ValueError(f"OptimizeConfig.mode must be 'one_step' or 'k_step', got {self.mode!r}")
         for name in ("steps", "grad_steps", "max_steps", "patience", "max_failures"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"OptimizeConfig.{name} must be an int >= 1, got {v!r}")
+            check_int(f"OptimizeConfig.{name}", getattr(self, name))
         if self.mode == "k_step" and self.grad_steps > self.steps:
             raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
         for name in ("lr", "lr_decay_on_failure"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not (v > 0) or not math.isfinite(v):
-                raise ValueError(f"OptimizeConfig.{name} must be a positive finite number, got {v!r}")
+            check_number(f"OptimizeConfig.{name}", getattr(self, name), positive=True, finite=True)
         if not 0.0 < self.yes_threshold <= 1.0:
             raise ValueError(f"OptimizeConfig.yes_threshold must be in (0, 1], got {self.yes_threshold!r}")
         for name, cls in (("lora", LoRASpec), ("decoder", LightDecoderConfig), ("sampling", SamplingConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"OptimizeConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         self.budget = parse_budget(self.budget)
-
-    @property
-    def grad_evals_per_step(self) -> int:
-        return 1 if self.mode == "one_step" else self.grad_steps
 
 
 @dataclass
@@ -139,6 +134,11 @@ class OptimizeResult:
     used_initial: bool = False
     reasoner: object = None
 
+    @property
+    def p_yes(self) -> list[float]:
+        """P(Yes) per query on the returned video (``final_p_yes``; the ``MethodOutput`` protocol)."""
+        return self.final_p_yes
+
     def summary(self) -> dict:
         """JSON-ready summary (no tensors)."""
         return {
@@ -178,13 +178,49 @@ class _Stopper:
         return self.bad >= self.patience
 
 
-def _resolve_budget(budget: Budget | None, candidate_seconds: float | None, candidate_evals: float):
+def _resolve_budget(budget: Budget | None):
+    """The caps the step loop checks: ``best_of_n:N`` is enforced as a planned step count (from measured unit
+    costs, which already hold what a denoiser evaluation, a decode and a teacher call cost here), nothing else."""
     if budget is None or budget.best_of_n is None:
         return budget
-    if candidate_seconds is None:
-        raise ValueError("budget='best_of_n:N' needs the one-candidate cost: set score_initial=True")
-    n = budget.best_of_n
-    return Budget(seconds=n * candidate_seconds, denoiser_evals=n * candidate_evals)
+    return None
+
+
+# Unit costs measured in this process, per (reasoner, teacher, settings that change a unit's cost): measured once
+# per run so every instance of a run gets the same step count (see cost.UnitCosts).
+_UNIT_COSTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+UNIT_COST_REPEATS = 3  # fastest of 3: the first call of each unit pays one-off warm-up (measured 1.3-2x on the toy)
+
+
+def _unit_cost_key(teacher, config: OptimizeConfig) -> tuple:
+    c, smp = config, config.sampling
+    return (id(teacher), c.mode, c.steps, c.grad_steps, c.block_checkpointing, repr(c.decoder), repr(c.lora),
+            smp.num_frames, smp.height, smp.width, smp.final_steps, smp.guidance_scale)
+
+
+def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig) -> UnitCosts:
+    """Seconds of one Best-of-N candidate and one optimization step on this instance's models and settings: the
+    fastest of ``UNIT_COST_REPEATS`` runs of each, measured once per process and settings (cached), with the LoRA
+    restored afterwards. Used by ``best_of_n:N`` budgets without given ``unit_costs``."""
+    reasoner = setup.reasoner
+    cache = _UNIT_COSTS.setdefault(reasoner, {})
+    key = _unit_cost_key(teacher, config)
+    if key in cache:
+        return cache[key]
+    snapshot = reasoner.snapshot_lora()
+    cand, step = [], []
+    scratch = CostMeter(reasoner)
+    for _ in range(UNIT_COST_REPEATS):
+        t0 = time.perf_counter()
+        frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
+        score_frames(teacher, frames, setup.queries, scratch)
+        cand.append(time.perf_counter() - t0)
+    loop = _StepLoop(setup, teacher, config, scratch, None)
+    for i in range(UNIT_COST_REPEATS):
+        step.append(loop._step(i).seconds)
+    reasoner.restore_lora(snapshot)
+    cache[key] = UnitCosts(candidate=min(cand), step=min(step))
+    return cache[key]
 
 
 def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: OptimizeConfig | None = None,
@@ -214,30 +250,34 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
     setup = setup_instance(pipe, teacher, prompt, image, queries, config.sampling, config.lora, config.max_process)
     reasoner = setup.reasoner
     reasoner.reset_lora()
+
+    # 2. a best_of_n:N budget becomes a step count, from unit costs measured once per run (outside this record)
+    candidate_evals = denoiser_cost(config.sampling.final_steps, config.sampling.guidance_scale).forward
+    max_steps, units = config.max_steps, None
+    if config.budget is not None and config.budget.best_of_n:
+        units = config.budget.unit_costs or unit_costs(setup, teacher, config)
+        spent = 1 + int(config.score_initial)  # the final sample, and the plain one when it is scored
+        max_steps = min(max_steps, units.steps_within(config.budget.best_of_n, spent))
+    budget = _resolve_budget(config.budget)
     meter = CostMeter(reasoner)
     if queries is None:
-        meter.record.generate_calls += 1
+        meter.count_generate()
 
-    # 2. the plain sample: its score, and what one Best-of-N candidate costs here
-    initial_frames = initial_p = None
-    candidate_seconds = None
-    candidate_evals = config.sampling.final_steps * (2 if config.sampling.guidance_scale > 1 else 1)
-    if config.score_initial or (config.budget is not None and config.budget.best_of_n):
-        t0 = meter.elapsed()
+    # 3. the plain sample and its score
+    initial_frames = initial_p = sample_seconds = None
+    if config.score_initial:
         initial_frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
-        _, initial_p = score_frames(teacher, initial_frames, setup.queries)
-        meter.record.reward_calls += 1
-        candidate_seconds = meter.elapsed() - t0
-    budget = _resolve_budget(config.budget, candidate_seconds, candidate_evals)
+        _, initial_p = score_frames(teacher, initial_frames, setup.queries, meter)
+        sample_seconds = meter.elapsed()
 
-    result = _optimize_loop(setup, teacher, config, meter, budget, candidate_seconds, candidate_evals, callback)
-    history, stop_reason, best_snapshot, best_step = result
+    # 4. the optimization steps
+    loop = _StepLoop(setup, teacher, config, meter, budget, candidate_evals, max_steps, sample_seconds).run(callback)
 
-    # 4. final sample with the best adapter
-    reasoner.restore_lora(best_snapshot)
+    # 5. final sample with the best adapter
+    reasoner.restore_lora(loop.best_snapshot)
+    best_step = loop.best_step
     frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
-    _, final_p = score_frames(teacher, frames, setup.queries)
-    meter.record.reward_calls += 1
+    _, final_p = score_frames(teacher, frames, setup.queries, meter)
     used_initial = False
     w = setup.queries.weight_tensor()
     if (config.keep_initial_if_better and initial_p is not None
@@ -246,10 +286,13 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         reasoner.reset_lora()
     out = OptimizeResult(
         frames=frames, adapter={k: v.detach().cpu().clone() for k, v in reasoner.snapshot_lora().items()},
-        queries=setup.queries, history=history, stop_reason=stop_reason, cost=meter.finish(),
+        queries=setup.queries, history=loop.history, stop_reason=loop.stop_reason, cost=meter.finish(),
         final_p_yes=final_p, initial_p_yes=initial_p, initial_frames=initial_frames, best_step=best_step,
         used_initial=used_initial, reasoner=reasoner,
     )
+    if units is not None:
+        out.cost.extra.update(unit_costs=units.to_dict(), planned_steps=max_steps,
+                              budget_seconds=config.budget.best_of_n * units.candidate)
     if out_dir is not None:
         out.save(out_dir)
     return out
@@ -260,115 +303,145 @@ def _weighted_log(p_yes: list[float], w: torch.Tensor) -> float:
     return float((logs * w / w.sum()).sum())
 
 
-def _optimize_loop(setup: InstanceSetup, teacher, config: OptimizeConfig, meter: CostMeter, budget, candidate_seconds,
-                   candidate_evals, callback):
-    """Step 3 of the recipe. Returns (history, stop_reason, best adapter snapshot, best step index)."""
-    from tqdm.auto import tqdm
+@dataclass
+class LoopResult:
+    """What the optimization steps leave: their history, why they stopped, the best adapter and its step (-1: the
+    fresh adapter)."""
 
-    reasoner, queries = setup.reasoner, setup.queries
-    params = reasoner.lora_parameters()
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    decoder = _decoder_for(reasoner, config.decoder)
-    stopper = _Stopper(config.patience, config.min_delta)
-    history: list[StepInfo] = []
-    best_reward, best_step = -math.inf, -1
-    best_snapshot = last_good = reasoner.snapshot_lora()
-    failures, stop_reason = 0, "max_steps"
-    guided = config.sampling.guidance_scale > 1
-    evals = (1 if config.mode == "one_step" else config.steps) * (2 if guided else 1)
-    grad_evals = config.grad_evals_per_step * (2 if guided else 1)
-    recompute = grad_evals if (config.mode == "k_step" and config.grad_steps > 1) else 0
-    step_equiv = evals + 2.0 * grad_evals + recompute
-    final_equiv = candidate_evals
-    step_seconds = None
-    bar = tqdm(total=config.max_steps, desc="optimize", disable=not config.progress, leave=False)
-    try:
-        for step in range(config.max_steps):
-            if _over_budget(budget, meter, step_seconds, candidate_seconds, step_equiv, final_equiv):
-                stop_reason = "budget"
-                break
-            t0 = meter.elapsed()
-            lr = opt.param_groups[0]["lr"]
-            pred = reasoner.predict(setup.prepared, mode=config.mode,
-                                    steps=config.steps if config.mode == "k_step" else None,
-                                    grad_steps=config.grad_steps if config.mode == "k_step" else 1,
-                                    block_checkpointing=config.block_checkpointing)
-            frames = decoder(pred.latents)  # (1, F_sel, 3, H, W)
-            meter.record.light_decodes += 1
-            rew = teacher.reward(frames, queries)
-            meter.record.reward_calls += 1
-            loss = -rew.reward.mean()
-            p_yes = rew.log_probs.detach().float().exp().mean(0).tolist()
-            reward_value = float(rew.reward.detach().mean())
-            opt.zero_grad(set_to_none=True)
-            ok = bool(torch.isfinite(loss))
-            grad_norm = float("nan")
-            if ok:
-                loss.backward()
-                meter.record.reward_backward += 1
-                meter.record.denoiser_backward += grad_evals
-                meter.record.denoiser_recompute += recompute
-                ok = _finite_grads(params)
-            if ok:
-                if config.max_grad_norm > 0:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-                improved = reward_value > best_reward
-                if improved:  # this reward belongs to the adapter *before* this update
-                    best_reward, best_step = reward_value, step
-                    best_snapshot = reasoner.snapshot_lora()
-                last_good = reasoner.snapshot_lora()
-                opt.step()
-                failures = 0
-            else:
-                failures += 1
-                opt.zero_grad(set_to_none=True)
-                reasoner.restore_lora(last_good)
-                for g in opt.param_groups:
-                    g["lr"] *= config.lr_decay_on_failure
-                warnings.warn(f"optimize: non-finite loss or gradient at step {step}; restored the last good adapter "
-                              f"and lowered lr to {opt.param_groups[0]['lr']:.3g} ({failures}/{config.max_failures})",
-                              RuntimeWarning, stacklevel=2)
-            step_seconds = meter.elapsed() - t0
-            info = StepInfo(step=step, loss=float(loss.detach()), p_yes=p_yes, lr=lr, seconds=step_seconds,
-                            grad_norm=grad_norm, skipped=not ok, best=ok and best_step == step)
-            history.append(info)
-            bar.update(1)
-            bar.set_postfix(loss=f"{info.loss:.3f}", p_yes="/".join(f"{p:.2f}" for p in p_yes))
-            log.info("step %d loss %.4f p_yes %s", step, info.loss, p_yes)
-            if callback is not None:
-                callback(info)
-            if failures >= config.max_failures:
-                stop_reason = "diverged"
-                break
-            if ok and all(p >= config.yes_threshold for p in p_yes):
-                stop_reason = "all_yes"
-                break
-            if ok and stopper.update(info.loss):
-                stop_reason = "plateau"
-                break
-    except KeyboardInterrupt:
-        stop_reason = "interrupted"
-        warnings.warn("optimize: interrupted; finishing with the best adapter so far", RuntimeWarning, stacklevel=2)
-    except torch.OutOfMemoryError as err:
-        raise RuntimeError(_oom_message(config)) from err
-    finally:
-        bar.close()
+    history: list[StepInfo]
+    stop_reason: str
+    best_snapshot: dict
+    best_step: int
+
+
+class _StepLoop:
+    """Step 3 of the recipe: predict -> light decode -> reward -> backward -> AdamW, keeping the best adapter,
+    until a stopping rule fires. ``run`` returns a ``LoopResult``."""
+
+    def __init__(self, setup: InstanceSetup, teacher, config: OptimizeConfig, meter: CostMeter, budget,
+                 final_evals: float = 0.0, max_steps: int | None = None, final_seconds: float | None = None):
+        self.setup, self.teacher, self.config, self.meter, self.budget = setup, teacher, config, meter, budget
+        self.reasoner = setup.reasoner
+        self.params = self.reasoner.lora_parameters()
+        self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.decoder = self.reasoner.light_decoder(config.decoder)
+        self.stopper = _Stopper(config.patience, config.min_delta)
+        self.k_step = config.mode == "k_step"
+        # what one more step and the final sample will cost, for the budget check before each step
+        self.step_equiv = self.reasoner.planned_cost(
+            config.steps if self.k_step else 1, config.grad_steps if self.k_step else 1,
+            config.sampling.guidance_scale).equiv
+        self.final_equiv, self.final_seconds = final_evals, final_seconds
+        self.max_steps = config.max_steps if max_steps is None else max_steps
+        self.best_reward, self.best_step = -math.inf, -1
+        self.best_snapshot = self.last_good = self.reasoner.snapshot_lora()
+        self.failures, self.step_seconds = 0, None
+
+    def run(self, callback=None) -> LoopResult:
+        from tqdm.auto import tqdm
+
+        config, history = self.config, []
+        stop_reason = "max_steps" if self.max_steps == config.max_steps else "budget"
+        bar = tqdm(total=self.max_steps, desc="optimize", disable=not config.progress, leave=False)
+        try:
+            for step in range(self.max_steps):
+                if self._over_budget():
+                    stop_reason = "budget"
+                    break
+                info = self._step(step)
+                history.append(info)
+                bar.update(1)
+                bar.set_postfix(loss=f"{info.loss:.3f}", p_yes="/".join(f"{p:.2f}" for p in info.p_yes))
+                log.info("step %d loss %.4f p_yes %s", step, info.loss, info.p_yes)
+                if callback is not None:
+                    callback(info)
+                reason = self._stop_reason(info)
+                if reason is not None:
+                    stop_reason = reason
+                    break
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"
+            warnings.warn("optimize: interrupted; finishing with the best adapter so far", RuntimeWarning,
+                          stacklevel=3)
+        except torch.OutOfMemoryError as err:
+            raise RuntimeError(_oom_message(config)) from err
+        finally:
+            bar.close()
+            self.opt.zero_grad(set_to_none=True)
+        return LoopResult(history, stop_reason, self.best_snapshot, self.best_step)
+
+    def _step(self, step: int) -> StepInfo:
+        config, meter, opt = self.config, self.meter, self.opt
+        t0 = meter.elapsed()
+        lr = opt.param_groups[0]["lr"]
+        pred = self.reasoner.predict(self.setup.prepared, mode=config.mode,
+                                     steps=config.steps if self.k_step else None,
+                                     grad_steps=config.grad_steps if self.k_step else 1,
+                                     block_checkpointing=config.block_checkpointing)
+        frames = self.decoder(pred.latents)  # (1, F_sel, 3, H, W)
+        meter.count_light_decode()
+        rew = self.teacher.reward(frames, self.setup.queries)
+        meter.count_reward()
+        loss = -rew.reward.mean()
+        reward_value = float(rew.reward.detach().mean())
         opt.zero_grad(set_to_none=True)
-    return history, stop_reason, best_snapshot, best_step
+        ok = bool(torch.isfinite(loss))
+        grad_norm = float("nan")
+        if ok:
+            loss.backward()
+            meter.count_backward(pred.cost)
+            ok = _finite_grads(self.params)
+        if ok:
+            if config.max_grad_norm > 0:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
+            if reward_value > self.best_reward:  # this reward belongs to the adapter *before* this update
+                self.best_reward, self.best_step = reward_value, step
+                self.best_snapshot = self.reasoner.snapshot_lora()
+            self.last_good = self.reasoner.snapshot_lora()
+            opt.step()
+            self.failures = 0
+        else:
+            self._recover(step)
+        self.step_seconds = meter.elapsed() - t0
+        return StepInfo(step=step, loss=float(loss.detach()), p_yes=rew.p_yes, lr=lr, seconds=self.step_seconds,
+                        grad_norm=grad_norm, skipped=not ok, best=ok and self.best_step == step)
 
+    def _recover(self, step: int) -> None:
+        """A non-finite loss or gradient: back to the last good adapter, lower learning rate."""
+        self.failures += 1
+        self.opt.zero_grad(set_to_none=True)
+        self.reasoner.restore_lora(self.last_good)
+        for g in self.opt.param_groups:
+            g["lr"] *= self.config.lr_decay_on_failure
+        warnings.warn(f"optimize: non-finite loss or gradient at step {step}; restored the last good adapter "
+                      f"and lowered lr to {self.opt.param_groups[0]['lr']:.3g} "
+                      f"({self.failures}/{self.config.max_failures})", RuntimeWarning, stacklevel=4)
 
-def _over_budget(budget, meter, step_seconds, candidate_seconds, step_equiv, final_equiv) -> bool:
-    """True when one more step plus the final sample would exceed the budget (time estimated from the last step)."""
-    if budget is None:
-        return False
-    rec = meter.sync()
-    if budget.denoiser_evals is not None and rec.denoiser_equiv + step_equiv + final_equiv > budget.denoiser_evals:
-        return True
-    if budget.seconds is not None:
-        final_s = candidate_seconds or 0.0
-        if rec.seconds + (step_seconds or 0.0) + final_s > budget.seconds:
+    def _stop_reason(self, info: StepInfo) -> str | None:
+        if self.failures >= self.config.max_failures:
+            return "diverged"
+        if not info.skipped and all(p >= self.config.yes_threshold for p in info.p_yes):
+            return "all_yes"
+        if not info.skipped and self.stopper.update(info.loss):
+            return "plateau"
+        return None
+
+    def _over_budget(self) -> bool:
+        """True when one more step plus the final sample would exceed the budget (a ``seconds`` budget estimates
+        the step from the last one and the final sample from the plain sample, or from a step without one)."""
+        budget = self.budget
+        if budget is None:
+            return False
+        rec = self.meter.sync()
+        if (budget.denoiser_evals is not None
+                and rec.denoiser_equiv + self.step_equiv + self.final_equiv > budget.denoiser_evals):
             return True
-    return False
+        if budget.seconds is not None:
+            step = self.step_seconds or 0.0
+            final = self.final_seconds if self.final_seconds is not None else step
+            if rec.seconds + step + final > budget.seconds:
+                return True
+        return False
 
 
 def _oom_message(config: OptimizeConfig) -> str:
@@ -381,12 +454,3 @@ def _oom_message(config: OptimizeConfig) -> str:
     hints.append(f"decode fewer frames (decoder.frames, now {config.decoder.frames!r})")
     hints.append("lower num_frames / height / width in sampling, or the LoRA rank")
     return "out of memory during optimization: " + "; ".join(hints)
-
-
-def _decoder_for(reasoner, config: LightDecoderConfig) -> LightDecoder:
-    """One LightDecoder per (reasoner, config), kept on the reasoner: the linear fit is paid once per model."""
-    cache = reasoner.__dict__.setdefault("_light_decoders", {})
-    key = repr(config)
-    if key not in cache:
-        cache[key] = LightDecoder(reasoner, config)
-    return cache[key]

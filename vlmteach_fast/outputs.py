@@ -1,46 +1,15 @@
-"""Writing results: every file is written to a temporary name in the target directory and moved into place with
-``os.replace``, so a crash or Ctrl-C never leaves a half-written file under the final name."""
+"""Writing results: the files of a method's result, each written atomically (``io_atomic``)."""
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 
 import torch
 
-__all__ = ["atomic_write_json", "atomic_write_bytes", "save_reward_plot", "save_optimize_result",
+from .io_atomic import atomic_write_bytes, atomic_write_json
+
+__all__ = ["save_reward_plot", "save_optimize_result",
            "save_frames_result"]
-
-
-def atomic_write_bytes(path, data: bytes) -> str:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def atomic_write_json(path, obj) -> str:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-
-def _json_default(o):
-    if torch.is_tensor(o):
-        return o.tolist()
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def save_reward_plot(history, questions, path) -> str:

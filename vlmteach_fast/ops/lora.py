@@ -1,6 +1,6 @@
 """The fused LoRA linear op: ``y = x @ weight.T + bias + scale * (x @ lora_A.T) @ lora_B.T``.
 
-Layers (STYLE.md 1): kernels in ``kernels/lora.py`` (Triton) and ``csrc/lora_*.{cpp,cu}`` (C++/CUDA), the plain-torch
+Layers (docs/architecture.md): kernels in ``kernels/lora.py`` (Triton) and ``csrc/lora_*.{cpp,cu}`` (C++/CUDA), the plain-torch
 reference in ``vlmteach_fast/reference/lora.py``, this file (checks, dispatch, autograd) and the module in
 ``vlmteach_fast/nn/lora_linear.py``.
 

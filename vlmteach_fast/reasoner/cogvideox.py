@@ -20,13 +20,14 @@ import math
 
 import torch
 
-from .family import FamilyAdapter, PreparedInstance, _check_int
+from ..checks import check_int
+from .family import VideoFamily
 from .video_io import image_to_tensor
 
-__all__ = ["CogVideoXAdapter"]
+__all__ = ["CogVideoXFamily"]
 
 
-class CogVideoXAdapter(FamilyAdapter):
+class CogVideoXFamily(VideoFamily):
     name = "cogvideox"
     pipeline_classes = ("CogVideoXImageToVideoPipeline",)
     # CogVideoX blocks use joint attention (text and video tokens in one attention): attn1 is the only one.
@@ -63,20 +64,10 @@ class CogVideoXAdapter(FamilyAdapter):
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length):
         pipe = self.pipe
-        self.check_geometry(num_frames, height, width)
-        if image is None:
-            raise ValueError(f"`image` is required for {type(pipe).__name__} (image-to-video), got None")
+        pos, neg = self._checked_prompt_embeds(prompt, image, negative_prompt, num_frames, height, width,
+                                               guidance_scale, max_sequence_length)
         device = self.device
-        guided = guidance_scale > 1.0
         with torch.no_grad():
-            pos, neg = pipe.encode_prompt(
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                do_classifier_free_guidance=guided,
-                num_videos_per_prompt=1,
-                max_sequence_length=max_sequence_length,
-                device=device,
-            )
             img = image_to_tensor(image, height, width).to(device, dtype=pos.dtype)
             # The seeded generator draws the image latent, then the noise, in the pipeline's order.
             gen = torch.Generator("cpu").manual_seed(seed)
@@ -86,24 +77,14 @@ class CogVideoXAdapter(FamilyAdapter):
             if self.transformer.config.use_rotary_positional_embeddings:
                 cos, sin = pipe._prepare_rotary_positional_embeddings(height, width, noise.size(1), device)
                 conditions["rope_cos"], conditions["rope_sin"] = cos, sin
-        return PreparedInstance(
-            family=self.name,
-            noise=noise.permute(0, 2, 1, 3, 4).contiguous(),  # -> (1, C, F_lat, h, w)
-            prompt_embeds=pos.to(self.dtype),
-            negative_prompt_embeds=neg.to(self.dtype) if guided else None,
-            num_frames=num_frames,
-            height=height,
-            width=width,
-            seed=seed,
-            guidance_scale=float(guidance_scale),
-            conditions=conditions,
-        )
+        noise = noise.permute(0, 2, 1, 3, 4).contiguous()  # -> (1, C, F_lat, h, w)
+        return self._prepared(noise, pos, neg, num_frames, height, width, seed, guidance_scale, conditions)
 
     def schedule(self, steps, prepared, sigmas=None):
         if sigmas is not None:
             raise ValueError("`sigmas` is for flow-matching pipelines (Wan, LTX); CogVideoX samples DDIM timesteps "
                              "from its scheduler: pass `steps` only")
-        _check_int("steps", steps)
+        check_int("steps", steps)
         sched = copy.deepcopy(self.pipe.scheduler)
         sched.set_timesteps(steps, device="cpu")
         abar = sched.alphas_cumprod

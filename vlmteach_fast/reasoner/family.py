@@ -1,6 +1,6 @@
-"""What a model family adapter provides, and the flow-matching step math they share.
+"""What a model family provides, and the flow-matching step math they share.
 
-A family adapter turns one diffusers pipeline into four pure functions of tensors: encode the conditions of an
+A family turns one diffusers pipeline into four pure functions of tensors: encode the conditions of an
 instance (``prepare``), evaluate the denoiser on latents at one step (``denoise``), move latents one step
 (``step``), and decode latents with the full VAE (``decode``). The denoising loop itself lives in
 ``reasoner.Reasoner`` and is the same for every family: it never calls ``scheduler.step``, whose internal step
@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["PreparedInstance", "FamilyAdapter"]
+from ..checks import check_int
+
+__all__ = ["PreparedInstance", "VideoFamily"]
 
 
 @dataclass
@@ -22,7 +24,7 @@ class PreparedInstance:
     """Conditions of one instance, encoded once and reused by every ``predict`` and by the final ``sample``.
 
     Attributes:
-        family: adapter name (``"wan"``, ...) that made it; another family's reasoner refuses it.
+        family: family name (``"wan"``, ...) that made it; another family's reasoner refuses it.
         noise: (B, C, F_lat, h, w) float32 initial noise from a seeded CPU generator.
         prompt_embeds: (B, L, D) text conditions in the transformer's dtype.
         negative_prompt_embeds: (B, L, D) or None; present only when prepared with ``guidance_scale > 1``.
@@ -46,12 +48,7 @@ class PreparedInstance:
         return self.noise.shape[2]
 
 
-def _check_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
-
-
-class FamilyAdapter:
+class VideoFamily:
     """Base class: one subclass per model family (Wan, CogVideoX, LTX). Flow-matching (rectified flow) by default.
 
     Subclasses set ``name``, ``pipeline_classes`` (class names they accept), ``attention_targets`` and
@@ -59,7 +56,7 @@ class FamilyAdapter:
     """
 
     name = "base"
-    is_i2v: bool = True  # image-to-video (prepare needs `image`); text-to-video adapters set False
+    is_i2v: bool = True  # image-to-video (prepare needs `image`); text-to-video families set False
     pipeline_classes: tuple[str, ...] = ()
     attention_targets: tuple[str, ...] = ()
     ffn_targets: tuple[str, ...] = ()
@@ -96,7 +93,7 @@ class FamilyAdapter:
         replay, so such pipelines are sampled with Euler on the same sigmas (measured max frame difference to
         ``pipe(...)`` on the tiny Wan at 20 steps: 0.10).
         """
-        _check_int("steps", steps)
+        check_int("steps", steps)
         sched = copy.deepcopy(self.pipe.scheduler)
         sched.set_timesteps(device="cpu", **self.scheduler_kwargs(steps, prepared, sigmas))
         sigmas = getattr(sched, "sigmas", None)
@@ -128,9 +125,9 @@ class FamilyAdapter:
     def _check_video_geometry(self, num_frames: int, height: int, width: int, mult_h: int, mult_w: int) -> None:
         """The checks every family shares: ints >= 1, ``num_frames = k * temporal + 1`` (the VAE keeps the first
         frame and compresses the rest ``temporal``x), height / width multiples of VAE x patch size."""
-        _check_int("num_frames", num_frames)
-        _check_int("height", height)
-        _check_int("width", width)
+        check_int("num_frames", num_frames)
+        check_int("height", height)
+        check_int("width", width)
         t = self.temporal
         if num_frames % t != 1:
             lo = (num_frames - 1) // t * t + 1
@@ -147,6 +144,47 @@ class FamilyAdapter:
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length) -> PreparedInstance:
         raise NotImplementedError
+
+    # ----- the parts of prepare every family shares -----
+
+    def _checked_prompt_embeds(self, prompt, image, negative_prompt, num_frames: int, height: int, width: int,
+                               guidance_scale: float, max_sequence_length: int):
+        """Check the geometry and the image (an image-to-video model needs one, a text-to-video one must not get
+        one), then the pipeline's own ``encode_prompt`` without grad, the negative prompt only when guided. Returns
+        what the pipeline returns (embeddings; LTX adds attention masks)."""
+        self.check_geometry(num_frames, height, width)
+        name = type(self.pipe).__name__
+        if self.is_i2v and image is None:
+            raise ValueError(f"`image` is required for {name} (image-to-video), got None")
+        if not self.is_i2v and image is not None:
+            raise ValueError(f"`image` must be None for the text-to-video {name}; for image conditioning build the "
+                             "reasoner from an image-to-video pipeline of the family")
+        with torch.no_grad():
+            return self.pipe.encode_prompt(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                do_classifier_free_guidance=guidance_scale > 1.0,
+                num_videos_per_prompt=1,
+                max_sequence_length=max_sequence_length,
+                device=self.device,
+            )
+
+    def _prepared(self, noise, pos, neg, num_frames, height, width, seed, guidance_scale, conditions):
+        """The ``PreparedInstance``: embeddings cast to the transformer's dtype, the negative one kept only when
+        guided."""
+        guided = guidance_scale > 1.0
+        return PreparedInstance(
+            family=self.name,
+            noise=noise,
+            prompt_embeds=pos.to(self.dtype),
+            negative_prompt_embeds=neg.to(self.dtype) if guided else None,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            seed=seed,
+            guidance_scale=float(guidance_scale),
+            conditions=conditions,
+        )
 
     def model_input(self, prepared: PreparedInstance, latents: torch.Tensor, t: torch.Tensor):
         """``(hidden_states, timestep, extra_kwargs)`` for one conditional denoiser call on ``latents``."""

@@ -6,7 +6,7 @@ Four kinds, one interface ``LightDecoder(reasoner, config)(latents, frames=...) 
 - ``"linear"``: RGB = z @ W + b per latent pixel, bilinearly upsampled to the frame size. W (C x 3) and b are fitted
   by least squares against the model's own VAE on random latents, once per VAE, and cached as safetensors (keyed by
   the VAE's config and a fingerprint of its weights). One latent frame gives one RGB frame: the pixel frame it
-  stands for (``FamilyAdapter.pixel_frame_index``: for Wan the last of its 4 frames). Measured to be a poor proxy
+  stands for (``VideoFamily.pixel_frame_index``: for Wan the last of its 4 frames). Measured to be a poor proxy
   on a trained model's latents (bench/RESULTS.md, "Light decoders").
 - ``"tiny"``: a tiny decoder from ``path``: a TAEHV-style file (``.safetensors``; ``.pth`` / ``.pt`` only through
   ``torch.load(weights_only=True)``), e.g. the published ``taew2_1`` (Wan 2.1) / ``taew2_2`` (Wan 2.2 TI2V-5B),
@@ -27,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_int
+from ..io_atomic import atomic_path
 from .fidelity import DecoderFidelity, spearman, warn_once
 
 __all__ = ["LightDecoderConfig", "LightDecoder", "select_latent_frames", "psnr", "vae_fingerprint",
@@ -66,8 +67,7 @@ def select_latent_frames(num_latent_frames: int, frames) -> list[int]:
         raise ValueError(f"`frames` must be one of {_NAMED_SELECTIONS}, ('every', k) or a list of ints, got {frames!r}")
     if isinstance(frames, tuple) and len(frames) == 2 and frames[0] == "every":
         k = frames[1]
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"`frames`=('every', k) needs an int k >= 1, got k={k!r}")
+        check_int("frames=('every', k): k", k)
         idx = list(range(0, n, k))
         return idx if idx[-1] == n - 1 else idx + [n - 1]
     if isinstance(frames, (list, tuple)) and frames and all(isinstance(i, int) and not isinstance(i, bool)
@@ -153,9 +153,7 @@ class LightDecoderConfig:
             raise ValueError(f"`kind` must be one of {_KINDS}, got {self.kind!r}")
         select_latent_frames(4, self.frames)  # validates the selection's form
         for name in ("fit_samples", "fit_latent_frames", "fit_latent_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {v!r}")
+            check_int(name, getattr(self, name))
         if self.tiny_latent_space not in ("vae", "normalized"):
             raise ValueError(f"`tiny_latent_space` must be 'vae' or 'normalized', got {self.tiny_latent_space!r}")
         if self.tiny_path is not None:
@@ -179,7 +177,7 @@ class LightDecoder:
     """Latents (B, C, F_lat, h, w) -> frames (B, F_sel, 3, H, W) float32 in [0, 1], differentiable in the latents.
 
     Args:
-        reasoner: a :class:`~vlmteach_fast.reasoner.Reasoner` (its family adapter gives the VAE and frame mapping).
+        reasoner: a :class:`~vlmteach_fast.reasoner.Reasoner` (its family gives the VAE and frame mapping).
         config: :class:`LightDecoderConfig`.
         tiny_module: for ``kind="tiny"``, a module mapping (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1],
             or one with ``decode_video`` (TAEHV's interface: (N, T, C, h, w) -> (N, T', 3, H, W) in [0, 1], with
@@ -195,7 +193,7 @@ class LightDecoder:
 
     def __init__(self, reasoner, config: LightDecoderConfig | None = None, tiny_module=None):
         self.config = config or LightDecoderConfig()
-        self.adapter = reasoner.adapter
+        self.family = reasoner.family
         self.reasoner = reasoner
         self.weight = None  # (C, 3) for kind='linear'
         self.bias = None  # (3,)
@@ -221,7 +219,7 @@ class LightDecoder:
                 self.tiny, self.source = tiny_module, "module"
             else:
                 self.source = self.source or self.config.path
-                self.tiny = self._load_tiny(self.source).to(self.adapter.device)
+                self.tiny = self._load_tiny(self.source).to(self.family.device)
             self._check_tiny_fits()
 
     def _registered_path(self) -> str | None:
@@ -229,7 +227,7 @@ class LightDecoder:
         paths = [p for p in _REGISTRY if os.path.isfile(p)]
         if not paths:
             return None
-        fp = vae_fingerprint(self.adapter.pipe.vae)
+        fp = vae_fingerprint(self.family.pipe.vae)
         for p in paths:
             if _header(p).get("vae_fingerprint") == fp:
                 return p
@@ -238,7 +236,7 @@ class LightDecoder:
     def _linear_fallback_message(self) -> str:
         from .fidelity import MIN_FAITHFUL_PSNR_DB
 
-        return (f"LightDecoderConfig(kind='auto'): no trained tiny decoder is registered for this {self.adapter.name} "
+        return (f"LightDecoderConfig(kind='auto'): no trained tiny decoder is registered for this {self.family.name} "
                 f"VAE, so the reward sees the linear latent->RGB map (PSNR {self.fit_psnr:.1f} dB against the full "
                 "VAE on its N(0, 1) fitting latents). On a trained model's own latents the linear map measured "
                 f"9.7 dB (toy model; faithful means >= {MIN_FAITHFUL_PSNR_DB:.0f} dB), and the loop then raised the "
@@ -251,13 +249,13 @@ class LightDecoder:
     def _fingerprint(self) -> str:
         """Cache key of a linear fit: the family, the VAE's exact weights and the fitting settings."""
         c = self.config
-        fit = f"{self.adapter.name},{c.fit_samples},{c.fit_latent_frames},{c.fit_latent_size},{c.fit_seed}"
-        return hashlib.sha256((vae_fingerprint(self.adapter.pipe.vae) + fit).encode()).hexdigest()[:20]
+        fit = f"{self.family.name},{c.fit_samples},{c.fit_latent_frames},{c.fit_latent_size},{c.fit_seed}"
+        return hashlib.sha256((vae_fingerprint(self.family.pipe.vae) + fit).encode()).hexdigest()[:20]
 
     def _cache_dir(self) -> str:
         if self.config.cache_dir is not None:
             return self.config.cache_dir
-        src = getattr(self.adapter.pipe.vae.config, "_name_or_path", "") or ""
+        src = getattr(self.family.pipe.vae.config, "_name_or_path", "") or ""
         if src and os.path.isdir(src) and os.access(src, os.W_OK):
             return os.path.join(src, "vlmteach_fast_light_decoder")
         root = os.environ.get("VLMTEACH_FAST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
@@ -267,7 +265,7 @@ class LightDecoder:
     def _load_or_fit(self) -> None:
         from safetensors.torch import load_file, save_file
 
-        path = os.path.join(self._cache_dir(), f"linear_{self.adapter.name}_{self._fingerprint()}.safetensors")
+        path = os.path.join(self._cache_dir(), f"linear_{self.family.name}_{self._fingerprint()}.safetensors")
         self.cache_path = path
         if os.path.exists(path):
             t = load_file(path)
@@ -277,18 +275,9 @@ class LightDecoder:
             return
         self.loaded_from_cache = False
         self.weight, self.bias, self.fit_psnr = self._fit()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".safetensors", prefix=".fit-tmp-", dir=os.path.dirname(path))
-        os.close(fd)
-        try:
-            tensors = {"weight": self.weight, "bias": self.bias,
-                       "fit_psnr": torch.tensor(self.fit_psnr, dtype=torch.float64)}
-            save_file(tensors, tmp, metadata={"family": self.adapter.name, "kind": "linear"})
-            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        tensors = {"weight": self.weight, "bias": self.bias, "fit_psnr": torch.tensor(self.fit_psnr, dtype=torch.float64)}
+        with atomic_path(path) as tmp:  # a concurrent reader sees the old file or the whole new one
+            save_file(tensors, tmp, metadata={"family": self.family.name, "kind": "linear"})
 
     def fit_data(self, seed: int):
         """(latents (N, C, F_lat, h, w), targets (N, F_lat, 3, h, w)) from the full VAE on N(0, 1) latents.
@@ -296,7 +285,7 @@ class LightDecoder:
         Targets are the full decode's frame for each latent frame, area-averaged to latent resolution (each latent
         pixel stands for an s x s pixel block).
         """
-        c, a = self.config, self.adapter
+        c, a = self.config, self.family
         gen = torch.Generator().manual_seed(seed)
         shape = (c.fit_samples, a.latent_channels, c.fit_latent_frames, c.fit_latent_size, c.fit_latent_size)
         z = torch.randn(shape, generator=gen).to(a.device)
@@ -351,7 +340,7 @@ class LightDecoder:
         cfg = getattr(self.tiny, "config", None)
         if not hasattr(cfg, "temporal_factor"):
             return  # a user module or an AutoencoderTiny: checked by shape at the first decode
-        a = self.adapter
+        a = self.family
         want = (a.latent_channels, a.spatial, getattr(a, "temporal", cfg.temporal_factor))
         got = (cfg.latent_channels, cfg.spatial_factor, cfg.temporal_factor)
         if got != want:
@@ -383,13 +372,13 @@ class LightDecoder:
         """
         if not torch.is_tensor(latents) or latents.dim() != 5 or latents.shape[0] < 1:
             got = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
-            raise ValueError(f"`latents` must have shape (N, {self.adapter.latent_channels}, F_lat, h, w), got {got}")
+            raise ValueError(f"`latents` must have shape (N, {self.family.latent_channels}, F_lat, h, w), got {got}")
         if teacher is not None and queries is None:
             raise ValueError("`queries` is required when `teacher` is given")
         selection = self.config.frames if frames is None else frames
         every_pixel = isinstance(selection, str) and selection == "pixels"
         idx = select_latent_frames(latents.shape[2], selection)
-        pix = self.adapter.pixel_frame_index(latents.shape[2])
+        pix = self.family.pixel_frame_index(latents.shape[2])
         light, full = [], []
         with torch.no_grad():
             for i in range(latents.shape[0]):
@@ -422,7 +411,7 @@ class LightDecoder:
             emit every frame; per-frame decoders (linear, 2-D tiny) hold each latent frame's image over the pixel
             frames it stands for, so frame indices mean the same as in the final video.
         """
-        a = self.adapter
+        a = self.family
         if not torch.is_tensor(latents) or latents.dim() != 5 or latents.shape[1] != a.latent_channels:
             shape = tuple(getattr(latents, "shape", ()))
             raise ValueError(f"`latents` must have shape (B, {a.latent_channels}, F_lat, h, w), got {shape}")
@@ -449,7 +438,7 @@ class LightDecoder:
 
     def _decode_pixels(self, latents):
         """Every pixel frame (see ``__call__``): (B, F_pix, 3, H, W)."""
-        a = self.adapter
+        a = self.family
         f_lat = latents.shape[2]
         pix = a.pixel_frame_index(f_lat)  # pixel frame each latent frame stands for (increasing)
         if self.kind == "full":
@@ -462,7 +451,7 @@ class LightDecoder:
         return per_latent[:, owner]
 
     def _decode_video_tiny(self, latents, idx, every_pixel: bool = False):
-        a = self.adapter
+        a = self.family
         z = latents.to(torch.float32)
         z = a.to_vae_space(z) if self.config.tiny_latent_space == "vae" else z
         video = self.tiny.decode_video(z.transpose(1, 2))  # (B, T', 3, H, W) in [0, 1]

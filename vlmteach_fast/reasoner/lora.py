@@ -1,11 +1,10 @@
 """The per-instance LoRA on a frozen video transformer: spec, injection, freezing, reset/snapshot/restore, saving.
 
-Everything stays in PEFT format (DESIGN.md "Interfaces users already know"): the adapter is injected with diffusers'
+Everything stays in PEFT format, what diffusers and peft users already know: the adapter is injected with diffusers'
 ``add_adapter`` (peft's ``inject_adapter_in_model`` underneath), parameters keep PEFT's names
 (``...to_q.lora_A.<adapter>.weight``), and files are written with the pipeline class's own ``save_lora_weights`` plus
-the LoRA config as metadata, so a stock pipeline's ``load_lora_weights`` reproduces the adapter exactly (ENV.md "LoRA
-files that diffusers loads": without the metadata an adapter whose alpha differs from its rank loads with the wrong
-scale, silently).
+the LoRA config as metadata, so a stock pipeline's ``load_lora_weights`` reproduces the adapter exactly
+(without the metadata an adapter whose alpha differs from its rank loads with the wrong scale, silently).
 
 Reset, snapshot and restore go through parameter *names*, not peft layer objects, so they work the same whether the
 PEFT layers were swapped for fused ones (``vlmteach_fast.nn.fuse_peft_lora`` keeps state-dict keys) or not.
@@ -15,12 +14,13 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 
 import torch
+
+from ..checks import check_int
+from ..io_atomic import atomic_dir
 
 __all__ = ["LoRASpec", "inject_lora", "lora_named_parameters", "snapshot_lora", "restore_lora", "reset_lora",
            "save_lora_adapter"]
@@ -47,8 +47,7 @@ class LoRASpec:
     )
 
     def __post_init__(self):
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"`rank` must be an int >= 1, got {self.rank!r}")
+        check_int("rank", self.rank)
         if self.alpha is None:
             self.alpha = float(self.rank)
         if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha) or self.alpha <= 0:
@@ -182,30 +181,16 @@ def save_lora_adapter(pipe, transformer, adapter_name: str, lora_config, directo
     """
     from peft.utils import get_peft_model_state_dict
 
-    directory = os.fspath(directory)
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
     state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     if not state:
         raise RuntimeError(f"adapter {adapter_name!r} has no LoRA weights to save")
-    tmp = tempfile.mkdtemp(prefix=".lora-tmp-", dir=parent)
-    try:
+    with atomic_dir(directory) as tmp:
         type(pipe).save_lora_weights(
             tmp,
             transformer_lora_layers=state,
             transformer_lora_adapter_metadata=lora_config.to_dict(),
             safe_serialization=True,
         )
-        lora_config.save_pretrained(tmp)  # adapter_config.json beside it, for peft users (DESIGN.md)
-        if os.path.isdir(directory):
-            old = tempfile.mkdtemp(prefix=".lora-old-", dir=parent)
-            os.replace(directory, os.path.join(old, "x"))
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+        lora_config.save_pretrained(tmp)  # adapter_config.json beside it, for peft users
+    return os.fspath(directory)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .family import FamilyAdapter, PreparedInstance
+from .family import VideoFamily
 from .video_io import image_to_tensor
 
-__all__ = ["LTXAdapter"]
+__all__ = ["LTXFamily"]
 
 
 def _calculate_shift(seq_len, base_seq_len=256, max_seq_len=4096, base_shift=0.5, max_shift=1.15):
@@ -25,7 +25,7 @@ def _calculate_shift(seq_len, base_seq_len=256, max_seq_len=4096, base_shift=0.5
     return seq_len * m + (base_shift - m * base_seq_len)
 
 
-class LTXAdapter(FamilyAdapter):
+class LTXFamily(VideoFamily):
     name = "ltx"
     pipeline_classes = ("LTXImageToVideoPipeline",)
     attention_targets = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
@@ -51,20 +51,11 @@ class LTXAdapter(FamilyAdapter):
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length):
         pipe = self.pipe
-        self.check_geometry(num_frames, height, width)
-        if image is None:
-            raise ValueError(f"`image` is required for {type(pipe).__name__} (image-to-video), got None")
+        pos, pos_mask, neg, neg_mask = self._checked_prompt_embeds(prompt, image, negative_prompt, num_frames, height,
+                                                                   width, guidance_scale, max_sequence_length)
         device = self.device
         guided = guidance_scale > 1.0
         with torch.no_grad():
-            pos, pos_mask, neg, neg_mask = pipe.encode_prompt(
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                do_classifier_free_guidance=guided,
-                num_videos_per_prompt=1,
-                max_sequence_length=max_sequence_length,
-                device=device,
-            )
             img = image_to_tensor(image, height, width).to(device, dtype=pos.dtype)
             # One seeded CPU generator draws the image latent (posterior sample) and then the noise, in the
             # pipeline's order, so prepare(seed=s) equals pipe(generator=Generator().manual_seed(s)).
@@ -76,18 +67,8 @@ class LTXAdapter(FamilyAdapter):
         conditions = {"conditioning_mask": mask, "prompt_attention_mask": pos_mask, "geometry": torch.tensor(geom)}
         if guided:
             conditions["negative_prompt_attention_mask"] = neg_mask
-        return PreparedInstance(
-            family=self.name,
-            noise=self._unpack(packed, geom),
-            prompt_embeds=pos.to(self.dtype),
-            negative_prompt_embeds=neg.to(self.dtype) if guided else None,
-            num_frames=num_frames,
-            height=height,
-            width=width,
-            seed=seed,
-            guidance_scale=float(guidance_scale),
-            conditions=conditions,
-        )
+        noise = self._unpack(packed, geom)
+        return self._prepared(noise, pos, neg, num_frames, height, width, seed, guidance_scale, conditions)
 
     def _unpack(self, packed, geom):
         f, h, w = (int(g) for g in geom)

@@ -1,7 +1,7 @@
 """``Reasoner``: a frozen diffusers video pipeline plus one trainable LoRA, with a differentiable prediction.
 
-Recipe (STYLE.md 11), shared by every model family:
-1. ``from_pipeline``: pick the family adapter, freeze every component (eval mode, requires_grad False), inject the
+Recipe, shared by every model family (diffusers' numbered-recipe idiom):
+1. ``from_pipeline``: pick the family, freeze every component (eval mode, requires_grad False), inject the
    LoRA (PEFT format; fused layers when available).
 2. ``prepare``: check inputs, encode text / image conditions once, fix the initial noise (seeded CPU generator).
 3. ``predict``: denoise from that noise. ``one_step``: the x0 estimate of a single evaluation from pure noise
@@ -16,44 +16,66 @@ Gradients can only reach the LoRA: it is the only thing with ``requires_grad=Tru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from .cogvideox import CogVideoXAdapter
-from .family import FamilyAdapter, PreparedInstance, _check_int
+from ..checks import check_int, check_number
+from ..cost import DenoiserCost, denoiser_cost, evals_per_step
+from .attention import (DEFAULT_ATTENTION_BACKEND, attention_backend_available, check_attention_backend,
+                        use_attention_backend)
+from .cogvideox import CogVideoXFamily
+from .family import PreparedInstance, VideoFamily
+from .light_decoder import LightDecoder, LightDecoderConfig
 from .lora import (LoRASpec, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
                    snapshot_lora)
-from .ltx import LTXAdapter
-from .wan import WanAdapter
+from .ltx import LTXFamily
+from .wan import WanFamily
 
-__all__ = ["Reasoner", "PredictOutput", "SampleOutput", "SUPPORTED_PIPELINES", "adapter_for"]
+__all__ = ["Reasoner", "PredictOutput", "SampleOutput", "ReasonerUsage", "SUPPORTED_PIPELINES", "family_for"]
 
-_ADAPTERS: tuple[type[FamilyAdapter], ...] = (WanAdapter, CogVideoXAdapter, LTXAdapter)
-SUPPORTED_PIPELINES: tuple[str, ...] = tuple(c for a in _ADAPTERS for c in a.pipeline_classes)
+_FAMILIES: tuple[type[VideoFamily], ...] = (WanFamily, CogVideoXFamily, LTXFamily)
+SUPPORTED_PIPELINES: tuple[str, ...] = tuple(c for a in _FAMILIES for c in a.pipeline_classes)
 
 
-def adapter_for(pipe) -> FamilyAdapter:
-    """The family adapter for ``pipe``; ``TypeError`` listing the supported pipeline classes otherwise."""
+def family_for(pipe) -> VideoFamily:
+    """The family for ``pipe``; ``TypeError`` listing the supported pipeline classes otherwise."""
     cls_name = type(pipe).__name__
-    for adapter_cls in _ADAPTERS:
-        if cls_name in adapter_cls.pipeline_classes:
-            return adapter_cls(pipe)
+    for family_cls in _FAMILIES:
+        if cls_name in family_cls.pipeline_classes:
+            return family_cls(pipe)
     raise TypeError(
         f"`pipe` must be one of the supported diffusers pipelines {list(SUPPORTED_PIPELINES)}, got {cls_name}"
     )
 
 
+def _resolve_checkpoint(checkpoint, grad_steps: int):
+    """``predict``'s ``checkpoint`` argument: None means True when more than one step carries gradient (with a
+    single step there is nothing to save)."""
+    if checkpoint is None:
+        return grad_steps > 1
+    if checkpoint not in (True, False, "all_but_last"):
+        raise ValueError(f"`checkpoint` must be True, False, 'all_but_last' or None, got {checkpoint!r}")
+    return checkpoint
+
+
 @dataclass
 class PredictOutput:
     """``latents``: (B, C, F_lat, h, w) float32 clean-sample estimate, differentiable w.r.t. the LoRA parameters
-    when ``predict`` ran with grad enabled. ``denoiser_evals`` counts transformer calls (2 per guided step)."""
+    when ``predict`` ran with grad enabled. ``cost``: its ``DenoiserCost`` (forward evaluations, 2 per guided step;
+    the evaluations a backward pass will go through and recompute), what ``CostMeter.count_backward`` takes."""
 
     latents: torch.Tensor
-    denoiser_evals: int
+    cost: DenoiserCost
     grad_steps: int
     steps: int
+
+    @property
+    def denoiser_evals(self) -> int:
+        """Transformer calls run forward (``cost.forward``)."""
+        return self.cost.forward
 
 
 @dataclass
@@ -66,9 +88,9 @@ class SampleOutput:
 
 
 @dataclass
-class _Counters:
-    """Running totals over the reasoner's life (budget accounting, DESIGN.md): transformer evaluations (2 per
-    guided step) and full-VAE decodes through :meth:`Reasoner.decode`."""
+class ReasonerUsage:
+    """Running totals over the reasoner's life (cost accounting): transformer evaluations (2 per guided step) and
+    full-VAE decodes through :meth:`Reasoner.decode`."""
 
     denoiser_evals: int = 0
     vae_decodes: int = 0
@@ -80,13 +102,15 @@ class Reasoner:
     Build with :meth:`from_pipeline`. The pipeline is modified in place (LoRA injected, components frozen).
     """
 
-    def __init__(self, pipe, adapter: FamilyAdapter, spec: LoRASpec, lora_config, fuse_report):
+    def __init__(self, pipe, family: VideoFamily, spec: LoRASpec, lora_config, fuse_report):
         self.pipe = pipe
-        self.adapter = adapter
+        self.family = family
         self.lora_spec = spec
         self.lora_config = lora_config
         self.fuse_report = fuse_report
-        self.counters = _Counters()
+        self.counters = ReasonerUsage()
+        self._light_decoders: dict[str, LightDecoder] = {}
+        self.attention_backend = DEFAULT_ATTENTION_BACKEND
         self._initial = snapshot_lora(self.transformer, spec.adapter_name)
 
     # ----- 1. construction -----
@@ -98,26 +122,50 @@ class Reasoner:
             lora = LoRASpec()
         if not isinstance(lora, LoRASpec):
             raise TypeError(f"`lora` must be a LoRASpec, got {type(lora).__name__}")
-        adapter = adapter_for(pipe)
+        family = family_for(pipe)
         for name, component in pipe.components.items():
             if isinstance(component, torch.nn.Module):
                 # Frozen models run in eval mode: built-from-config modules start in train mode and dropout
-                # would make two identical calls differ (ENV.md).
+                # would make two identical calls differ.
                 component.eval()
                 component.requires_grad_(False)
         targets = lora.target_modules
         if targets is None:
-            targets = adapter.attention_targets + (adapter.ffn_targets if lora.include_ffn else ())
-        config, report = inject_lora(adapter.transformer, lora, targets)
-        return cls(pipe, adapter, lora, config, report)
+            targets = family.attention_targets + (family.ffn_targets if lora.include_ffn else ())
+        config, report = inject_lora(family.transformer, lora, targets)
+        return cls(pipe, family, lora, config, report)
+
+    def set_attention_backend(self, name: str) -> None:
+        """Run the denoiser's attention with diffusers' dispatcher backend ``name`` ("native" = torch SDPA, the
+        default; "xformers", "flash", "_native_flash", ... where installed; see ``reasoner/attention.py``).
+        ``ValueError`` for an unknown name, ``RuntimeError`` when its package is missing here."""
+        name = check_attention_backend(name)
+        ok, why = attention_backend_available(name)
+        if not ok:
+            raise RuntimeError(f"`attention_backend`={name!r} cannot be used here: {why}")
+        self.attention_backend = name
 
     @property
     def transformer(self):
-        return self.adapter.transformer
+        return self.family.transformer
 
     @property
-    def family(self) -> str:
-        return self.adapter.name
+    def device(self) -> torch.device:
+        """Where the denoiser runs."""
+        return self.family.device
+
+    def light_decoder(self, config: LightDecoderConfig | None = None) -> LightDecoder:
+        """The :class:`LightDecoder` for ``config`` (None: defaults), built once per config and kept on this
+        reasoner, so its linear fit (or cache load) is paid once per model, not once per ``optimize`` call."""
+        config = LightDecoderConfig() if config is None else config
+        key = repr(config)
+        if key not in self._light_decoders:
+            self._light_decoders[key] = LightDecoder(self, config)
+        return self._light_decoders[key]
+
+    def usage(self) -> ReasonerUsage:
+        """A copy of the running totals (``CostMeter`` takes deltas of two of these)."""
+        return dataclasses.replace(self.counters)
 
     # ----- 2. conditions -----
 
@@ -131,30 +179,28 @@ class Reasoner:
             image: first frame for image-to-video pipelines: PIL RGB of size (width, height) or a float tensor
                 (3, H, W) / (1, 3, H, W) in [0, 1]. Must be None for text-to-video pipelines.
             negative_prompt: used only when ``guidance_scale > 1`` (empty string when None).
-            num_frames, height, width: video geometry; the family adapter checks VAE/patch compatibility.
+            num_frames, height, width: video geometry; the family checks VAE/patch compatibility.
             seed: seeds the CPU generator of the initial noise (the same seed gives the same noise everywhere).
             guidance_scale: classifier-free guidance default for this instance; 1 (off) suits distilled models.
             max_sequence_length: text tokens (padded) fed to the text encoder.
         """
         if not isinstance(prompt, str) or not prompt:
             raise ValueError(f"`prompt` must be a non-empty string, got {prompt!r}")
-        _check_int("seed", seed, minimum=0)
-        _check_int("max_sequence_length", max_sequence_length)
+        check_int("seed", seed, minimum=0)
+        check_int("max_sequence_length", max_sequence_length)
         guidance_scale = self._check_guidance(guidance_scale)
-        return self.adapter.prepare(prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
+        return self.family.prepare(prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                                     max_sequence_length)
 
     @staticmethod
     def _check_guidance(g) -> float:
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not (g >= 1.0):
-            raise ValueError(f"`guidance_scale` must be a number >= 1 (1 = no guidance), got {g!r}")
-        return float(g)
+        return check_number("guidance_scale", g, minimum=1.0)  # 1 = no guidance
 
     def _check_prepared(self, prepared, guidance_scale):
         if not isinstance(prepared, PreparedInstance):
             raise TypeError(f"`prepared` must come from Reasoner.prepare, got {type(prepared).__name__}")
-        if prepared.family != self.family:
-            raise ValueError(f"`prepared` was made by a {prepared.family!r} reasoner, this one is {self.family!r}")
+        if prepared.family != self.family.name:
+            raise ValueError(f"`prepared` was made by a {prepared.family!r} reasoner, this one is {self.family.name!r}")
         g = prepared.guidance_scale if guidance_scale is None else self._check_guidance(guidance_scale)
         if g > 1.0 and prepared.negative_prompt_embeds is None:
             raise ValueError(
@@ -169,9 +215,10 @@ class Reasoner:
         # for DDIM); plain floats, so a checkpointed recomputation sees exactly the same values.
         # Block checkpointing is switched on *inside* the step so that a checkpointed step's recomputation in the
         # backward pass runs the same blocks the same way (else its saved tensors would not match the forward's).
-        with self._block_checkpointing(blocks):
-            out = self.adapter.denoise(prepared, latents, t, guidance_scale)
-        return self.adapter.step(latents, out, c, c_next)
+        # The attention backend is entered here too, for the same reason: recomputation must run the same kernel.
+        with self._block_checkpointing(blocks), use_attention_backend(self.attention_backend):
+            out = self.family.denoise(prepared, latents, t, guidance_scale)
+        return self.family.step(latents, out, c, c_next)
 
     @staticmethod
     def _steps_and_sigmas(steps, sigmas, default):
@@ -190,25 +237,29 @@ class Reasoner:
 
     def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False,
              sigmas=None):
-        timesteps, coeffs = self.adapter.schedule(steps, prepared, sigmas)
-        latents = self.adapter.initial_latents(prepared)
-        evals_per_step = 2 if guidance_scale > 1.0 else 1
+        timesteps, coeffs = self.family.schedule(steps, prepared, sigmas)
+        latents = self.family.initial_latents(prepared)
+        per_step = evals_per_step(guidance_scale)
+        if not torch.is_grad_enabled():
+            grad_steps = 0
         first_grad = steps - grad_steps
+        checkpointed = 0
         for i in range(steps):
             t = timesteps[i].to(latents.device)
             s, s_next = float(coeffs[i, 0]), float(coeffs[i, 1])
-            if i < first_grad or not torch.is_grad_enabled():
+            if i < first_grad:
                 with torch.no_grad():
                     latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale)
             elif checkpoint is True or (checkpoint == "all_but_last" and i < steps - 1):
                 latents = _checkpoint(self._one_step, prepared, latents, t, s, s_next, guidance_scale, blocks,
                                       use_reentrant=False)
+                checkpointed += 1
             else:
                 latents = self._one_step(prepared, latents, t, s, s_next, guidance_scale, blocks)
-            self.counters.denoiser_evals += evals_per_step
+            self.counters.denoiser_evals += per_step
             if callback is not None:
                 callback(self, i, t, latents)
-        return self.adapter.finalize(prepared, latents), evals_per_step * steps
+        return self.family.finalize(prepared, latents), denoiser_cost(steps, guidance_scale, grad_steps, checkpointed)
 
     def predict(self, prepared: PreparedInstance, mode: str = "one_step", *, steps: int | None = None,
                 grad_steps: int = 1, guidance_scale: float | None = None, checkpoint: bool | str | None = None,
@@ -219,7 +270,7 @@ class Reasoner:
             prepared: from :meth:`prepare`.
             mode: ``"one_step"`` (one evaluation from pure noise and its x0 estimate, e.g. x0 = x - sigma * v at
                 sigma = 1; the paper's optimization-time prediction, meaningful for step-distilled models, see
-                DESIGN.md) or ``"k_step"``.
+                docs/method.md) or ``"k_step"``.
             steps: T, the number of sampling steps (``k_step`` only; required there).
             grad_steps: K, how many of the last steps carry gradient, 1 <= K <= T (``k_step`` only).
             guidance_scale: overrides the prepared one; > 1 runs batched cond/uncond guidance.
@@ -248,19 +299,24 @@ class Reasoner:
             steps, sigmas = self._steps_and_sigmas(steps, sigmas, None)
             if steps is None:
                 raise ValueError("`steps` is required for mode='k_step' (the number of sampling steps T)")
-            _check_int("steps", steps)
-            _check_int("grad_steps", grad_steps)
+            check_int("steps", steps)
+            check_int("grad_steps", grad_steps)
             if grad_steps > steps:
                 raise ValueError(f"`grad_steps` must be between 1 and steps={steps}, got {grad_steps}")
         else:
             raise ValueError(f"`mode` must be 'one_step' or 'k_step', got {mode!r}")
-        if checkpoint is None:
-            checkpoint = grad_steps > 1
-        if checkpoint not in (True, False, "all_but_last"):
-            raise ValueError(f"`checkpoint` must be True, False, 'all_but_last' or None, got {checkpoint!r}")
-        latents, evals = self._run(prepared, steps, grad_steps, guidance_scale, checkpoint,
-                                   blocks=bool(block_checkpointing), sigmas=sigmas)
-        return PredictOutput(latents=latents, denoiser_evals=evals, grad_steps=grad_steps, steps=steps)
+        checkpoint = _resolve_checkpoint(checkpoint, grad_steps)
+        latents, cost = self._run(prepared, steps, grad_steps, guidance_scale, checkpoint,
+                                  blocks=bool(block_checkpointing), sigmas=sigmas)
+        return PredictOutput(latents=latents, cost=cost, grad_steps=grad_steps, steps=steps)
+
+    @staticmethod
+    def planned_cost(steps: int, grad_steps: int, guidance_scale: float, checkpoint=None) -> DenoiserCost:
+        """The ``DenoiserCost`` that ``predict(steps=T, grad_steps=K, checkpoint=...)`` will report, before running
+        it (budgets decide whether one more step fits). ``steps`` = 1 for ``one_step``."""
+        checkpoint = _resolve_checkpoint(checkpoint, grad_steps)
+        checkpointed = {True: grad_steps, "all_but_last": grad_steps - 1, False: 0}[checkpoint]
+        return denoiser_cost(steps, guidance_scale, grad_steps, checkpointed)
 
     @contextlib.contextmanager
     def _block_checkpointing(self, enabled: bool):
@@ -298,10 +354,10 @@ class Reasoner:
         """
         guidance_scale = self._check_prepared(prepared, guidance_scale)
         steps, sigmas = self._steps_and_sigmas(steps, sigmas, 4)
-        _check_int("steps", steps)
-        latents, evals = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end, sigmas=sigmas)
+        check_int("steps", steps)
+        latents, cost = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end, sigmas=sigmas)
         frames = self.decode(latents) if decode else None
-        return SampleOutput(frames=frames, latents=latents, denoiser_evals=evals)
+        return SampleOutput(frames=frames, latents=latents, denoiser_evals=cost.forward)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Full VAE decode: latents (B, C, F_lat, h, w) -> frames (B, F, 3, H, W) float32 in [0, 1], differentiable."""
@@ -309,7 +365,7 @@ class Reasoner:
             got = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
             raise ValueError(f"`latents` must be a 5-D tensor (B, C, F_lat, h, w), got {got}")
         self.counters.vae_decodes += 1
-        return self.adapter.decode(latents)
+        return self.family.decode(latents)
 
     # ----- LoRA management -----
 

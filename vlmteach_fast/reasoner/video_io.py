@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 import torch
+
+from ..checks import check_int
+from ..io_atomic import atomic_path
 
 __all__ = ["image_to_tensor", "tensor_to_pil", "export_video"]
 
@@ -87,14 +89,9 @@ def export_video(frames: torch.Tensor, path: str | os.PathLike, fps: int = 16) -
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".mp4", ".gif"):
         raise ValueError(f"`path` must end in .mp4 or .gif, got {path!r}")
-    if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
-        raise ValueError(f"`fps` must be an int >= 1, got {fps!r}")
+    check_int("fps", fps)
     arr = _frames_to_uint8(frames)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=ext, prefix=".video-tmp-", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if ext == ".mp4":
             with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8) as writer:
                 for frame in arr:
@@ -102,9 +99,4 @@ def export_video(frames: torch.Tensor, path: str | os.PathLike, fps: int = 16) -
         else:
             # loop=0: repeat forever; duration is per frame in milliseconds for Pillow's GIF writer.
             imageio.mimsave(tmp, list(arr), format="GIF", duration=1000.0 / fps, loop=0)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from .family import FamilyAdapter, PreparedInstance
+from .family import VideoFamily
 from .video_io import image_to_tensor, tensor_to_pil
 
-__all__ = ["WanAdapter"]
+__all__ = ["WanFamily"]
 
 
-class WanAdapter(FamilyAdapter):
+class WanFamily(VideoFamily):
     name = "wan"
     pipeline_classes = ("WanPipeline", "WanImageToVideoPipeline")
     # Self- and cross-attention projections of every block (diffusers' Wan attention names).
@@ -66,27 +66,10 @@ class WanAdapter(FamilyAdapter):
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length):
         pipe = self.pipe
-        self.check_geometry(num_frames, height, width)
-        if self.is_i2v and image is None:
-            raise ValueError(f"`image` is required for {type(pipe).__name__} (image-to-video), got None")
-        if not self.is_i2v and image is not None:
-            raise ValueError(
-                f"`image` must be None for the text-to-video {type(pipe).__name__}; for image conditioning build the "
-                "reasoner from a WanImageToVideoPipeline"
-            )
+        pos, neg = self._checked_prompt_embeds(prompt, image, negative_prompt, num_frames, height, width,
+                                               guidance_scale, max_sequence_length)
         device = self.device
-        guided = guidance_scale > 1.0
         with torch.no_grad():
-            pos, neg = pipe.encode_prompt(
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                do_classifier_free_guidance=guided,
-                num_videos_per_prompt=1,
-                max_sequence_length=max_sequence_length,
-                device=device,
-            )
-            pos = pos.to(self.dtype)
-            neg = neg.to(self.dtype) if guided else None
             lat_f = (num_frames - 1) // self.temporal + 1
             channels = pipe.vae.config.z_dim if self.is_i2v else self.transformer.config.in_channels
             shape = (1, channels, lat_f, height // self.spatial, width // self.spatial)
@@ -109,18 +92,7 @@ class WanAdapter(FamilyAdapter):
                                          "`image_encoder`")
                     emb = pipe.encode_image(tensor_to_pil(img.cpu()), device)
                     conditions["image_embeds"] = emb.to(self.dtype)
-        return PreparedInstance(
-            family=self.name,
-            noise=noise,
-            prompt_embeds=pos,
-            negative_prompt_embeds=neg,
-            num_frames=num_frames,
-            height=height,
-            width=width,
-            seed=seed,
-            guidance_scale=float(guidance_scale),
-            conditions=conditions,
-        )
+        return self._prepared(noise, pos, neg, num_frames, height, width, seed, guidance_scale, conditions)
 
     def model_input(self, prepared, latents, t):
         b = latents.shape[0]

@@ -1,4 +1,4 @@
-"""Plain-torch implementations of every kernel: the test oracle and the last-resort fallback (STYLE.md 3)."""
+"""Plain-torch implementations of every kernel: the test oracle and the last-resort fallback."""
 
 from .lora import lora_linear_bwd_ref, lora_linear_fwd_ref, lora_linear_ref
 

@@ -1,4 +1,4 @@
-"""VLM teacher: query synthesis and a batched, differentiable VQA reward (DESIGN.md, issue 4).
+"""VLM teacher: query synthesis and a batched, differentiable VQA reward (docs/method.md).
 
     teacher = VLMTeacher.from_pretrained("Qwen/Qwen2.5-VL-3B-Instruct", dtype=torch.bfloat16, device="cuda")
     queries = teacher.synthesize_queries(prompt, first_frame)        # Queries(goal, process)
@@ -7,21 +7,23 @@
 """
 
 from .base import Queries, RewardOutput, Teacher, WeightedTeachers, as_queries, check_frames
-from .idefics3 import Idefics3Adapter
-from .llava import LlavaAdapter
+from .family import VLMFamily
+from .idefics3 import Idefics3Family
+from .llava import LlavaFamily
 from .queries import QueryCache, parse_queries, queries_from_checklist
-from .qwen_vl import QwenVLAdapter
+from .qwen_vl import QwenVLFamily
 from .vlm import RewardConfig, VLMTeacher, resolve_answer_token, supported_model_types
 
 __all__ = [
-    "Idefics3Adapter",
-    "LlavaAdapter",
+    "Idefics3Family",
+    "LlavaFamily",
     "Queries",
     "QueryCache",
-    "QwenVLAdapter",
+    "QwenVLFamily",
     "RewardConfig",
     "RewardOutput",
     "Teacher",
+    "VLMFamily",
     "VLMTeacher",
     "WeightedTeachers",
     "as_queries",

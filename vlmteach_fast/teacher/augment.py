@@ -1,6 +1,6 @@
 """Random views of the frames for a reward that is harder to hack.
 
-DESIGN.md's tiny-world measurement: optimizing against a teacher's score on the frames as they are fooled it in 39 of
+A prototype-world measurement (docs/method.md): optimizing against a teacher's score on the frames as they are fooled it in 39 of
 40 instances; averaging the score over 8 perturbed views (noise + 1-pixel shifts) was part of the best setup
 (23% rule pass vs Best-of-5's 3%). A perturbation the generator cannot anticipate makes pixel-level adversarial
 patterns cost more than actually solving the task.

@@ -102,6 +102,11 @@ class RewardOutput:
     kinds: list[str]
     stats: dict = field(default_factory=dict)
 
+    @property
+    def p_yes(self) -> list[float]:
+        """P("Yes") per question, averaged over the batch: Q floats (no gradient)."""
+        return self.log_probs.detach().float().exp().mean(0).tolist()
+
 
 @runtime_checkable
 class Teacher(Protocol):

@@ -1,4 +1,4 @@
-"""Idefics3 and SmolVLM adapter: SigLIP tower + pixel-shuffle connector + Llama-style LM with 1-D positions.
+"""Idefics3 and SmolVLM family: SigLIP tower + pixel-shuffle connector + Llama-style LM with 1-D positions.
 
 Prompt per image, as the processors expand "<image>" without image splitting:
     <fake_token_around_image><global-img><image>*seq_len<fake_token_around_image>
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from .lm_batch import TowerFeatures, answer_hidden_1d, generate_greedy
+from .family import VLMFamily
+from .lm_batch import TowerFeatures
 from .preprocess import normalize, resize_images
 
 # transformers' Idefics3 image processor caps any side at 4096 before splitting (MAX_IMAGE_SIZE).
@@ -49,8 +50,8 @@ def _size_value(image_processor, attr, key, default):
     return int(value) if value else default
 
 
-class Idefics3Adapter:
-    """Family adapter for `Idefics3ForConditionalGeneration` and `SmolVLMForConditionalGeneration`."""
+class Idefics3Family(VLMFamily):
+    """Family for `Idefics3ForConditionalGeneration` and `SmolVLMForConditionalGeneration`."""
 
     model_types = ("idefics3", "smolvlm")
     # The chat template ends with "Assistant:", so the answer's first token carries a leading space.
@@ -58,10 +59,7 @@ class Idefics3Adapter:
     no_candidates = (" No", "No", " no", "no")
 
     def __init__(self, model, tokenizer, image_processor=None):
-        family = model.config.model_type
-        if family not in self.model_types:
-            raise ValueError(f"Idefics3Adapter supports model_type {self.model_types}, got {family!r}")
-        self.model, self.tokenizer, self.family = model, tokenizer, family
+        super().__init__(model, tokenizer)
         vc = model.config.vision_config
         self.image_size, self.patch_size = int(vc.image_size), int(vc.patch_size)
         scale = int(model.config.scale_factor)
@@ -75,11 +73,7 @@ class Idefics3Adapter:
                 f"image processor max_image_size {encoder_size} must equal the vision tower's image_size "
                 f"{self.image_size}"
             )
-        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-        unk = getattr(tokenizer, "unk_token_id", None)
-        missing = [t for t, i in ids.items() if i is None or (unk is not None and i == unk)]
-        if missing:
-            raise ValueError(f"tokenizer lacks the {family} special tokens {missing}; pass the model's own tokenizer")
+        ids = self.special_token_ids(SPECIAL_TOKENS)
         self.image_token_id = int(model.config.image_token_id)
         if ids["<image>"] != self.image_token_id:
             raise ValueError(
@@ -87,7 +81,7 @@ class Idefics3Adapter:
                 f"{self.image_token_id}"
             )
         self.fake_id, self.global_id = ids["<fake_token_around_image>"], ids["<global-img>"]
-        self.bos = tokenizer.bos_token or _BOS[family]
+        self.bos = tokenizer.bos_token or _BOS[self.name]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids["<end_of_utterance>"]
 
     @property
@@ -95,10 +89,11 @@ class Idefics3Adapter:
         """The vision tower module (for hooks counting its calls)."""
         return self.model.model.vision_model
 
-    # ---- text ---------------------------------------------------------------------------------------------------
-    def _encode_text(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    @property
+    def language_model(self):
+        return self.model.model.text_model
 
+    # ---- text ---------------------------------------------------------------------------------------------------
     def head_ids(self) -> list[int]:
         return self._encode_text(f"{self.bos}User:")
 
@@ -135,21 +130,6 @@ class Idefics3Adapter:
         feats = base.connector(hidden)  # (N, seq_len, D)
         return TowerFeatures(tuple(feats.unbind(0)))
 
-    # ---- language model -----------------------------------------------------------------------------------------
-    def answer_hidden(self, feats: TowerFeatures, layout: list[list[int]], questions: list[str],
-                      share_prefix: bool = True) -> tuple[torch.Tensor, int]:
-        """(hidden (B, nq, D) at the answer position, LM calls). See `QwenVLAdapter.answer_hidden`."""
-        return answer_hidden_1d(self, self.model.model.text_model, feats, layout, questions, share_prefix)
-
     # ---- generation ---------------------------------------------------------------------------------------------
-    def generate_text(self, text: str, image: torch.Tensor | None, max_new_tokens: int,
-                      min_pixels: int | None = None, max_pixels: int | None = None) -> str:
-        """Greedy answer of the model to `text` about an optional (3, H, W) image in [0, 1]."""
-        ids = self.head_ids()
-        kwargs = {}
-        if image is not None:
-            pv, _ = self.preprocess(image[None])
-            ids += self.image_ids()
-            kwargs["pixel_values"] = pv[None]  # (batch, images, 3, S, S)
-        ids = ids + self.question_ids(text)
-        return generate_greedy(self.model, self.tokenizer, ids, self.pad_id, max_new_tokens, **kwargs)
+    def generate_inputs(self, ids: list[int], pixel_values, grid) -> dict:
+        return {} if pixel_values is None else {"pixel_values": pixel_values[None]}  # (batch, images, 3, S, S)

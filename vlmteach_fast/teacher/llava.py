@@ -1,4 +1,4 @@
-"""LLaVA-style adapter (`LlavaForConditionalGeneration`: CLIP tower + MLP projector + Llama-style LM, 1-D positions).
+"""LLaVA-style family (`LlavaForConditionalGeneration`: CLIP tower + MLP projector + Llama-style LM, 1-D positions).
 
 Prompt (LLaVA-1.5): "USER: <image>*n\\n{question} ASSISTANT:", where the processor expands each <image> to one token
 per vision patch ((S / patch)^2, plus one for the CLS token when vision_feature_select_strategy == "full").
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .lm_batch import TowerFeatures, answer_hidden_1d, generate_greedy
+from .family import VLMFamily
+from .lm_batch import TowerFeatures
 from .preprocess import normalize, resize_images
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -40,8 +41,8 @@ def _get(obj, key, default=None):
     return obj.get(key, default) if isinstance(obj, dict) else getattr(obj, key, default)
 
 
-class LlavaAdapter:
-    """Family adapter for `LlavaForConditionalGeneration` (model_type "llava")."""
+class LlavaFamily(VLMFamily):
+    """Family for `LlavaForConditionalGeneration` (model_type "llava")."""
 
     model_types = ("llava",)
     # The prompt ends with "ASSISTANT:", so the answer's first token carries a leading space.
@@ -49,10 +50,8 @@ class LlavaAdapter:
     no_candidates = (" No", "No", " no", "no")
 
     def __init__(self, model, tokenizer, image_processor=None):
+        super().__init__(model, tokenizer)
         cfg = model.config
-        if cfg.model_type not in self.model_types:
-            raise ValueError(f"LlavaAdapter supports model_type {self.model_types}, got {cfg.model_type!r}")
-        self.model, self.tokenizer, self.family = model, tokenizer, cfg.model_type
         vc = cfg.vision_config
         self.image_size, self.patch_size = int(vc.image_size), int(vc.patch_size)
         self.feature_layer = cfg.vision_feature_layer
@@ -67,7 +66,7 @@ class LlavaAdapter:
             raise ValueError(f"image processor crop_size {self.crop} must equal the vision tower's image_size "
                              f"{self.image_size}")
         if _get(image_processor, "do_pad", False):
-            raise ValueError("LlavaAdapter reproduces the do_pad=False (centre-crop) path only; got do_pad=True")
+            raise ValueError("LlavaFamily reproduces the do_pad=False (centre-crop) path only; got do_pad=True")
         self.image_token_id = int(cfg.image_token_id)
         tok_id = tokenizer.convert_tokens_to_ids("<image>")
         if tok_id != self.image_token_id:
@@ -82,10 +81,11 @@ class LlavaAdapter:
         """The vision tower module (for hooks counting its calls)."""
         return self.model.model.vision_tower
 
-    # ---- text ---------------------------------------------------------------------------------------------------
-    def _encode_text(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    @property
+    def language_model(self):
+        return self.model.model.language_model
 
+    # ---- text ---------------------------------------------------------------------------------------------------
     def head_ids(self) -> list[int]:
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
         return bos + self._encode_text("USER:")
@@ -114,22 +114,3 @@ class LlavaAdapter:
         )
         feats = out.pooler_output
         return TowerFeatures(tuple(feats) if isinstance(feats, (list, tuple)) else tuple(feats.unbind(0)))
-
-    # ---- language model -----------------------------------------------------------------------------------------
-    def answer_hidden(self, feats: TowerFeatures, layout: list[list[int]], questions: list[str],
-                      share_prefix: bool = True) -> tuple[torch.Tensor, int]:
-        """(hidden (B, nq, D) at the answer position, LM calls). See `QwenVLAdapter.answer_hidden`."""
-        return answer_hidden_1d(self, self.model.model.language_model, feats, layout, questions, share_prefix)
-
-    # ---- generation ---------------------------------------------------------------------------------------------
-    def generate_text(self, text: str, image: torch.Tensor | None, max_new_tokens: int,
-                      min_pixels: int | None = None, max_pixels: int | None = None) -> str:
-        """Greedy answer of the model to `text` about an optional (3, H, W) image in [0, 1]."""
-        ids = self.head_ids()
-        kwargs = {}
-        if image is not None:
-            pv, _ = self.preprocess(image[None])
-            ids += self.image_ids()
-            kwargs["pixel_values"] = pv
-        ids = ids + self.question_ids(text)
-        return generate_greedy(self.model, self.tokenizer, ids, self.pad_id, max_new_tokens, **kwargs)

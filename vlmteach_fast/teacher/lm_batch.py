@@ -4,7 +4,7 @@ Two ways to score nq questions per video, both forming only the answer position'
 - shared prefix (default): run [template head + image tokens] once per video with a KV cache, repeat the cache nq
   times, then run all question suffixes in one right-padded pass and gather each row's last real position;
 - full rows: one left-padded row per (video, question) holding prefix + question; the answer position is -1.
-The Qwen adapter uses the padding helpers with its own multimodal RoPE; Idefics3/SmolVLM (Llama LM, 1-D positions)
+The Qwen family uses the padding helpers with its own multimodal RoPE; Idefics3/SmolVLM (Llama LM, 1-D positions)
 use `shared_prefix_1d` / `full_rows_1d` as they are.
 """
 
@@ -18,7 +18,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 @dataclass
 class TowerFeatures:
-    """One vision pass over N images for adapters without extra per-image metadata: N tensors (tokens, D)."""
+    """One vision pass over N images for families without extra per-image metadata: N tensors (tokens, D)."""
 
     pooled: tuple
 
@@ -116,22 +116,22 @@ def generate_greedy(model, tokenizer, ids: list[int], pad_id: int, max_new_token
     return tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True)
 
 
-def answer_hidden_1d(adapter, language_model, feats: TowerFeatures, layout: list[list[int]], questions: list[str],
+def answer_hidden_1d(family, language_model, feats: TowerFeatures, layout: list[list[int]], questions: list[str],
                      share_prefix: bool = True) -> tuple[torch.Tensor, int]:
     """``answer_hidden`` of the families with 1-D positions and a fixed number of tokens per image (Idefics3 /
     SmolVLM, LLaVA): (hidden (B, nq, D) at the answer position, LM calls). ``language_model`` is the decoder that
-    takes the KV cache (``text_model`` in Idefics3, ``language_model`` in LLaVA). See `QwenVLAdapter.answer_hidden`.
+    takes the KV cache (``text_model`` in Idefics3, ``language_model`` in LLaVA). See `QwenVLFamily.answer_hidden`.
     """
     B, nq = len(layout), len(questions)
-    prefix = adapter.head_ids()
+    prefix = family.head_ids()
     for _ in layout[0]:
-        prefix += adapter.image_ids()
-    suffixes = [adapter.question_ids(q) for q in questions]
+        prefix += family.image_ids()
+    suffixes = [family.question_ids(q) for q in questions]
     dev = feats.pooled[0].device
-    base = adapter.model.model
+    base = family.model.model
     if share_prefix:
         index = [i for row in layout for i in row]
-        return shared_prefix_1d(base, language_model, prefix, suffixes, B, feats.select(index), adapter.pad_id,
+        return shared_prefix_1d(base, language_model, prefix, suffixes, B, feats.select(index), family.pad_id,
                                 dev), 2
     rows = [i for row in layout for _ in range(nq) for i in row]
-    return full_rows_1d(base, prefix, suffixes, B, feats.select(rows), adapter.pad_id, dev), 1
+    return full_rows_1d(base, prefix, suffixes, B, feats.select(rows), family.pad_id, dev), 1

@@ -1,4 +1,4 @@
-"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL adapter: chat template, torch-side patchify, one vision pass, batched scoring.
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL family: chat template, torch-side patchify, one vision pass, batched scoring.
 
 The three families share the token layout (<|vision_start|> <|image_pad|>*n <|vision_end|>), the flat patch format
 and multimodal RoPE (3 position rows t/h/w). They differ in:
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .lm_batch import gather_last, generate_greedy, left_pad, suffix_batch
+from .family import VLMFamily
+from .lm_batch import gather_last, left_pad, suffix_batch
 from .preprocess import normalize, qwen_patchify, qwen_video_patchify, resize_images, smart_resize
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -86,19 +87,16 @@ def _processor_value(image_processor, name, default):
     return tuple(value) if value is not None else default
 
 
-class QwenVLAdapter:
-    """Family adapter for `Qwen2VLForConditionalGeneration`, `Qwen2_5_VLForConditionalGeneration`,
+class QwenVLFamily(VLMFamily):
+    """Family for `Qwen2VLForConditionalGeneration`, `Qwen2_5_VLForConditionalGeneration`,
     `Qwen3VLForConditionalGeneration` (model_type qwen2_vl / qwen2_5_vl / qwen3_vl)."""
 
     model_types = tuple(_DEFAULTS)
 
     def __init__(self, model, tokenizer, image_processor=None):
-        family = model.config.model_type
-        if family not in _DEFAULTS:
-            raise ValueError(f"QwenVLAdapter supports model_type {self.model_types}, got {family!r}")
-        d = _DEFAULTS[family]
+        super().__init__(model, tokenizer)
+        d = _DEFAULTS[self.name]
         vc = model.config.vision_config
-        self.model, self.tokenizer, self.family = model, tokenizer, family
         self.patch_size, self.merge_size = int(vc.patch_size), int(vc.spatial_merge_size)
         self.temporal_patch_size = int(vc.temporal_patch_size)
         self.mean = _processor_value(image_processor, "mean", d["mean"])
@@ -108,11 +106,7 @@ class QwenVLAdapter:
         self.system = d["system"]
         self.image_token_id = int(model.config.image_token_id)
         self.video_token_id = int(model.config.video_token_id)
-        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-        unk = getattr(tokenizer, "unk_token_id", None)
-        missing = [t for t, i in ids.items() if i is None or (unk is not None and i == unk)]
-        if missing:
-            raise ValueError(f"tokenizer lacks the {family} special tokens {missing}; pass the model's own tokenizer")
+        ids = self.special_token_ids(SPECIAL_TOKENS)
         self.vision_start_id, self.vision_end_id = ids["<|vision_start|>"], ids["<|vision_end|>"]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids["<|im_end|>"]
 
@@ -122,9 +116,6 @@ class QwenVLAdapter:
         return self.model.model.visual
 
     # ---- text ---------------------------------------------------------------------------------------------------
-    def _encode_text(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
     def head_ids(self) -> list[int]:
         """Tokens before the first image: optional system turn, then the user turn's opening."""
         head = f"<|im_start|>system\n{self.system}<|im_end|>\n" if self.system else ""
@@ -203,7 +194,7 @@ class QwenVLAdapter:
         deep = getattr(out, "deepstack_features", None)
         return VisionFeatures(
             tuple(out.pooler_output), list(deep) if deep else None, grid_thw, modality="video",
-            timestamps=stamps if self.family == "qwen3_vl" else None,
+            timestamps=stamps if self.name == "qwen3_vl" else None,
         )
 
     def encode(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> VisionFeatures:
@@ -287,15 +278,7 @@ class QwenVLAdapter:
         return h[:, -1].view(B, nq, -1)
 
     # ---- generation ---------------------------------------------------------------------------------------------
-    def generate_text(self, text: str, image: torch.Tensor | None, max_new_tokens: int,
-                      min_pixels: int | None = None, max_pixels: int | None = None) -> str:
-        """Greedy answer of the model to `text` about an optional (3, H, W) image in [0, 1]."""
-        ids = self.head_ids()
-        kwargs = {}
-        if image is not None:
-            pv, grid = self.preprocess(image[None], min_pixels, max_pixels)
-            ids += self.image_ids(self.tokens_per_image(grid))
-            kwargs = dict(pixel_values=pv, image_grid_thw=grid)
-        ids = ids + self.question_ids(text)
+    def generate_inputs(self, ids: list[int], pixel_values, grid) -> dict:
+        kwargs = {} if pixel_values is None else dict(pixel_values=pixel_values, image_grid_thw=grid)
         kwargs["mm_token_type_ids"] = (torch.tensor([ids]) == self.image_token_id).int().to(self.model.device)
-        return generate_greedy(self.model, self.tokenizer, ids, self.pad_id, max_new_tokens, **kwargs)
+        return kwargs

@@ -15,23 +15,24 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checks import check_int
 from .augment import random_views
 from .base import GOAL, PROCESS, Queries, RewardOutput, as_queries, check_frames
-from .idefics3 import Idefics3Adapter
-from .llava import LlavaAdapter
+from .idefics3 import Idefics3Family
+from .llava import LlavaFamily
 from .preprocess import select_frames
 from .queries import QueryCache, build_instruction, parse_queries
-from .qwen_vl import QwenVLAdapter
+from .qwen_vl import QwenVLFamily
 
-# One adapter per model family, keyed by transformers' `config.model_type`.
-ADAPTERS = {t: cls for cls in (QwenVLAdapter, Idefics3Adapter, LlavaAdapter) for t in cls.model_types}
+# One wrapper per model family, keyed by transformers' `config.model_type`.
+FAMILIES = {t: cls for cls in (QwenVLFamily, Idefics3Family, LlavaFamily) for t in cls.model_types}
 YES_CANDIDATES = ("Yes", " Yes", "yes", " yes", "YES")
 NO_CANDIDATES = ("No", " No", "no", " no", "NO")
 
 
 def supported_model_types() -> list[str]:
-    """transformers `model_type`s with a teacher adapter."""
-    return sorted(ADAPTERS)
+    """transformers `model_type`s with a teacher family wrapper."""
+    return sorted(FAMILIES)
 
 
 @dataclass
@@ -69,17 +70,12 @@ class RewardConfig:
 
     def __post_init__(self):
         for name in ("goal_frames", "process_frames"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"RewardConfig.{name} must be an int >= 1, got {v!r}")
+            check_int(f"RewardConfig.{name}", getattr(self, name))
         for name in ("min_pixels", "max_pixels"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"RewardConfig.{name} must be None or an int >= 1, got {v!r}")
+            check_int(f"RewardConfig.{name}", getattr(self, name), optional=True)
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError(f"RewardConfig.min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})")
-        if not isinstance(self.augment_views, int) or self.augment_views < 0:
-            raise ValueError(f"RewardConfig.augment_views must be an int >= 0, got {self.augment_views!r}")
+        check_int("RewardConfig.augment_views", self.augment_views, minimum=0)
         if self.augment_noise < 0 or not isinstance(self.augment_shift, int) or self.augment_shift < 0:
             raise ValueError(
                 "RewardConfig.augment_noise must be >= 0 and augment_shift an int >= 0, got "
@@ -142,7 +138,7 @@ class VLMTeacher:
 
     def __init__(self, model, processor, config: RewardConfig | None = None, frame_transform=None):
         model_type = getattr(getattr(model, "config", None), "model_type", None)
-        if model_type not in ADAPTERS:
+        if model_type not in FAMILIES:
             raise ValueError(
                 f"unsupported VLM family {model_type!r} ({type(model).__name__}); supported model_type values: "
                 f"{supported_model_types()}"
@@ -154,10 +150,10 @@ class VLMTeacher:
         model.eval()
         model.requires_grad_(False)
         self.model = model
-        self.adapter = ADAPTERS[model_type](model, self.tokenizer, self.image_processor)
-        self.yes_id = resolve_answer_token(self.tokenizer, getattr(self.adapter, "yes_candidates", YES_CANDIDATES))
+        self.family = FAMILIES[model_type](model, self.tokenizer, self.image_processor)
+        self.yes_id = resolve_answer_token(self.tokenizer, getattr(self.family, "yes_candidates", YES_CANDIDATES))
         try:
-            self.no_id = resolve_answer_token(self.tokenizer, getattr(self.adapter, "no_candidates", NO_CANDIDATES))
+            self.no_id = resolve_answer_token(self.tokenizer, getattr(self.family, "no_candidates", NO_CANDIDATES))
         except ValueError:
             self.no_id = None  # only the 'yes_no' form needs it; checked there
         self.query_cache = QueryCache()
@@ -172,7 +168,7 @@ class VLMTeacher:
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         hf_config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-        if hf_config.model_type not in ADAPTERS:
+        if hf_config.model_type not in FAMILIES:
             raise ValueError(
                 f"unsupported VLM family {hf_config.model_type!r} at {name_or_path!r}; supported model_type values: "
                 f"{supported_model_types()}"
@@ -200,8 +196,7 @@ class VLMTeacher:
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
-        if not isinstance(max_process, int) or max_process < 0:
-            raise ValueError(f"max_process must be an int >= 0, got {max_process!r}")
+        check_int("max_process", max_process, minimum=0)
         if first_frame is not None:
             if not isinstance(first_frame, torch.Tensor) or first_frame.ndim != 3:
                 shape = tuple(first_frame.shape) if isinstance(first_frame, torch.Tensor) else type(first_frame)
@@ -211,14 +206,20 @@ class VLMTeacher:
         cached = self.query_cache.get(key)
         if cached is not None:
             return cached
-        with torch.no_grad():
-            text = self.adapter.generate_text(
-                build_instruction(prompt, max_process), first_frame, max_new_tokens,
-                self.config.min_pixels, self.config.max_pixels,
-            )
+        text = self.generate_text(build_instruction(prompt, max_process), first_frame, max_new_tokens)
         queries, _ = parse_queries(text, prompt, max_process)
         self.query_cache.put(key, queries)
         return queries
+
+    def generate_text(self, instruction: str, image: torch.Tensor | None = None, max_new_tokens: int = 160) -> str:
+        """The VLM's greedy answer (no gradient) to ``instruction`` about an optional (3, H, W) float image in [0, 1],
+        preprocessed with this teacher's pixel bounds."""
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError(f"`instruction` must be a non-empty string, got {instruction!r}")
+        check_int("max_new_tokens", max_new_tokens, 1)
+        with torch.no_grad():
+            return self.family.generate_text(instruction, image, max_new_tokens, self.config.min_pixels,
+                                             self.config.max_pixels)
 
     # ---- reward -------------------------------------------------------------------------------------------------
     def _views(self, num_frames: int, kinds: list[str]) -> dict[str, list[int]]:
@@ -234,12 +235,12 @@ class VLMTeacher:
         B = frames.shape[0]
         cfg = self.config
         if cfg.frames_as == "video":
-            if not getattr(self.adapter, "supports_video", False):
+            if not getattr(self.family, "supports_video", False):
                 raise ValueError(
-                    f"RewardConfig.frames_as='video' is not supported for {self.adapter.family!r}; "
+                    f"RewardConfig.frames_as='video' is not supported for {self.family.name!r}; "
                     "use frames_as='images'"
                 )
-            feats = self.adapter.encode_videos(
+            feats = self.family.encode_videos(
                 [frames[:, idx] for idx in views.values()], cfg.min_pixels, cfg.max_pixels,
                 frame_indices=list(views.values()), fps=cfg.video_fps,
             )
@@ -248,8 +249,8 @@ class VLMTeacher:
         union = sorted({i for v in views.values() for i in v})
         U = len(union)
         images = frames[:, union].reshape(B * U, *frames.shape[2:])
-        pv, grid = self.adapter.preprocess(images, cfg.min_pixels, cfg.max_pixels)
-        feats = self.adapter.encode(pv, grid)
+        pv, grid = self.family.preprocess(images, cfg.min_pixels, cfg.max_pixels)
+        feats = self.family.encode(pv, grid)
         layout = {kind: [[b * U + union.index(i) for i in idx] for b in range(B)] for kind, idx in views.items()}
         return feats, layout, B * U
 
@@ -265,7 +266,7 @@ class VLMTeacher:
             cols = [i for i, k in enumerate(kinds) if k == kind]
             # With one question there is nothing to share: the full row is one LM call instead of two.
             share = self.config.share_prefix and len(cols) > 1
-            h, calls = self.adapter.answer_hidden(feats, layout[kind], [questions[i] + suffix for i in cols], share)
+            h, calls = self.family.answer_hidden(feats, layout[kind], [questions[i] + suffix for i in cols], share)
             stats["lm_calls"] += calls
             if hidden is None:
                 hidden = h.new_zeros(B, len(questions), h.shape[-1])

@@ -1,4 +1,4 @@
-"""The built-in demo world: symbolic video-reasoning tasks, rule scorers and tiny trained models (issue 6).
+"""The built-in demo world: symbolic video-reasoning tasks, rule scorers and tiny trained models.
 
 Public API:
 - tasks: ``make_instances(n, seed=0, task_types=TASK_TYPES, split="test", difficulty=None)`` (held-out by default),

@@ -6,6 +6,7 @@ scorer question by question, and the teacher is trained with the scorer's parts 
 
 from __future__ import annotations
 
+from ..checks import check_int
 from ..teacher import Queries
 from .tasks import PROMPTS, TASK_TYPES, ToyInstance
 
@@ -44,8 +45,7 @@ def queries_for(instance_or_task: ToyInstance | str, max_process: int = 3) -> Qu
     task = instance_or_task.task_type if isinstance(instance_or_task, ToyInstance) else instance_or_task
     if task not in QUESTIONS:
         raise ValueError(f"`instance_or_task` must be a ToyInstance or one of {TASK_TYPES}, got {task!r}")
-    if isinstance(max_process, bool) or not isinstance(max_process, int) or not 0 <= max_process <= 3:
-        raise ValueError(f"`max_process` must be an int in [0, 3], got {max_process!r}")
+    check_int("max_process", max_process, 0, 3)
     q = QUESTIONS[task]
     return Queries(goal=q["goal"], process=[q[k] for k in _PROCESS_KEYS[:max_process]])
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_number
 from .tasks import ToyInstance
 from .world import CELL, GRID, PALETTE, SIZE, render_frame
 
@@ -48,9 +49,7 @@ class ScoreWeights:
 
     def __post_init__(self):
         for name in PARTS:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"ScoreWeights.{name} must be a number >= 0, got {v!r}")
+            check_number(f"ScoreWeights.{name}", getattr(self, name), minimum=0)
         if sum(getattr(self, n) for n in PARTS) <= 0:
             raise ValueError("ScoreWeights must not all be 0")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checks import check_int
 from .world import GRID, MOVES, NUM_FRAMES, in_grid, render_video
 
 __all__ = ["TASK_TYPES", "DIFFICULTIES", "ToyInstance", "make_instance", "make_instances", "physics_video",
@@ -182,8 +183,7 @@ def instance_seed(index: int, seed: int = 0, split: str = "test") -> int:
         raise ValueError(f"`split` must be one of {tuple(SPLIT_OFFSET)}, got {split!r}")
     if not 0 <= index < MAX_PER_CALL:
         raise ValueError(f"`index` must be in [0, {MAX_PER_CALL}), got {index}")
-    if not isinstance(seed, int) or seed < 0 or seed * MAX_PER_CALL >= 2 ** 30:
-        raise ValueError(f"`seed` must be an int in [0, {2 ** 30 // MAX_PER_CALL}), got {seed!r}")
+    check_int("seed", seed, 0, 2 ** 30 // MAX_PER_CALL - 1)
     return SPLIT_OFFSET[split] + seed * MAX_PER_CALL + index
 
 
@@ -197,8 +197,7 @@ def make_instance(task_type: str, seed: int, difficulty: str | None = None) -> T
     """
     if task_type not in TASK_TYPES:
         raise ValueError(f"`task_type` must be one of {TASK_TYPES}, got {task_type!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` must be an int >= 0, got {seed!r}")
+    check_int("seed", seed, minimum=0)
     rng = random.Random(f"{task_type}:{seed}")
     difficulty = _pick_difficulty(rng, difficulty)
     walls = torch.zeros(GRID, GRID, dtype=torch.bool)
@@ -228,8 +227,7 @@ def make_instances(n: int, seed: int = 0, task_types=TASK_TYPES, split: str = "t
         split: ``"test"`` (held out from training) or ``"train"`` (what the training scripts use).
         difficulty: fixed difficulty or None (drawn per instance).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_PER_CALL:
-        raise ValueError(f"`n` must be an int in [1, {MAX_PER_CALL}], got {n!r}")
+    check_int("n", n, 1, MAX_PER_CALL)
     if isinstance(task_types, str):
         task_types = (task_types,)
     task_types = tuple(task_types)

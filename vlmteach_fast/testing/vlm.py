@@ -1,12 +1,12 @@
-"""Tiny random Qwen-VL teachers and an offline tokenizer, shared by the teacher tests and benchmarks.
+"""Tiny random VLMs (Qwen2-VL / Qwen2.5-VL / Qwen3-VL, Idefics3 / SmolVLM, LLaVA), their offline tokenizers and
+image processors, for tests and benchmarks of teachers.
 
-No hub access here (ENV.md): models are built from configs with random weights, the tokenizer is a `tokenizers`
-WordLevel model holding the Qwen special tokens. Everything is fp32 and in eval mode.
+Nothing is downloaded: models are built from configs with random weights, the tokenizers are `tokenizers`
+WordLevel models holding each family's special tokens. Everything is fp32 and in eval mode.
 """
 
 from __future__ import annotations
 
-import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -74,6 +74,20 @@ def _text_config(vocab_size: int, width: int = 32, **extra) -> dict:
     return cfg
 
 
+def _finish(model, tok, bos_token_id, weight_std: float):
+    """Generation ids from the tokenizer, matrices re-drawn from N(0, weight_std) (transformers' 0.02 default makes
+    a tiny model's output nearly independent of its input), eval mode. Returns (model, tok)."""
+    model.generation_config.bos_token_id = bos_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.normal_(0.0, weight_std)
+    model.eval()
+    return model, tok
+
+
 def make_qwen_vl(family: str = "qwen2_vl", vocab_size: int = 160, text_layers: int = 2, vision_depth: int = 2,
                  weight_std: float = 0.2, width: int = 32):
     """A tiny random `*ForConditionalGeneration` of the given Qwen-VL family, fp32, eval mode, plus its tokenizer.
@@ -112,15 +126,7 @@ def make_qwen_vl(family: str = "qwen2_vl", vocab_size: int = 160, text_layers: i
         model = tf.Qwen3VLForConditionalGeneration(config)
     else:
         raise ValueError(f"family must be one of qwen2_vl, qwen2_5_vl, qwen3_vl, got {family!r}")
-    model.generation_config.bos_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim > 1:
-                p.normal_(0.0, weight_std)
-    model.eval()
-    return model, tok
+    return _finish(model, tok, tok.pad_token_id, weight_std)
 
 
 def make_qwen_image_processor(family: str = "qwen2_vl", min_pixels: int = 28 * 28, max_pixels: int = 56 * 56):
@@ -187,15 +193,7 @@ def make_idefics3(family: str = "idefics3", vocab_size: int = 160, image_size: i
         model = tf.SmolVLMForConditionalGeneration(config)
     else:
         raise ValueError(f"family must be 'idefics3' or 'smolvlm', got {family!r}")
-    model.generation_config.bos_token_id = tok.bos_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim > 1:
-                p.normal_(0.0, weight_std)
-    model.eval()
-    return model, tok
+    return _finish(model, tok, tok.bos_token_id, weight_std)
 
 
 def make_idefics_image_processor(image_size: int = 64, longest_edge: int = 128):
@@ -229,15 +227,7 @@ def make_llava(vocab_size: int = 160, image_size: int = 32, patch_size: int = 8,
     config = tf.LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
                             vision_feature_layer=-2, vision_feature_select_strategy=strategy)
     model = tf.LlavaForConditionalGeneration(config)
-    model.generation_config.bos_token_id = tok.bos_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim > 1:
-                p.normal_(0.0, weight_std)
-    model.eval()
-    return model, tok
+    return _finish(model, tok, tok.bos_token_id, weight_std)
 
 
 def make_llava_image_processor(image_size: int = 32):
@@ -246,16 +236,3 @@ def make_llava_image_processor(image_size: int = 32):
 
     return LlavaImageProcessorPil(size={"shortest_edge": image_size},
                                   crop_size={"height": image_size, "width": image_size})
-
-
-@pytest.fixture(autouse=True)
-def teacher_single_thread():
-    """Run teacher tests on one torch thread (imported by each test_teacher*.py module, so autouse there only).
-
-    The models are tiny (matmuls of a few thousand flops), so a second thread buys nothing; on the shared 2-core dev
-    machine under load 6, two spinning OpenMP threads made the suite ~10x slower (105 s vs ~10 s).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

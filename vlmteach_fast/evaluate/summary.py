@@ -16,9 +16,11 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from ..outputs import atomic_write_bytes
+from ..io_atomic import atomic_write_bytes
+from .html import instances_html
+from .records import method_labels
 
-__all__ = ["SummaryRow", "method_labels", "latest_configs", "summarize", "to_markdown", "to_csv",
+__all__ = ["SummaryRow", "latest_configs", "summarize", "to_markdown", "to_csv",
            "plot_score_vs_seconds", "plot_categories", "write_reports"]
 
 
@@ -36,14 +38,6 @@ class SummaryRow:
     mean_denoiser_evals: float | None
     mean_peak_mib: float | None
     gain_over_baseline: float | None
-
-
-def method_labels(records: list[dict]) -> dict[tuple, str]:
-    """{(method, config hash): label}: the method's name, or ``method@hash`` when a method ran with several configs."""
-    hashes: dict[str, set] = {}
-    for r in records:
-        hashes.setdefault(r["method"], set()).add(r["config_hash"])
-    return {(m, h): (m if len(hs) == 1 else f"{m}@{h}") for m, hs in hashes.items() for h in hs}
 
 
 def latest_configs(records: list[dict]) -> list[dict]:
@@ -217,7 +211,6 @@ def write_reports(out_dir, records: list[dict], items=None, suite_errors=(), tit
                   baseline: str = "baseline") -> dict:
     """summary.md, summary.csv, score_vs_seconds.png, categories.png and index.html in ``out_dir`` (each written
     atomically). ``items``: suite items (instance order and prompts for the HTML page). Returns {name: path}."""
-    from .html import instances_html
 
     out_dir = os.fspath(out_dir)
     rows = summarize(records, baseline)

@@ -69,5 +69,4 @@ class VLMChecklistJudge(ChecklistJudge):
             return []
         with torch.no_grad():
             out = self.teacher.reward(frames, Queries(goal=questions[0], process=list(questions[1:])))
-        p_yes = out.log_probs.detach().float().exp().mean(0).tolist()  # (Q,)
-        return ["Good" if p >= self.good else "Medium" if p >= self.medium else "Poor" for p in p_yes]
+        return ["Good" if p >= self.good else "Medium" if p >= self.medium else "Poor" for p in out.p_yes]

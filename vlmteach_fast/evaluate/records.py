@@ -18,14 +18,12 @@ import glob
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import warnings
 
-from ..outputs import atomic_write_bytes
+from ..io_atomic import atomic_write_bytes
 
-__all__ = ["RECORD_KEYS", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
-           "shard_path", "merge_records", "commit_dir"]
+__all__ = ["RECORD_KEYS", "method_labels", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
+           "shard_path", "merge_records"]
 
 # Every record has these keys (values may be None): see runner.run_item for their meaning.
 RECORD_KEYS = ("instance_id", "task", "category", "split", "method", "config_hash", "status", "error", "score",
@@ -134,19 +132,9 @@ def merge_records(out_dir, order: list[str] | None = None) -> str:
     return atomic_write_bytes(os.path.join(os.fspath(out_dir), "records.jsonl"), text.encode())
 
 
-def commit_dir(write, final_dir) -> str:
-    """Run ``write(tmp_dir)`` in a fresh temporary folder beside ``final_dir``, then move it into place, replacing
-    what a crashed earlier attempt left there. On any error the temporary folder is removed and nothing changes."""
-    final_dir = os.fspath(final_dir)
-    parent = os.path.dirname(os.path.abspath(final_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
-        write(tmp)
-        if os.path.isdir(final_dir):
-            shutil.rmtree(final_dir)  # left by an attempt that died before its record: never referenced
-        os.replace(tmp, final_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final_dir
+def method_labels(records: list[dict]) -> dict[tuple, str]:
+    """{(method, config hash): label}: the method's name, or ``method@hash`` when a method ran with several configs."""
+    hashes: dict[str, set] = {}
+    for r in records:
+        hashes.setdefault(r["method"], set()).add(r["config_hash"])
+    return {(m, h): (m if len(hs) == 1 else f"{m}@{h}") for m, hs in hashes.items() for h in hs}

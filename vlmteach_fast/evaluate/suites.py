@@ -2,7 +2,7 @@
 toy suite.
 
 Malformed items never stop a suite from loading: each becomes a ``SuiteError`` naming the file and line (JSON/JSONL)
-or the sample folder (VBVR), and the other items still run. Formats (DESIGN.md):
+or the sample folder (VBVR), and the other items still run. Formats:
 
 - RULER-Bench style, ``suite.json`` (a list of objects, or ``{"items": [...]}``) or ``suite.jsonl`` (one object per
   line): ``index``, ``task_name``, ``category``, ``prompt``, optional ``input_image_path`` (relative to the suite
@@ -261,7 +261,7 @@ def load_toy(n: int = TOY_DEFAULT_N, seed: int = 0) -> Suite:
     """``n`` held-out instances of the built-in demo world (first frame as a tensor, scored by its rule scorers)."""
     try:
         from .. import toy
-    except ImportError as err:  # the demo world is built by another issue; say so instead of a bare ImportError
+    except ImportError as err:  # a trimmed install may lack the demo world; say so instead of a bare ImportError
         raise RuntimeError(f"the built-in suite needs vlmteach_fast.toy, which could not be imported: {err}") from err
     items = []
     for i, inst in enumerate(toy.make_instances(n, seed=seed)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from .report import method_labels
+from .records import method_labels
 
 __all__ = ["instances_html"]
 

@@ -1,6 +1,6 @@
 """Tiny random-weight diffusers video pipelines, built offline, for tests, benchmarks and smoke runs.
 
-The configs are diffusers' own unit-test configs (ENV.md "Tiny models with random weights"): every component is
+The configs are diffusers' own unit-test configs (the hub cannot be reached from CI): every component is
 built from a config, put in eval mode (built modules start in training mode and UMT5's dropout would make two calls
 differ) and kept in float32. Nothing here is downloaded. The frames these pipelines make are noise-like; they exist
 to exercise shapes, gradients, determinism and file formats, not quality.
@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["tiny_wan_pipeline", "tiny_cogvideox_i2v_pipeline", "tiny_ltx_i2v_pipeline"]  # test/bench helpers
+__all__ = ["tiny_wan_pipeline", "tiny_ti2v_pipeline", "tiny_cogvideox_i2v_pipeline", "tiny_ltx_i2v_pipeline",
+           "tiny_wan_transformer", "tiny_text_encoder"]
 
 _WAN_VARIANTS = ("t2v", "i2v", "ti2v")
+# diffusers' unit-test WanTransformer3DModel config (2 heads of 12; 16 latent channels in and out, 36 in for I2V)
+_WAN_TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, text_dim=32, freq_dim=256,
+                        ffn_dim=32, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
 
 
 def _eval(*modules):
@@ -21,7 +25,8 @@ def _eval(*modules):
             m.eval()
 
 
-def _tiny_umt5():
+def tiny_text_encoder():
+    """(ByT5 tokenizer, UMT5 encoder): Wan's text encoder at toy size."""
     from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
 
     text_encoder = UMT5EncoderModel(
@@ -56,43 +61,23 @@ def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2, 
     vae = AutoencoderKLWan(
         base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
     )
-    tokenizer, text_encoder = _tiny_umt5()
+    tokenizer, text_encoder = tiny_text_encoder()
     scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
-    common = dict(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=num_layers,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-    )
+    common = dict(_WAN_TRANSFORMER, num_layers=num_layers)
+    parts = dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler)
     if variant == "t2v":
         from diffusers import WanPipeline
 
         transformer = WanTransformer3DModel(in_channels=16, out_channels=16, **common)
         _eval(vae, text_encoder, transformer)
-        return WanPipeline(
-            tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler, transformer=transformer,
-            expand_timesteps=expand_timesteps,
-        )
+        return WanPipeline(transformer=transformer, expand_timesteps=expand_timesteps, **parts)
 
     from diffusers import WanImageToVideoPipeline
 
     if variant == "ti2v":
         transformer = WanTransformer3DModel(in_channels=16, out_channels=16, **common)
         _eval(vae, text_encoder, transformer)
-        return WanImageToVideoPipeline(
-            tokenizer=tokenizer,
-            text_encoder=text_encoder,
-            vae=vae,
-            scheduler=scheduler,
-            transformer=transformer,
-            expand_timesteps=True,
-        )
+        return WanImageToVideoPipeline(transformer=transformer, expand_timesteps=True, **parts)
 
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -110,15 +95,8 @@ def tiny_wan_pipeline(variant: str = "t2v", seed: int = 0, num_layers: int = 2, 
     )
     image_processor = CLIPImageProcessor(crop_size=32, size=32)
     _eval(vae, text_encoder, transformer, image_encoder)
-    return WanImageToVideoPipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae,
-        scheduler=scheduler,
-        transformer=transformer,
-        image_encoder=image_encoder,
-        image_processor=image_processor,
-    )
+    return WanImageToVideoPipeline(transformer=transformer, image_encoder=image_encoder, image_processor=image_processor,
+                                   **parts)
 
 
 def _tiny_t5():
@@ -182,3 +160,16 @@ def tiny_cogvideox_i2v_pipeline(seed: int = 0):
     _eval(vae, text_encoder, transformer)
     return CogVideoXImageToVideoPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
                                          transformer=transformer, scheduler=CogVideoXDDIMScheduler())
+
+
+def tiny_ti2v_pipeline():
+    """``tiny_wan_pipeline("ti2v")``: a zero-argument factory (``--pipeline py:vlmteach_fast.testing:tiny_ti2v_pipeline``)."""
+    return tiny_wan_pipeline("ti2v")
+
+
+def tiny_wan_transformer(seed: int = 0):
+    """A bare ``WanTransformer3DModel`` (2 layers, 2 heads of 12, 16 latent channels), eval mode, float32."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    return WanTransformer3DModel(in_channels=16, out_channels=16, num_layers=2, **_WAN_TRANSFORMER).eval()

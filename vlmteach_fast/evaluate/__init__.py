@@ -1,4 +1,4 @@
-"""Benchmark runner (issue 7): suites, durable resumable records, accelerate sharding, judge, reports.
+"""Benchmark runner: suites, durable resumable records, accelerate sharding, judge, reports.
 
 Public API:
 - suites: ``load_suite(spec)`` -> ``Suite`` (``items``: ``BenchItem``, ``errors``: ``SuiteError`` with file:line),
@@ -13,7 +13,7 @@ Public API:
 
 from .judge import LABEL_POINTS, ChecklistJudge, VLMChecklistJudge, checklist_score
 from .records import RecordWriter, config_hash, merge_records, read_all_records, read_records, shard_path
-from .report import SummaryRow, latest_configs, summarize, write_reports
+from .summary import SummaryRow, latest_configs, summarize, write_reports
 from .runner import METHODS, BenchConfig, pending_items, run_bench, run_item, score_item
 from .shard import ProcessInfo, process_state, split_pending
 from .suites import (DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, SuiteError, checklist_queries,

@@ -1,4 +1,4 @@
-"""Small teachers and pipelines for the optimize / baselines / CLI tests."""
+"""Hand-written teachers whose right answer is known (oracles), for testing methods and loops in seconds."""
 
 import torch
 import torch.nn.functional as F
@@ -35,11 +35,6 @@ class BrightnessTeacher:
         return RewardOutput(reward=(lp * w).sum(-1), log_probs=lp, weights=w, questions=q.questions, kinds=q.kinds)
 
 
-def tiny_pipe(variant: str = "ti2v"):
-    from vlmteach_fast.reasoner.tiny import tiny_wan_pipeline
-
-    return tiny_wan_pipeline(variant)
-
-
 def first_frame():
+    """A fixed random first frame (3, 32, 32) float in [0, 1]."""
     return torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))

@@ -64,9 +64,9 @@ def check_spec(spec: str | None, arg: str) -> None:
     if spec.startswith("py:"):
         resolve_factory(spec, arg)
         return
-    from ..solve import _check_source
+    from ..loading import check_source
 
-    _check_source(spec, arg)
+    check_source(spec, arg)
 
 
 def load_pipeline_spec(spec: str, device, dtype, trust_remote_code: bool = False):
@@ -75,9 +75,9 @@ def load_pipeline_spec(spec: str, device, dtype, trust_remote_code: bool = False
     if spec.startswith("py:"):
         pipe = resolve_factory(spec, "--pipeline")()
         return pipe.to(device) if hasattr(pipe, "to") else pipe
-    from ..solve import _check_source, load_pipeline
+    from ..loading import check_source, load_pipeline
 
-    return load_pipeline(_check_source(spec, "--pipeline"), device, dtype, trust_remote_code)
+    return load_pipeline(check_source(spec, "--pipeline"), device, dtype, trust_remote_code)
 
 
 def load_teacher_spec(spec: str, device, dtype, trust_remote_code: bool = False):
@@ -85,11 +85,9 @@ def load_teacher_spec(spec: str, device, dtype, trust_remote_code: bool = False)
         return _toy("teacher")
     if spec.startswith("py:"):
         return resolve_factory(spec, "--teacher")()
-    from ..solve import _check_source
-    from ..teacher import VLMTeacher
+    from ..loading import load_teacher
 
-    return VLMTeacher.from_pretrained(_check_source(spec, "--teacher"), dtype=dtype, device=device,
-                                      trust_remote_code=trust_remote_code)
+    return load_teacher(spec, device, dtype, trust_remote_code)
 
 
 def load_judge_spec(spec: str | None, teacher, device, dtype, trust_remote_code: bool = False):

@@ -10,14 +10,13 @@ method's column to the reports (summary.md, summary.csv, score_vs_seconds.png, c
 
 from __future__ import annotations
 
-import os
 import sys
 
 __all__ = ["add_bench_parsers", "run_bench_command", "run_bench_report"]
 
 
 def _add_bench(sub):
-    from .runner import METHODS
+    from ..methods import METHODS
     from .suites import DEFAULT_QUERY_METRICS
 
     p = sub.add_parser("bench", help="run a method over a benchmark suite (resumable; accelerate launch to shard)",
@@ -67,24 +66,10 @@ def add_bench_parsers(subparsers) -> None:
     _add_report(subparsers)
 
 
-def _check_out_dir(out: str) -> None:
-    """Create ``out`` and prove it writable by writing a probe file (``os.access`` says yes to root even on a
-    read-only mount). Nothing already in it is touched."""
-    import tempfile
-
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise NotADirectoryError(f"--out {out!r} exists and is not a directory")
-    try:
-        os.makedirs(out, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
-            pass
-    except OSError as err:
-        raise PermissionError(f"--out directory {out!r} is not writable ({err.strerror or err})") from err
-
-
 def _prepare(args):
     """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
     from ..config_io import load_config
+    from ..loading import check_out_dir
     from .models import check_spec, resolve_factory
     from .runner import BenchConfig
     from .suites import load_suite
@@ -108,18 +93,17 @@ def _prepare(args):
                           query_metrics=metrics, retry_failed=args.retry_failed, scorer=scorer,
                           identity={"suite": suite.name, "pipeline": args.pipeline, "teacher": args.teacher,
                                     "judge": args.judge, "scorer": args.scorer, "dtype": args.dtype})
-        _check_out_dir(args.out)
+        check_out_dir(args.out)
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         raise SystemExit(f"error: {err}") from err
     return suite, cfg
 
 
 def run_bench_command(args) -> int:
-    import torch
-
+    from ..loading import default_dtype
     from .models import load_judge_spec, load_pipeline_spec, load_teacher_spec
     from .records import read_all_records
-    from .report import latest_configs, write_reports
+    from .summary import latest_configs, write_reports
     from .runner import run_bench
     from .shard import process_state
 
@@ -131,8 +115,7 @@ def run_bench_command(args) -> int:
 
     def load_models():
         device = info.device(args.device)
-        dtype = getattr(torch, args.dtype) if args.dtype else (
-            torch.bfloat16 if device.type == "cuda" else torch.float32)
+        dtype = default_dtype(device, args.dtype)
         pipe = load_pipeline_spec(args.pipeline, device, dtype, args.trust_remote_code)
         teacher = load_teacher_spec(args.teacher, device, dtype, args.trust_remote_code)
         judge = load_judge_spec(args.judge, teacher, device, dtype, args.trust_remote_code)
@@ -158,7 +141,7 @@ def run_bench_command(args) -> int:
 
 
 def run_bench_report(args) -> int:
-    from ..outputs import atomic_write_bytes
+    from ..io_atomic import atomic_write_bytes
     from .throughput import throughput_markdown
 
     try:
@@ -174,7 +157,7 @@ def run_bench_report(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (``python -m vlmteach_fast.bench.cli bench ...``) until cli.py wires the subcommands."""
+    """Stand-alone entry (``python -m vlmteach_fast.evaluate.cli bench ...``) until cli.py wires the subcommands."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="vlmteach-fast")

@@ -15,7 +15,7 @@ benchmark names one, else ``--reference`` (one or more, comma-separated). Speed-
 median(this), so > 1 is faster.
 
 Versions: pytest-benchmark records the machine (CPU, Python) but not torch / Triton / CUDA. Put
-``from vlmteach_fast.bench.throughput import pytest_benchmark_update_machine_info`` in bench/conftest.py to record
+``from vlmteach_fast.evaluate.throughput import pytest_benchmark_update_machine_info`` in bench/conftest.py to record
 them in the JSON; otherwise the report states the versions of the machine that ran the report, and says so.
 """
 

@@ -1,0 +1,86 @@
+"""The one place that knows which methods exist and how each is called: ``vlmteach-fast solve``, the benchmark
+runner and the demo all go through ``run_method``.
+
+    result = run_method("best_of_n", pipe, teacher, prompt, image=img, config=OptimizeConfig(), n=5)
+    result.frames, result.p_yes, result.cost, result.save("out/")
+
+Every method returns an object with the ``MethodOutput`` protocol (``OptimizeResult`` or ``MethodResult``).
+``optimize`` uses the whole ``OptimizeConfig``; the others use its ``sampling`` and ``lora`` (same instance setup,
+same LoRA-wrapped model, so their costs and videos are comparable).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from .checks import check_int
+from .cost import CostRecord
+
+__all__ = ["METHODS", "METHOD_OPTIONS", "MethodOutput", "run_method"]
+
+METHODS = ("optimize", "best_of_n", "vlm_as_solver", "baseline")
+METHOD_OPTIONS = {"n": 5, "rounds": 0}  # best_of_n's candidates, vlm_as_solver's critique rounds (defaults)
+
+
+@runtime_checkable
+class MethodOutput(Protocol):
+    """What every method returns.
+
+    Attributes:
+        frames: (1, F, 3, H, W) float32 in [0, 1], the returned video.
+        p_yes: P(Yes) per query on the returned video (list of floats).
+        cost: ``CostRecord`` of the whole method.
+        stop_reason: why ``optimize`` stopped; None for the other methods.
+    """
+
+    frames: torch.Tensor
+    cost: CostRecord
+
+    @property
+    def p_yes(self) -> list[float]: ...
+
+    @property
+    def stop_reason(self) -> str | None: ...
+
+    def summary(self) -> dict: ...
+
+    def save(self, out_dir, fps: int = 8) -> dict: ...
+
+
+def run_method(name: str, pipe, teacher, prompt: str, image=None, queries=None, config=None, *, n: int = 5,
+               rounds: int = 0, out_dir=None) -> MethodOutput:
+    """Run method ``name`` (one of ``METHODS``) on one instance.
+
+    Args:
+        name: "optimize", "best_of_n", "vlm_as_solver" or "baseline".
+        pipe: a diffusers video pipeline or a ``Reasoner``.
+        teacher: the teacher that writes queries and scores (a ``VLMTeacher`` or any ``Teacher``; ``vlm_as_solver``
+            needs one with ``generate_text``).
+        prompt: the task prompt.
+        image: first frame (PIL image, (3, H, W) float tensor in [0, 1] or a path) for image-to-video pipelines.
+        queries: ``Queries``, a list of questions (first = goal), or None (the teacher writes them).
+        config: ``OptimizeConfig`` (None: defaults).
+        n: Best-of-N's candidates (``best_of_n`` only), int >= 1.
+        rounds: VLM-as-solver critique rounds (``vlm_as_solver`` only), int >= 0.
+        out_dir: ``optimize`` writes its files there as it finishes; the others are saved with ``result.save``.
+    """
+    from .baselines import baseline, best_of_n, vlm_as_solver
+    from .optimization import OptimizeConfig, optimize
+
+    if name not in METHODS:
+        raise ValueError(f"`name` must be one of {METHODS}, got {name!r}")
+    config = OptimizeConfig() if config is None else config
+    if not isinstance(config, OptimizeConfig):
+        raise TypeError(f"`config` must be an OptimizeConfig, got {type(config).__name__}")
+    check_int("n", n)
+    check_int("rounds", rounds, minimum=0)
+    if name == "optimize":
+        return optimize(pipe, teacher, prompt, image=image, queries=queries, config=config, out_dir=out_dir)
+    kw = dict(image=image, queries=queries, sampling=config.sampling, lora=config.lora)
+    if name == "best_of_n":
+        return best_of_n(pipe, teacher, prompt, n=n, **kw)
+    if name == "vlm_as_solver":
+        return vlm_as_solver(pipe, teacher, prompt, rounds=rounds, **kw)
+    return baseline(pipe, teacher, prompt, **kw)
