@@ -38,3 +38,25 @@ def test_red_oracle_final_video_follows_the_loop_with_the_default_decoder(seed):
     assert [d.kind for d in decoders] == ["tiny"]  # kind="auto" found the shipped decoder for the toy VAE
     assert res.initial_p_yes[0] < 0.1
     assert res.final_p_yes[0] >= 0.5, (res.stop_reason, [h.p_yes for h in res.history], res.final_p_yes)
+    fid = res.cost.extra["light_decoder"]  # measured on the first prediction, recorded in the cost
+    assert fid["kind"] == "tiny" and fid["faithful"] and fid["n_candidates"] == 1
+
+
+def test_an_unfaithful_decoder_is_reported_once_with_its_numbers(tmp_path):
+    import warnings
+
+    from vlmteach_fast.reasoner import LightDecoderConfig
+
+    inst = make_instances(1, seed=0, split="test")[0]
+    pipe = load_pipeline()
+    cfg = OptimizeConfig(lr=2e-2, progress=False, decoder=LightDecoderConfig(kind="linear", cache_dir=str(tmp_path)),
+                         sampling=SamplingConfig(num_frames=NUM_FRAMES, height=SIZE, width=SIZE,
+                                                 final_steps=SAMPLE_STEPS, seed=0))
+    with pytest.warns(UserWarning, match=r"optimize: light decoder 'linear': PSNR \d+\.\d dB.*below 25 dB.*kind='tiny'"):
+        res = optimize(pipe, RedOracle(), inst.prompt, image=inst.first_frame, config=cfg)
+    fid = res.cost.extra["light_decoder"]
+    assert fid["kind"] == "linear" and not fid["faithful"] and fid["psnr_db"] < 25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same reasoner and decoder: measured once, warned once
+        again = optimize(pipe, RedOracle(), inst.prompt, image=inst.first_frame, config=cfg)
+    assert again.cost.extra["light_decoder"] == fid

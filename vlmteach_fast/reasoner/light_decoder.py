@@ -202,6 +202,7 @@ class LightDecoder:
         self.loaded_from_cache = None  # True / False for kind='linear'
         self.tiny = None
         self.source = None
+        self.fidelity = None  # DecoderFidelity of the first check_fidelity call
         if not isinstance(self.config, LightDecoderConfig):
             raise TypeError(f"`config` must be a LightDecoderConfig, got {type(self.config).__name__}")
         self.kind = self.config.kind
@@ -352,6 +353,23 @@ class LightDecoder:
             )
 
     # ----- fidelity -----
+
+    def check_fidelity(self, latents: torch.Tensor) -> DecoderFidelity | None:
+        """Measure once (the first call; later calls return the same record) how faithful this decoder is, on
+        latents from the model itself (e.g. ``optimize``'s first prediction): PSNR against the full decode, one
+        full decode without gradient. Below ``MIN_FAITHFUL_PSNR_DB`` a warning names the numbers and what to do,
+        once per decoder. None for ``kind="full"`` (exact by definition).
+
+        Args:
+            latents: (B, C, F_lat, h, w) normalized latents.
+        """
+        if self.kind == "full":
+            return None
+        if self.fidelity is None:
+            self.fidelity = self.measure_fidelity(latents.detach())
+            if not self.fidelity.faithful:  # measured once per decoder, so warned once per decoder
+                warnings.warn("optimize: " + self.fidelity.message(), UserWarning, stacklevel=3)
+        return self.fidelity
 
     def measure_fidelity(self, latents: torch.Tensor, teacher=None, queries=None, frames=None) -> DecoderFidelity:
         """PSNR against the full decode and, with a teacher, agreement of its reward between the two decodes.
