@@ -34,6 +34,7 @@ import time
 
 import torch
 
+from vlmteach_fast.io_atomic import atomic_write_json
 from vlmteach_fast.reasoner import Reasoner
 from vlmteach_fast.reasoner.light_decoder import psnr, vae_fingerprint
 from vlmteach_fast.reasoner.taehv import TinyVideoDecoder, save_tiny_decoder
@@ -181,8 +182,7 @@ def main():
             "instances": args.instances, "seed": args.seed, "threads": 1}
     save_tiny_decoder(model, args.out, metadata={"vae_fingerprint": vae_fingerprint(reasoner.pipe.vae),
                                                  "latent_space": "vae", "train": json.dumps(info)})
-    with open(os.path.splitext(args.out)[0] + "_train_log.json", "w") as f:
-        json.dump(info, f, indent=1)
+    atomic_write_json(os.path.splitext(args.out)[0] + "_train_log.json", info)
     print(json.dumps(info), flush=True)
 
 

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..io_atomic import atomic_path
+
 __all__ = ["TinyDecoderConfig", "TinyVideoDecoder", "TAEW2_1", "TAEW2_2", "tiny_decoder_from_state_dict",
            "save_tiny_decoder", "load_tiny_decoder"]
 
@@ -250,16 +252,9 @@ def save_tiny_decoder(model: TinyVideoDecoder, path, metadata: dict | None = Non
     meta = {"format": "taehv-decoder", "space_upscale": ",".join(str(int(b)) for b in model.config.space_upscale)}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     tensors = {f"decoder.{k}": v.detach().contiguous() for k, v in model.decoder.state_dict().items()}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:  # a reader sees the old file or the whole new one
         save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a shipped file must be readable by all
-        os.replace(tmp, path)  # a reader sees the old file or the whole new one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.chmod(tmp, 0o644)  # the temporary file is owner-only; a shipped decoder must be readable by all
     return path
 
 
