@@ -89,16 +89,16 @@ def _raw_lines(out):
 
 def test_failures_are_recorded_runs_resume_and_reports_cover_every_method(suite_dir, tmp_path, pipe):
     suite = load_suite(str(suite_dir / "suite.jsonl"))
-    assert [it.id for it in suite.items] == ["i0", "i1", "bad", "i2", "i3"] and len(suite.errors) == 1
+    assert [it.id for it in suite.items] == ["t0/i0", "t1/i1", "t0/bad", "t0/i2", "t1/i3"] and len(suite.errors) == 1
     assert suite.errors[0].where.endswith("suite.jsonl:6")
     config, options = load_config(str(suite_dir / "cfg.yaml"))
     teacher = BrightnessTeacher()
     out = str(tmp_path / "run")
     cfg = BenchConfig(method="baseline", out=out, optimize=config, options=options)
     recs = {r["instance_id"]: r for r in run_bench(suite, cfg, lambda: (pipe, teacher, None), progress=False)}
-    assert sorted(recs) == ["bad", "i0", "i1", "i2", "i3"]
-    assert recs["bad"]["status"] == "error" and "could not be read as an image" in recs["bad"]["error"]
-    good = recs["i0"]
+    assert sorted(recs) == ["t0/bad", "t0/i0", "t0/i2", "t1/i1", "t1/i3"]
+    assert recs["t0/bad"]["status"] == "error" and "could not be read as an image" in recs["t0/bad"]["error"]
+    good = recs["t0/i0"]
     assert good["status"] == "ok" and good["score_name"] == "teacher" and good["cost"]["denoiser_forward"] == 1
     assert 0 < good["score"] < 1 and good["score"] == pytest.approx(good["teacher_p_yes"][0])
     assert os.path.isfile(os.path.join(out, good["video"])) and good["adapter"] is None
@@ -114,9 +114,9 @@ def test_failures_are_recorded_runs_resume_and_reports_cover_every_method(suite_
     calls = []
     retry = BenchConfig(method="baseline", out=out, optimize=config, options=options, retry_failed=True)
     recs2 = run_bench(suite, retry, lambda: calls.append(1) or (pipe, teacher, None), progress=False)
-    assert calls == [1] and [r["instance_id"] for r in _raw_lines(out)].count("bad") == 2
-    assert {r["instance_id"]: r["finished_at"] for r in recs2 if r["instance_id"] != "bad"} == \
-        {k: r["finished_at"] for k, r in recs.items() if k != "bad"}
+    assert calls == [1] and [r["instance_id"] for r in _raw_lines(out)].count("t0/bad") == 2
+    assert {r["instance_id"]: r["finished_at"] for r in recs2 if r["instance_id"] != "t0/bad"} == \
+        {k: r["finished_at"] for k, r in recs.items() if k != "t0/bad"}
 
     # optimize into the same folder: adapter saved atomically beside the video; the report has both methods
     opt = BenchConfig(method="optimize", out=out, optimize=config, options=options, limit=1)
@@ -127,7 +127,7 @@ def test_failures_are_recorded_runs_resume_and_reports_cover_every_method(suite_
 
     rows = {(r.method, r.level): r for r in summarize(read_all_records(out))}
     assert rows[("optimize", "all")].instances == 1
-    assert rows[("optimize", "all")].gain_over_baseline == pytest.approx(o0["score"] - recs["i0"]["score"])
+    assert rows[("optimize", "all")].gain_over_baseline == pytest.approx(o0["score"] - recs["t0/i0"]["score"])
     assert rows[("baseline", "all")].failed == 1
 
 
@@ -183,18 +183,21 @@ def one_process_run(suite_dir, tmp_path_factory):
 
 def test_kill_minus_9_then_rerun_gives_one_record_per_instance(one_process_run):
     out, before, done = one_process_run
-    assert [r["instance_id"] for r in before] == ["i0"]  # the killed instance left no record
+    assert [r["instance_id"] for r in before] == ["t0/i0"]  # the killed instance left no record
     assert done.returncode == 1, done.stdout + done.stderr  # 1: an instance failed and a suite line was bad
     assert "suite.jsonl:6: not valid JSON" in done.stderr
     assert "4 already done" not in done.stdout and "1 already done, 4 to run" in done.stdout
     raw = _raw_lines(out)
-    assert sorted(r["instance_id"] for r in raw) == ["bad", "i0", "i1", "i2", "i3"]  # exactly one each
+    assert sorted(r["instance_id"] for r in raw) == ["t0/bad", "t0/i0", "t0/i2", "t1/i1", "t1/i3"]  # exactly one each
     assert raw[0] == before[0]  # the record written before the kill is untouched
     merged = [json.loads(x) for x in open(out / "records.jsonl")]
-    assert [r["instance_id"] for r in merged] == ["i0", "i1", "bad", "i2", "i3"]  # suite order
+    assert [r["instance_id"] for r in merged] == ["t0/i0", "t1/i1", "t0/bad", "t0/i2", "t1/i3"]  # suite order
     assert not [d for d in os.listdir(next((out / "instances").iterdir())) if d.startswith(".tmp")]
     for name in ("summary.md", "summary.csv", "index.html", "score_vs_seconds.png", "categories.png"):
         assert (out / name).is_file()
+    # the finished videos also sit in RULER-Bench's official {task_name}/{index}.mp4 layout
+    official = sorted(str(p.relative_to(out / "official" / "baseline")) for p in (out / "official").rglob("*.mp4"))
+    assert official == ["t0/i0.mp4", "t0/i2.mp4", "t1/i1.mp4", "t1/i3.mp4"]
 
 
 def test_two_accelerate_processes_give_the_same_records_as_one(one_process_run, suite_dir, tmp_path):
@@ -227,4 +230,4 @@ def test_two_accelerate_processes_give_the_same_records_as_one(one_process_run, 
             assert b["score"] == pytest.approx(a["score"], abs=1e-5)
             assert b["teacher_p_yes"] == pytest.approx(a["teacher_p_yes"], abs=1e-5)
     merged = [json.loads(x)["instance_id"] for x in open(out2 / "records.jsonl")]
-    assert merged == ["i0", "i1", "bad", "i2", "i3"]
+    assert merged == ["t0/i0", "t1/i1", "t0/bad", "t0/i2", "t1/i3"]

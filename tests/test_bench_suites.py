@@ -38,7 +38,7 @@ def test_ruler_jsonl_parses_good_items_and_names_file_and_line_of_bad_ones(tmp_p
     path = tmp_path / "suite.jsonl"
     path.write_text("\n".join(lines) + "\n")
     suite = load_ruler(str(path))
-    assert [it.id for it in suite.items] == ["0", "8"]
+    assert [it.id for it in suite.items] == ["maze/0", "maze/8"] and suite.items[1].index == "8"
     assert suite.items[0].image == str(tmp_path / "imgs" / "a.png")
     assert suite.items[0].source == f"{path}:1" and suite.items[1].source == f"{path}:9"
     errs = {int(e.where.rsplit(":", 1)[1]): e.message for e in suite.errors}
@@ -47,7 +47,7 @@ def test_ruler_jsonl_parses_good_items_and_names_file_and_line_of_bad_ones(tmp_p
     assert "unknown metric 'Rule Coherense'" in errs[3] and "Instruction Following" in errs[3]
     assert "input_image_path` file not found" in errs[5] and "missing.png" in errs[5]
     assert "missing key(s) ['category']" in errs[6]
-    assert "duplicate index '0'" in errs[7] and f"{path}:1" in errs[7]
+    assert "duplicate index '0' in task 'maze'" in errs[7] and f"{path}:1" in errs[7]
     assert "one-key object" in errs[8]
     assert all(str(e).startswith(f"{path}:") for e in suite.errors)
 
@@ -68,7 +68,7 @@ def test_ruler_json_errors_point_at_the_line_where_the_item_starts(tmp_path):
     text = json.dumps(items, indent=2)
     path.write_text(text)
     suite = load_ruler(str(path))
-    assert [it.id for it in suite.items] == ["0", "2"]
+    assert [it.id for it in suite.items] == ["maze/0", "maze/2"]
     (err,) = suite.errors
     starts = [i + 1 for i, line in enumerate(text.splitlines()) if line == "  {"]  # each object's opening brace
     assert len(starts) == 3 and starts[1] > 2
@@ -99,7 +99,7 @@ def test_vbvr_folder_keeps_split_task_and_ground_truth(tmp_path):
     first = suite.items[0]
     assert (first.split, first.task, first.category, first.prompt) == ("test", "maze", "maze", "maze 000")
     assert set(first.ground_truth) == {"final_frame"} and suite.items[1].ground_truth == {}
-    assert first.dir_name.startswith("test_maze_000-") and "/" not in first.dir_name
+    assert first.index == "000" and first.dir_name == "test%2Fmaze%2F000"
     (err,) = suite.errors
     assert err.where == str(bad) and "prompt.txt" in err.message
     assert load_suite(str(root)).kind == "vbvr"
@@ -143,11 +143,41 @@ def test_toy_suite_items_are_scored_by_the_rule_scorer():
     assert score_item(item, frozen, [0.9])["passed"] is False  # standing still never solves a task
 
 
-def test_dir_names_stay_distinct_and_plain_ids_stay_as_they_are():
-    from vlmteach_fast.evaluate.suites import BenchItem
+def test_dir_names_are_single_safe_components_that_give_the_id_back():
+    from vlmteach_fast.evaluate.suites import BenchItem, item_id_from_dir
 
-    names = {BenchItem(id=i, task="t", category="c", prompt="p").dir_name for i in ("a/b", "a_b", "a b", "..")}
-    assert len(names) == 4 and "a_b" in names and all("/" not in n and n not in ("", ".", "..") for n in names)
+    ids = ("a/b", "a_b", "a b", "..", ".hidden", "In-Domain_50/G-3_stable_sort_data-generator/00000", "x%2Fy", "é")
+    names = [BenchItem(id=i, task="t", category="c", prompt="p").dir_name for i in ids]
+    assert len(set(names)) == len(ids) and "a_b" in names
+    assert all("/" not in n and not n.startswith(".") for n in names)
+    assert [item_id_from_dir(n) for n in names] == list(ids)
+
+
+def test_official_ruler_file_keeps_every_task_and_the_judge_fields():
+    import os
+
+    root = os.path.join(os.path.dirname(__file__), "data", "ruler")
+    suite = load_suite(os.path.join(root, "data.jsonl"))
+    assert suite.errors == []  # indices restart per task: (task_name, index) is the key
+    assert [it.id for it in suite.items] == ["maze/0", "maze/1", "anomaly/0", "physics/0"]
+    assert [(it.task, it.index) for it in suite.items] == [("maze", "0"), ("maze", "1"), ("anomaly", "0"),
+                                                            ("physics", "0")]
+    maze1, anomaly, physics = suite.items[1:]
+    assert maze1.extra == {"gt_image_path": os.path.join(root, "images", "maze_1_gt.png")}
+    assert anomaly.extra == {"implicit_explanation": "The white block is the only object of its colour."}
+    assert physics.extra == {"input_video_path": os.path.join(root, "videos", "physics_0.mp4")}
+    assert physics.image is None and anomaly.category == "vision rule"
+
+
+def test_missing_judge_files_are_reported_per_item(tmp_path):
+    _png(tmp_path / "a.png")
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(_item(0, input_image_path="a.png", gt_image_path="gone.png")) + "\n"
+                    + json.dumps(_item(1, implicit_explanation=3)) + "\n")
+    suite = load_ruler(str(path))
+    assert suite.items == [] and len(suite.errors) == 2
+    assert "`gt_image_path` file not found" in suite.errors[0].message
+    assert "`implicit_explanation` must be a string" in suite.errors[1].message
 
 
 def test_score_item_prefers_judge_over_final_frame_over_teacher(tmp_path):

@@ -114,6 +114,32 @@ def test_nan_reward_is_survived(pipe):
     assert all(torch.isfinite(v).all() for v in res.adapter.values())
 
 
+def test_non_finite_frames_take_the_non_finite_step_path_instead_of_raising(pipe, monkeypatch):
+    from vlmteach_fast.instance import as_reasoner
+    from vlmteach_fast.teacher.base import check_frames
+
+    class StrictTeacher(BrightnessTeacher):  # validates frames as the VLM teachers do: NaN frames raise
+        def reward(self, frames, queries, **kwargs):
+            return super().reward(check_frames(frames), queries, **kwargs)
+
+    reasoner = as_reasoner(pipe, LoRASpec(rank=4))
+    real, calls = reasoner.predict, []
+
+    def predict(*args, **kwargs):  # optimization step 1 predicts NaN latents (e.g. a degenerate schedule)
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            out.latents = out.latents * float("nan")
+        return out
+
+    monkeypatch.setattr(reasoner, "predict", predict)
+    with pytest.warns(RuntimeWarning, match="non-finite loss or gradient at step 1"):
+        res = optimize(reasoner, StrictTeacher(), PROMPT, image=first_frame(), config=cfg(max_steps=3))
+    assert [h.skipped for h in res.history] == [False, True, False]
+    assert res.history[2].lr == pytest.approx(0.5 * res.history[0].lr)
+    assert torch.isfinite(res.frames).all() and all(torch.isfinite(v).all() for v in res.adapter.values())
+
+
 def test_repeated_nan_stops_as_diverged_with_best_so_far(pipe):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -196,6 +222,25 @@ def test_config_validation():
 def test_text_to_video_pipeline_rejects_image():
     with pytest.raises(ValueError, match="`image` must be None for the text-to-video"):
         optimize(tiny_wan_pipeline("t2v"), BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg())
+
+
+def test_ti2v_checkpoint_loaded_as_users_load_it_takes_an_image(tmp_path):
+    # Wan2.2-TI2V-5B-Diffusers: DiffusionPipeline.from_pretrained gives a WanPipeline (expand_timesteps=True)
+    from diffusers import DiffusionPipeline
+
+    from vlmteach_fast.baselines import best_of_n
+    from vlmteach_fast.testing import tiny_wan_pipeline
+
+    tiny_wan_pipeline("t2v", expand_timesteps=True).save_pretrained(tmp_path / "ti2v")
+    pipe = DiffusionPipeline.from_pretrained(tmp_path / "ti2v")
+    assert type(pipe).__name__ == "WanPipeline" and pipe.config.expand_timesteps
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(max_steps=1))
+    assert not res.history[0].skipped and res.frames.shape == (1, 5, 3, 32, 32)
+    # the first frame is the conditioning image (the VAE round trip of it)
+    assert (res.frames[0, 0] - first_frame()).abs().mean() < (res.frames[0, -1] - first_frame()).abs().mean()
+    bon = best_of_n(pipe, BrightnessTeacher(), PROMPT, n=2, image=first_frame(), sampling=cfg().sampling,
+                    lora=LoRASpec(rank=4))
+    assert bon.frames.shape == (1, 5, 3, 32, 32)
 
 
 def test_k_step_mode_runs(pipe):

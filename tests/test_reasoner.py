@@ -333,6 +333,28 @@ def test_wan22_text_to_video_with_per_token_timesteps():
     assert [i for i, _ in calls] == [0, 1] and calls[0][1] == 1000.0
 
 
+def test_ti2v_loaded_as_wan_pipeline_accepts_an_image_and_matches_the_image_to_video_pipeline():
+    # Wan2.2-TI2V-5B's diffusers repository loads as WanPipeline(expand_timesteps=True). With an image the reasoner
+    # must condition exactly as WanImageToVideoPipeline(expand_timesteps=True) over the same components does.
+    from diffusers import WanImageToVideoPipeline
+
+    pipe = tiny_wan_pipeline("t2v", expand_timesteps=True)
+    assert type(pipe).__name__ == "WanPipeline"
+    r = Reasoner.from_pipeline(pipe, LoRASpec(rank=2, fused=False))
+    assert r.family.is_i2v is None  # an image is optional
+    prep = r.prepare("a red ball rolls", image=_image(), seed=3, max_sequence_length=SEQ, **GEOM)
+    assert "first_frame_mask" in prep.conditions
+    ours = r.sample(prep, steps=2).frames
+    i2v = WanImageToVideoPipeline(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
+                                  scheduler=pipe.scheduler, transformer=pipe.transformer, expand_timesteps=True)
+    ref = i2v(image=_image(), prompt="a red ball rolls", latents=prep.noise.clone(), num_inference_steps=2,
+              guidance_scale=1.0, output_type="pt", max_sequence_length=SEQ, **GEOM).frames
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    # the first frame is the image (clean latent): the video starts from it, unlike the text-only sample
+    text_only = r.sample(r.prepare("a red ball rolls", seed=3, max_sequence_length=SEQ, **GEOM), steps=2).frames
+    assert not torch.allclose(ours, text_only)
+
+
 def test_bf16_transformer_runs_in_bf16_and_stays_close_to_fp32(reasoners):
     # A bf16 denoiser (the GPU setting): the loop keeps latents and the Euler update in fp32 and casts at the
     # transformer boundary. Relative error vs the fp32 run measured 2.4e-3 (bf16's 2^-8 unit roundoff through

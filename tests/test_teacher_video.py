@@ -59,7 +59,7 @@ def _hf_video_reference(teacher, frames, queries):
     for b in range(B):
         for qi, (question, kind) in enumerate(zip(queries.questions, queries.kinds)):
             idx = teacher._views(F_, [kind])[kind]
-            size = ad.target_size(*frames.shape[-2:], cfg.min_pixels, cfg.max_pixels)
+            size = ad.video_target_size(len(idx), *frames.shape[-2:], cfg.min_pixels, cfg.max_pixels)
             x = normalize(resize_images(frames[b, idx], size), ad.mean, ad.std)[None]
             pv, grid = qwen_video_patchify(x, ad.patch_size, ad.temporal_patch_size, ad.merge_size)
             text = _placeholder(teacher, grid, idx) + question + cfg.question_suffix
@@ -116,3 +116,65 @@ def test_qwen3_timestamps_in_prompt():
     assert feats.timestamps == [[0.5, 3.0]]
     text = tok.decode(teacher.family.item_ids(feats, 0))
     assert text.count("seconds") == 2 and text.count("<|vision_start|>") == 2
+
+
+def _video_processor_code(family):
+    """transformers' own video-processor sizing for `family`, without importing the module (it needs torchvision):
+    its module-level `smart_resize` and the processor class's default `size`, read from the installed source."""
+    import ast
+    import importlib.util
+    import math
+    import os
+
+    sub = {"qwen2_vl": "qwen2_vl", "qwen3_vl": "qwen3_vl"}[family]
+    spec = importlib.util.find_spec(f"transformers.models.{sub}")
+    path = os.path.join(os.path.dirname(spec.origin), f"video_processing_{sub}.py")
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    ns = {"math": math}
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "smart_resize")
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), path, "exec"), ns)
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("VideoProcessor"))
+    size = next(n.value for n in cls.body if isinstance(n, ast.Assign) and n.targets[0].id == "size")
+    return ns["smart_resize"], eval(compile(ast.Expression(size), path, "eval"), {"__builtins__": {}})
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_video_sizing_is_the_video_processors(family):
+    """frames_as='video' sizes frames as transformers' video processor does (not with the image processor's
+    bounds): e.g. Qwen2-VL, 720 x 1280 clip -> grid 40 x 72, where the image bounds give 52 x 92."""
+    resize, size = _video_processor_code("qwen3_vl" if family == "qwen3_vl" else "qwen2_vl")
+    model, tok = make_qwen_vl(family)
+    ad = VLMTeacher(model, tok).family
+    factor = ad.patch_size * ad.merge_size
+    for t, h, w in [(2, 720, 1280), (4, 480, 832), (8, 1024, 1024), (2, 50, 60), (6, 200, 40), (3, 2160, 3840)]:
+        if family == "qwen3_vl":
+            ref = resize(t, h, w, temporal_factor=ad.temporal_patch_size, factor=factor,
+                         min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
+        else:
+            ref = resize(h, w, factor=factor, min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
+        assert ad.video_target_size(t, h, w) == tuple(ref), (t, h, w)
+    if family == "qwen2_vl":
+        assert tuple(x // ad.patch_size for x in ad.video_target_size(2, 720, 1280)) == (40, 72)
+        assert tuple(x // ad.patch_size for x in ad.target_size(720, 1280, None, None)) == (52, 92)
+
+
+def test_a_full_processors_video_bounds_are_used():
+    model, tok = make_qwen_vl("qwen2_vl")
+    vp = SimpleNamespace(size={"shortest_edge": 28 * 28, "longest_edge": 28 * 28 * 4})
+    teacher = VLMTeacher(model, SimpleNamespace(tokenizer=tok, image_processor=None, video_processor=vp))
+    assert (teacher.family.video_min_pixels, teacher.family.video_max_pixels) == (784, 3136)
+    feats = teacher.family.encode_videos([torch.rand(1, 2, 3, 112, 112)])
+    assert feats.grid_thw.tolist() == [[1, 4, 4]]  # 112 x 112 capped to 56 x 56: 4 x 4 patches of 14
+
+
+def test_video_sizing_matches_the_real_video_processor_where_torchvision_is_installed():
+    pytest.importorskip("torchvision")
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    model, tok = make_qwen_vl("qwen2_vl")
+    ad = VLMTeacher(model, tok).family
+    video = (torch.rand(4, 3, 90, 160) * 255).to(torch.uint8)
+    out = Qwen2VLVideoProcessor()(videos=[video], return_tensors="pt", do_sample_frames=False)
+    gt, gh, gw = out["video_grid_thw"][0].tolist()
+    assert (gh, gw) == tuple(x // ad.patch_size for x in ad.video_target_size(4, 90, 160))

@@ -41,6 +41,7 @@ class MethodResult:
         cost: ``CostRecord`` of the whole method.
         candidates: per candidate {"seed", "prompt", "p_yes", "reward"}, best first (the ranking).
         prompt: the prompt the returned video was sampled with.
+        geometry: how the first frame was brought to the video's size (``instance.prepare_first_frame``).
     """
 
     method: str
@@ -50,6 +51,7 @@ class MethodResult:
     cost: CostRecord
     candidates: list[dict] = field(default_factory=list)
     prompt: str = ""
+    geometry: dict = field(default_factory=dict)
 
     @property
     def stop_reason(self) -> None:
@@ -58,7 +60,8 @@ class MethodResult:
 
     def summary(self) -> dict:
         return {"method": self.method, "questions": self.queries.questions, "p_yes": self.p_yes,
-                "prompt": self.prompt, "candidates": self.candidates, "cost": self.cost.to_dict()}
+                "prompt": self.prompt, "candidates": self.candidates, "cost": self.cost.to_dict(),
+                "geometry": self.geometry}
 
     def save(self, out_dir, fps: int = 8) -> dict:
         """video.mp4, video.gif, result.json (atomically)."""
@@ -95,7 +98,8 @@ def baseline(pipe, teacher, prompt: str, image=None, queries=None, sampling: Sam
     """One plain sample of the frozen model (fresh, zero LoRA), scored by the teacher. Arguments as ``best_of_n``."""
     setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
     frames, info = _candidate(setup, teacher, meter, prompt, 0, setup.prepared)
-    return MethodResult("baseline", frames, setup.queries, info["p_yes"], meter.finish(), [info], prompt)
+    return MethodResult("baseline", frames, setup.queries, info["p_yes"], meter.finish(), [info], prompt,
+                        setup.geometry)
 
 
 def best_of_n(pipe, teacher, prompt: str, image=None, queries=None, n: int = 5,
@@ -121,7 +125,8 @@ def best_of_n(pipe, teacher, prompt: str, image=None, queries=None, n: int = 5,
         if best_frames is None or info["reward"] > max(r["reward"] for r in ranking[:-1]):
             best_frames = frames
     ranking.sort(key=lambda r: -r["reward"])
-    return MethodResult("best_of_n", best_frames, setup.queries, ranking[0]["p_yes"], meter.finish(), ranking, prompt)
+    return MethodResult("best_of_n", best_frames, setup.queries, ranking[0]["p_yes"], meter.finish(), ranking, prompt,
+                        setup.geometry)
 
 
 def _generate(teacher, instruction: str, image, max_new_tokens: int, meter: CostMeter) -> str:
@@ -162,4 +167,4 @@ def vlm_as_solver(pipe, teacher, prompt: str, image=None, queries=None, rounds: 
     tried.sort(key=lambda t: -t[0]["reward"])
     best_info, best_frames = tried[0]
     return MethodResult("vlm_as_solver", best_frames, setup.queries, best_info["p_yes"], meter.finish(),
-                        [t[0] for t in tried], best_info["prompt"])
+                        [t[0] for t in tried], best_info["prompt"], setup.geometry)

@@ -6,6 +6,7 @@ Subcommands:
   solve     one instance with optimize | best_of_n | vlm_as_solver | baseline; writes video, adapter, history, plots.
   demo      the built-in toy world: plain vs Best-of-5 vs optimize on held-out instances, with shipped tiny models.
   bench     a whole suite (RULER-Bench / VBVR-Bench / toy), resumable, sharded with accelerate, with reports.
+  bench-export  a bench run's videos in the benchmark's official layout, for its own evaluation scripts.
   bench-report  pytest-benchmark JSON -> the markdown tables of bench/RESULTS.md.
 """
 
@@ -46,6 +47,11 @@ def _doctor(args) -> int:
         except RuntimeError as err:
             name, why = "error", str(err)
         print(f"  on {dev.type:<4}: {name:<9} ({why}); available: {', '.join(available_backends(dev))}")
+    from .teacher.vlm import FAMILY_NOTES
+
+    print("teacher families (what the teacher shows the VLM):")
+    for model_type, note in FAMILY_NOTES.items():
+        print(f"  {model_type:<10} {note}")
     return 0
 
 

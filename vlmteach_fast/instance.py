@@ -16,7 +16,8 @@ from .reasoner import LoRASpec, PreparedInstance, Reasoner
 from .reasoner.attention import DEFAULT_ATTENTION_BACKEND, check_attention_backend
 from .teacher import Queries, as_queries
 
-__all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "setup_instance", "score_frames"]
+__all__ = ["SamplingConfig", "InstanceSetup", "as_reasoner", "load_image", "prepare_first_frame", "setup_instance",
+           "score_frames"]
 
 _REASONER_ATTR = "_vlmteach_reasoner"
 
@@ -27,7 +28,12 @@ class SamplingConfig:
 
     Attributes:
         num_frames: frames of the video; must be k * 4 + 1 for Wan (the VAE compresses time 4x).
-        height, width: frame size in pixels; None takes the image's size (image-to-video), else 480 x 832.
+        height, width: frame size in pixels; None: the checkpoint's only size if it has one, else from the first
+            frame (its aspect ratio, rounded down to the model's size multiples), else the pipeline's default
+            (``vlmteach_fast.first_frame`` has the rules).
+        fit: how a first frame of another size is brought to (height, width): "crop" (scale to cover keeping the
+            aspect ratio, center crop) or "pad" (scale to fit, pad with black).
+        max_area: when the size comes from the first frame, at most this many pixels (None: the frame's own area).
         seed: seed of the initial noise (CPU generator); Best-of-N uses seed, seed + 1, ...
         final_steps: sampling steps of the final video (few-step / distilled models: 4).
         guidance_scale: classifier-free guidance (1 = off, right for distilled models).
@@ -38,8 +44,10 @@ class SamplingConfig:
     """
 
     num_frames: int = field(default=17, metadata={"help": "frames (k*4+1 for Wan)"})
-    height: int | None = field(default=None, metadata={"help": "frame height; None = image height or 480"})
-    width: int | None = field(default=None, metadata={"help": "frame width; None = image width or 832"})
+    height: int | None = field(default=None, metadata={"help": "frame height; None = from the image or the model"})
+    width: int | None = field(default=None, metadata={"help": "frame width; None = from the image or the model"})
+    fit: str = field(default="crop", metadata={"help": "first frame of another size: 'crop' or 'pad'"})
+    max_area: int | None = field(default=None, metadata={"help": "size from the image: at most this many pixels"})
     seed: int = field(default=0, metadata={"help": "noise seed"})
     final_steps: int = field(default=4, metadata={"help": "sampling steps of the final video"})
     guidance_scale: float = field(default=1.0, metadata={"help": "CFG scale, 1 = off"})
@@ -52,13 +60,17 @@ class SamplingConfig:
         for name in ("num_frames", "final_steps", "max_sequence_length"):
             check_int(f"SamplingConfig.{name}", getattr(self, name))
         check_int("SamplingConfig.seed", self.seed, minimum=0)
-        for name in ("height", "width"):
+        for name in ("height", "width", "max_area"):
             check_int(f"SamplingConfig.{name}", getattr(self, name), optional=True)
         check_number("SamplingConfig.guidance_scale", self.guidance_scale, minimum=1.0)  # 1 = off
         try:
             self.attention_backend = check_attention_backend(self.attention_backend)
         except ValueError as err:
             raise ValueError(f"SamplingConfig.{err}") from None
+        from .first_frame import FIT_MODES
+
+        if self.fit not in FIT_MODES:
+            raise ValueError(f"SamplingConfig.fit must be one of {FIT_MODES}, got {self.fit!r}")
 
 
 @dataclass
@@ -72,6 +84,7 @@ class InstanceSetup:
     queries: Queries
     prepared: PreparedInstance
     sampling: SamplingConfig
+    geometry: dict = field(default_factory=dict)  # from ``prepare_first_frame``
 
 
 def as_reasoner(pipe, lora: LoRASpec | None = None) -> Reasoner:
@@ -127,6 +140,36 @@ def _image_tensor(image) -> torch.Tensor | None:
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
+def prepare_first_frame(reasoner: Reasoner, image, sampling: SamplingConfig):
+    """Resolve the video geometry and bring the first frame to it (rules: ``vlmteach_fast.first_frame``).
+
+    Args:
+        reasoner: the ``Reasoner`` that will generate (its family knows size multiples and fixed sizes).
+        image: PIL RGB / (3, H, W) tensor in [0, 1] / path / None.
+        sampling: ``height``, ``width``, ``max_area``, ``fit`` and ``num_frames`` are used.
+
+    Returns:
+        ``(image, geometry)``: the first frame at the target size (as given when it already had it; else a
+        (3, height, width) float32 tensor in [0, 1]) or None, and a JSON-ready record {"num_frames", "height",
+        "width", "source" ([H, W] of the given frame or None), "fit", "scaled", "offset"}.
+    Raises ``ValueError`` naming the argument when the model cannot make that geometry (before any model work).
+    """
+    from .first_frame import fit_image, resolve_size
+
+    image = load_image(image)
+    first = _image_tensor(image)
+    height, width = resolve_size(reasoner.family, sampling.height, sampling.width,
+                                 None if first is None else tuple(first.shape[1:]), sampling.max_area)
+    reasoner.family.check_geometry(sampling.num_frames, height, width)
+    geometry = {"num_frames": sampling.num_frames, "height": height, "width": width, "source": None, "fit": "none"}
+    if first is not None:
+        fitted, info = fit_image(first, height, width, sampling.fit)
+        geometry.update(info)
+        if info["fit"] != "none":
+            image = fitted
+    return image, geometry
+
+
 def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, sampling: SamplingConfig | None = None,
                    lora: LoRASpec | None = None, max_process: int = 3, seed_offset: int = 0) -> InstanceSetup:
     """Check inputs, build/reuse the reasoner, get queries, encode conditions once.
@@ -150,12 +193,10 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     sampling = sampling or SamplingConfig()
     reasoner = as_reasoner(pipe, lora)
     reasoner.set_attention_backend(sampling.attention_backend)  # fails here, before any model runs, if unusable
-    image = load_image(image)
-    first = _image_tensor(image)
-    height = sampling.height or (first.shape[1] if first is not None else 480)
-    width = sampling.width or (first.shape[2] if first is not None else 832)
     # Geometry and image/pipeline mismatches fail here, before the teacher writes a single token.
-    reasoner.family.check_geometry(sampling.num_frames, height, width)
+    image, geometry = prepare_first_frame(reasoner, image, sampling)
+    height, width = geometry["height"], geometry["width"]
+    first = _image_tensor(image)
     is_i2v = getattr(reasoner.family, "is_i2v", None)
     pipe_name = type(reasoner.pipe).__name__
     if is_i2v is True and image is None:
@@ -170,7 +211,7 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
                                 height=height, width=width, seed=sampling.seed + seed_offset,
                                 guidance_scale=sampling.guidance_scale,
                                 max_sequence_length=sampling.max_sequence_length)
-    return InstanceSetup(reasoner, prompt, image, first, q, prepared, sampling)
+    return InstanceSetup(reasoner, prompt, image, first, q, prepared, sampling, geometry)
 
 
 def score_frames(teacher, frames: torch.Tensor, queries: Queries, meter=None):

@@ -119,6 +119,7 @@ class OptimizeResult:
         best_step: index of the step whose adapter was kept (-1: the fresh adapter).
         used_initial: True when the plain video scored higher and was returned.
         reasoner: the Reasoner used (holds the chosen adapter; ``save_adapter`` writes it).
+        geometry: how the first frame was brought to the video's size (``instance.prepare_first_frame``).
     """
 
     frames: torch.Tensor
@@ -133,6 +134,7 @@ class OptimizeResult:
     best_step: int = -1
     used_initial: bool = False
     reasoner: object = None
+    geometry: dict = field(default_factory=dict)
 
     @property
     def p_yes(self) -> list[float]:
@@ -150,6 +152,7 @@ class OptimizeResult:
             "final_p_yes": self.final_p_yes,
             "initial_p_yes": self.initial_p_yes,
             "cost": self.cost.to_dict(),
+            "geometry": self.geometry,
         }
 
     def save(self, out_dir, fps: int = 8) -> dict:
@@ -288,7 +291,7 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         frames=frames, adapter={k: v.detach().cpu().clone() for k, v in reasoner.snapshot_lora().items()},
         queries=setup.queries, history=loop.history, stop_reason=loop.stop_reason, cost=meter.finish(),
         final_p_yes=final_p, initial_p_yes=initial_p, initial_frames=initial_frames, best_step=best_step,
-        used_initial=used_initial, reasoner=reasoner,
+        used_initial=used_initial, reasoner=reasoner, geometry=setup.geometry,
     )
     fidelity = reasoner.light_decoder(config.decoder).fidelity
     if fidelity is not None:  # PSNR against the full decode on this model's latents (docs/light_decoding.md)
@@ -385,10 +388,14 @@ class _StepLoop:
             self.decoder.check_fidelity(pred.latents)
         frames = self.decoder(pred.latents)  # (1, F_sel, 3, H, W)
         meter.count_light_decode()
-        rew = self.teacher.reward(frames, self.setup.queries)
-        meter.count_reward()
-        loss = -rew.reward.mean()
-        reward_value = float(rew.reward.detach().mean())
+        if bool(torch.isfinite(frames.detach()).all()):
+            rew = self.teacher.reward(frames, self.setup.queries)
+            meter.count_reward()
+            loss, p_yes = -rew.reward.mean(), rew.p_yes
+            reward_value = float(rew.reward.detach().mean())
+        else:  # a NaN / inf prediction is a non-finite step like a NaN loss (a teacher would reject the frames)
+            loss, reward_value = torch.tensor(float("nan")), float("nan")
+            p_yes = [float("nan")] * len(self.setup.queries.questions)
         opt.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(loss))
         grad_norm = float("nan")
@@ -408,7 +415,7 @@ class _StepLoop:
         else:
             self._recover(step)
         self.step_seconds = meter.elapsed() - t0
-        return StepInfo(step=step, loss=float(loss.detach()), p_yes=rew.p_yes, lr=lr, seconds=self.step_seconds,
+        return StepInfo(step=step, loss=float(loss.detach()), p_yes=p_yes, lr=lr, seconds=self.step_seconds,
                         grad_norm=grad_norm, skipped=not ok, best=ok and self.best_step == step)
 
     def _recover(self, step: int) -> None:

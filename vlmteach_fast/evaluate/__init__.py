@@ -8,16 +8,18 @@ Public API:
 - processes: ``process_state()``, ``split_pending`` (accelerate's ``split_between_processes``);
 - judge: ``checklist_score``, ``VLMChecklistJudge`` (local and unofficial);
 - reports: ``summarize``, ``write_reports`` (markdown, CSV, PNG, HTML); ``throughput_markdown`` (pytest-benchmark);
-- CLI: ``add_bench_parsers(subparsers)`` adds ``bench`` and ``bench-report``.
+- official layouts: ``export_official`` (RULER ``{task}/{index}.mp4``, VBVR ``{split}/{task}/{sample}.mp4``);
+- CLI: ``add_bench_parsers(subparsers)`` adds ``bench``, ``bench-export`` and ``bench-report``.
 """
 
+from .export import export_official, official_relpath
 from .judge import LABEL_POINTS, ChecklistJudge, VLMChecklistJudge, checklist_score
 from .records import RecordWriter, config_hash, merge_records, read_all_records, read_records, shard_path
 from .summary import SummaryRow, latest_configs, summarize, write_reports
 from .runner import METHODS, BenchConfig, pending_items, run_bench, run_item, score_item
 from .shard import ProcessInfo, process_state, split_pending
 from .suites import (DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, SuiteError, checklist_queries,
-                     load_ruler, load_suite, load_toy, load_vbvr)
+                     item_id_from_dir, load_ruler, load_suite, load_toy, load_vbvr)
 from .throughput import throughput_markdown
 
 __all__ = [
@@ -26,4 +28,5 @@ __all__ = [
     "METHODS", "RecordWriter", "read_records", "read_all_records", "merge_records", "config_hash", "shard_path",
     "ProcessInfo", "process_state", "split_pending", "checklist_score", "ChecklistJudge", "VLMChecklistJudge",
     "LABEL_POINTS", "summarize", "latest_configs", "write_reports", "SummaryRow", "throughput_markdown",
+    "export_official", "official_relpath", "item_id_from_dir",
 ]

@@ -1,15 +1,18 @@
-"""``vlmteach-fast bench`` and ``vlmteach-fast bench-report``; wired into the main parser by ``add_bench_parsers``.
+"""``vlmteach-fast bench``, ``bench-export`` and ``bench-report``; wired into the main parser by ``add_bench_parsers``.
 
     vlmteach-fast bench --suite ruler.jsonl --method optimize --pipeline DIR --teacher DIR --config c.yaml --out runs/r
     accelerate launch --num_processes 8 -m vlmteach_fast.cli bench ...        # one process per GPU, same flags
+    vlmteach-fast bench-export --run runs/r --dest videos/my_model --method optimize   # official layout
     vlmteach-fast bench-report bench/results.json --out bench/RESULTS.md
 
 Re-running the same ``bench`` command resumes; running it with another ``--method`` into the same ``--out`` adds that
-method's column to the reports (summary.md, summary.csv, score_vs_seconds.png, categories.png, index.html).
+method's column to the reports (summary.md, summary.csv, score_vs_seconds.png, categories.png, index.html). Each run
+also leaves its videos in the benchmark's official layout under ``--out``/official/METHOD/ (``evaluate.export``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 __all__ = ["add_bench_parsers", "run_bench_command", "run_bench_report"]
@@ -32,8 +35,10 @@ def _add_bench(sub):
                    help="checklist judge: none | teacher | VLM folder | py:MODULE:FACTORY (local, NOT the official "
                         "RULER-Bench judge); default none")
     p.add_argument("--scorer", default=None,
-                   help="the suite's own scorer, py:MODULE:FUNC, called as FUNC(item, frames (1, F, 3, H, W) in "
-                        "[0, 1]) -> score or {score, passed, parts}; becomes the primary score (e.g. VBVR rules)")
+                   help="the suite's own scorer, the primary score: 'vbvr' (VBVR-EvalKit's evaluators as its "
+                        "run_evaluation.py runs them: rule score only), 'vbvr:weighted' (as its evaluate.py: weighted "
+                        "with frame similarity), or py:MODULE:FUNC called as FUNC(item, frames (1, F, 3, H, W) in "
+                        "[0, 1][, video_path=saved mp4]) -> score or {score, passed, parts}")
     p.add_argument("--config", default=None, help="YAML/JSON config (OptimizeConfig fields, plus n and rounds)")
     p.add_argument("--out", required=True, help="output folder (records, videos, reports)")
     p.add_argument("--limit", type=int, default=None, help="only the first N suite items")
@@ -60,17 +65,58 @@ def _add_report(sub):
     p.set_defaults(func=run_bench_report)
 
 
+def _add_export(sub):
+    from .export import LAYOUTS
+
+    p = sub.add_parser("bench-export", help="a bench run's videos in the benchmark's official layout (RULER, VBVR)")
+    p.add_argument("--run", required=True, help="the bench --out folder")
+    p.add_argument("--dest", required=True,
+                   help="folder to write: DEST/{task}/{index}.mp4 (RULER) or DEST/{split}/{task}/{sample}.mp4 (VBVR)")
+    p.add_argument("--method", default=None, help="whose videos (default: the run's only method)")
+    p.add_argument("--layout", default="auto", choices=LAYOUTS, help="default: VBVR when records have a split")
+    p.add_argument("--link", action="store_true", help="hard-link instead of copying where possible")
+    p.set_defaults(func=run_bench_export)
+
+
 def add_bench_parsers(subparsers) -> None:
-    """Add ``bench`` and ``bench-report`` to the ``vlmteach-fast`` subparsers."""
+    """Add ``bench``, ``bench-export`` and ``bench-report`` to the ``vlmteach-fast`` subparsers."""
     _add_bench(subparsers)
+    _add_export(subparsers)
     _add_report(subparsers)
+
+
+def run_bench_export(args) -> int:
+    from .export import export_official
+
+    if not os.path.isdir(os.path.join(args.run, "shards")):
+        raise SystemExit(f"error: --run {args.run!r} is not a bench output folder (no shards/)")
+    try:
+        written = export_official(args.run, args.dest, method=args.method, layout=args.layout, link=args.link)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err}") from err
+    print(f"bench-export: {len(written)} videos in {args.dest}", flush=True)
+    return 0
+
+
+def _scorer(spec: str | None, suite):
+    """``--scorer`` -> a callable, before any model loads (a missing VBVR-EvalKit fails here)."""
+    from .models import resolve_factory
+    from .vbvr import VBVR_SCORERS, VBVRScorer
+
+    if spec is None:
+        return None
+    if spec in VBVR_SCORERS:
+        if suite.kind != "vbvr":
+            raise ValueError(f"--scorer {spec} scores VBVR-Bench samples; --suite is a {suite.kind} suite")
+        return VBVRScorer(spec)
+    return resolve_factory(spec, "--scorer")
 
 
 def _prepare(args):
     """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
     from ..config_io import load_config
     from ..loading import check_out_dir
-    from .models import check_spec, resolve_factory
+    from .models import check_spec
     from .runner import BenchConfig
     from .suites import load_suite
 
@@ -84,7 +130,7 @@ def _prepare(args):
                 raise ValueError(f"--{name} is required for suite {args.suite!r}")
             check_spec(getattr(args, name), f"--{name}")
         check_spec(args.judge, "--judge")
-        scorer = resolve_factory(args.scorer, "--scorer") if args.scorer else None
+        scorer = _scorer(args.scorer, suite)
         config, options = load_config(args.config)
         if args.no_progress:
             config.progress = False
@@ -132,11 +178,18 @@ def run_bench_command(args) -> int:
         print(f"bench: {len(everything) - len(current)} records of earlier configs are left out of the reports "
               "(kept in shards/)", flush=True)
     paths = write_reports(cfg.out, current, items, suite.errors, title=f"{suite.name}", baseline=args.baseline_method)
+    if suite.kind in ("ruler", "vbvr"):
+        from .export import export_official
+
+        official = os.path.join(cfg.out, "official", cfg.method)
+        export_official(cfg.out, official, method=cfg.method, layout=suite.kind, link=True, records=current)
+        paths["official"] = official
     ok = [r for r in records if r["status"] == "ok"]
     scores = [r["score"] for r in ok]
     mean = f"{sum(scores) / len(scores):.3f} ({ok[0]['score_name']})" if ok else "-"
     print(f"bench: {cfg.method}: {len(ok)}/{len(items)} finished, {len(records) - len(ok)} failed, "
-          f"{len(suite.errors)} suite entries skipped; mean score {mean}; report {paths['summary.md']}", flush=True)
+          f"{len(suite.errors)} suite entries skipped; mean score {mean}; report {paths['summary.md']}"
+          + (f"; official layout {paths['official']}" if "official" in paths else ""), flush=True)
     return 0 if len(ok) == len(items) and not suite.errors else 1
 
 

@@ -4,6 +4,8 @@ the output folder can be copied or served as is) with its score, pass mark, seco
 from __future__ import annotations
 
 import html
+import os
+from urllib.parse import quote
 
 from .records import method_labels
 
@@ -27,7 +29,8 @@ def _cell(rec: dict | None, autoplay: bool = True) -> str:
         return "<td>not run</td>"
     if rec["status"] != "ok":
         return f'<td class="err">failed: {html.escape(str(rec["error"]))}</td>'
-    video = html.escape(rec["video"] or "")
+    # a relative URL: item folders are percent-encoded ids ("maze%2F0"), so "%" itself must be escaped ("%25")
+    video = html.escape(quote(os.path.normpath(rec["video"]).replace(os.sep, "/")) if rec["video"] else "")
     gif = video[: -len(".mp4")] + ".gif" if video.endswith(".mp4") else video
     mark = "" if rec["passed"] is None else ('<span class="pass">pass</span>' if rec["passed"]
                                              else '<span class="fail">fail</span>')

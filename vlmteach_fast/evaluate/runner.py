@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import json
 import logging
 import os
@@ -107,7 +108,8 @@ def _first_frame(item: BenchItem):
 
 
 def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher):
-    """Run the method on one item; returns its ``MethodOutput``."""
+    """Run the method on one item; returns its ``MethodOutput`` (whose ``geometry`` says how the first frame was
+    brought to the model's size)."""
     from ..methods import run_method
 
     return run_method(cfg.method, pipe, teacher, item.prompt, image=_first_frame(item),
@@ -128,11 +130,25 @@ def _final_frame_match(frames: torch.Tensor, path: str) -> float:
     return float(1.0 - (last - gt).abs().mean())
 
 
-def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=None, scorer=None) -> dict:
+def _call_scorer(scorer, item, frames, video):
+    """``scorer(item, frames, video_path=path)`` when it takes ``video_path`` (official scorers read the saved file),
+    else ``scorer(item, frames)``."""
+    try:
+        params = inspect.signature(scorer).parameters.values()
+    except (TypeError, ValueError):
+        params = ()
+    if any(p.name == "video_path" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return scorer(item, frames, video_path=video)
+    return scorer(item, frames)
+
+
+def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=None, scorer=None,
+               video: str | None = None) -> dict:
     """All scores of one video. Returns {"score", "score_name", "passed", "scores"}: the primary score is the given
     ``scorer``'s (see ``BenchConfig.scorer``), else the suite's rule scorer (toy: 0..1), else the checklist judge
     (0..100), else the ground-truth final-frame match (0..1), else the teacher's mean P(Yes) (0..1). ``passed``: the
-    scorer's / rule passed / every checklist label Good / None (proxy) / every P(Yes) >= 0.5."""
+    scorer's / rule passed / every checklist label Good / None (proxy) / every P(Yes) >= 0.5. ``video``: the saved
+    video file, passed to a scorer that takes a ``video_path`` argument."""
     scores = {"teacher": sum(p_yes) / len(p_yes)}
     primary = ("teacher", scores["teacher"], all(p >= 0.5 for p in p_yes))
     if "final_frame" in item.ground_truth:
@@ -152,7 +168,7 @@ def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=
         scores.update(rule=rule.score, rule_parts=rule.parts)
         primary = ("rule", rule.score, bool(rule.passed))
     if scorer is not None:
-        out = scorer(item, frames)
+        out = _call_scorer(scorer, item, frames, video)
         out = out if isinstance(out, dict) else {"score": out}
         if "score" not in out:
             raise ValueError(f"the scorer must return a number or a dict with 'score', got keys {sorted(out)}")
@@ -165,23 +181,30 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
              chash: str | None = None) -> dict:
     """Run, score and save one instance; never raises for a failing instance (the record says "error")."""
     chash = chash or cfg.hash()
-    rec = {"instance_id": item.id, "task": item.task, "category": item.category, "split": item.split,
+    rec = {"instance_id": item.id, "task": item.task, "index": item.index, "category": item.category,
+           "split": item.split,
            "method": cfg.method, "config_hash": chash, "status": "ok", "error": None, "score": None,
            "score_name": None, "passed": None, "scores": {}, "teacher_p_yes": None, "stop_reason": None,
-           "seconds": None, "cost": None, "video": None, "adapter": None, "rank": rank}
+           "seconds": None, "cost": None, "video": None, "adapter": None, "geometry": None, "rank": rank}
     t0 = time.perf_counter()
+    stage = "run"
     try:
         result = _solve(item, cfg, pipe, teacher)
-        rec.update(score_item(item, result.frames, result.p_yes, judge, cfg.scorer))
-        rec.update(teacher_p_yes=list(result.p_yes), stop_reason=result.stop_reason, cost=result.cost.to_dict())
+        rec.update(geometry=getattr(result, "geometry", None), teacher_p_yes=list(result.p_yes),
+                   stop_reason=result.stop_reason, cost=result.cost.to_dict())
+        # outputs first: a scorer that fails must not cost the generated video
         rel = os.path.join("instances", f"{cfg.method}-{chash}", item.dir_name)
         commit_dir(lambda d: result.save(d, fps=cfg.fps), os.path.join(cfg.out, rel))
         rec["video"] = os.path.join(rel, "video.mp4")
         if os.path.isdir(os.path.join(cfg.out, rel, "adapter")):
             rec["adapter"] = os.path.join(rel, "adapter")
+        stage = "scoring"
+        rec.update(score_item(item, result.frames, result.p_yes, judge, cfg.scorer,
+                              video=os.path.join(cfg.out, rec["video"])))
     except Exception as err:  # noqa: BLE001 - one bad instance (bad image, OOM, NaN) must not stop the benchmark
         log.warning("instance %s failed: %s", item.id, traceback.format_exc(limit=3))
-        rec.update(status="error", error=f"{type(err).__name__}: {err}", score=None, passed=None)
+        where = "" if stage == "run" else f"{stage} failed (the video is kept at {rec['video']}): "
+        rec.update(status="error", error=f"{where}{type(err).__name__}: {err}", score=None, passed=None)
         if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
             torch.cuda.empty_cache()
     rec["seconds"] = time.perf_counter() - t0

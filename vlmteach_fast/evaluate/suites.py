@@ -5,10 +5,16 @@ Malformed items never stop a suite from loading: each becomes a ``SuiteError`` n
 or the sample folder (VBVR), and the other items still run. Formats:
 
 - RULER-Bench style, ``suite.json`` (a list of objects, or ``{"items": [...]}``) or ``suite.jsonl`` (one object per
-  line): ``index``, ``task_name``, ``category``, ``prompt``, optional ``input_image_path`` (relative to the suite
-  file), ``checklist``: a list of one-key objects ``{metric: question}`` with metric in ``RULER_METRICS``.
-- VBVR-Bench style folder: ``<split>/<task>/<sample>/first_frame.png`` + ``prompt.txt``, optional ``final_frame.png``
-  and ``ground_truth.mp4``. The category is the task name (VBVR has no separate categories).
+  line; the official file is ``data.jsonl`` at the dataset root): ``index``, ``task_name``, ``category``, ``prompt``,
+  optional ``input_image_path`` (relative to the suite file), ``checklist``: a list of one-key objects
+  ``{metric: question}`` with metric in ``RULER_METRICS``. Indices restart in every task (the official layout is
+  ``{task_name}/{index}``), so an item's id is ``"{task_name}/{index}"``. The official judge's other inputs
+  (``gt_image_path``, ``input_video_path``: resolved like the image; ``implicit_explanation``) are kept in
+  ``BenchItem.extra``.
+- VBVR-Bench style folder (the downloaded ground truth): ``<split>/<task>/<sample>/first_frame.png`` + ``prompt.txt``,
+  optional ``final_frame.png`` and ``ground_truth.mp4``. The category is VBVR's cognitive category of the task
+  (Abstraction, Knowledge, Perception, Spatiality, Transformation) when VBVR-EvalKit is installed (its task table),
+  else the task name; the split folder (In-Domain_50 / Out-of-Domain_50) is ``BenchItem.split``.
 - ``toy`` or ``toy:N``: N (default 12) held-out instances of the built-in demo world (``vlmteach_fast.toy``), scored
   by its rule scorers.
 """
@@ -17,10 +23,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
+from urllib.parse import quote, unquote
 from dataclasses import dataclass, field
 
 __all__ = ["RULER_METRICS", "DEFAULT_QUERY_METRICS", "BenchItem", "SuiteError", "Suite", "load_suite",
+           "item_id_from_dir",
            "load_ruler", "load_vbvr", "load_toy", "checklist_queries"]
 
 RULER_METRICS = ("Instruction Following", "Visual Consistency", "Visual Fidelity", "Rule Coherence")
@@ -28,7 +35,9 @@ RULER_METRICS = ("Instruction Following", "Visual Consistency", "Visual Fidelity
 # fidelity questions are kept for scoring only (optimizing against them would also be judging with them).
 DEFAULT_QUERY_METRICS = ("Rule Coherence", "Instruction Following")
 TOY_DEFAULT_N = 12
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+# fields of a RULER item the official judge reads besides the ones BenchItem names; paths among them are resolved
+RULER_EXTRA_PATHS = ("gt_image_path", "input_video_path")
+RULER_EXTRA_TEXT = ("implicit_explanation",)
 
 
 @dataclass
@@ -36,14 +45,19 @@ class BenchItem:
     """One benchmark instance.
 
     Attributes:
-        id: unique within the suite; also used (sanitized) as a folder name.
+        id: unique within the suite (RULER: ``task/index``; VBVR: ``split/task/sample``); ``dir_name`` is its
+            reversible folder name.
         task: task name; category: rule category (RULER) or the task (VBVR, toy).
+        index: the item's index within its task as the benchmark writes it (RULER ``index``, VBVR sample folder);
+            the official output layouts name videos by it.
         prompt: the task prompt.
         image: absolute path of the first frame, or None (text-to-video).
         checklist: [(metric, question)] in file order (RULER), else empty.
         split: VBVR split name, "" otherwise.
         ground_truth: {"final_frame": path, "video": path} where present (VBVR).
         source: "file:line" or folder the item came from (for error messages).
+        extra: the benchmark's other fields, kept for its official judge (RULER: ``gt_image_path`` and
+            ``input_video_path`` as absolute paths, ``implicit_explanation``).
         toy: the ``ToyInstance`` (built-in suite only; not serialized).
     """
 
@@ -56,6 +70,8 @@ class BenchItem:
     split: str = ""
     ground_truth: dict = field(default_factory=dict)
     source: str = ""
+    index: str = ""
+    extra: dict = field(default_factory=dict)
     toy: object = None
 
     def __post_init__(self):
@@ -66,14 +82,16 @@ class BenchItem:
 
     @property
     def dir_name(self) -> str:
-        """``id`` made safe as one path component; when that changed it, a short hash of the id keeps ids that
-        sanitize alike ("a/b", "a_b") apart."""
-        safe = _SAFE.sub("_", self.id).strip("._")
-        if safe == self.id:
-            return safe
-        import hashlib
+        """``id`` as one path component, reversibly (``item_id_from_dir`` gives the id back): characters other than
+        letters, digits, ``_``, ``-`` and ``.`` are percent-encoded ("task/3" -> "task%2F3"), and so is a leading
+        dot (no hidden or "." / ".." folders)."""
+        name = quote(self.id, safe="")  # keeps A-Z a-z 0-9 _ . - ~ only
+        return "%2E" + name[1:] if name.startswith(".") else name
 
-        return f"{safe or 'item'}-{hashlib.sha256(self.id.encode()).hexdigest()[:6]}"
+
+def item_id_from_dir(name: str) -> str:
+    """The item id a ``BenchItem.dir_name`` stands for."""
+    return unquote(name)
 
 
 @dataclass
@@ -126,17 +144,31 @@ def _ruler_item(obj, base_dir: str, where: str, position: int) -> BenchItem:
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f"checklist[{j}] ({metric}): the question must be a non-empty string")
         checklist.append((metric, question))
-    image = obj.get("input_image_path")
-    if image is not None:
-        if not isinstance(image, str) or not image:
-            raise ValueError(f"`input_image_path` must be a path string, got {image!r}")
-        image = os.path.normpath(os.path.join(base_dir, image))
-        if not os.path.isfile(image):
-            raise ValueError(f"`input_image_path` file not found: {image!r}")
-    index = obj.get("index", position)
-    return BenchItem(id=str(index), task=str(obj["task_name"]), category=str(obj["category"]),
+    image = _ruler_path(obj, "input_image_path", base_dir)
+    extra = {k: _ruler_path(obj, k, base_dir) for k in RULER_EXTRA_PATHS if obj.get(k)}
+    for k in RULER_EXTRA_TEXT:
+        if obj.get(k):
+            if not isinstance(obj[k], str):
+                raise ValueError(f"`{k}` must be a string, got {type(obj[k]).__name__}")
+            extra[k] = obj[k]
+    index = str(obj.get("index", position))
+    task = str(obj["task_name"])
+    return BenchItem(id=f"{task}/{index}", task=task, category=str(obj["category"]),
                      prompt=obj["prompt"] if isinstance(obj["prompt"], str) else "", image=image,
-                     checklist=checklist, source=where)
+                     checklist=checklist, source=where, index=index, extra=extra)
+
+
+def _ruler_path(obj: dict, key: str, base_dir: str) -> str | None:
+    """``obj[key]`` resolved against the suite file's folder (the dataset root), which must hold that file."""
+    path = obj.get(key)
+    if path is None or path == "":
+        return None
+    if not isinstance(path, str):
+        raise ValueError(f"`{key}` must be a path string, got {path!r}")
+    path = os.path.normpath(os.path.join(base_dir, path))
+    if not os.path.isfile(path):
+        raise ValueError(f"`{key}` file not found: {path!r}")
+    return path
 
 
 def load_ruler(path: str) -> Suite:
@@ -176,7 +208,7 @@ def load_ruler(path: str) -> Suite:
             if not item.prompt.strip():
                 raise ValueError("`prompt` must be a non-empty string")
             if item.id in seen:
-                raise ValueError(f"duplicate index {item.id!r} (first at {seen[item.id]})")
+                raise ValueError(f"duplicate index {item.index!r} in task {item.task!r} (first at {seen[item.id]})")
         except ValueError as err:
             errors.append(SuiteError(where, str(err)))
             continue
@@ -221,6 +253,8 @@ def _item_lines(text: str, n: int) -> list[int]:
 def load_vbvr(root: str) -> Suite:
     """A VBVR-Bench style folder ``<split>/<task>/<sample>/{first_frame.png, prompt.txt, [final_frame.png],
     [ground_truth.mp4]}``. Samples missing a first frame or prompt become ``SuiteError``s naming the folder."""
+    from .vbvr import vbvr_category
+
     root = os.path.abspath(os.fspath(root))
     items, errors = [], []
     for split in sorted(os.listdir(root)):
@@ -248,8 +282,9 @@ def load_vbvr(root: str) -> Suite:
                 gt = {k: os.path.join(d, name) for k, name in (("final_frame", "final_frame.png"),
                                                                 ("video", "ground_truth.mp4"))
                       if os.path.isfile(os.path.join(d, name))}
-                items.append(BenchItem(id=f"{split}/{task}/{sample}", task=task, category=task, prompt=prompt,
-                                       image=first, split=split, ground_truth=gt, source=d))
+                items.append(BenchItem(id=f"{split}/{task}/{sample}", task=task,
+                                       category=vbvr_category(task) or task, prompt=prompt, image=first,
+                                       split=split, ground_truth=gt, source=d, index=sample))
     if not items and not errors:
         raise ValueError(f"{root}: no <split>/<task>/<sample>/ folders found (VBVR-style suite)")
     return Suite(os.path.basename(root.rstrip("/")), items, errors, "vbvr")

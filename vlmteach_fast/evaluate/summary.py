@@ -27,7 +27,7 @@ __all__ = ["SummaryRow", "latest_configs", "summarize", "to_markdown", "to_csv",
 @dataclass
 class SummaryRow:
     method: str
-    level: str  # "all" | "category" | "task"
+    level: str  # "all" | "split" | "category" | "task"
     group: str
     instances: int
     failed: int
@@ -75,9 +75,20 @@ def _evals(rec) -> float | None:
     return cost["denoiser_forward"] + cost.get("denoiser_backward", 0)
 
 
+def _split_label(rec: dict) -> str:
+    """The record's split for the per-split rows: VBVR's "In-Domain" / "Out-of-Domain" for its split folders, the
+    folder name otherwise, "" (no row) for suites without splits."""
+    from .vbvr import vbvr_domain
+
+    split = rec.get("split") or ""
+    return vbvr_domain(split) or split
+
+
 def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRow]:
-    """Summary rows for every method label x {all, each category, each task}. ``records``: merged records (one per
-    instance and method/config); ``baseline``: the label gains are measured against (None if absent)."""
+    """Summary rows for every method label x {all, each split (VBVR: In-Domain / Out-of-Domain), each category,
+    each task}: VBVR's headline numbers (per split, per cognitive category) beside the per-task ones. ``records``:
+    merged records (one per instance and method/config); ``baseline``: the label gains are measured against (None if
+    absent)."""
     labels = method_labels(records)
     by_label: dict[str, list[dict]] = {}
     for r in records:
@@ -88,9 +99,10 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRo
     for label in sorted(by_label):
         recs = by_label[label]
         groups = [("all", "all", recs)]
-        for level, key in (("category", "category"), ("task", "task")):
-            for g in sorted({r[key] for r in recs}):
-                groups.append((level, g, [r for r in recs if r[key] == g]))
+        for level, key in (("split", _split_label), ("category", lambda r: r["category"]),
+                           ("task", lambda r: r["task"])):
+            for g in sorted({key(r) for r in recs} - {""}):
+                groups.append((level, g, [r for r in recs if key(r) == g]))
         for level, g, rs in groups:
             ok = [r for r in rs if r["status"] == "ok"]
             names = Counter(r["score_name"] for r in ok)
@@ -118,11 +130,11 @@ def _fmt(v, pct=False):
 
 
 def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary") -> str:
-    """One table per level (all, category, task)."""
+    """One table per level (all, split, category, task)."""
     out = [f"# {title}\n"]
     head = ("| method | {g} | n | failed | score | mean score | pass rate | s / instance | denoiser evals "
             "| peak MiB | gain vs baseline |")
-    for level in ("all", "category", "task"):
+    for level in ("all", "split", "category", "task"):
         rs = [r for r in rows if r.level == level]
         if not rs:
             continue

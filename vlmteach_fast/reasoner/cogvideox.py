@@ -50,8 +50,22 @@ class CogVideoXFamily(VideoFamily):
     def latent_channels(self) -> int:
         return int(self.pipe.vae.config.latent_channels)
 
+    def size_multiple(self):
+        return self.spatial * self.p, self.spatial * self.p
+
+    @property
+    def default_size(self):
+        # the pipeline's default: the transformer's sample size (latent pixels) x the VAE's compression
+        cfg = self.transformer.config
+        return int(cfg.sample_height) * self.spatial, int(cfg.sample_width) * self.spatial
+
+    def fixed_size(self):
+        # CogVideoX-5b-I2V: learned positional embeddings exist for the sample size only (diffusers raises at the
+        # first denoiser call otherwise, after the teacher has already written its questions)
+        return self.default_size if self.transformer.config.use_learned_positional_embeddings else None
+
     def check_geometry(self, num_frames, height, width):
-        self._check_video_geometry(num_frames, height, width, self.spatial * self.p, self.spatial * self.p)
+        super().check_geometry(num_frames, height, width)
         lat_f = (num_frames - 1) // self.temporal + 1
         if self.pt is not None and lat_f % self.pt:
             # CogVideoX 1.5 would pad latent frames at the start and drop them after sampling; not implemented.

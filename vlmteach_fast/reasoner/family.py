@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..checks import check_int
@@ -56,7 +57,8 @@ class VideoFamily:
     """
 
     name = "base"
-    is_i2v: bool = True  # image-to-video (prepare needs `image`); text-to-video families set False
+    # True: image-to-video (prepare needs `image`); False: text-to-video (no image); None: either (Wan2.2 TI2V)
+    is_i2v: bool | None = True
     pipeline_classes: tuple[str, ...] = ()
     attention_targets: tuple[str, ...] = ()
     ffn_targets: tuple[str, ...] = ()
@@ -95,8 +97,23 @@ class VideoFamily:
         """
         check_int("steps", steps)
         sched = copy.deepcopy(self.pipe.scheduler)
-        sched.set_timesteps(device="cpu", **self.scheduler_kwargs(steps, prepared, sigmas))
+        kwargs = self.scheduler_kwargs(steps, prepared, sigmas)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a degenerate stretch is handled just below
+            sched.set_timesteps(device="cpu", **kwargs)
         sigmas = getattr(sched, "sigmas", None)
+        if sigmas is not None and not torch.isfinite(sigmas).all() and getattr(sched.config, "shift_terminal", None):
+            # `shift_terminal` (LTX-Video: 0.1) stretches the shifted sigmas s to 1 - (1 - s) * (1 - terminal) /
+            # (1 - s_last). A schedule whose last sigma is 1 -- the one-step prediction from pure noise, [1.0] --
+            # makes that 0 / 0. The stretch maps sigma 1 to 1 in every schedule, so without it the one step starts
+            # where every multi-step schedule starts (sigma 1 -> 0), which is what the one-step estimate needs.
+            sched.register_to_config(shift_terminal=None)
+            sched.set_timesteps(device="cpu", **kwargs)
+            sigmas = sched.sigmas
+        if sigmas is not None and not torch.isfinite(sigmas).all():
+            raise ValueError(
+                f"scheduler {type(sched).__name__} gives a non-finite sigma schedule for {steps} step(s) "
+                f"({sigmas.tolist()}) with config {dict(sched.config)}"
+            )
         if sigmas is None or len(sigmas) != steps + 1:
             raise TypeError(
                 f"scheduler {type(sched).__name__} has no flow-matching sigma schedule of length steps + 1; "
@@ -117,10 +134,29 @@ class VideoFamily:
         """Euler step of the flow ODE in float32: ``x + (sigma_next - sigma) * v``; with sigma_next = 0 this is x0."""
         return latents.to(torch.float32) + (sigma_next - sigma) * model_output.to(torch.float32)
 
-    # ----- to implement per family -----
+    # ----- geometry -----
+
+    # (height, width) the family's diffusers pipeline uses when the caller gives none (its ``__call__`` defaults)
+    default_size: tuple[int, int] = (480, 832)
+
+    def size_multiple(self) -> tuple[int, int]:
+        """(mult_h, mult_w): frame height / width must be multiples of these (VAE compression x patch size)."""
+        raise NotImplementedError
+
+    def fixed_size(self) -> tuple[int, int] | None:
+        """The only (height, width) the checkpoint can make, or None when any multiple of ``size_multiple`` works."""
+        return None
 
     def check_geometry(self, num_frames: int, height: int, width: int) -> None:
-        raise NotImplementedError
+        """Raise ``ValueError`` naming the argument when the model cannot make (num_frames, height, width); called
+        before any model work (the teacher's questions, the text encoder)."""
+        self._check_video_geometry(num_frames, height, width, *self.size_multiple())
+        fixed = self.fixed_size()
+        if fixed is not None and (height, width) != fixed:
+            raise ValueError(
+                f"`height` and `width` must be {fixed} for this {type(self.pipe).__name__} checkpoint (its learned "
+                f"positional embeddings are sized for that resolution only), got ({height}, {width})"
+            )
 
     def _check_video_geometry(self, num_frames: int, height: int, width: int, mult_h: int, mult_w: int) -> None:
         """The checks every family shares: ints >= 1, ``num_frames = k * temporal + 1`` (the VAE keeps the first
@@ -141,6 +177,8 @@ class VideoFamily:
                 f"got ({height}, {width})"
             )
 
+    # ----- to implement per family -----
+
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length) -> PreparedInstance:
         raise NotImplementedError
@@ -154,9 +192,9 @@ class VideoFamily:
         what the pipeline returns (embeddings; LTX adds attention masks)."""
         self.check_geometry(num_frames, height, width)
         name = type(self.pipe).__name__
-        if self.is_i2v and image is None:
+        if self.is_i2v is True and image is None:
             raise ValueError(f"`image` is required for {name} (image-to-video), got None")
-        if not self.is_i2v and image is not None:
+        if self.is_i2v is False and image is not None:
             raise ValueError(f"`image` must be None for the text-to-video {name}; for image conditioning build the "
                              "reasoner from an image-to-video pipeline of the family")
         with torch.no_grad():

@@ -45,8 +45,10 @@ class LTXFamily(VideoFamily):
     def latent_channels(self) -> int:
         return int(self.pipe.vae.config.latent_channels)
 
-    def check_geometry(self, num_frames, height, width):
-        self._check_video_geometry(num_frames, height, width, self.spatial * self.p, self.spatial * self.p)
+    default_size = (512, 704)  # LTXImageToVideoPipeline's defaults
+
+    def size_multiple(self):
+        return self.spatial * self.p, self.spatial * self.p
 
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length):

@@ -9,6 +9,10 @@ Three ways the image enters the model (all as in diffusers' ``WanPipeline`` / ``
   and every token gets its own timestep, 0 on the first frame (it is clean), t elsewhere.
 Conditions are computed with the pipeline's own ``encode_prompt`` / ``prepare_latents`` / ``encode_image`` so they
 match ``pipe(...)`` exactly (tests compare against it).
+
+Wan2.2-TI2V-5B's diffusers repository loads as ``WanPipeline`` (``expand_timesteps=True``): one model for text- and
+image-to-video. Given such a pipeline, the family takes an image when there is one and encodes it with a
+``WanImageToVideoPipeline`` built from the same components (shared, not copied), exactly as that pipeline would.
 """
 
 from __future__ import annotations
@@ -39,8 +43,12 @@ class WanFamily(VideoFamily):
                 "two-expert Wan2.2 pipelines (transformer_2 set) are not supported yet; use a single-transformer "
                 "Wan pipeline (Wan2.1 T2V/I2V, Wan2.2 TI2V-5B)"
             )
-        self.is_i2v = type(pipe).__name__ == "WanImageToVideoPipeline"
         self.expand_timesteps = bool(getattr(pipe.config, "expand_timesteps", False))
+        if type(pipe).__name__ == "WanImageToVideoPipeline":
+            self.is_i2v = True
+        else:  # WanPipeline: text-to-video, or either for the TI2V form (per-token timesteps)
+            self.is_i2v = None if self.expand_timesteps else False
+        self._image_pipe = pipe if self.is_i2v else None
         vae = pipe.vae
         self.temporal = int(vae.config.scale_factor_temporal)
         self.spatial = int(vae.config.scale_factor_spatial)
@@ -55,32 +63,45 @@ class WanFamily(VideoFamily):
 
     @property
     def variant(self) -> str:
-        if not self.is_i2v:
+        if self.is_i2v is False:
             return "t2v"
         return "ti2v" if self.expand_timesteps else "i2v"
 
-    def check_geometry(self, num_frames, height, width):
-        self._check_video_geometry(num_frames, height, width, self.spatial * self.patch[1],
-                                   self.spatial * self.patch[2])
+    def image_pipeline(self):
+        """The pipeline whose ``prepare_latents`` encodes a first frame: the pipeline itself when it is an
+        image-to-video one, else (TI2V loaded as ``WanPipeline``) a ``WanImageToVideoPipeline(expand_timesteps=True)``
+        over the same component objects, built once."""
+        if self._image_pipe is None:
+            from diffusers import WanImageToVideoPipeline
+
+            p = self.pipe
+            self._image_pipe = WanImageToVideoPipeline(tokenizer=p.tokenizer, text_encoder=p.text_encoder, vae=p.vae,
+                                                       scheduler=p.scheduler, transformer=p.transformer,
+                                                       expand_timesteps=True)
+        return self._image_pipe
+
+    def size_multiple(self):
+        return self.spatial * self.patch[1], self.spatial * self.patch[2]
 
     def prepare(self, prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                 max_sequence_length):
         pipe = self.pipe
         pos, neg = self._checked_prompt_embeds(prompt, image, negative_prompt, num_frames, height, width,
                                                guidance_scale, max_sequence_length)
+        with_image = image is not None
         device = self.device
         with torch.no_grad():
             lat_f = (num_frames - 1) // self.temporal + 1
-            channels = pipe.vae.config.z_dim if self.is_i2v else self.transformer.config.in_channels
+            channels = pipe.vae.config.z_dim if with_image else self.transformer.config.in_channels
             shape = (1, channels, lat_f, height // self.spatial, width // self.spatial)
             # Seeded CPU generator: the same seed gives the same noise on every device (diffusers' randn_tensor).
             noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
             noise = noise.to(device)
             conditions = {}
-            if self.is_i2v:
+            if with_image:
                 img = image_to_tensor(image, height, width).to(device)
-                out = pipe.prepare_latents(img, 1, channels, height, width, num_frames, torch.float32, device,
-                                           None, noise.clone())
+                out = self.image_pipeline().prepare_latents(img, 1, channels, height, width, num_frames,
+                                                            torch.float32, device, None, noise.clone())
                 if self.expand_timesteps:
                     conditions["image_latents"] = out[1]  # (1, C, 1, h, w)
                     conditions["first_frame_mask"] = out[2]  # (1, 1, F_lat, h, w): 0 on frame 0, 1 elsewhere
@@ -100,13 +121,13 @@ class WanFamily(VideoFamily):
         extra = {}
         if "image_embeds" in c:
             extra["encoder_hidden_states_image"] = c["image_embeds"]
-        if self.is_i2v and self.expand_timesteps:
+        if "first_frame_mask" in c:  # TI2V with an image
             mask = c["first_frame_mask"]
             hidden = (1 - mask) * c["image_latents"] + mask * latents
             # One timestep per token (patch): 0 on the clean first frame, t elsewhere; (B, F_lat * h/p * w/p).
             ts = (mask[0][0][:, :: self.patch[1], :: self.patch[2]] * t).flatten()
             return hidden, ts.unsqueeze(0).expand(b, -1), extra
-        if self.is_i2v:
+        if "concat" in c:  # Wan2.1 image-to-video
             return torch.cat([latents, c["concat"].to(latents.dtype)], dim=1), t.expand(b), extra
         if self.expand_timesteps:
             # Wan2.2 5B text-to-video: per-token timesteps, all equal to t.
@@ -115,7 +136,7 @@ class WanFamily(VideoFamily):
         return latents, t.expand(b), extra
 
     def finalize(self, prepared, latents):
-        if self.is_i2v and self.expand_timesteps:
+        if "first_frame_mask" in prepared.conditions:
             mask = prepared.conditions["first_frame_mask"]
             return (1 - mask) * prepared.conditions["image_latents"] + mask * latents
         return latents

@@ -59,6 +59,33 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h_bar, w_bar
 
 
+def qwen3_video_smart_resize(num_frames: int, height: int, width: int, temporal_factor: int, factor: int,
+                             min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Target (h, w) of a Qwen3-VL video's frames: like ``smart_resize``, but the pixel bounds hold for the whole
+    clip (frames rounded to the temporal patch x h x w), and sides below ``factor`` are first scaled up to it --
+    the arithmetic of transformers' Qwen3-VL video processor.
+    """
+    if num_frames < temporal_factor:
+        raise ValueError(f"a Qwen3-VL clip needs at least {temporal_factor} frames, got {num_frames}")
+    if height < factor or width < factor:
+        scale = max(factor / height, factor / width)
+        height, width = int(height * scale), int(width * scale)
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"frame aspect ratio must be below 200, got {height}x{width}")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    t_bar = round(num_frames / temporal_factor) * temporal_factor
+    if t_bar * h_bar * w_bar > max_pixels:
+        beta = math.sqrt((num_frames * height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif t_bar * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (num_frames * height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
 def _bicubic(x: torch.Tensor) -> torch.Tensor:
     # Keys cubic with a = -0.5, PIL's BICUBIC (torch's non-antialiased bicubic uses a = -0.75).
     a, x = -0.5, x.abs()

@@ -19,7 +19,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .family import VLMFamily
 from .lm_batch import gather_last, left_pad, suffix_batch
-from .preprocess import normalize, qwen_patchify, qwen_video_patchify, resize_images, smart_resize
+from .preprocess import (normalize, qwen3_video_smart_resize, qwen_patchify, qwen_video_patchify, resize_images,
+                         smart_resize)
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -32,6 +33,12 @@ _DEFAULTS = {
                        system="You are a helpful assistant."),
     "qwen3_vl": dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), min_pixels=65536, max_pixels=16777216, system=None),
 }
+# Video processors' pixel bounds (transformers' Qwen2VLVideoProcessor, also used by Qwen2.5-VL, and
+# Qwen3VLVideoProcessor class defaults: size = {shortest_edge, longest_edge}). They differ from the image bounds:
+# a 720 x 1280 clip becomes 560 x 1008 (grid 40 x 72) for Qwen2-VL's video processor, 728 x 1288 (52 x 92) with
+# the image bounds. Qwen3-VL's video bounds hold for the whole clip (frames x h x w), not per frame.
+_VIDEO_BOUNDS = {"qwen2_vl": (128 * 28 * 28, 28 * 28 * 768), "qwen2_5_vl": (128 * 28 * 28, 28 * 28 * 768),
+                 "qwen3_vl": (128 * 32 * 32, 32 * 32 * 768)}
 SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>")
 
 
@@ -103,6 +110,7 @@ class QwenVLFamily(VLMFamily):
         self.std = _processor_value(image_processor, "std", d["std"])
         self.min_pixels = int(_processor_value(image_processor, "min_pixels", d["min_pixels"]))
         self.max_pixels = int(_processor_value(image_processor, "max_pixels", d["max_pixels"]))
+        self.video_min_pixels, self.video_max_pixels = _VIDEO_BOUNDS[self.name]
         self.system = d["system"]
         self.image_token_id = int(model.config.image_token_id)
         self.video_token_id = int(model.config.video_token_id)
@@ -152,6 +160,24 @@ class QwenVLFamily(VLMFamily):
         hi = self.max_pixels if max_pixels is None else max_pixels
         return smart_resize(height, width, factor, lo, hi)
 
+    def use_video_processor(self, video_processor) -> None:
+        """Take the pixel bounds of the model's own video processor (its ``size``) for ``frames_as="video"``."""
+        lo = _processor_value(video_processor, "min_pixels", self.video_min_pixels)
+        hi = _processor_value(video_processor, "max_pixels", self.video_max_pixels)
+        self.video_min_pixels, self.video_max_pixels = int(lo), int(hi)
+
+    def video_target_size(self, num_frames: int, height: int, width: int, min_pixels: int | None = None,
+                          max_pixels: int | None = None) -> tuple[int, int]:
+        """(h, w) each frame of a clip of ``num_frames`` frames is resized to, like the HF video processor: its own
+        pixel bounds (``video_min_pixels`` / ``video_max_pixels``, per frame for Qwen2/2.5-VL, per clip for
+        Qwen3-VL) unless ``min_pixels`` / ``max_pixels`` are given."""
+        factor = self.patch_size * self.merge_size
+        lo = self.video_min_pixels if min_pixels is None else min_pixels
+        hi = self.video_max_pixels if max_pixels is None else max_pixels
+        if self.name == "qwen3_vl":
+            return qwen3_video_smart_resize(num_frames, height, width, self.temporal_patch_size, factor, lo, hi)
+        return smart_resize(height, width, factor, lo, hi)
+
     def preprocess(self, images: torch.Tensor, min_pixels: int | None = None, max_pixels: int | None = None):
         """(N, 3, H, W) float in [0, 1] -> (pixel_values (N*gh*gw, C*tp*p*p), grid_thw (N, 3)), differentiable."""
         size = self.target_size(images.shape[-2], images.shape[-1], min_pixels, max_pixels)
@@ -181,7 +207,7 @@ class QwenVLFamily(VLMFamily):
         pvs, grids, stamps = [], [], []
         for k, clip in enumerate(clips):
             B, T = clip.shape[:2]
-            size = self.target_size(clip.shape[-2], clip.shape[-1], min_pixels, max_pixels)
+            size = self.video_target_size(T, clip.shape[-2], clip.shape[-1], min_pixels, max_pixels)
             x = normalize(resize_images(clip.reshape(B * T, *clip.shape[2:]), size), self.mean, self.std)
             pv, grid = qwen_video_patchify(x.view(B, T, *x.shape[1:]), self.patch_size, self.temporal_patch_size,
                                            self.merge_size)

@@ -11,6 +11,8 @@ reward(frames, queries) in five steps:
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +32,21 @@ YES_CANDIDATES = ("Yes", " Yes", "yes", " yes", "YES")
 NO_CANDIDATES = ("No", " No", "no", " no", "NO")
 
 
+# What each family's teacher shows the model, where that differs from the model's usual input (printed by
+# `vlmteach-fast doctor`; measurements in docs/teachers.md).
+_GLOBAL_ONLY = ("frames are scored on the global image only: the released Idefics3/SmolVLM processors split each "
+                "frame into tiles plus a global image (13-17 images per frame), the teacher feeds the global image "
+                "alone, so its scores differ from the model's usual input (measured on a tiny model: docs/teachers.md)")
+FAMILY_NOTES = {
+    "qwen2_vl": "as its processors: image bounds for frames_as='images', the video processor's for 'video'",
+    "qwen2_5_vl": "as its processors: image bounds for frames_as='images', the video processor's for 'video'",
+    "qwen3_vl": "as its processors: image bounds for frames_as='images', the video processor's for 'video'",
+    "idefics3": _GLOBAL_ONLY,
+    "smolvlm": _GLOBAL_ONLY,
+    "llava": "as its processor: one image per frame at the vision tower's size",
+}
+
+
 def supported_model_types() -> list[str]:
     """transformers `model_type`s with a teacher family wrapper."""
     return sorted(FAMILIES)
@@ -41,6 +58,8 @@ class RewardConfig:
 
     goal_frames: int = field(default=1, metadata={"help": "final frames shown with the goal question"})
     process_frames: int = field(default=4, metadata={"help": "frames spread over the video for process questions"})
+    # frames_as="video" (Qwen-VL): None takes the video processor's bounds, which are not the image processor's
+    # (and hold per clip for Qwen3-VL, as its video processor counts them)
     min_pixels: int | None = field(default=None, metadata={"help": "per-frame pixel floor; None: processor's"})
     max_pixels: int | None = field(default=None, metadata={"help": "per-frame pixel cap; None: processor's"})
     answer_form: str = field(
@@ -107,6 +126,13 @@ def resolve_answer_token(tokenizer, candidates=YES_CANDIDATES) -> int:
     )
 
 
+def _video_processor(processor):
+    """The ``video_processor`` of a full transformers processor (Qwen-VL, where torchvision is installed), else None."""
+    if isinstance(processor, (tuple, list)):
+        return None
+    return getattr(processor, "video_processor", None)
+
+
 def _split_processor(processor):
     """(tokenizer, image_processor) from a processor, a tokenizer, or a (tokenizer, image_processor) pair."""
     if isinstance(processor, (tuple, list)) and len(processor) == 2:
@@ -129,7 +155,9 @@ class VLMTeacher:
         model: a transformers `*ForConditionalGeneration` of a supported family (see `supported_model_types()`).
             It is put in eval mode and its parameters get requires_grad=False: no gradient ever reaches them.
         processor: the model's processor, or its tokenizer, or a (tokenizer, image_processor) pair. The image
-            processor only supplies normalization and pixel bounds; preprocessing itself runs in torch.
+            processor only supplies normalization and pixel bounds; preprocessing itself runs in torch. A full
+            processor's video processor supplies the pixel bounds of ``frames_as="video"`` (else the family's video
+            processor defaults).
         config: `RewardConfig` (defaults work).
         frame_transform: optional differentiable callable, frames (B, F, 3, H, W) in [0, 1] -> same shape in
             [0, 1], applied to every video before frame selection and augmentation: the input view the teacher was
@@ -151,6 +179,11 @@ class VLMTeacher:
         model.requires_grad_(False)
         self.model = model
         self.family = FAMILIES[model_type](model, self.tokenizer, self.image_processor)
+        if getattr(self.image_processor, "do_image_splitting", False) and model_type in ("idefics3", "smolvlm"):
+            warnings.warn(f"{model_type} teacher: {_GLOBAL_ONLY}", UserWarning, stacklevel=2)
+        video_processor = _video_processor(processor)
+        if video_processor is not None and hasattr(self.family, "use_video_processor"):
+            self.family.use_video_processor(video_processor)
         self.yes_id = resolve_answer_token(self.tokenizer, getattr(self.family, "yes_candidates", YES_CANDIDATES))
         try:
             self.no_id = resolve_answer_token(self.tokenizer, getattr(self.family, "no_candidates", NO_CANDIDATES))
@@ -164,7 +197,14 @@ class VLMTeacher:
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: torch.dtype = torch.bfloat16, device="cpu",
                         config: RewardConfig | None = None, trust_remote_code: bool = False, **model_kwargs):
-        """Load model + tokenizer (+ image processor when loadable) from a hub id or local directory."""
+        """Load model + tokenizer (+ image processor when loadable) from a hub id or local directory.
+
+        What the teacher sees (``FAMILY_NOTES``, also printed by ``vlmteach-fast doctor``): Qwen2/2.5/3-VL and LLaVA
+        frames are preprocessed as their processors do. Idefics3 / SmolVLM frames are scored on the
+        global image only: their released processors split each frame into tiles plus a global image (13-17 images
+        per frame) and the teacher does not, so its P(Yes) differs from the model's usual input (measured:
+        docs/teachers.md).
+        """
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         hf_config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
