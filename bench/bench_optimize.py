@@ -46,7 +46,7 @@ def _setup(tmp_path_factory):
 
 def _cfg(cache, **kw):
     base = dict(max_steps=16, patience=1000, yes_threshold=1.0, lr=1e-2, progress=False, lora=LoRASpec(rank=16),
-                decoder=LightDecoderConfig(cache_dir=cache), sampling=SamplingConfig(final_steps=4, **GEOM))
+                decoder=LightDecoderConfig(kind="linear", cache_dir=cache), sampling=SamplingConfig(final_steps=4, **GEOM))
     base.update(kw)
     return OptimizeConfig(**base)
 
@@ -80,7 +80,7 @@ def test_per_step_breakdown(benchmark, setup):
     pipe, teacher, image, cache = setup
     reasoner = Reasoner.from_pipeline(tiny_wan_pipeline("ti2v"), LoRASpec(rank=16))
     prep = reasoner.prepare(PROMPT, image, seed=0, **GEOM)
-    decoder = reasoner.light_decoder(LightDecoderConfig(cache_dir=cache))
+    decoder = reasoner.light_decoder(LightDecoderConfig(kind="linear", cache_dir=cache))
     opt = torch.optim.AdamW(reasoner.lora_parameters(), lr=1e-2)
     parts = {k: [] for k in ("predict", "light_decode", "reward_fwd", "backward", "optimizer")}
 

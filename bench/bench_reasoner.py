@@ -64,7 +64,7 @@ def _reasoner():
             pipe.to("cuda")
         r = Reasoner.from_pipeline(pipe, LoRASpec(rank=16, fused=FUSED))
         prep = r.prepare("a red ball rolls to the green square", seed=0, max_sequence_length=32, **GEOM)
-        light = LightDecoder(r, LightDecoderConfig(cache_dir=os.path.join(tempfile.gettempdir(), "vtf-bench"),
+        light = LightDecoder(r, LightDecoderConfig(kind="linear", cache_dir=os.path.join(tempfile.gettempdir(), "vtf-bench"),
                                                    fit_samples=2, fit_latent_size=8))
         _CACHE["r"] = (r, prep, light)
     return _CACHE["r"]

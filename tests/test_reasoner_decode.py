@@ -95,7 +95,8 @@ class _StructuredFamily:
 def test_linear_fit_beats_the_mean_colour_baseline(tmp_path):
     family = _StructuredFamily()
     fake = types.SimpleNamespace(family=family, decode=family.decode)
-    ld = LightDecoder(fake, LightDecoderConfig(cache_dir=str(tmp_path), fit_samples=4, fit_latent_size=8))
+    ld = LightDecoder(fake, LightDecoderConfig(kind="linear", cache_dir=str(tmp_path), fit_samples=4,
+                                               fit_latent_size=8))
     z, _ = ld.fit_data(seed=99)  # held-out latents (the fit used seed 0)
     full = family.decode(z)[:, family.pixel_frame_index(z.shape[2])]
     light = ld(z, frames="all")
@@ -108,7 +109,7 @@ def test_linear_fit_beats_the_mean_colour_baseline(tmp_path):
 
 
 def test_linear_fit_on_the_wan_vae_is_cached_and_differentiable(reasoner, tmp_path):
-    cfg = LightDecoderConfig(cache_dir=str(tmp_path), **SMALL_FIT)
+    cfg = LightDecoderConfig(kind="linear", cache_dir=str(tmp_path), **SMALL_FIT)
     ld = LightDecoder(reasoner, cfg)
     assert not ld.loaded_from_cache and os.path.exists(ld.cache_path)
     assert ld.weight.shape == (16, 3) and ld.bias.shape == (3,)
@@ -138,7 +139,7 @@ def test_light_decoder_on_other_families(tmp_path, family):
     pipe = tiny_cogvideox_i2v_pipeline() if family == "cogvideox" else tiny_ltx_i2v_pipeline()
     r = Reasoner.from_pipeline(pipe, LoRASpec(rank=2, fused=False))
     c = r.family.latent_channels
-    ld = LightDecoder(r, LightDecoderConfig(cache_dir=str(tmp_path), fit_samples=2, fit_latent_frames=3,
+    ld = LightDecoder(r, LightDecoderConfig(kind="linear", cache_dir=str(tmp_path), fit_samples=2, fit_latent_frames=3,
                                             fit_latent_size=2 if family == "cogvideox" else 4))
     assert ld.weight.shape == (c, 3)
     z = torch.randn(1, c, 3, 2, 2)
@@ -150,7 +151,7 @@ def test_light_decoder_on_other_families(tmp_path, family):
 def test_a_different_vae_gets_a_different_cache_entry(tmp_path):
     r1 = Reasoner.from_pipeline(tiny_wan_pipeline("t2v", seed=0), LoRASpec(rank=2, fused=False))
     r2 = Reasoner.from_pipeline(tiny_wan_pipeline("t2v", seed=1), LoRASpec(rank=2, fused=False))
-    cfg = LightDecoderConfig(cache_dir=str(tmp_path), **SMALL_FIT)
+    cfg = LightDecoderConfig(kind="linear", cache_dir=str(tmp_path), **SMALL_FIT)
     assert LightDecoder(r1, cfg).cache_path != LightDecoder(r2, cfg).cache_path
 
 
@@ -193,16 +194,19 @@ def test_tiny_autoencoder_from_a_diffusers_directory(reasoner, tmp_path):
                            decoder_block_out_channels=(8, 8, 8, 8), num_encoder_blocks=(1, 1, 1, 1),
                            num_decoder_blocks=(1, 1, 1, 1)).eval()
     tiny.save_pretrained(tmp_path / "tiny")
-    ld = LightDecoder(reasoner, LightDecoderConfig(kind="tiny", tiny_path=str(tmp_path / "tiny")))
+    with pytest.warns(DeprecationWarning, match="renamed `path`"):  # the old name still works
+        cfg = LightDecoderConfig(kind="tiny", tiny_path=str(tmp_path / "tiny"))
+    assert cfg.path == str(tmp_path / "tiny") and cfg.tiny_path is None
+    ld = LightDecoder(reasoner, cfg)
     z = torch.randn(1, 16, 3, 4, 4)
     out = ld(z, frames="last")
     assert out.shape == (1, 1, 3, 32, 32)
     with torch.no_grad():  # per-frame application of the same model on the VAE-space latent of the last frame
         ref = (tiny.decode(reasoner.family.to_vae_space(z)[:, :, 2], return_dict=False)[0] / 2 + 0.5).clamp(0, 1)
     torch.testing.assert_close(out[:, 0], ref, rtol=0, atol=1e-6)
-    with pytest.raises(NotImplementedError, match="TAEHV.*tiny_module"):
-        LightDecoder(reasoner, LightDecoderConfig(kind="tiny", tiny_path=str(tmp_path / "taew2_1.safetensors")))
-    with pytest.raises(ValueError, match="tiny_path.*tiny_module"):
+    with pytest.raises(FileNotFoundError, match="taew2_1.safetensors"):
+        LightDecoder(reasoner, LightDecoderConfig(kind="tiny", path=str(tmp_path / "taew2_1.safetensors")))
+    with pytest.raises(ValueError, match="path.*tiny_module"):
         LightDecoder(reasoner, LightDecoderConfig(kind="tiny"))
 
 
@@ -228,7 +232,7 @@ def test_tiny_video_decoder_module_decodes_all_and_picks_frames(reasoner):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="kind.*'linear', 'tiny', 'full'.*got 'taesd'"):
+    with pytest.raises(ValueError, match="kind.*'auto', 'linear', 'tiny', 'full'.*got 'taesd'"):
         LightDecoderConfig(kind="taesd")
     with pytest.raises(ValueError, match="fit_samples.*>= 1"):
         LightDecoderConfig(fit_samples=0)
@@ -252,3 +256,127 @@ def test_export_video_round_trip(tmp_path, ext):
         export_video(frames, tmp_path / "v.avi")
     with pytest.raises(ValueError, match=r"frames.*\(F, 3, H, W\)"):
         export_video(frames[:, :2], tmp_path / "w.gif")
+
+
+# ----- TAEHV-style tiny decoders from files, kind="auto", fidelity -----
+
+def _small_taehv(channels=16, patch=1, seed=0):
+    from vlmteach_fast.reasoner.taehv import TinyDecoderConfig, TinyVideoDecoder
+
+    torch.manual_seed(seed)
+    return TinyVideoDecoder(TinyDecoderConfig(latent_channels=channels, widths=(8, 8, 4, 4), blocks_per_stage=1,
+                                              patch_size=patch)).eval()
+
+
+def test_tiny_decoder_file_decodes_the_pixel_frames_of_the_selection(reasoner, tmp_path):
+    from vlmteach_fast.reasoner.taehv import save_tiny_decoder
+
+    m = _small_taehv()
+    path = save_tiny_decoder(m, tmp_path / "taew_small.safetensors")
+    ld = LightDecoder(reasoner, LightDecoderConfig(kind="tiny", path=path, frames="first_last"))
+    assert ld.kind == "tiny" and ld.source == path
+    z = torch.randn(1, 16, 3, 4, 4, requires_grad=True)
+    out = ld(z)
+    with torch.no_grad():
+        ref = m.decode_video(reasoner.family.to_vae_space(z).transpose(1, 2))  # (1, 9, 3, 32, 32)
+    pix = reasoner.family.pixel_frame_index(3)
+    torch.testing.assert_close(out.detach(), ref[:, [pix[0], pix[2]]], rtol=0, atol=1e-6)
+    out.sum().backward()
+    assert float(z.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("channels,patch,msg", [
+    (48, 2, "takes 48 latent channels and upsamples 16x in space.*VAE has 16 latent channels, 8x spatial"),
+    (16, 2, "takes 16 latent channels and upsamples 16x in space.*VAE has 16 latent channels, 8x spatial"),
+])
+def test_tiny_decoder_that_does_not_fit_the_vae_is_refused_at_construction(reasoner, tmp_path, channels, patch, msg):
+    from vlmteach_fast.reasoner.taehv import save_tiny_decoder
+
+    path = save_tiny_decoder(_small_taehv(channels, patch), tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match=msg):
+        LightDecoder(reasoner, LightDecoderConfig(kind="tiny", path=path))
+
+
+def test_config_path_rules():
+    assert LightDecoderConfig().kind == "auto"
+    assert LightDecoderConfig(path="x.safetensors").kind == "tiny"  # a path names the decoder
+    with pytest.raises(ValueError, match="`path` is for kind='tiny'.*kind='linear'"):
+        LightDecoderConfig(kind="linear", path="x.safetensors")
+    with pytest.raises(ValueError, match="old name of `path`"):
+        LightDecoderConfig(path="a.safetensors", tiny_path="b.safetensors")
+
+
+def test_config_file_accepts_a_tiny_decoder_path(tmp_path):
+    from vlmteach_fast.config_io import load_config
+
+    cfg, _ = load_config({"decoder": {"kind": "tiny", "path": str(tmp_path / "taew2_1.safetensors")}})
+    assert cfg.decoder.kind == "tiny" and cfg.decoder.path.endswith("taew2_1.safetensors")
+
+
+def test_auto_uses_a_registered_decoder_of_this_vae_else_linear_with_one_warning(tmp_path):
+    from vlmteach_fast.reasoner import light_decoder as ldmod
+    from vlmteach_fast.reasoner.fidelity import _WARNED
+    from vlmteach_fast.reasoner.taehv import save_tiny_decoder
+
+    r = Reasoner.from_pipeline(tiny_wan_pipeline("t2v", seed=3), LoRASpec(rank=2, fused=False))
+    other = Reasoner.from_pipeline(tiny_wan_pipeline("t2v", seed=4), LoRASpec(rank=2, fused=False))
+    path = save_tiny_decoder(_small_taehv(), tmp_path / "mine.safetensors",
+                             metadata={"vae_fingerprint": ldmod.vae_fingerprint(r.pipe.vae)})
+    saved = list(ldmod._REGISTRY)
+    try:
+        ldmod.register_tiny_decoder(path)
+        ld = LightDecoder(r, LightDecoderConfig(cache_dir=str(tmp_path)))
+        assert ld.kind == "tiny" and ld.source == path
+        _WARNED.clear()
+        with pytest.warns(UserWarning, match=r"no trained tiny decoder.*PSNR -?\d+\.\d dB.*kind='tiny', path="):
+            fallback = LightDecoder(other, LightDecoderConfig(cache_dir=str(tmp_path), **SMALL_FIT))
+        assert fallback.kind == "linear"
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the second time: silent
+            LightDecoder(other, LightDecoderConfig(cache_dir=str(tmp_path), **SMALL_FIT))
+    finally:
+        ldmod._REGISTRY[:] = saved
+
+
+class _MeanRedTeacher:
+    """reward = mean red of the frames (a monotone stand-in teacher)."""
+
+    def reward(self, frames, queries):
+        from vlmteach_fast.teacher import RewardOutput
+
+        r = frames[:, :, 0].mean(dim=(1, 2, 3))
+        return RewardOutput(reward=r, log_probs=r[:, None], weights=torch.ones(1), questions=["red?"],
+                            kinds=["goal"])
+
+
+def test_measure_fidelity(reasoner, tmp_path):
+    from vlmteach_fast.reasoner.fidelity import DecoderFidelity, spearman
+
+    z = torch.randn(4, 16, 3, 4, 4)
+    full = LightDecoder(reasoner, LightDecoderConfig(kind="full")).measure_fidelity(z, _MeanRedTeacher(), ["red?"])
+    assert isinstance(full, DecoderFidelity) and full.n_candidates == 4
+    assert full.psnr_db == float("inf") and full.reward_spearman == pytest.approx(1.0) and full.faithful
+    lin = LightDecoder(reasoner, LightDecoderConfig(kind="linear", cache_dir=str(tmp_path), **SMALL_FIT))
+    fid = lin.measure_fidelity(z, _MeanRedTeacher(), ["red?"], frames="last")
+    expect = psnr(lin(z, frames="last"), reasoner.decode(z)[:, [8]])
+    assert fid.psnr_db == pytest.approx(expect, abs=1e-4)
+    assert fid.reward_spearman == pytest.approx(spearman(torch.tensor(fid.light_rewards),
+                                                         torch.tensor(fid.full_rewards)))
+    assert ("below" in fid.message()) == (not fid.faithful)
+    no_teacher = lin.measure_fidelity(z[:1])
+    assert no_teacher.reward_spearman is None and no_teacher.light_rewards == []
+    with pytest.raises(ValueError, match="queries"):
+        lin.measure_fidelity(z, _MeanRedTeacher())
+
+
+def test_spearman():
+    from vlmteach_fast.reasoner.fidelity import spearman
+
+    assert spearman(torch.tensor([1.0, 2, 3, 4]), torch.tensor([10.0, 20, 30, 40])) == pytest.approx(1.0)
+    assert spearman(torch.tensor([1.0, 2, 3, 4]), torch.tensor([4.0, 3, 2, 1])) == pytest.approx(-1.0)
+    assert spearman(torch.tensor([1.0, 2, 3]), torch.tensor([1.0, 3, 2])) == pytest.approx(0.5)
+    assert spearman(torch.tensor([1.0, 1, 2]), torch.tensor([1.0, 2, 3])) == pytest.approx(0.8660254, abs=1e-6)
+    with pytest.raises(ValueError, match="equal length"):
+        spearman(torch.tensor([1.0]), torch.tensor([1.0]))

@@ -6,7 +6,7 @@ A file looks like::
     lr: 0.002
     budget: best_of_n:5
     lora: {rank: 16, alpha: 16}
-    decoder: {kind: linear, frames: all}
+    decoder: {kind: auto, frames: all}    # or {kind: tiny, path: taew2_2.safetensors}
     sampling: {num_frames: 17, final_steps: 4, seed: 0}
     n: 5          # best_of_n only
     rounds: 0     # vlm_as_solver only

@@ -309,6 +309,9 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         final_p_yes=final_p, initial_p_yes=initial_p, initial_frames=initial_frames, best_step=best_step,
         used_initial=used_initial, reasoner=reasoner, geometry=setup.geometry,
     )
+    fidelity = reasoner.light_decoder(config.decoder).fidelity
+    if fidelity is not None:  # PSNR against the full decode on this model's latents (docs/light_decoding.md)
+        out.cost.extra["light_decoder"] = fidelity.to_dict()
     if units is not None:
         out.cost.extra.update(unit_costs=units.to_dict(), planned_steps=max_steps,
                               budget_seconds=config.budget.best_of_n * units.candidate)
@@ -397,6 +400,8 @@ class _StepLoop:
                                      steps=config.steps if self.k_step else None,
                                      grad_steps=config.grad_steps if self.k_step else 1,
                                      block_checkpointing=config.block_checkpointing)
+        if step == 0:  # how faithful the light decoder is on this model's latents: measured once per decoder
+            self.decoder.check_fidelity(pred.latents)
         frames = self.decoder(pred.latents)  # (1, F_sel, 3, H, W)
         meter.count_light_decode()
         if bool(torch.isfinite(frames.detach()).all()):

@@ -4,6 +4,9 @@ Public API:
 - :class:`Reasoner` (``from_pipeline``, ``prepare``, ``predict``, ``sample``, ``decode``, LoRA reset/snapshot/restore,
   ``save_adapter``) and :class:`LoRASpec`;
 - :class:`LightDecoder` / :class:`LightDecoderConfig` and :func:`select_latent_frames` for the reward's decoding;
+  :class:`TinyVideoDecoder` (TAEHV layout: loads the published ``taew2_1`` / ``taew2_2`` decoders) with
+  :func:`load_tiny_decoder` / :func:`register_tiny_decoder`; ``LightDecoder.measure_fidelity`` ->
+  :class:`DecoderFidelity` (PSNR and teacher-reward agreement against the full VAE);
 - :func:`export_video` (MP4 / GIF);
 - :class:`TensorMemoryTracker` (peak tensor bytes on any device, CPU included);
 - ``SUPPORTED_PIPELINES``: the diffusers pipeline classes ``Reasoner.from_pipeline`` accepts.
@@ -11,7 +14,7 @@ Public API:
 Typical per-instance loop (the teacher's reward stands in as ``reward(frames) -> scalar``)::
 
     reasoner = Reasoner.from_pipeline(pipe, LoRASpec(rank=16))          # pipe: e.g. WanImageToVideoPipeline
-    light = LightDecoder(reasoner, LightDecoderConfig(frames="first_last"))   # fitted once, cached on disk
+    light = LightDecoder(reasoner, LightDecoderConfig(kind="tiny", path="taew2_2.safetensors"))  # Wan2.2 TI2V-5B
     prepared = reasoner.prepare(prompt, image, num_frames=81, height=480, width=832, seed=0)
     reasoner.reset_lora()
     opt = torch.optim.AdamW(reasoner.lora_parameters(), lr=1e-4)
@@ -24,10 +27,13 @@ Typical per-instance loop (the teacher's reward stands in as ``reward(frames) ->
 """
 
 from .family import PreparedInstance
-from .light_decoder import LightDecoder, LightDecoderConfig, psnr, select_latent_frames
+from .fidelity import DecoderFidelity
+from .light_decoder import (LightDecoder, LightDecoderConfig, psnr, register_tiny_decoder, select_latent_frames,
+                            vae_fingerprint)
 from .lora import LoRASpec
 from .memory import TensorMemoryTracker
 from .reasoner import SUPPORTED_PIPELINES, PredictOutput, Reasoner, SampleOutput
+from .taehv import TinyDecoderConfig, TinyVideoDecoder, load_tiny_decoder
 from .video_io import export_video
 
 __all__ = [
@@ -40,6 +46,12 @@ __all__ = [
     "LightDecoderConfig",
     "select_latent_frames",
     "psnr",
+    "DecoderFidelity",
+    "register_tiny_decoder",
+    "vae_fingerprint",
+    "TinyDecoderConfig",
+    "TinyVideoDecoder",
+    "load_tiny_decoder",
     "export_video",
     "TensorMemoryTracker",
     "SUPPORTED_PIPELINES",

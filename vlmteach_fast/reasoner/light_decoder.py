@@ -1,18 +1,25 @@
 """Cheap differentiable latent -> RGB decoding for the reward (the paper's "Light VAE"), with frame selection.
 
-Three kinds, one interface ``LightDecoder(reasoner, config)(latents, frames=...) -> (B, F_sel, 3, H, W)`` in [0, 1]:
+Four kinds, one interface ``LightDecoder(reasoner, config)(latents, frames=...) -> (B, F_sel, 3, H, W)`` in [0, 1]:
+- ``"auto"`` (default): a trained tiny decoder registered for this exact VAE (``register_tiny_decoder``; the toy
+  world registers its own), else ``"linear"`` with a one-time warning that names its measured fidelity.
 - ``"linear"``: RGB = z @ W + b per latent pixel, bilinearly upsampled to the frame size. W (C x 3) and b are fitted
   by least squares against the model's own VAE on random latents, once per VAE, and cached as safetensors (keyed by
   the VAE's config and a fingerprint of its weights). One latent frame gives one RGB frame: the pixel frame it
-  stands for (``VideoFamily.pixel_frame_index``: for Wan the last of its 4 frames).
-- ``"tiny"``: a tiny autoencoder decoder: a diffusers ``AutoencoderTiny`` directory (applied per latent frame), or a
-  module the user passes: either a per-frame decoder mapping (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1],
-  or a TAEHV-style video decoder exposing ``decode_video((N, T, C, h, w)) -> (N, T', 3, H, W)`` in [0, 1] (its
-  temporal memory needs every latent frame, so all are decoded and the selected frames picked). TAEHV / LightTAE
-  checkpoint files need that module's own code, which is not bundled: build it and pass it as ``tiny_module``.
+  stands for (``VideoFamily.pixel_frame_index``: for Wan the last of its 4 frames). Measured to be a poor proxy
+  on a trained model's latents (bench/RESULTS.md, "Light decoders").
+- ``"tiny"``: a tiny decoder from ``path``: a TAEHV-style file (``.safetensors``; ``.pth`` / ``.pt`` only through
+  ``torch.load(weights_only=True)``), e.g. the published ``taew2_1`` (Wan 2.1) / ``taew2_2`` (Wan 2.2 TI2V-5B),
+  built as :class:`~vlmteach_fast.reasoner.taehv.TinyVideoDecoder` and checked against the VAE's latent channels
+  and scale factors; or a diffusers ``AutoencoderTiny`` directory (applied per latent frame); or a module passed as
+  ``tiny_module``: per-frame ((B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1]) or TAEHV's interface
+  ``decode_video((N, T, C, h, w)) -> (N, T', 3, H, W)`` in [0, 1] (its temporal memory needs every latent frame, so
+  all are decoded and the selected frames picked).
 - ``"full"``: the full VAE on all latent frames (temporal VAEs are causal: decoding a subset is not exact), then the
   selected frames are picked. Exact but the expensive baseline.
 Frame selection happens on latent frames *before* a light decode, so the reward never pays for frames it ignores.
+``LightDecoder.measure_fidelity`` reports PSNR and teacher-reward agreement against the full decode.
+Design notes: docs/light_decoding.md.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -27,10 +35,13 @@ import torch.nn.functional as F
 
 from ..checks import check_int
 from ..io_atomic import atomic_path
+from .fidelity import DecoderFidelity, spearman, warn_once
 
-__all__ = ["LightDecoderConfig", "LightDecoder", "select_latent_frames", "psnr"]
+__all__ = ["LightDecoderConfig", "LightDecoder", "select_latent_frames", "psnr", "vae_fingerprint",
+           "register_tiny_decoder", "registered_tiny_decoders"]
 
-_KINDS = ("linear", "tiny", "full")
+_KINDS = ("auto", "linear", "tiny", "full")
+_REGISTRY: list[str] = []  # tiny decoder files for kind="auto", matched to a VAE by their vae_fingerprint header
 _NAMED_SELECTIONS = ("pixels", "all", "first", "last", "first_last")
 
 
@@ -70,6 +81,19 @@ def select_latent_frames(num_latent_frames: int, frames) -> list[int]:
     raise ValueError(f"`frames` must be one of {_NAMED_SELECTIONS}, ('every', k) or a list of ints, got {frames!r}")
 
 
+def vae_fingerprint(vae) -> str:
+    """Hex digest of a VAE's class, config and exact weights (float32 bytes): what a trained light decoder was
+    distilled from. A different checkpoint, or the same one loaded in another dtype, gives another fingerprint."""
+    h = hashlib.sha256(type(vae).__name__.encode())
+    cfg = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            h.update(f"{name}:{tuple(p.shape)}".encode())
+            h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     """PSNR in dB of two same-shape tensors with values in [0, 1]."""
     mse = float(torch.mean((x.to(torch.float32) - y.to(torch.float32)) ** 2))
@@ -85,13 +109,38 @@ def user_cache_dir() -> str:
     return os.path.join(base, "vlmteach_fast")
 
 
+def register_tiny_decoder(path) -> None:
+    """Make a trained tiny decoder file available to ``kind="auto"``: it is used for any VAE whose
+    :func:`vae_fingerprint` equals the file's ``vae_fingerprint`` header (written by the training script).
+    The file is read only when a LightDecoder resolves ``auto``; registering twice is harmless."""
+    path = os.fspath(path)
+    if path not in _REGISTRY:
+        _REGISTRY.append(path)
+
+
+def registered_tiny_decoders() -> list[str]:
+    return list(_REGISTRY)
+
+
+def _header(path: str) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
 @dataclass
 class LightDecoderConfig:
-    kind: str = field(default="linear", metadata={"help": f"one of {_KINDS}"})
+    kind: str = field(default="auto", metadata={"help": f"one of {_KINDS}"})
     frames: object = field(
         default="pixels",
         metadata={"help": "frame selection (see select_latent_frames); 'pixels' = every pixel frame, what a judge "
                           "scores; 'all' = one frame per latent frame"},
+    )
+    path: str | None = field(
+        default=None,
+        metadata={"help": "kind='tiny': a TAEHV-style .safetensors file (.pth/.pt read with weights_only=True) or a "
+                          "diffusers AutoencoderTiny directory"},
     )
     cache_dir: str | None = field(
         default=None,
@@ -102,9 +151,10 @@ class LightDecoderConfig:
     fit_latent_frames: int = field(default=3, metadata={"help": "latent frames per fitting video"})
     fit_latent_size: int = field(default=16, metadata={"help": "latent height = width of fitting videos"})
     fit_seed: int = field(default=0, metadata={"help": "seed of the fitting latents"})
-    tiny_path: str | None = field(default=None, metadata={"help": "kind='tiny': diffusers AutoencoderTiny directory"})
+    tiny_path: str | None = field(default=None, metadata={"help": "old name of `path` (still accepted)"})
     tiny_latent_space: str = field(
-        default="vae", metadata={"help": "kind='tiny': 'vae' (un-normalised VAE latents) or 'normalized' (as sampled)"}
+        default="vae", metadata={"help": "kind='tiny': 'vae' (un-normalised VAE latents, TAEHV's convention) or "
+                                         "'normalized' (as sampled)"}
     )
 
     def __post_init__(self):
@@ -115,6 +165,21 @@ class LightDecoderConfig:
             check_int(name, getattr(self, name))
         if self.tiny_latent_space not in ("vae", "normalized"):
             raise ValueError(f"`tiny_latent_space` must be 'vae' or 'normalized', got {self.tiny_latent_space!r}")
+        if self.tiny_path is not None:
+            if self.path is not None and os.fspath(self.path) != os.fspath(self.tiny_path):
+                raise ValueError(f"`tiny_path` is the old name of `path`; give one, got path={self.path!r} and "
+                                 f"tiny_path={self.tiny_path!r}")
+            warnings.warn("LightDecoderConfig(tiny_path=...) is renamed `path`", DeprecationWarning, stacklevel=3)
+            self.path, self.tiny_path = self.tiny_path, None
+        if self.path is not None:
+            if not isinstance(self.path, (str, os.PathLike)):
+                raise TypeError(f"`path` must be a str or os.PathLike, got {type(self.path).__name__}")
+            self.path = os.fspath(self.path)
+            if self.kind not in ("tiny", "auto"):
+                raise ValueError(f"`path` is for kind='tiny' (a tiny decoder file), got kind={self.kind!r} with "
+                                 f"path={self.path!r}")
+            if self.kind == "auto":
+                self.kind = "tiny"  # a path says which decoder to use
 
 
 class LightDecoder:
@@ -125,7 +190,14 @@ class LightDecoder:
         config: :class:`LightDecoderConfig`.
         tiny_module: for ``kind="tiny"``, a module mapping (B, C, F_sel, h, w) -> (B, F_sel, 3, H, W) in [0, 1],
             or one with ``decode_video`` (TAEHV's interface: (N, T, C, h, w) -> (N, T', 3, H, W) in [0, 1], with
-            T' = T or the VAE's temporal expansion); overrides ``config.tiny_path``.
+            T' = T or the VAE's temporal expansion); overrides ``config.path``.
+
+    Attributes:
+        kind: the decoder actually used ("linear", "tiny" or "full"; ``auto`` resolved).
+        source: where a tiny decoder came from (its path, "module" or None).
+
+    Raises (at construction, so before any optimization): FileNotFoundError naming a missing ``path``; ValueError
+    naming both sides when a tiny decoder's latent channels or scale factors do not fit the VAE's.
     """
 
     def __init__(self, reasoner, config: LightDecoderConfig | None = None, tiny_module=None):
@@ -138,31 +210,57 @@ class LightDecoder:
         self.cache_path = None
         self.loaded_from_cache = None  # True / False for kind='linear'
         self.tiny = None
+        self.source = None
+        self.fidelity = None  # DecoderFidelity of the first check_fidelity call
         if not isinstance(self.config, LightDecoderConfig):
             raise TypeError(f"`config` must be a LightDecoderConfig, got {type(self.config).__name__}")
-        if self.config.kind == "linear":
+        self.kind = self.config.kind
+        if tiny_module is not None and self.kind == "auto":
+            self.kind = "tiny"
+        if self.kind == "auto":
+            self.source = self._registered_path()
+            self.kind = "tiny" if self.source is not None else "linear"
+        if self.kind == "linear":
             self._load_or_fit()
-        elif self.config.kind == "tiny":
-            self.tiny = tiny_module if tiny_module is not None else self._load_tiny(self.config.tiny_path)
+            if self.config.kind == "auto":
+                warn_once(("linear", self.cache_path), self._linear_fallback_message())
+        elif self.kind == "tiny":
+            if tiny_module is not None:
+                self.tiny, self.source = tiny_module, "module"
+            else:
+                self.source = self.source or self.config.path
+                self.tiny = self._load_tiny(self.source).to(self.family.device)
+            self._check_tiny_fits()
+
+    def _registered_path(self) -> str | None:
+        """The first registered tiny decoder distilled from this VAE (same fingerprint), or None."""
+        paths = [p for p in _REGISTRY if os.path.isfile(p)]
+        if not paths:
+            return None
+        fp = vae_fingerprint(self.family.pipe.vae)
+        for p in paths:
+            if _header(p).get("vae_fingerprint") == fp:
+                return p
+        return None
+
+    def _linear_fallback_message(self) -> str:
+        from .fidelity import MIN_FAITHFUL_PSNR_DB
+
+        return (f"LightDecoderConfig(kind='auto'): no trained tiny decoder is registered for this {self.family.name} "
+                f"VAE, so the reward sees the linear latent->RGB map (PSNR {self.fit_psnr:.1f} dB against the full "
+                "VAE on its N(0, 1) fitting latents). On a trained model's own latents the linear map measured "
+                f"9.7 dB (toy model; faithful means >= {MIN_FAITHFUL_PSNR_DB:.0f} dB), and the loop then raised the "
+                "reward on it without the final video following. Measure yours with LightDecoder.measure_fidelity"
+                "(latents); pass a TAEHV checkpoint with LightDecoderConfig(kind='tiny', path=...) (taew2_1 for Wan "
+                "2.1, taew2_2 for Wan 2.2 TI2V-5B) or use kind='full'.")
 
     # ----- linear map: fit and cache -----
 
     def _fingerprint(self) -> str:
-        vae = self.family.pipe.vae
-        h = hashlib.sha256()
-        h.update(self.family.name.encode())
-        h.update(type(vae).__name__.encode())
-        cfg = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
-        h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+        """Cache key of a linear fit: the family, the VAE's exact weights and the fitting settings."""
         c = self.config
-        h.update(f"{c.fit_samples},{c.fit_latent_frames},{c.fit_latent_size},{c.fit_seed}".encode())
-        with torch.no_grad():
-            # Sums of every parameter in float64: a different checkpoint of the same architecture changes them;
-            # reading the weights once costs far less than one fitting decode.
-            for name, p in vae.named_parameters():
-                d = p.detach().to(torch.float64)
-                h.update(f"{name}:{tuple(p.shape)}:{float(d.sum()):.10e}:{float(d.abs().sum()):.10e}".encode())
-        return h.hexdigest()[:20]
+        fit = f"{self.family.name},{c.fit_samples},{c.fit_latent_frames},{c.fit_latent_size},{c.fit_seed}"
+        return hashlib.sha256((vae_fingerprint(self.family.pipe.vae) + fit).encode()).hexdigest()[:20]
 
     def _cache_dir(self) -> str:
         # Only ever the user's cache: never the model's folder (the user's checkpoint, or this package's shipped
@@ -227,17 +325,100 @@ class LightDecoder:
     @staticmethod
     def _load_tiny(path):
         if path is None:
-            raise ValueError("kind='tiny' needs `tiny_path` (a diffusers AutoencoderTiny directory) or `tiny_module`")
-        if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+            raise ValueError("kind='tiny' needs `path` (a TAEHV-style .safetensors file or a diffusers AutoencoderTiny "
+                             "directory) or `tiny_module`")
+        if os.path.isdir(path):
+            if not os.path.exists(os.path.join(path, "config.json")):
+                raise ValueError(f"`path`={path!r} is a directory without config.json: not a diffusers AutoencoderTiny "
+                                 "directory; for a TAEHV checkpoint give the file itself")
             from diffusers import AutoencoderTiny
 
             model = AutoencoderTiny.from_pretrained(path, use_safetensors=True).eval().requires_grad_(False)
             return _PerFrameTinyDecoder(model)
-        raise NotImplementedError(
-            f"`tiny_path`={path!r} is not a diffusers AutoencoderTiny directory (config.json + safetensors). "
-            "TAEHV / LightTAE single-file checkpoints need their own module, which vlmteach_fast does not bundle: "
-            "build that decoder yourself and pass it as LightDecoder(..., tiny_module=module)"
-        )
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"tiny decoder `path`={path!r} does not exist")
+        from .taehv import load_tiny_decoder
+
+        model, _ = load_tiny_decoder(path)
+        return model.requires_grad_(False)
+
+    def _check_tiny_fits(self) -> None:
+        """A TAEHV-style decoder must take this VAE's latent channels and expand them by its scale factors."""
+        cfg = getattr(self.tiny, "config", None)
+        if not hasattr(cfg, "temporal_factor"):
+            return  # a user module or an AutoencoderTiny: checked by shape at the first decode
+        a = self.family
+        want = (a.latent_channels, a.spatial, getattr(a, "temporal", cfg.temporal_factor))
+        got = (cfg.latent_channels, cfg.spatial_factor, cfg.temporal_factor)
+        if got != want:
+            raise ValueError(
+                f"tiny decoder {self.source!r} does not fit this {a.name} VAE: the decoder takes {got[0]} latent "
+                f"channels and upsamples {got[1]}x in space and {got[2]}x in time; the VAE has {want[0]} latent "
+                f"channels, {want[1]}x spatial and {want[2]}x temporal compression (taew2_1 fits the Wan 2.1 VAE, "
+                "taew2_2 the Wan 2.2 TI2V-5B VAE)"
+            )
+
+    # ----- fidelity -----
+
+    def check_fidelity(self, latents: torch.Tensor) -> DecoderFidelity | None:
+        """Measure once (the first call; later calls return the same record) how faithful this decoder is, on
+        latents from the model itself (e.g. ``optimize``'s first prediction): PSNR against the full decode, one
+        full decode without gradient. Below ``MIN_FAITHFUL_PSNR_DB`` a warning names the numbers and what to do,
+        once per decoder. None for ``kind="full"`` (exact by definition).
+
+        Args:
+            latents: (B, C, F_lat, h, w) normalized latents.
+        """
+        if self.kind == "full":
+            return None
+        if self.fidelity is None:
+            self.fidelity = self.measure_fidelity(latents.detach())
+            if not self.fidelity.faithful:  # measured once per decoder, so warned once per decoder
+                warnings.warn("optimize: " + self.fidelity.message(), UserWarning, stacklevel=3)
+        return self.fidelity
+
+    def measure_fidelity(self, latents: torch.Tensor, teacher=None, queries=None, frames=None) -> DecoderFidelity:
+        """PSNR against the full decode and, with a teacher, agreement of its reward between the two decodes.
+
+        Args:
+            latents: (N, C, F_lat, h, w) normalized latents from the model itself (e.g. ``Reasoner.predict`` or
+                ``sample(decode=False)`` outputs of a few seeds / instances), N >= 1; N >= 2 for the reward
+                agreement (3-8 candidates give a usable rank correlation).
+            teacher: anything with ``reward(frames (B, F, 3, H, W), queries) -> RewardOutput``; None skips the
+                reward agreement.
+            queries: the teacher's queries (required with ``teacher``).
+            frames: frame selection (default ``config.frames``): both decodes are compared on these frames
+                (``"pixels"``: every frame of the video, as the teacher and the judge see it).
+
+        Returns:
+            :class:`~vlmteach_fast.reasoner.fidelity.DecoderFidelity`. Costs N light and N full decodes (+ 2N reward
+            calls with a teacher), without gradient.
+        """
+        if not torch.is_tensor(latents) or latents.dim() != 5 or latents.shape[0] < 1:
+            got = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
+            raise ValueError(f"`latents` must have shape (N, {self.family.latent_channels}, F_lat, h, w), got {got}")
+        if teacher is not None and queries is None:
+            raise ValueError("`queries` is required when `teacher` is given")
+        selection = self.config.frames if frames is None else frames
+        every_pixel = isinstance(selection, str) and selection == "pixels"
+        idx = select_latent_frames(latents.shape[2], selection)
+        pix = self.family.pixel_frame_index(latents.shape[2])
+        light, full = [], []
+        with torch.no_grad():
+            for i in range(latents.shape[0]):
+                z = latents[i: i + 1]
+                light.append(self(z, frames=selection))
+                video = self.reasoner.decode(z)  # (1, F_pix, 3, H, W)
+                full.append(video if every_pixel else video[:, [pix[j] for j in idx]])
+            per = [psnr(a, b) for a, b in zip(light, full)]
+            out = DecoderFidelity(kind=self.kind, psnr_db=psnr(torch.cat(light), torch.cat(full)),
+                                  psnr_db_per_candidate=per, n_candidates=len(per))
+            if teacher is not None:
+                out.light_rewards = [float(teacher.reward(x, queries).reward.mean()) for x in light]
+                out.full_rewards = [float(teacher.reward(x, queries).reward.mean()) for x in full]
+                if len(per) >= 2:
+                    out.reward_spearman = spearman(torch.tensor(out.light_rewards), torch.tensor(out.full_rewards))
+        return out
 
     # ----- decoding -----
 
@@ -262,7 +443,7 @@ class LightDecoder:
         if isinstance(selection, str) and selection == "pixels":
             return self._decode_pixels(latents)
         idx = select_latent_frames(latents.shape[2], selection)
-        kind = self.config.kind
+        kind = self.kind
         if kind == "full":
             video = self.reasoner.decode(latents)  # (B, F, 3, H, W)
             return video[:, [a.pixel_frame_index(latents.shape[2])[i] for i in idx]]
@@ -284,9 +465,9 @@ class LightDecoder:
         a = self.family
         f_lat = latents.shape[2]
         pix = a.pixel_frame_index(f_lat)  # pixel frame each latent frame stands for (increasing)
-        if self.config.kind == "full":
+        if self.kind == "full":
             return self.reasoner.decode(latents)
-        if self.config.kind == "tiny" and hasattr(self.tiny, "decode_video"):
+        if self.kind == "tiny" and hasattr(self.tiny, "decode_video"):
             return self._decode_video_tiny(latents, list(range(f_lat)), every_pixel=True)
         per_latent = self(latents, frames="all")  # (B, F_lat, 3, H, W)
         # pixel frame p shows latent frame i, the first whose pixel frame is at or after p
