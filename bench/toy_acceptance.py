@@ -43,6 +43,13 @@ def run(args) -> dict:
     pipe = toy.load_pipeline()
     teacher = toy.load_teacher(args.teacher)
     base = demo_optimize_config()
+    overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial))
+                 if v is not None}
+    if args.decoder:
+        from vlmteach_fast.reasoner import LightDecoderConfig
+
+        overrides["decoder"] = LightDecoderConfig(kind=args.decoder)
+    base = dataclasses.replace(base, **overrides)
     rows = []
     for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
         queries = toy.queries_for(inst)
@@ -64,6 +71,8 @@ def run(args) -> dict:
             runs.append(("oracle", GroundTruthOracle(inst), 5))
         for method, t, n in runs:
             cfg = dataclasses.replace(base, budget=f"best_of_n:{n}", sampling=sampling)
+            if method == "oracle":  # the oracle's P(yes) starts near 0.8: only the budget should stop it
+                cfg = dataclasses.replace(cfg, yes_threshold=1.0)
             t0 = time.perf_counter()
             res = optimize(pipe, t, inst.prompt, config=cfg, **common)
             record(method, n, res.frames, time.perf_counter() - t0,
@@ -132,6 +141,11 @@ def main() -> int:
     ap.add_argument("--bon", type=_ints, default=[1, 2, 3, 5, 8], help="Best-of-N's N values")
     ap.add_argument("--budgets", type=_ints, default=[2, 3, 5, 8], help="optimize's best_of_n:N budgets")
     ap.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the ground-truth oracle run")
+    ap.add_argument("--lr", type=float, default=None, help="override the demo's optimize lr")
+    ap.add_argument("--mode", default=None, help="override the demo's optimize mode (one_step | k_step)")
+    ap.add_argument("--decoder", default=None, help="override the light decoder kind (auto | tiny | linear | full)")
+    ap.add_argument("--score-initial", dest="score_initial", type=lambda v: v == "1", default=None,
+                    help="1/0: override whether optimize samples and scores the plain video first")
     args = ap.parse_args()
     torch.set_num_threads(1)  # tiny, overhead-bound models: one thread is fastest and steadiest
     t0 = time.perf_counter()
