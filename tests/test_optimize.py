@@ -1,6 +1,7 @@
 """optimize(): the loop really optimizes, keeps the best adapter, stops for the right reason, survives NaNs and
 interrupts, respects budgets, and its saved adapter reproduces the final sample in a fresh pipeline."""
 
+import dataclasses
 import json
 import os
 import warnings
@@ -306,3 +307,54 @@ def test_keep_initial_if_better_returns_the_plain_video():
     res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=cfg(max_steps=3, keep_initial_if_better=False))
     assert res.best_step == 1
     assert not res.used_initial and not torch.equal(res.frames, res.initial_frames)
+
+
+def test_judge_guard_stops_when_the_teacher_rises_while_the_judge_falls():
+    pipe = tiny_ti2v_pipeline()
+    # the teacher's reward climbs by 1 nat per step while the held-out judge's falls by 1: a gamed teacher
+    teacher = ScriptedTeacher(pipe, offsets=[0.0, -9.0, -8.0, -7.0, -6.0, -5.0, -4.0])
+    judge = ScriptedTeacher(pipe, offsets=[-1.0, -2.0, -3.0, -4.0, -5.0, -6.0])
+    res = optimize(pipe, teacher, PROMPT, image=first_frame(), judge=judge,
+                   config=cfg(max_steps=6, keep_initial_if_better=False, guard_patience=2, yes_threshold=1.0))
+    assert res.stop_reason == "judge_diverged" and len(res.history) == 3  # steps 1 and 2 diverge from their last
+    assert res.best_step == 0  # kept by the judge's score, not the teacher's (which is highest at step 2)
+    assert all(h.judge_p_yes is not None for h in res.history)
+    assert res.cost.reward_calls == 1 + 3 + 3 + 1  # plain sample, 3 teacher + 3 judge calls, final sample
+    # without a judge the same teacher runs on and keeps its own best
+    teacher = ScriptedTeacher(pipe, offsets=[0.0, -9.0, -8.0, -7.0, -6.0, -5.0, -4.0])
+    res = optimize(pipe, teacher, PROMPT, image=first_frame(),
+                   config=cfg(max_steps=6, keep_initial_if_better=False, yes_threshold=1.0))
+    assert res.stop_reason == "max_steps" and res.best_step == 5
+
+
+def test_all_yes_on_the_light_decode_is_confirmed_on_the_full_decode(pipe, tmp_path):
+    from vlmteach_fast.testing import BrightnessTeacher as Bright
+
+    class LightOnlyYes(Bright):
+        """Says yes to anything when the frames are the light decode's (the test marks them), no on full decodes."""
+
+        full = False
+
+        def reward(self, frames, queries, **kw):
+            out = super().reward(frames, queries, **kw)
+            yes, self.full = (0.0 if self.full else 1.0), False
+            out.log_probs = out.log_probs * 0 + torch.tensor(yes).clamp_min(1e-6).log()
+            return out
+
+    teacher = LightOnlyYes()
+    r = Reasoner.from_pipeline(tiny_ti2v_pipeline(), LoRASpec(rank=4))
+    decode = r.decode
+
+    def full_decode(latents):  # the next reward call scores a full decode (the final sample's, or a confirmation)
+        teacher.full = True
+        return decode(latents)
+
+    r.decode = full_decode
+    c = cfg(max_steps=3, decoder=LightDecoderConfig(kind="linear", cache_dir=str(tmp_path)), score_initial=False)
+    res = optimize(r, teacher, PROMPT, image=first_frame(), config=c)
+    assert res.stop_reason == "max_steps"  # never stopped on the proxy's all-yes
+    confirmed = [h for h in res.history if h.confirmed_p_yes is not None]  # every light-decode all-yes was checked
+    assert confirmed and all(max(h.confirmed_p_yes) < 0.5 for h in confirmed)
+    assert all(h.confirmed_p_yes is not None for h in res.history if min(h.p_yes) >= 0.9)
+    res = optimize(r, teacher, PROMPT, image=first_frame(), config=dataclasses.replace(c, confirm_stop=False))
+    assert res.stop_reason == "all_yes" and len(res.history) == 1

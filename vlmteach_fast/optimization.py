@@ -35,7 +35,7 @@ __all__ = ["OptimizeConfig", "OptimizeResult", "StepInfo", "optimize"]
 
 log = logging.getLogger(__name__)
 
-STOP_REASONS = ("all_yes", "plateau", "max_steps", "budget", "diverged", "interrupted")
+STOP_REASONS = ("all_yes", "plateau", "max_steps", "budget", "diverged", "judge_diverged", "interrupted")
 
 
 @dataclass
@@ -61,6 +61,11 @@ class OptimizeConfig:
     patience: int = field(default=4, metadata={"help": "plateau: steps without improvement before stopping"})
     min_delta: float = field(default=1e-3, metadata={"help": "plateau: smallest loss decrease that counts"})
     budget: object = field(default=None, metadata={"help": "None, Budget(...), dict or 'best_of_n:N'"})
+    guard_patience: int = field(default=2, metadata={
+        "help": "with a judge: stop after this many steps in a row where the teacher's reward rises while the "
+                "judge's falls (the teacher is being gamed)"})
+    confirm_stop: bool = field(default=True, metadata={
+        "help": "an all-yes stop judged on a light decode is confirmed on the full decode before it ends the run"})
     # robustness
     max_failures: int = field(default=3, metadata={"help": "non-finite steps in a row before 'diverged'"})
     lr_decay_on_failure: float = field(default=0.5, metadata={"help": "lr factor after a non-finite step"})
@@ -73,7 +78,7 @@ class OptimizeConfig:
     def __post_init__(self):
         if self.mode not in ("one_step", "k_step"):
             raise ValueError(f"OptimizeConfig.mode must be 'one_step' or 'k_step', got {self.mode!r}")
-        for name in ("steps", "grad_steps", "max_steps", "patience", "max_failures"):
+        for name in ("steps", "grad_steps", "max_steps", "patience", "max_failures", "guard_patience"):
             check_int(f"OptimizeConfig.{name}", getattr(self, name))
         if self.mode == "k_step" and self.grad_steps > self.steps:
             raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
@@ -108,6 +113,8 @@ class StepInfo:
     grad_norm: float
     skipped: bool = False
     best: bool = False
+    judge_p_yes: list[float] | None = None  # the held-out judge's P(yes) on the same frames (when a judge is given)
+    confirmed_p_yes: list[float] | None = None  # the teacher on the full decode, when an all-yes stop was checked
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -243,7 +250,7 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig) -> UnitCos
 
 
 def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: OptimizeConfig | None = None,
-             callback=None, out_dir=None) -> OptimizeResult:
+             callback=None, out_dir=None, judge=None) -> OptimizeResult:
     """Optimize a fresh per-instance LoRA so the video model's output satisfies the teacher's questions.
 
     Args:
@@ -257,6 +264,11 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         config: ``OptimizeConfig``.
         callback: ``f(step_info: StepInfo)`` after every step; raising KeyboardInterrupt stops and returns the best.
         out_dir: when given, the result is saved there (``OptimizeResult.save``).
+        judge: optional held-out ``Teacher`` (another VLM, or the same one with other questions or views) that
+            scores every step's frames without gradient. With a judge the kept adapter is the judge's best, each
+            ``StepInfo`` records ``judge_p_yes``, and the run stops with ``"judge_diverged"`` after
+            ``config.guard_patience`` steps in a row where the teacher's reward rises while the judge's falls.
+            Costs one judge forward per step (counted in ``cost.reward_calls``).
 
     Returns:
         ``OptimizeResult`` (final frames (1, F, 3, H, W) float32 in [0, 1], adapter, history, stop reason, cost).
@@ -266,6 +278,8 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         raise TypeError(f"`config` must be an OptimizeConfig, got {type(config).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable or None, got {type(callback).__name__}")
+    if judge is not None and not callable(getattr(judge, "reward", None)):
+        raise TypeError(f"`judge` must be None or a Teacher with a reward() method, got {type(judge).__name__}")
     setup = setup_instance(pipe, teacher, prompt, image, queries, config.sampling, config.lora, config.max_process)
     reasoner = setup.reasoner
     reasoner.reset_lora()
@@ -290,7 +304,8 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         sample_seconds = meter.elapsed()
 
     # 4. the optimization steps
-    loop = _StepLoop(setup, teacher, config, meter, budget, candidate_evals, max_steps, sample_seconds).run(callback)
+    loop = _StepLoop(setup, teacher, config, meter, budget, candidate_evals, max_steps, sample_seconds,
+                     judge).run(callback)
 
     # 5. final sample with the best adapter
     reasoner.restore_lora(loop.best_snapshot)
@@ -341,8 +356,10 @@ class _StepLoop:
     until a stopping rule fires. ``run`` returns a ``LoopResult``."""
 
     def __init__(self, setup: InstanceSetup, teacher, config: OptimizeConfig, meter: CostMeter, budget,
-                 final_evals: float = 0.0, max_steps: int | None = None, final_seconds: float | None = None):
+                 final_evals: float = 0.0, max_steps: int | None = None, final_seconds: float | None = None,
+                 judge=None):
         self.setup, self.teacher, self.config, self.meter, self.budget = setup, teacher, config, meter, budget
+        self.judge, self.previous, self.diverging = judge, None, 0  # previous: (teacher, judge) reward of the last step
         self.reasoner = setup.reasoner
         self.params = self.reasoner.lora_parameters()
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
@@ -403,6 +420,7 @@ class _StepLoop:
         if step == 0:  # how faithful the light decoder is on this model's latents: measured once per decoder
             self.decoder.check_fidelity(pred.latents)
         frames = self.decoder(pred.latents)  # (1, F_sel, 3, H, W)
+        self.latents = pred.latents.detach()  # for confirming an all-yes stop on the full decode
         meter.count_light_decode()
         if bool(torch.isfinite(frames.detach()).all()):
             rew = self.teacher.reward(frames, self.setup.queries)
@@ -412,6 +430,13 @@ class _StepLoop:
         else:  # a NaN / inf prediction is a non-finite step like a NaN loss (a teacher would reject the frames)
             loss, reward_value = torch.tensor(float("nan")), float("nan")
             p_yes = [float("nan")] * len(self.setup.queries.questions)
+        judge_p, keep_value = None, reward_value
+        if self.judge is not None and math.isfinite(reward_value):
+            with torch.no_grad():
+                jr = self.judge.reward(frames.detach(), self.setup.queries)
+            self.meter.count_reward()
+            judge_p, keep_value = jr.p_yes, float(jr.reward.mean())
+            self._track_divergence(reward_value, keep_value)
         opt.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(loss))
         grad_norm = float("nan")
@@ -422,8 +447,8 @@ class _StepLoop:
         if ok:
             if config.max_grad_norm > 0:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
-            if reward_value > self.best_reward:  # this reward belongs to the adapter *before* this update
-                self.best_reward, self.best_step = reward_value, step
+            if keep_value > self.best_reward:  # this reward belongs to the adapter *before* this update
+                self.best_reward, self.best_step = keep_value, step
                 self.best_snapshot = self.reasoner.snapshot_lora()
             self.last_good = self.reasoner.snapshot_lora()
             opt.step()
@@ -432,7 +457,24 @@ class _StepLoop:
             self._recover(step)
         self.step_seconds = meter.elapsed() - t0
         return StepInfo(step=step, loss=float(loss.detach()), p_yes=p_yes, lr=lr, seconds=self.step_seconds,
-                        grad_norm=grad_norm, skipped=not ok, best=ok and self.best_step == step)
+                        grad_norm=grad_norm, skipped=not ok, best=ok and self.best_step == step, judge_p_yes=judge_p)
+
+    def _track_divergence(self, teacher_value: float, judge_value: float) -> None:
+        """Count steps in a row where the teacher's reward rose and the judge's fell (against the last step)."""
+        if self.previous is not None:
+            rising, falling = teacher_value > self.previous[0], judge_value < self.previous[1]
+            self.diverging = self.diverging + 1 if (rising and falling) else 0
+        self.previous = (teacher_value, judge_value)
+
+    def _confirmed(self, info: StepInfo) -> bool:
+        """An all-yes judged on a light decode, checked on the full decode of the same prediction (cost counted)."""
+        if not self.config.confirm_stop or self.config.decoder.kind == "full":
+            return True
+        with torch.no_grad():
+            frames = self.reasoner.decode(self.latents)
+            _, p_yes = score_frames(self.teacher, frames, self.setup.queries, self.meter)
+        info.confirmed_p_yes = p_yes
+        return all(p >= self.config.yes_threshold for p in p_yes)
 
     def _recover(self, step: int) -> None:
         """A non-finite loss or gradient: back to the last good adapter, lower learning rate."""
@@ -448,7 +490,9 @@ class _StepLoop:
     def _stop_reason(self, info: StepInfo) -> str | None:
         if self.failures >= self.config.max_failures:
             return "diverged"
-        if not info.skipped and all(p >= self.config.yes_threshold for p in info.p_yes):
+        if self.judge is not None and self.diverging >= self.config.guard_patience:
+            return "judge_diverged"
+        if not info.skipped and all(p >= self.config.yes_threshold for p in info.p_yes) and self._confirmed(info):
             return "all_yes"
         if not info.skipped and self.stopper.update(info.loss):
             return "plateau"
