@@ -43,8 +43,8 @@ def run(args) -> dict:
     pipe = toy.load_pipeline()
     teacher = toy.load_teacher(args.teacher)
     base = demo_optimize_config()
-    overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial))
-                 if v is not None}
+    overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
+                                    ("steps", args.steps), ("grad_steps", args.grad_steps)) if v is not None}
     if args.decoder:
         from vlmteach_fast.reasoner import LightDecoderConfig
 
@@ -143,6 +143,8 @@ def main() -> int:
     ap.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the ground-truth oracle run")
     ap.add_argument("--lr", type=float, default=None, help="override the demo's optimize lr")
     ap.add_argument("--mode", default=None, help="override the demo's optimize mode (one_step | k_step)")
+    ap.add_argument("--steps", type=int, default=None, help="override k_step's sampling steps per prediction")
+    ap.add_argument("--grad-steps", dest="grad_steps", type=int, default=None, help="override k_step's grad steps")
     ap.add_argument("--decoder", default=None, help="override the light decoder kind (auto | tiny | linear | full)")
     ap.add_argument("--score-initial", dest="score_initial", type=lambda v: v == "1", default=None,
                     help="1/0: override whether optimize samples and scores the plain video first")

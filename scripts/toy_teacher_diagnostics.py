@@ -112,6 +112,7 @@ def run_game(args) -> dict:
     from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec
 
     pipe, teacher = load(args)
+    judge = toy.load_teacher(args.judge) if args.judge else None
     rows = []
     for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
         queries = toy.queries_for(inst)
@@ -121,7 +122,7 @@ def run_game(args) -> dict:
                              decoder=LightDecoderConfig(kind="full"), lora=LoRASpec(rank=8),
                              sampling=sampling(i, args.seed), keep_initial_if_better=False, progress=False)
         t0 = time.perf_counter()
-        res = optimize(pipe, rec, inst.prompt, image=inst.first_frame, queries=queries, config=cfg)
+        res = optimize(pipe, rec, inst.prompt, image=inst.first_frame, queries=queries, config=cfg, judge=judge)
         # rec.frames: [initial sample (scored), step 0..S-1 in-loop videos, final sample (scored)]
         loop_frames = rec.frames[1:1 + len(res.history)]
         rule_curve = [toy.score_video(inst, f[0]).score for f in loop_frames]
@@ -130,6 +131,7 @@ def run_game(args) -> dict:
         fooled = all(p > 0.5 for p in res.final_p_yes) and not final_rule.passed
         rows.append(dict(instance=i, task=inst.task_type, rule_curve=rule_curve, p_curve=p_curve,
                          final_rule=final_rule.score, final_passed=final_rule.passed, final_p_yes=res.final_p_yes,
+                         steps=len(res.history), stop_reason=res.stop_reason,
                          fooled=fooled, seconds=time.perf_counter() - t0))
         print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} rule {rule_curve[0]:.2f} -> {final_rule.score:.2f}  "
               f"p_yes {p_curve[0]:.2f} -> {sum(res.final_p_yes) / len(res.final_p_yes):.2f}"
@@ -143,10 +145,12 @@ def run_game(args) -> dict:
     summary = dict(rule_curve=rule_mean, p_curve=p_mean, fooled_rate=sum(r["fooled"] for r in rows) / n,
                    rule_gain=sum(r["final_rule"] - r["rule_curve"][0] for r in rows) / n,
                    pass_rate=sum(r["final_passed"] for r in rows) / n,
-                   traj_rho=sum(traj_rho) / max(1, len(traj_rho)))
+                   traj_rho=sum(traj_rho) / max(1, len(traj_rho)),
+                   mean_steps=sum(r["steps"] for r in rows) / n, seconds_per_instance=sum(r["seconds"] for r in rows) / n)
     print(f"\nview={args.view} lr={args.lr}: rule {rule_mean[0]:.3f} -> {rule_mean[-1]:.3f} (final-video gain "
           f"{summary['rule_gain']:+.3f}, pass {100 * summary['pass_rate']:.0f}%), teacher P(yes) {p_mean[0]:.3f} -> "
-          f"{p_mean[-1]:.3f}, fooled {100 * summary['fooled_rate']:.0f}%, trajectory rho {summary['traj_rho']:+.3f}")
+          f"{p_mean[-1]:.3f}, fooled {100 * summary['fooled_rate']:.0f}%, trajectory rho {summary['traj_rho']:+.3f}, "
+          f"{summary['mean_steps']:.1f} steps, {summary['seconds_per_instance']:.1f} s / instance")
     return dict(summary=summary, rows=rows)
 
 
@@ -161,6 +165,7 @@ def main() -> int:
     ap.add_argument("--view", default=None, help="teacher input view (frames | cells | palette); default: trained")
     ap.add_argument("--pipeline", default=None)
     ap.add_argument("--teacher", default=None)
+    ap.add_argument("--judge", default=None, help="game: a held-out judge teacher folder (optimize(..., judge=))")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
