@@ -79,13 +79,13 @@ def test_two_bench_runs_into_one_out_share_the_instances(suite, tmp_path):
     finally:
         if first.poll() is None:
             first.kill()
-    assert f"i0 is being run by pid {first.pid} on " in second.stdout, second.stdout[-3000:] + second.stderr[-2000:]
+    assert f"t/i0 is being run by pid {first.pid} on " in second.stdout, second.stdout[-3000:] + second.stderr[-2000:]
     assert first.returncode == 0, first_out[-3000:]
     recs = [json.loads(line) for p in sorted((out / "shards").iterdir()) for line in p.read_text().splitlines()]
-    assert sorted(r["instance_id"] for r in recs) == ["i0", "i1", "i2", "i3"]  # each computed once
+    assert sorted(r["instance_id"] for r in recs) == ["t/i0", "t/i1", "t/i2", "t/i3"]  # each computed once
     assert [r["instance_id"] for r in recs if r["status"] == "ok"] and all(r["status"] == "ok" for r in recs)
     merged = [json.loads(x)["instance_id"] for x in (out / "records.jsonl").read_text().splitlines()]
-    assert merged == ["i0", "i1", "i2", "i3"]
+    assert merged == ["t/i0", "t/i1", "t/i2", "t/i3"]
 
 
 def test_a_writer_never_removes_a_live_writers_temporary_folder(tmp_path):

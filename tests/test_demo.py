@@ -21,7 +21,11 @@ def test_demo_one_instance(tmp_path, capsys):
     results = json.loads((tmp_path / "results.json").read_text())
     assert [r["method"] for r in results["rows"]] == ["plain", "best_of_5", "optimize"]
     assert all(0.0 <= r["rule_score"] <= 1.0 for r in results["rows"])
-    # Best-of-5's cost record: 5 samples of 4 steps; optimize stays within that budget in denoiser evaluations
+    # Best-of-5's cost record: 5 samples of 4 steps; optimize ran the steps planned from Best-of-5's unit costs
     bon, opt = results["rows"][1]["cost"], results["rows"][2]["cost"]
-    assert bon["denoiser_forward"] == 20 and opt["denoiser_equiv"] <= 20
+    assert bon["denoiser_forward"] == 20
+    units = opt["extra"]["unit_costs"]
+    assert opt["extra"]["budget_seconds"] == 5 * units["candidate"]
+    assert results["rows"][2]["steps"] <= opt["extra"]["planned_steps"] == int(4 * units["candidate"] / units["step"]
+                                                                                + 1e-9)
     assert "instance_000.gif" in (tmp_path / "index.html").read_text()
