@@ -26,6 +26,7 @@ import torch
 
 from vlmteach_fast import toy
 from vlmteach_fast.instance import SamplingConfig
+from vlmteach_fast.toy.gaming import RecordingTeacher
 
 
 def spearman(a: list[float], b: list[float]) -> float | None:
@@ -93,20 +94,6 @@ def _geometry():
     return dict(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE)
 
 
-class _Recorder:
-    """Teacher proxy that keeps (detached) every video the loop's reward was computed on."""
-
-    def __init__(self, teacher):
-        self.teacher, self.frames = teacher, []
-
-    def reward(self, frames, queries, weights=None):
-        self.frames.append(frames.detach().float().cpu())
-        return self.teacher.reward(frames, queries, weights)
-
-    def __getattr__(self, name):
-        return getattr(self.teacher, name)
-
-
 def run_game(args) -> dict:
     from vlmteach_fast.optimization import OptimizeConfig, optimize
     from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec
@@ -116,7 +103,7 @@ def run_game(args) -> dict:
     rows = []
     for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
         queries = toy.queries_for(inst)
-        rec = _Recorder(teacher)
+        rec = RecordingTeacher(teacher)
         cfg = OptimizeConfig(mode="k_step", steps=toy.SAMPLE_STEPS, grad_steps=toy.SAMPLE_STEPS, lr=args.lr,
                              max_steps=args.steps, patience=args.steps + 1, yes_threshold=1.0,
                              decoder=LightDecoderConfig(kind="full"), lora=LoRASpec(rank=8),
