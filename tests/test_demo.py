@@ -29,3 +29,5 @@ def test_demo_one_instance(tmp_path, capsys):
     assert results["rows"][2]["steps"] <= opt["extra"]["planned_steps"] == int(4 * units["candidate"] / units["step"]
                                                                                 + 1e-9)
     assert "instance_000.gif" in (tmp_path / "index.html").read_text()
+    assert "quality_vs_cost.png" in (tmp_path / "index.html").read_text()
+    assert (tmp_path / "quality_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

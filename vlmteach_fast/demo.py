@@ -222,6 +222,12 @@ def _write_html(out, summary, rows, media) -> None:
         parts.append(f"<tr><td>{m}</td><td>{s['rule_score']:.3f}</td><td>{100 * s['pass_rate']:.0f}%</td>"
                      f"<td>{s['teacher']:.2f}</td><td>{100 * s['fooled']:.0f}%</td><td>{s['seconds']:.1f}</td></tr>")
     parts.append("</table>")
+    if summary:
+        atomic_write_bytes(os.path.join(out, "quality_vs_cost.png"), _quality_vs_cost_png(summary))
+        parts.append("<h2>Quality against cost</h2><img style='height:300px;image-rendering:auto' "
+                     "src='quality_vs_cost.png'><p>Mean rule score against measured seconds per instance; "
+                     "bench/toy_acceptance.py draws the same for Best-of-N at N = 1..8 and optimize at "
+                     "best_of_n:2..8 on 48 instances.</p>")
     for m in media:
         scores = {r["method"]: r for r in rows if r["instance"] == m["instance"]}
         label = " | ".join(f"{c}" + (f" ({scores[c]['rule_score']:.2f}{' pass' if scores[c]['passed'] else ''})"
@@ -231,6 +237,29 @@ def _write_html(out, summary, rows, media) -> None:
         if m["plot"]:
             parts.append(f"<img src='{m['plot']}'>")
     atomic_write_bytes(os.path.join(out, "index.html"), "\n".join(parts).encode())
+
+
+def _quality_vs_cost_png(summary: dict) -> bytes:
+    """PNG: one point per method at (mean seconds per instance, mean rule score)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for i, (m, s) in enumerate(summary.items()):
+        ax.scatter([s["seconds"]], [s["rule_score"]], s=80, color=f"C{i}", label=m, edgecolors="black")
+    ax.set_xlabel("seconds per instance (measured)")
+    ax.set_ylabel("mean rule score")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def main_demo(args) -> int:
