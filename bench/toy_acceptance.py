@@ -44,7 +44,8 @@ def run(args) -> dict:
     teacher = toy.load_teacher(args.teacher)
     base = demo_optimize_config()
     overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
-                                    ("steps", args.steps), ("grad_steps", args.grad_steps)) if v is not None}
+                                    ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor))
+                 if v is not None}
     if args.decoder:
         from vlmteach_fast.reasoner import LightDecoderConfig
 
@@ -143,6 +144,7 @@ def main() -> int:
     ap.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the ground-truth oracle run")
     ap.add_argument("--lr", type=float, default=None, help="override the demo's optimize lr")
     ap.add_argument("--mode", default=None, help="override the demo's optimize mode (one_step | k_step)")
+    ap.add_argument("--anchor", type=float, default=None, help="override optimize's trust-region weight")
     ap.add_argument("--steps", type=int, default=None, help="override k_step's sampling steps per prediction")
     ap.add_argument("--grad-steps", dest="grad_steps", type=int, default=None, help="override k_step's grad steps")
     ap.add_argument("--decoder", default=None, help="override the light decoder kind (auto | tiny | linear | full)")

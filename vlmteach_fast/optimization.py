@@ -51,6 +51,9 @@ class OptimizeConfig:
     lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (<= 0 disables)"})
+    anchor: float = field(default=0.0, metadata={
+        "help": "trust region: weight of the mean squared distance of the prediction's latents to the plain "
+                "model's prediction (step 0's), added to the loss; 0 disables"})
     # reward
     decoder: LightDecoderConfig = field(default_factory=LightDecoderConfig, metadata={"help": "light decoder"})
     max_process: int = field(default=3, metadata={"help": "process questions the teacher may write"})
@@ -86,7 +89,7 @@ class OptimizeConfig:
         if self.lr_decay_on_failure > 1:
             raise ValueError(f"`OptimizeConfig.lr_decay_on_failure` must be in (0, 1] (a factor that lowers lr), "
                              f"got {self.lr_decay_on_failure!r}")
-        for name in ("weight_decay", "min_delta"):
+        for name in ("weight_decay", "min_delta", "anchor"):
             check_number(f"OptimizeConfig.{name}", getattr(self, name), minimum=0, finite=True)
         # any finite max_grad_norm is meaningful (<= 0 disables clipping); NaN would silently disable it
         check_number("OptimizeConfig.max_grad_norm", self.max_grad_norm, finite=True)
@@ -275,6 +278,7 @@ class _StepLoop:
                  judge=None):
         self.setup, self.teacher, self.config, self.meter, self.budget = setup, teacher, config, meter, budget
         self.judge, self.previous, self.diverging = judge, None, 0  # previous: (teacher, judge) reward of the last step
+        self.anchor_latents = None  # the plain model's prediction (step 0, fresh LoRA), for config.anchor
         self.reasoner = setup.reasoner
         self.params = self.reasoner.lora_parameters()
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
@@ -341,6 +345,10 @@ class _StepLoop:
             rew = self.teacher.reward(frames, self.setup.queries)
             meter.count_reward()
             loss, p_yes = -rew.reward.mean(), rew.p_yes
+            if config.anchor > 0:
+                if self.anchor_latents is None:
+                    self.anchor_latents = pred.latents.detach()
+                loss = loss + config.anchor * (pred.latents.float() - self.anchor_latents.float()).square().mean()
             reward_value = float(rew.reward.detach().mean())
         else:  # a NaN / inf prediction is a non-finite step like a NaN loss (a teacher would reject the frames)
             loss, reward_value = torch.tensor(float("nan")), float("nan")
