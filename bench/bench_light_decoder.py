@@ -35,13 +35,7 @@ _CACHE = {}
 TOY_KINDS = ("linear", "auto", "full")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _threads():
-    before = torch.get_num_threads()
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def _toy():

@@ -42,3 +42,25 @@ def pytest_collection_modifyitems(config, items):
                 has_cuda = torch.cuda.is_available()
             if not has_cuda:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def write_jsonl_suite(tmp_path):
+    """``write(n, prompt, config_yaml)`` -> tmp_path holding ``suite.jsonl`` (RULER-style: n items ``t/i0..``, one
+    random 32x32 first frame each) and ``cfg.yaml``: the small benchmark the subprocess tests run."""
+    import json
+
+    from PIL import Image
+
+    def write(n: int, prompt: str, config_yaml: str):
+        g = torch.Generator().manual_seed(0)
+        for k in range(n):
+            pixels = (torch.rand(32, 32, 3, generator=g) * 255).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(tmp_path / f"{k}.png")
+        lines = [json.dumps({"index": f"i{k}", "task_name": "t", "category": "c", "prompt": prompt,
+                             "input_image_path": f"{k}.png"}) for k in range(n)]
+        (tmp_path / "suite.jsonl").write_text("\n".join(lines) + "\n")
+        (tmp_path / "cfg.yaml").write_text(config_yaml)
+        return tmp_path
+
+    return write

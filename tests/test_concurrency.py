@@ -35,18 +35,9 @@ def gated_teacher():
 
 
 @pytest.fixture
-def suite(tmp_path):
-    import torch
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(0)
-    for k in range(4):
-        Image.fromarray((torch.rand(32, 32, 3, generator=g) * 255).to(torch.uint8).numpy()).save(tmp_path / f"{k}.png")
-    lines = [json.dumps({"index": f"i{k}", "task_name": "t", "category": "c", "prompt": "make it bright",
-                         "input_image_path": f"{k}.png"}) for k in range(4)]
-    (tmp_path / "suite.jsonl").write_text("\n".join(lines) + "\n")
-    (tmp_path / "cfg.yaml").write_text("progress: false\nsampling: {num_frames: 5, final_steps: 1}\nlora: {rank: 2}\n")
-    return tmp_path
+def suite(write_jsonl_suite):
+    return write_jsonl_suite(4, "make it bright",
+                             "progress: false\nsampling: {num_frames: 5, final_steps: 1}\nlora: {rank: 2}\n")
 
 
 def _cmd(suite, out):

@@ -27,18 +27,8 @@ def run_cli(args, hook=None, timeout=300):
 
 
 @pytest.fixture
-def suite(tmp_path):
-    import torch
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(0)
-    for k in range(3):
-        Image.fromarray((torch.rand(32, 32, 3, generator=g) * 255).to(torch.uint8).numpy()).save(tmp_path / f"{k}.png")
-    lines = [json.dumps({"index": f"i{k}", "task_name": "t", "category": "c", "prompt": "make the video bright",
-                         "input_image_path": f"{k}.png"}) for k in range(3)]
-    (tmp_path / "suite.jsonl").write_text("\n".join(lines) + "\n")
-    (tmp_path / "cfg.yaml").write_text(CONFIG)
-    return tmp_path
+def suite(write_jsonl_suite):
+    return write_jsonl_suite(3, "make the video bright", CONFIG)
 
 
 def _bench(suite, out):
