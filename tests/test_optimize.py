@@ -3,6 +3,7 @@ interrupts, respects budgets, and its saved adapter reproduces the final sample 
 
 import dataclasses
 import json
+import math
 import os
 import warnings
 
@@ -64,7 +65,33 @@ def test_stop_max_steps_and_counts(pipe):
     # really optimizes is tested on the trained toy model with an oracle reward (tests/test_toy_method.py).
     res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(max_steps=3))
     assert res.stop_reason == "max_steps" and len(res.history) == 3
-    assert res.cost.reward_backward == 3 and res.cost.denoiser_backward == 3 and res.cost.light_decodes == 3
+    # the last step is scored but not followed by an update: nothing would ever score the adapter it made
+    assert res.cost.reward_backward == 2 and res.cost.denoiser_backward == 2 and res.cost.light_decodes == 3
+    assert [math.isnan(h.grad_norm) for h in res.history] == [False, False, True]
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_k_step_final_video_is_the_kept_prediction_decoded(pipe, reuse):
+    # k-step over the final step count: the loop's prediction of an adapter is that adapter's final sample, so the
+    # final video is its full decode (no new sample) and equals a fresh sample with the kept adapter
+    c = cfg(mode="k_step", steps=2, grad_steps=1, max_steps=3, keep_initial_if_better=False, reuse_prediction=reuse)
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=c)
+    assert res.cost.denoiser_forward == 2 + 3 * 2 + (0 if reuse else 2)  # plain sample, 3 steps, final sample
+    r = res.reasoner
+    r.restore_lora(res.adapter)
+    prep = r.prepare(PROMPT, first_frame(), **GEOM, seed=0)
+    torch.testing.assert_close(r.sample(prep, steps=2).frames, res.frames, rtol=0, atol=1e-6)
+
+
+def test_unit_costs_plan_a_cheaper_last_step_and_finish():
+    from vlmteach_fast.cost import UnitCosts
+
+    assert UnitCosts(candidate=1.0, step=0.5).steps_within(3, 1) == 2  # 3 - plain - final = 1 s: two full steps
+    # a last step without update (0.25) and a finish without sampling (0.5): 3 - 1 - 0.5 = 1.5 s = 0.25 + 2 x 0.5
+    assert UnitCosts(candidate=1.0, step=0.5, evaluation=0.25, finish=0.5).steps_within(3, 1) == 3
+    assert UnitCosts(candidate=1.0, step=0.5, evaluation=0.25, finish=0.5).steps_within(1, 1) == 0
+    with pytest.raises(ValueError, match="UnitCosts.finish"):
+        UnitCosts(candidate=1.0, step=0.5, finish=-1.0)
 
 
 @pytest.mark.parametrize("n,steps", [(3, 2), (4, 4)])
@@ -171,7 +198,7 @@ def test_saved_adapter_loads_into_fresh_pipeline_and_reproduces_final_sample(pip
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     assert [h["step"] for h in history] == [0, 1, 2]
     result = json.loads((tmp_path / "out" / "result.json").read_text())
-    assert result["stop_reason"] == "max_steps" and result["cost"]["denoiser_backward"] == 3
+    assert result["stop_reason"] == "max_steps" and result["cost"]["denoiser_backward"] == 2  # no update after the last
 
     fresh = tiny_ti2v_pipeline()
     fresh.load_lora_weights(str(tmp_path / "out" / "adapter"))
@@ -247,7 +274,8 @@ def test_ti2v_checkpoint_loaded_as_users_load_it_takes_an_image(tmp_path):
 def test_k_step_mode_runs(pipe):
     res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
                    config=cfg(mode="k_step", steps=2, grad_steps=2, max_steps=2))
-    assert len(res.history) == 2 and res.cost.denoiser_recompute == 4 and res.cost.denoiser_backward == 4
+    # step 0: 2 gradient steps, checkpointed (2 recomputes, 2 backwards); step 1 is the last: no update
+    assert len(res.history) == 2 and res.cost.denoiser_recompute == 2 and res.cost.denoiser_backward == 2
 
 
 def test_public_entry_point_is_the_function_even_after_submodule_import():

@@ -367,3 +367,21 @@ def test_cuda_matches_cpu(family):
     # path differences and far below the ~1 nat spread between questions.
     torch.testing.assert_close(out.log_probs.detach().cpu(), cpu, atol=1e-3, rtol=0)
     assert frames_gpu.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_patch_embedding_runs_as_a_matmul_with_the_conv_results(family):
+    # the teacher swaps the vision tower's strided Conv3d patch embedding for the equivalent matmul (its backward
+    # was the slowest op of the reward); values and gradients must be the Conv3d's
+    model, tok = make_qwen_vl(family)
+    pe = model.model.visual.patch_embed
+    x = torch.randn(6, pe.proj.weight[0].numel(), requires_grad=True)
+    conv = type(pe).forward(pe, x)  # the class's own Conv3d forward
+    VLMTeacher(model, tok, RewardConfig(max_pixels=56 * 56))
+    assert "forward" in vars(pe)  # the instance is patched
+    lin = pe(x)
+    # same sums in another order: measured differences up to 5e-6 on outputs of size ~0.1-1
+    torch.testing.assert_close(lin, conv, rtol=1e-4, atol=2e-5)
+    w = torch.randn_like(lin)
+    torch.testing.assert_close(torch.autograd.grad((lin * w).sum(), x)[0], torch.autograd.grad((conv * w).sum(), x)[0],
+                               rtol=1e-4, atol=2e-5)

@@ -70,22 +70,33 @@ class UnitCosts:
     Attributes:
         candidate: one Best-of-N candidate: a ``final_steps`` sample, its full decode and the teacher's score.
         step: one optimization step: prediction, light decode, reward, backward and the optimizer update.
+        evaluation: the last step, which skips its update (prediction, light decode, reward); None: ``step``.
+        finish: producing the final video: a full decode of the kept prediction and its score when the loop's
+            prediction is the final sample (k-step over the final step count); None: a new sample (``candidate``).
     """
 
     candidate: float
     step: float
+    evaluation: float | None = None
+    finish: float | None = None
 
     def __post_init__(self):
-        for name in ("candidate", "step"):
-            check_number(f"UnitCosts.{name}", getattr(self, name), positive=True, finite=True)
+        for name in ("candidate", "step", "evaluation", "finish"):
+            check_number(f"UnitCosts.{name}", getattr(self, name), positive=True, finite=True,
+                         optional=name in ("evaluation", "finish"))
 
     def steps_within(self, n: int, candidates_spent: int) -> int:
-        """Optimization steps that fit in ``n`` candidates' time after ``candidates_spent`` candidate-like samples
-        (the plain sample, if scored, and the final sample)."""
-        return max(0, int((n - candidates_spent) * self.candidate / self.step + 1e-9))
+        """Optimization steps that fit in ``n`` candidates' time after ``candidates_spent`` candidates (the plain
+        sample, if scored) and the finish: every step but the last costs ``step``, the last ``evaluation``."""
+        left = (n - candidates_spent) * self.candidate - (self.candidate if self.finish is None else self.finish)
+        last = self.step if self.evaluation is None else self.evaluation
+        if left + 1e-9 < last:
+            return 0
+        return 1 + int((left - last) / self.step + 1e-9)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The measured fields (unset optional ones left out); ``UnitCosts(**d)`` rebuilds it."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass

@@ -73,6 +73,9 @@ class OptimizeConfig:
     lr_decay_on_failure: float = field(default=0.5, metadata={"help": "lr factor after a non-finite step"})
     # initial / final sample
     score_initial: bool = field(default=True, metadata={"help": "sample + score the fresh model first"})
+    reuse_prediction: bool = field(default=True, metadata={
+        "help": "k_step with steps == sampling.final_steps: the final video is the full decode of the kept step's "
+                "prediction (the latents a final sample of that adapter computes) instead of a new sample"})
     keep_initial_if_better: bool = field(default=True, metadata={"help": "return the plain video if it scores higher"})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "geometry, seed, final steps"})
     progress: bool = field(default=True, metadata={"help": "tqdm bar"})
@@ -93,7 +96,7 @@ class OptimizeConfig:
             check_number(f"OptimizeConfig.{name}", getattr(self, name), minimum=0, finite=True)
         # any finite max_grad_norm is meaningful (<= 0 disables clipping); NaN would silently disable it
         check_number("OptimizeConfig.max_grad_norm", self.max_grad_norm, finite=True)
-        for name in ("block_checkpointing", "score_initial", "keep_initial_if_better", "progress"):
+        for name in ("block_checkpointing", "score_initial", "keep_initial_if_better", "progress", "reuse_prediction"):
             check_bool(f"OptimizeConfig.{name}", getattr(self, name))
         if not 0.0 < self.yes_threshold <= 1.0:
             raise ValueError(f"OptimizeConfig.yes_threshold must be in (0, 1], got {self.yes_threshold!r}")
@@ -152,7 +155,7 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig) -> UnitCos
     if key in cache:
         return cache[key]
     snapshot = reasoner.snapshot_lora()
-    cand, step = [], []
+    cand, step, evaluation, finish = [], [], [], []
     scratch = CostMeter(reasoner)
     for _ in range(UNIT_COST_REPEATS):
         t0 = time.perf_counter()
@@ -160,11 +163,31 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig) -> UnitCos
         score_frames(teacher, frames, setup.queries, scratch)
         cand.append(time.perf_counter() - t0)
     loop = _StepLoop(setup, teacher, config, scratch, None)
+    last = _StepLoop(setup, teacher, config, scratch, None, max_steps=1)  # its only step is a last one: no update
     for i in range(UNIT_COST_REPEATS):
         step.append(loop._step(i).seconds)
+        evaluation.append(last._step(0).seconds)
+        if _reuses_prediction(config):
+            t0 = time.perf_counter()
+            _finish_from_latents(reasoner, teacher, setup, last.best_latents, scratch)
+            finish.append(time.perf_counter() - t0)
     reasoner.restore_lora(snapshot)
-    cache[key] = UnitCosts(candidate=min(cand), step=min(step))
+    cache[key] = UnitCosts(candidate=min(cand), step=min(step), evaluation=min(evaluation),
+                           finish=min(finish) if finish else None)
     return cache[key]
+
+
+def _reuses_prediction(config: OptimizeConfig) -> bool:
+    """Whether the loop's prediction is the final sample of its adapter: k-step over the final step count."""
+    return config.reuse_prediction and config.mode == "k_step" and config.steps == config.sampling.final_steps
+
+
+def _finish_from_latents(reasoner, teacher, setup: InstanceSetup, latents: torch.Tensor, meter: CostMeter):
+    """(frames (1, F, 3, H, W) in [0, 1], P(yes) per query): the full decode of kept latents and its score."""
+    with torch.no_grad():
+        frames = reasoner.decode(latents)
+    _, p_yes = score_frames(teacher, frames, setup.queries, meter)
+    return frames, p_yes
 
 
 def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: OptimizeConfig | None = None,
@@ -207,7 +230,7 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
     max_steps, units = config.max_steps, None
     if config.budget is not None and config.budget.best_of_n:
         units = config.budget.unit_costs or unit_costs(setup, teacher, config)
-        spent = 1 + int(config.score_initial)  # the final sample, and the plain one when it is scored
+        spent = int(config.score_initial)  # the plain sample, when it is scored
         max_steps = min(max_steps, units.steps_within(config.budget.best_of_n, spent))
     budget = _resolve_budget(config.budget)
     meter = CostMeter(reasoner)
@@ -225,11 +248,14 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
     loop = _StepLoop(setup, teacher, config, meter, budget, candidate_evals, max_steps, sample_seconds,
                      judge).run(callback)
 
-    # 5. final sample with the best adapter
+    # 5. the final video of the best adapter: its in-loop prediction decoded in full, or a new sample
     reasoner.restore_lora(loop.best_snapshot)
     best_step = loop.best_step
-    frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
-    _, final_p = score_frames(teacher, frames, setup.queries, meter)
+    if _reuses_prediction(config) and loop.best_latents is not None:
+        frames, final_p = _finish_from_latents(reasoner, teacher, setup, loop.best_latents, meter)
+    else:
+        frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
+        _, final_p = score_frames(teacher, frames, setup.queries, meter)
     used_initial = False
     w = setup.queries.weight_tensor()
     if (config.keep_initial_if_better and initial_p is not None
@@ -267,6 +293,7 @@ class LoopResult:
     stop_reason: str
     best_snapshot: dict
     best_step: int
+    best_latents: torch.Tensor | None = None  # the kept step's prediction (None: the fresh adapter was kept)
 
 
 class _StepLoop:
@@ -293,6 +320,7 @@ class _StepLoop:
         self.max_steps = config.max_steps if max_steps is None else max_steps
         self.best_reward, self.best_step = -math.inf, -1
         self.best_snapshot = self.last_good = self.reasoner.snapshot_lora()
+        self.best_latents = None
         self.failures, self.step_seconds = 0, None
 
     def run(self, callback=None) -> LoopResult:
@@ -326,7 +354,7 @@ class _StepLoop:
         finally:
             bar.close()
             self.opt.zero_grad(set_to_none=True)
-        return LoopResult(history, stop_reason, self.best_snapshot, self.best_step)
+        return LoopResult(history, stop_reason, self.best_snapshot, self.best_step, self.best_latents)
 
     def _step(self, step: int) -> StepInfo:
         config, meter, opt = self.config, self.meter, self.opt
@@ -362,19 +390,22 @@ class _StepLoop:
             self._track_divergence(reward_value, keep_value)
         opt.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(loss))
+        # the last step's update would never be scored (the kept adapter is one the loop scored): skip it
+        update = step < self.max_steps - 1
         grad_norm = float("nan")
-        if ok:
+        if ok and update:
             loss.backward()
             meter.count_backward(pred.cost)
             ok = _finite_grads(self.params)
         if ok:
-            if config.max_grad_norm > 0:
+            if update and config.max_grad_norm > 0:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
             if keep_value > self.best_reward:  # this reward belongs to the adapter *before* this update
                 self.best_reward, self.best_step = keep_value, step
-                self.best_snapshot = self.reasoner.snapshot_lora()
-            self.last_good = self.reasoner.snapshot_lora()
-            opt.step()
+                self.best_snapshot, self.best_latents = self.reasoner.snapshot_lora(), self.latents
+            if update:
+                self.last_good = self.reasoner.snapshot_lora()
+                opt.step()
             self.failures = 0
         else:
             self._recover(step)
