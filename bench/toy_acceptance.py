@@ -1,7 +1,7 @@
 """Acceptance benchmark of the built-in toy world: quality against cost, Best-of-N against optimize.
 
 Usage: python bench/toy_acceptance.py [--instances 48] [--seed 0] [--out bench/toy_acceptance]
-                                      [--teacher DIR] [--bon 1,2,3,5,8] [--budgets 2,3,5,8] [--no-oracle]
+                                      [--teacher DIR[,DIR...]] [--bon 1,2,3,5,8] [--budgets 2,3,5,8] [--no-oracle]
 
 On held-out instances spread over the task types (one run, one torch thread), with the shipped models and the
 demo's ``optimize`` settings (``vlmteach_fast.demo.demo_optimize_config``):
@@ -41,7 +41,7 @@ def _ints(text: str) -> list[int]:
 
 def run(args) -> dict:
     pipe = toy.load_pipeline()
-    teacher = toy.load_teacher(args.teacher)
+    teacher = toy.load_teacher(args.teacher.split(",") if args.teacher else None, reduce=args.reduce)
     base = demo_optimize_config()
     overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
                                     ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor))
@@ -138,7 +138,9 @@ def main() -> int:
     ap.add_argument("--instances", type=int, default=48, help="held-out instances (48: 16 per task type)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench/toy_acceptance")
-    ap.add_argument("--teacher", default=None, help="toy teacher folder; default: the shipped one")
+    ap.add_argument("--teacher", default=None,
+                    help="toy teacher folder (default: the shipped one); several comma-separated: an ensemble")
+    ap.add_argument("--reduce", default="mean", choices=("mean", "min"), help="how an ensemble combines answers")
     ap.add_argument("--bon", type=_ints, default=[1, 2, 3, 5, 8], help="Best-of-N's N values")
     ap.add_argument("--budgets", type=_ints, default=[2, 3, 5, 8], help="optimize's best_of_n:N budgets")
     ap.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the ground-truth oracle run")

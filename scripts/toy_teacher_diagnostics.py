@@ -51,7 +51,8 @@ def spearman(a: list[float], b: list[float]) -> float | None:
 
 def load(args):
     pipe = toy.load_pipeline(args.pipeline)
-    teacher = toy.load_teacher(args.teacher, view=args.view)
+    paths = args.teacher.split(",") if args.teacher else None
+    teacher = toy.load_teacher(paths, view=args.view, reduce=args.reduce)
     return pipe, teacher
 
 
@@ -151,7 +152,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--view", default=None, help="teacher input view (frames | cells | palette); default: trained")
     ap.add_argument("--pipeline", default=None)
-    ap.add_argument("--teacher", default=None)
+    ap.add_argument("--teacher", default=None, help="teacher folder; several comma-separated: an ensemble")
+    ap.add_argument("--reduce", default="mean", choices=("mean", "min"), help="how an ensemble combines answers")
     ap.add_argument("--judge", default=None, help="game: a held-out judge teacher folder (optimize(..., judge=))")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()

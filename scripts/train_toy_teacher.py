@@ -19,7 +19,11 @@ Recipe:
    ``--round-instances`` fresh train instances, labels those videos with the rule scorer, adds them to a hard pool
    (half of every batch is drawn from it) and trains ``--round-seconds`` more. Each round's teacher is saved to
    ``OUT/round{r}``.
-6. Save model + tokenizer (safetensors / json) to ``--out``.
+6. With ``--noise-std S`` (input robustness): half of every batch is shown with per-cell Gaussian noise (one
+   value per 4-px cell, frame and channel, std drawn in [0, S]) under the clean video's labels; with ``--smooth L``
+   also a smoothness penalty: L times the squared change of each answer's yes-no logit gap between the clean and a
+   noised copy of every video (the teacher's answer may not move much when the cells' colours move a little).
+7. Save model + tokenizer (safetensors / json) to ``--out``.
 
     python scripts/train_toy_teacher.py --out /tmp/toy/teacher --seconds 600 --vae /tmp/toy/vae
 """
@@ -86,11 +90,26 @@ def build_dataset(insts, seed: int, vae=None, samples=None):
     return videos, label(tasks, videos), tasks
 
 
-def teacher_loss(teacher, videos, labels, tasks, pos_weight):
-    """Mean weighted CE of Yes/No over the 4 questions of each video (one task type per call)."""
+ROBUST = {"noise_std": 0.0, "smooth": 0.0}  # set by --noise-std / --smooth
+
+
+def cell_noise(videos: torch.Tensor, std: float, g: torch.Generator) -> torch.Tensor:
+    """(B, F, 3, H, W) + Gaussian noise constant over each CELL x CELL block (std drawn per video in [0, std])."""
+    B, Fr, C, H, W = videos.shape
+    scale = torch.rand(B, 1, 1, 1, 1, generator=g) * std
+    noise = torch.randn(B, Fr, C, H // CELL, W // CELL, generator=g) * scale
+    return (videos + noise.repeat_interleave(CELL, -2).repeat_interleave(CELL, -1)).clamp(0, 1)
+
+
+def teacher_loss(teacher, videos, labels, tasks, pos_weight, g=None):
+    """Mean weighted CE of Yes/No over the 4 questions of each video (one task type per call), plus the smoothness
+    penalty with ``--smooth``."""
     if teacher.frame_transform is not None:  # the view the teacher is shown in the loop
         videos = teacher.frame_transform(videos)  # (b, 9, 3, 32, 32)
-    total = 0.0
+    if ROBUST["noise_std"] > 0 and g is not None:
+        half = len(videos) // 2
+        videos = torch.cat([videos[:half], cell_noise(videos[half:], ROBUST["noise_std"], g)])
+    total, penalty = 0.0, 0.0
     stats = []
     for t in sorted({i.task_type for i in tasks}):
         sel = [n for n, i in enumerate(tasks) if i.task_type == t]
@@ -102,7 +121,12 @@ def teacher_loss(teacher, videos, labels, tasks, pos_weight):
         # cross-entropy against the target mixture y * Yes + (1 - y) * No (hard labels: y in {0, 1})
         total = total - (pos_weight * y * logp[..., teacher.yes_id] + (1 - y) * logp[..., teacher.no_id]).sum()
         stats.append(((logp[..., teacher.yes_id] > logp[..., teacher.no_id]).float() == (y >= 0.5)).float())
-    return total / labels.numel(), torch.cat(stats).mean().item()
+        if ROBUST["smooth"] > 0 and g is not None:
+            noisy, _ = teacher.answer_logits(cell_noise(videos[sel], max(ROBUST["noise_std"], 0.05), g), qs, kinds)
+            gap = logits[..., teacher.yes_id] - logits[..., teacher.no_id]
+            gap_noisy = noisy[..., teacher.yes_id] - noisy[..., teacher.no_id]
+            penalty = penalty + (gap.float() - gap_noisy.float()).square().sum()
+    return (total + ROBUST["smooth"] * penalty) / labels.numel(), torch.cat(stats).mean().item()
 
 
 SOFT_LABELS = False  # set by --soft-labels
@@ -165,7 +189,7 @@ def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_pre
             idx = h + torch.randint(0, len(videos), (batch - len(h),), generator=g).tolist()
         else:
             idx = torch.randint(0, len(videos), (batch,), generator=g).tolist()
-        loss, acc = teacher_loss(teacher, videos[idx], labels[idx], [tasks[i] for i in idx], pos_weight)
+        loss, acc = teacher_loss(teacher, videos[idx], labels[idx], [tasks[i] for i in idx], pos_weight, g)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -210,9 +234,12 @@ def main():
     ap.add_argument("--round-steps", type=int, default=8, help="gaming-run steps per instance and round")
     ap.add_argument("--round-seconds", type=float, default=180)
     ap.add_argument("--round-lr", type=float, default=5e-4)
+    ap.add_argument("--noise-std", type=float, default=0.0, help="input robustness: per-cell noise on half a batch")
+    ap.add_argument("--smooth", type=float, default=0.0, help="input robustness: answer-smoothness penalty weight")
     args = ap.parse_args()
     global SOFT_LABELS
     SOFT_LABELS = args.soft_labels
+    ROBUST.update(noise_std=args.noise_std, smooth=args.smooth)
     torch.set_num_threads(1)  # shared 2-core machine: one thread per process (see train_toy_vae.py)
     torch.manual_seed(args.seed)
     t0 = time.time()
@@ -260,7 +287,8 @@ def main():
     model.requires_grad_(True)  # VLMTeacher freezes its model; training is the one place it learns
     g = torch.Generator().manual_seed(args.seed)
     data = [videos, labels, tasks]
-    log = {"view": args.view, "videos": len(videos), "phases": []}
+    log = {"view": args.view, "videos": len(videos), "noise_std": args.noise_std, "smooth": args.smooth,
+           "seed": args.seed, "init": args.init, "phases": []}
     t1 = time.time()
     steps, ema = train(teacher, model, data, [], args.seconds, args.lr, args.batch, pos_weight, g)
     log["phases"].append({"phase": "base", "steps": steps, "seconds": time.time() - t1, "loss_ema": ema[0],

@@ -284,6 +284,30 @@ def test_weighted_teachers_sum():
         WeightedTeachers([vlm, object()])
 
 
+@pytest.mark.parametrize("reduce", ["mean", "min"])
+def test_ensemble_teacher_combines_members_per_question(reduce):
+    from vlmteach_fast.teacher import EnsembleTeacher
+    from vlmteach_fast.testing import BrightnessTeacher
+
+    soft, sharp = BrightnessTeacher(sharpness=2.0), BrightnessTeacher(sharpness=20.0)
+    ens = EnsembleTeacher([soft, sharp], reduce=reduce)
+    frames = _frames(B=3, grad=True)
+    q = ens.synthesize_queries("p")
+    out = ens.reward(frames, q)
+    with torch.no_grad():
+        a, b = soft.reward(frames, q).log_probs, sharp.reward(frames, q).log_probs
+    expected = (a + b) / 2 if reduce == "mean" else torch.minimum(a, b)
+    torch.testing.assert_close(out.log_probs.detach(), expected)
+    torch.testing.assert_close(out.reward.detach(), expected.mean(-1))  # equal weights
+    assert out.log_probs.shape == (3, 2) and out.questions == q.questions
+    out.reward.sum().backward()
+    assert frames.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="at least two"):
+        EnsembleTeacher([soft])
+    with pytest.raises(ValueError, match="reduce"):
+        EnsembleTeacher([soft, sharp], reduce="max")
+
+
 def test_from_pretrained_roundtrip(tmp_path):
     from vlmteach_fast.testing import make_qwen_image_processor
 

@@ -6,7 +6,7 @@
     (-out.reward.mean()).backward()                                   # gradient reaches the frames only
 """
 
-from .base import Queries, RewardOutput, Teacher, WeightedTeachers, as_queries, check_frames
+from .base import EnsembleTeacher, Queries, RewardOutput, Teacher, WeightedTeachers, as_queries, check_frames
 from .family import VLMFamily
 from .idefics3 import Idefics3Family
 from .llava import LlavaFamily
@@ -15,6 +15,7 @@ from .qwen_vl import QwenVLFamily
 from .vlm import RewardConfig, VLMTeacher, resolve_answer_token, supported_model_types
 
 __all__ = [
+    "EnsembleTeacher",
     "Idefics3Family",
     "LlavaFamily",
     "Queries",

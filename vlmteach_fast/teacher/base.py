@@ -2,7 +2,8 @@
 
 A teacher turns a task into questions (`synthesize_queries`) and scores frames against them (`reward`), with the score
 differentiable w.r.t. the frames. `VLMTeacher` is the VLM-backed one; CLIP/SigLIP similarity or hand-written
-differentiable rules plug in by implementing the same two methods, and `WeightedTeachers` sums several.
+differentiable rules plug in by implementing the same two methods. `WeightedTeachers` sums several (each may ask its
+own questions); `EnsembleTeacher` asks several the same questions and combines their answers per question.
 """
 
 from __future__ import annotations
@@ -180,3 +181,47 @@ class WeightedTeachers:
             kinds=[k for o in outs for k in o.kinds],
             stats=stats,
         )
+
+
+ENSEMBLE_REDUCTIONS = ("mean", "min")
+
+
+class EnsembleTeacher:
+    """Several teachers answering the same questions, combined per question: a video must convince all of them.
+
+    An ensemble of independently trained teachers is harder to game than one of them: a pattern that fools one
+    member is unlikely to fool the others, and ``reduce="min"`` scores every question by its most sceptical member.
+
+    Args:
+        teachers: two or more teachers (the `Teacher` protocol); queries come from the first.
+        reduce: ``"mean"`` (per question, the mean of the members' log P(yes): the geometric mean of P(yes)) or
+            ``"min"`` (the lowest log P(yes); its gradient flows through that member only).
+
+    ``reward(frames (B, F, 3, H, W) in [0, 1], queries)`` returns a `RewardOutput` with ``log_probs`` (B, Q) the
+    combined per-question log P(yes) and ``reward`` (B,) their weighted mean (the first member's weights). Costs
+    one reward call per member.
+    """
+
+    def __init__(self, teachers: Sequence[Teacher], reduce: str = "mean"):
+        teachers = list(teachers)
+        if len(teachers) < 2:
+            raise ValueError(f"teachers must hold at least two teachers, got {len(teachers)}")
+        for i, t in enumerate(teachers):
+            if not isinstance(t, Teacher):
+                raise TypeError(f"teachers[{i}] must have synthesize_queries() and reward(), got {type(t).__name__}")
+        if reduce not in ENSEMBLE_REDUCTIONS:
+            raise ValueError(f"reduce must be one of {ENSEMBLE_REDUCTIONS}, got {reduce!r}")
+        self.teachers, self.reduce = teachers, reduce
+
+    def synthesize_queries(self, prompt: str, first_frame: torch.Tensor | None = None, max_process: int = 3) -> Queries:
+        return self.teachers[0].synthesize_queries(prompt, first_frame, max_process=max_process)
+
+    def reward(self, frames: torch.Tensor, queries, weights=None) -> RewardOutput:
+        outs = [t.reward(frames, queries, weights=weights) for t in self.teachers]
+        logs = torch.stack([o.log_probs.float() for o in outs])  # (members, B, Q)
+        combined = logs.mean(0) if self.reduce == "mean" else logs.min(0).values
+        first = outs[0]
+        w = first.weights.to(combined)
+        return RewardOutput(reward=(combined * w).sum(-1) / w.sum(), log_probs=combined, weights=first.weights,
+                            questions=first.questions, kinds=first.kinds,
+                            stats={f"teacher{i}": o.stats for i, o in enumerate(outs)})

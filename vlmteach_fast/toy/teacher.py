@@ -108,21 +108,33 @@ class ToyTeacher(VLMTeacher):
         return queries_for(task_type_of_prompt(prompt), max_process=min(max_process, 3))
 
 
-def load_teacher(path: str | None = None, config: RewardConfig | None = None, device="cpu",
-                 view: str | None = None) -> ToyTeacher:
+def load_teacher(path: str | list[str] | None = None, config: RewardConfig | None = None, device="cpu",
+                 view: str | None = None, reduce: str = "mean"):
     """Load the shipped toy teacher offline.
 
     Args:
-        path: a folder written by ``scripts/train_toy_teacher.py``; default: the one in the package.
+        path: a folder written by ``scripts/train_toy_teacher.py``; default: the one in the package. A list of
+            two or more folders loads an ``EnsembleTeacher`` of them (comma-separated in the scripts' flags).
         config: reward settings; default ``teacher_reward_config()`` (what it was trained with).
         device: where to put the model.
         view: the input view (``toy.views.VIEWS``); None: the one the teacher was trained with, read from the
             folder's ``view.json`` (``"frames"`` when absent).
 
+        reduce: with several folders, how the ensemble combines its members per question (``"mean"``/``"min"``).
+
     Returns:
-        A :class:`ToyTeacher` (fp32, frozen). ``teacher.reward(frames (B, 9, 3, 32, 32) in [0, 1], queries)``.
+        A :class:`ToyTeacher` (fp32, frozen), or an ``EnsembleTeacher`` of them.
+        ``teacher.reward(frames (B, 9, 3, 32, 32) in [0, 1], queries)``.
     """
     from transformers import PreTrainedTokenizerFast, Qwen2VLForConditionalGeneration
+
+    if isinstance(path, (list, tuple)):
+        if len(path) == 1:
+            path = path[0]
+        else:
+            from ..teacher import EnsembleTeacher
+
+            return EnsembleTeacher([load_teacher(p, config, device, view) for p in path], reduce=reduce)
 
     from .models import TEACHER_DIR
 
