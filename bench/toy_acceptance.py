@@ -71,7 +71,10 @@ def run(args) -> dict:
         if args.oracle:
             runs.append(("oracle", GroundTruthOracle(inst), 5))
         for method, t, n in runs:
-            cfg = dataclasses.replace(base, budget=f"best_of_n:{n}", sampling=sampling)
+            budget = f"best_of_n:{n}"
+            if method == "optimize" and args.units:  # recorded units: the same step counts on any machine load
+                budget = {"best_of_n": n, "unit_costs": json.loads(args.units)}
+            cfg = dataclasses.replace(base, budget=budget, sampling=sampling)
             if method == "oracle":  # the oracle's P(yes) starts near 0.8: only the budget should stop it
                 cfg = dataclasses.replace(cfg, yes_threshold=1.0)
             t0 = time.perf_counter()
@@ -152,6 +155,9 @@ def main() -> int:
     ap.add_argument("--decoder", default=None, help="override the light decoder kind (auto | tiny | linear | full)")
     ap.add_argument("--score-initial", dest="score_initial", type=lambda v: v == "1", default=None,
                     help="1/0: override whether optimize samples and scores the plain video first")
+    ap.add_argument("--units", default=None,
+                    help='optimize\'s unit costs as JSON (e.g. \'{"candidate": 0.09, "step": 0.1}\' from an earlier '
+                         "results.json) instead of measuring them: comparable step counts across runs and loads")
     args = ap.parse_args()
     torch.set_num_threads(1)  # tiny, overhead-bound models: one thread is fastest and steadiest
     t0 = time.perf_counter()

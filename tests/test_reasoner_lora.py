@@ -192,3 +192,21 @@ def test_spec_defaults_and_targets():
     assert len(names) == 2 * 2 and all("attn1.to_q" in n for n in names)
     with pytest.raises(ValueError, match="matched no linear layer"):
         Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(target_modules=("nope",), fused=False))
+
+
+def test_fresh_adapter_is_the_same_in_every_process():
+    # lora_A is drawn from init_seed, not from the global RNG: two processes (here: two global RNG states) start
+    # from the same adapter, so the same seeds give the same optimization run
+    from vlmteach_fast.testing import tiny_ti2v_pipeline
+
+    def fresh(global_seed, init_seed):
+        pipe = tiny_ti2v_pipeline()
+        torch.manual_seed(global_seed)
+        return Reasoner.from_pipeline(pipe, LoRASpec(rank=2, init_seed=init_seed)).snapshot_lora()
+
+    a, b = fresh(1, 0), fresh(2, 0)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    c, d = fresh(1, None), fresh(2, None)
+    assert any(not torch.equal(c[k], d[k]) for k in c if ".lora_A." in k)
+    with pytest.raises(ValueError, match="init_seed"):
+        LoRASpec(init_seed=-1)

@@ -45,9 +45,13 @@ class LoRASpec:
         default=True,
         metadata={"help": "Swap PEFT LoRA layers for vlmteach_fast.nn fused ones when that module is available."},
     )
+    init_seed: int | None = field(default=0, metadata={
+        "help": "Seed of lora_A's initial draw, so every process starts from the same adapter (the first AdamW step "
+                "is nearly a sign step: a different lora_A makes a different run); None: torch's global RNG."})
 
     def __post_init__(self):
         check_int("rank", self.rank)
+        check_int("init_seed", self.init_seed, minimum=0, optional=True)
         if self.alpha is None:
             self.alpha = float(self.rank)
         if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha) or self.alpha <= 0:

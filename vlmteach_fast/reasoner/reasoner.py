@@ -111,6 +111,8 @@ class Reasoner:
         self.counters = ReasonerUsage()
         self._light_decoders: dict[str, LightDecoder] = {}
         self.attention_backend = DEFAULT_ATTENTION_BACKEND
+        if spec.init_seed is not None:  # the same fresh adapter in every process: reproducible runs
+            reset_lora(self.transformer, spec.adapter_name, spec.init_seed)
         self._initial = snapshot_lora(self.transformer, spec.adapter_name)
 
     # ----- 1. construction -----
