@@ -44,7 +44,8 @@ def run(args) -> dict:
     teacher = toy.load_teacher(args.teacher.split(",") if args.teacher else None, reduce=args.reduce)
     base = demo_optimize_config()
     overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
-                                    ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor))
+                                    ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor),
+                                    ("optimizer", args.optimizer))
                  if v is not None}
     if args.decoder:
         from vlmteach_fast.reasoner import LightDecoderConfig
@@ -150,6 +151,7 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=None, help="override the demo's optimize lr")
     ap.add_argument("--mode", default=None, help="override the demo's optimize mode (one_step | k_step)")
     ap.add_argument("--anchor", type=float, default=None, help="override optimize's trust-region weight")
+    ap.add_argument("--optimizer", default=None, help="override optimize's optimizer (adamw | nsgd)")
     ap.add_argument("--steps", type=int, default=None, help="override k_step's sampling steps per prediction")
     ap.add_argument("--grad-steps", dest="grad_steps", type=int, default=None, help="override k_step's grad steps")
     ap.add_argument("--decoder", default=None, help="override the light decoder kind (auto | tiny | linear | full)")

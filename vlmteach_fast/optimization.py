@@ -28,6 +28,7 @@ import torch
 from .checks import check_bool, check_int, check_number
 from .cost import Budget, CostMeter, UnitCosts, denoiser_cost, parse_budget
 from .instance import InstanceSetup, SamplingConfig, score_frames, setup_instance
+from .optim import OPTIMIZERS, make_optimizer
 from .optimize_result import STOP_REASONS, OptimizeResult, StepInfo
 from .reasoner import LightDecoderConfig, LoRASpec
 
@@ -48,7 +49,10 @@ class OptimizeConfig:
     block_checkpointing: bool = field(default=False, metadata={"help": "checkpoint transformer blocks too"})
     # LoRA and optimizer
     lora: LoRASpec = field(default_factory=LoRASpec, metadata={"help": "rank, alpha, targets of the fresh LoRA"})
-    lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
+    optimizer: str = field(default="adamw", metadata={
+        "help": "'adamw' or 'nsgd' (normalized gradient descent: the gradient's direction with AdamW's first-step "
+                "length, see vlmteach_fast/optim.py)"})
+    lr: float = field(default=2e-3, metadata={"help": "learning rate (step length per parameter, for both)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (<= 0 disables)"})
     anchor: float = field(default=0.0, metadata={
@@ -81,6 +85,8 @@ class OptimizeConfig:
     progress: bool = field(default=True, metadata={"help": "tqdm bar"})
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"OptimizeConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.mode not in ("one_step", "k_step"):
             raise ValueError(f"OptimizeConfig.mode must be 'one_step' or 'k_step', got {self.mode!r}")
         for name in ("steps", "grad_steps", "max_steps", "patience", "max_failures", "guard_patience"):
@@ -308,7 +314,7 @@ class _StepLoop:
         self.anchor_latents = None  # the plain model's prediction (step 0, fresh LoRA), for config.anchor
         self.reasoner = setup.reasoner
         self.params = self.reasoner.lora_parameters()
-        self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.opt = make_optimizer(config.optimizer, self.params, config.lr, config.weight_decay)
         self.decoder = self.reasoner.light_decoder(config.decoder)
         self.stopper = _Stopper(config.patience, config.min_delta)
         self.k_step = config.mode == "k_step"
