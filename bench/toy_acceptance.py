@@ -52,6 +52,7 @@ def run(args) -> dict:
 
         overrides["decoder"] = LightDecoderConfig(kind=args.decoder)
     base = dataclasses.replace(base, **overrides)
+    base = dataclasses.replace(base, lora=dataclasses.replace(base.lora, init_seed=args.init_seed))
     rows = []
     for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
         queries = toy.queries_for(inst)
@@ -141,6 +142,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--instances", type=int, default=48, help="held-out instances (48: 16 per task type)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-seed", dest="init_seed", type=int, default=0,
+                    help="the LoRA's lora_A seed (a few steps from a fresh adapter depend on it: vary it to see spread)")
     ap.add_argument("--out", default="bench/toy_acceptance")
     ap.add_argument("--teacher", default=None,
                     help="toy teacher folder (default: the shipped one); several comma-separated: an ensemble")

@@ -107,7 +107,8 @@ def run_game(args) -> dict:
         rec = RecordingTeacher(teacher)
         cfg = OptimizeConfig(mode="k_step", steps=toy.SAMPLE_STEPS, grad_steps=toy.SAMPLE_STEPS, lr=args.lr,
                              max_steps=args.steps, patience=args.steps + 1, yes_threshold=1.0,
-                             decoder=LightDecoderConfig(kind="full"), lora=LoRASpec(rank=8),
+                             decoder=LightDecoderConfig(kind="full"),
+                             lora=LoRASpec(rank=8, init_seed=args.init_seed),
                              sampling=sampling(i, args.seed), keep_initial_if_better=False, progress=False)
         t0 = time.perf_counter()
         res = optimize(pipe, rec, inst.prompt, image=inst.first_frame, queries=queries, config=cfg, judge=judge)
@@ -150,6 +151,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-seed", dest="init_seed", type=int, default=0, help="game: the LoRA's lora_A seed")
     ap.add_argument("--view", default=None, help="teacher input view (frames | cells | palette); default: trained")
     ap.add_argument("--pipeline", default=None)
     ap.add_argument("--teacher", default=None, help="teacher folder; several comma-separated: an ensemble")
