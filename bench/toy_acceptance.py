@@ -42,6 +42,7 @@ def _ints(text: str) -> list[int]:
 def run(args) -> dict:
     pipe = toy.load_pipeline()
     teacher = toy.load_teacher(args.teacher.split(",") if args.teacher else None, reduce=args.reduce)
+    judge = toy.load_teacher(args.judge) if args.judge else None  # optimize(..., judge=): picks the kept step
     base = demo_optimize_config()
     overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
                                     ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor),
@@ -80,7 +81,7 @@ def run(args) -> dict:
             if method == "oracle":  # the oracle's P(yes) starts near 0.8: only the budget should stop it
                 cfg = dataclasses.replace(cfg, yes_threshold=1.0)
             t0 = time.perf_counter()
-            res = optimize(pipe, t, inst.prompt, config=cfg, **common)
+            res = optimize(pipe, t, inst.prompt, config=cfg, judge=judge if method == "optimize" else None, **common)
             record(method, n, res.frames, time.perf_counter() - t0,
                    dict(steps=len(res.history), stop_reason=res.stop_reason, used_initial=res.used_initial,
                         unit_costs=res.cost.extra.get("unit_costs")))
@@ -148,6 +149,7 @@ def main() -> int:
     ap.add_argument("--teacher", default=None,
                     help="toy teacher folder (default: the shipped one); several comma-separated: an ensemble")
     ap.add_argument("--reduce", default="mean", choices=("mean", "min"), help="how an ensemble combines answers")
+    ap.add_argument("--judge", default=None, help="a held-out judge teacher folder for optimize (optimize(judge=))")
     ap.add_argument("--bon", type=_ints, default=[1, 2, 3, 5, 8], help="Best-of-N's N values")
     ap.add_argument("--budgets", type=_ints, default=[2, 3, 5, 8], help="optimize's best_of_n:N budgets")
     ap.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the ground-truth oracle run")
