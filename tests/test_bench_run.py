@@ -21,7 +21,7 @@ from vlmteach_fast.testing import BrightnessTeacher
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CONFIG = ("max_steps: 1\nlr: 0.01\nprogress: false\nsampling: {num_frames: 5, final_steps: 1}\n"
+CONFIG = ("max_steps: 2\nlr: 0.01\nprogress: false\nsampling: {num_frames: 5, final_steps: 1}\n"
           "lora: {rank: 2}\ndecoder: {kind: full}\n")
 
 
