@@ -23,7 +23,12 @@ Recipe:
    value per 4-px cell, frame and channel, std drawn in [0, S]) under the clean video's labels; with ``--smooth L``
    also a smoothness penalty: L times the squared change of each answer's yes-no logit gap between the clean and a
    noised copy of every video (the teacher's answer may not move much when the cells' colours move a little).
-7. Save model + tokenizer (safetensors / json) to ``--out``.
+7. With ``--pools N --pool-samples K --rank-weight W`` (ranking): K plain samples of each of N train instances,
+   scored by the rule scorer; every training step adds W times a pairwise logistic loss on one pool: the teacher's
+   reward exactly as the loop computes it must order the pool's samples as their rule scores do (pairs whose scores
+   differ by > 0.02). This targets the within-instance rank correlation over plain samples that Best-of-N and the
+   loop's choice of the kept step rely on.
+8. Save model + tokenizer (safetensors / json) to ``--out``.
 
     python scripts/train_toy_teacher.py --out /tmp/toy/teacher --seconds 600 --vae /tmp/toy/vae
 """
@@ -155,6 +160,40 @@ def model_samples(n: int, seed: int):
     return torch.stack(vids), insts
 
 
+def sample_pools(n: int, k: int, seed: int):
+    """[(instance, videos (k, 9, 3, 32, 32), rule scores (k,))]: k plain samples (other noise seeds) of each of n
+    fresh train instances."""
+    from vlmteach_fast.reasoner import Reasoner
+    from vlmteach_fast.toy import SAMPLE_STEPS, load_pipeline
+
+    reasoner = Reasoner.from_pipeline(load_pipeline())
+    pools = []
+    with torch.no_grad():
+        for i, inst in enumerate(make_instances(n, seed=seed + 70, split="train")):
+            vids = []
+            for j in range(k):
+                prep = reasoner.prepare(inst.prompt, inst.first_frame, num_frames=9, height=32, width=32,
+                                        seed=seed * 100000 + i * 100 + j)
+                vids.append(reasoner.sample(prep, steps=SAMPLE_STEPS).frames[0])
+            v = torch.stack(vids)
+            pools.append((inst, v, torch.tensor([score_video(inst, x).score for x in v])))
+    return pools
+
+
+def ranking_loss(teacher, pool, margin: float = 0.02) -> torch.Tensor:
+    """Pairwise logistic loss: the loop's reward must order a pool's samples as their rule scores do."""
+    from vlmteach_fast.toy.queries import queries_for
+
+    inst, videos, scores = pool
+    reward = teacher.reward(videos, queries_for(inst)).reward  # (k,), the teacher's view applied inside
+    diff_s = scores[:, None] - scores[None, :]
+    mask = diff_s > margin  # i better than j
+    if not mask.any():
+        return reward.sum() * 0.0
+    diff_r = reward[:, None] - reward[None, :]
+    return torch.nn.functional.softplus(-diff_r[mask]).mean()
+
+
 def adversarial_videos(teacher, n: int, steps: int, seed: int):
     """Every in-loop video of gaming runs against ``teacher`` on n fresh train instances, and their instances."""
     from vlmteach_fast.toy import load_pipeline
@@ -171,6 +210,9 @@ def adversarial_videos(teacher, n: int, steps: int, seed: int):
         gain += tr.rule[-1] - tr.rule[0]
     print(f"  gaming on {n} train instances: fooled {fooled}/{n}, rule gain {gain / n:+.3f}", flush=True)
     return torch.cat(vids), tasks
+
+
+POOLS = {"pools": [], "weight": 0.0}  # set by --pools / --rank-weight
 
 
 def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_prefix=""):
@@ -190,6 +232,9 @@ def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_pre
         else:
             idx = torch.randint(0, len(videos), (batch,), generator=g).tolist()
         loss, acc = teacher_loss(teacher, videos[idx], labels[idx], [tasks[i] for i in idx], pos_weight, g)
+        if POOLS["weight"] > 0 and POOLS["pools"]:
+            pool = POOLS["pools"][int(torch.randint(0, len(POOLS["pools"]), (1,), generator=g))]
+            loss = loss + POOLS["weight"] * ranking_loss(teacher, pool)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -236,10 +281,14 @@ def main():
     ap.add_argument("--round-lr", type=float, default=5e-4)
     ap.add_argument("--noise-std", type=float, default=0.0, help="input robustness: per-cell noise on half a batch")
     ap.add_argument("--smooth", type=float, default=0.0, help="input robustness: answer-smoothness penalty weight")
+    ap.add_argument("--pools", type=int, default=0, help="ranking: train instances with pools of plain samples")
+    ap.add_argument("--pool-samples", type=int, default=8, help="ranking: plain samples per pool")
+    ap.add_argument("--rank-weight", type=float, default=0.0, help="ranking: weight of the pairwise loss")
     args = ap.parse_args()
     global SOFT_LABELS
     SOFT_LABELS = args.soft_labels
     ROBUST.update(noise_std=args.noise_std, smooth=args.smooth)
+    POOLS["weight"] = args.rank_weight
     torch.set_num_threads(1)  # shared 2-core machine: one thread per process (see train_toy_vae.py)
     torch.manual_seed(args.seed)
     t0 = time.time()
@@ -273,6 +322,10 @@ def main():
     print(f"data {len(videos)} videos in {time.time() - t0:.0f}s; positive rate per question {pos.tolist()}",
           flush=True)
     pos_weight = ((1 - pos) / pos.clamp_min(1e-3)).clamp(0.2, 5.0)  # balance yes/no per question
+    if args.pools:
+        t2 = time.time()
+        POOLS["pools"] = sample_pools(args.pools, args.pool_samples, args.seed)
+        print(f"{args.pools} pools x {args.pool_samples} plain samples in {time.time() - t2:.0f}s", flush=True)
 
     if args.init:
         from transformers import PreTrainedTokenizerFast, Qwen2VLForConditionalGeneration
@@ -288,6 +341,7 @@ def main():
     g = torch.Generator().manual_seed(args.seed)
     data = [videos, labels, tasks]
     log = {"view": args.view, "videos": len(videos), "noise_std": args.noise_std, "smooth": args.smooth,
+           "pools": args.pools, "pool_samples": args.pool_samples, "rank_weight": args.rank_weight,
            "seed": args.seed, "init": args.init, "phases": []}
     t1 = time.time()
     steps, ema = train(teacher, model, data, [], args.seconds, args.lr, args.batch, pos_weight, g)
