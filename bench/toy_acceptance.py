@@ -40,7 +40,7 @@ def _ints(text: str) -> list[int]:
 
 
 def run(args) -> dict:
-    pipe = toy.load_pipeline()
+    pipe = toy.load_pipeline(args.pipeline)
     teacher = toy.load_teacher(args.teacher.split(",") if args.teacher else None, reduce=args.reduce)
     judge = toy.load_teacher(args.judge) if args.judge else None  # optimize(..., judge=): picks the kept step
     base = demo_optimize_config()
@@ -48,10 +48,11 @@ def run(args) -> dict:
                                     ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor),
                                     ("optimizer", args.optimizer))
                  if v is not None}
-    if args.decoder:
+    if args.decoder or args.decoder_path:
         from vlmteach_fast.reasoner import LightDecoderConfig
 
-        overrides["decoder"] = LightDecoderConfig(kind=args.decoder)
+        overrides["decoder"] = (LightDecoderConfig(kind="tiny", path=args.decoder_path) if args.decoder_path
+                                else LightDecoderConfig(kind=args.decoder))
     base = dataclasses.replace(base, **overrides)
     base = dataclasses.replace(base, lora=dataclasses.replace(base.lora, init_seed=args.init_seed))
     rows = []
@@ -160,6 +161,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=None, help="override k_step's sampling steps per prediction")
     ap.add_argument("--grad-steps", dest="grad_steps", type=int, default=None, help="override k_step's grad steps")
     ap.add_argument("--decoder", default=None, help="override the light decoder kind (auto | tiny | linear | full)")
+    ap.add_argument("--decoder-path", dest="decoder_path", default=None, help="a tiny decoder file (kind tiny)")
+    ap.add_argument("--pipeline", default=None, help="a toy pipeline folder; default: the shipped one")
     ap.add_argument("--score-initial", dest="score_initial", type=lambda v: v == "1", default=None,
                     help="1/0: override whether optimize samples and scores the plain video first")
     ap.add_argument("--units", default=None,
