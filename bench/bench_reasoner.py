@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from vlmteach_fast.reasoner import LightDecoder, LightDecoderConfig, LoRASpec, Reasoner, TensorMemoryTracker, psnr
+from vlmteach_fast.testing import unrolled_latents
 
 STEPS = 8
 GEOM = dict(num_frames=17, height=64, width=64)
@@ -75,16 +76,8 @@ def _predict_backward(r, prep, light, k, checkpoint):
 
 
 def _unrolled_grads(r, prep, light, k):
-    """The reference: the family's schedule / denoise / step unrolled by hand with plain autograd (no checkpointing;
-    the first STEPS - k steps without gradient), the same loss. Independent of ``Reasoner.predict``'s loop."""
-    a = r.family
-    timesteps, coeffs = a.schedule(STEPS, prep, None)
-    latents = a.initial_latents(prep)
-    for i in range(STEPS):
-        with torch.set_grad_enabled(i >= STEPS - k):
-            out = a.denoise(prep, latents, timesteps[i], prep.guidance_scale)
-            latents = a.step(latents, out, float(coeffs[i, 0]), float(coeffs[i, 1]))
-    loss = light(a.finalize(prep, latents), frames="first_last").mean()
+    """The reference: the loop unrolled by hand (``testing.unrolled_latents``), the same loss."""
+    loss = light(unrolled_latents(r, prep, STEPS, k), frames="first_last").mean()
     return torch.autograd.grad(loss, r.lora_parameters())
 
 

@@ -12,7 +12,7 @@ import torch
 
 import vlmteach_fast.reasoner.reasoner as reasoner_module
 from vlmteach_fast.reasoner import LoRASpec, Reasoner
-from vlmteach_fast.testing import tiny_wan_pipeline
+from vlmteach_fast.testing import tiny_wan_pipeline, unrolled_latents
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +41,9 @@ def _predict_grads(r, prep, weight, **kw):
 
 
 def _unrolled_grads(r, prep, weight, steps, grad_steps):
-    """The oracle loop: the family's schedule / denoise / step, first T - K steps without gradient, no checkpoint."""
-    a = r.family
-    timesteps, coeffs = a.schedule(steps, prep, None)
-    latents = a.initial_latents(prep)
-    for i in range(steps):
-        with torch.set_grad_enabled(i >= steps - grad_steps):
-            out = a.denoise(prep, latents, timesteps[i], prep.guidance_scale)
-            latents = a.step(latents, out, float(coeffs[i, 0]), float(coeffs[i, 1]))
+    """The oracle loop: ``testing.unrolled_latents`` (first T - K steps without gradient, no checkpoint)."""
     params = r.lora_parameters()
-    return list(torch.autograd.grad(_loss(a.finalize(prep, latents), weight), params))
+    return list(torch.autograd.grad(_loss(unrolled_latents(r, prep, steps, grad_steps), weight), params))
 
 
 def _finite_difference(r, prep, weight, direction, h, **kw):

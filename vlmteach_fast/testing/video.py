@@ -173,3 +173,19 @@ def tiny_wan_transformer(seed: int = 0):
 
     torch.manual_seed(seed)
     return WanTransformer3DModel(in_channels=16, out_channels=16, num_layers=2, **_WAN_TRANSFORMER).eval()
+
+
+def unrolled_latents(reasoner, prepared, steps: int, grad_steps: int):
+    """Reference for ``Reasoner.predict(mode="k_step")``: the family's schedule / denoise / step unrolled by hand
+    with plain autograd (no checkpointing), the first ``steps - grad_steps`` steps without gradient. Returns the
+    finalized clean latents (B, C, F_lat, h, w), differentiable w.r.t. the LoRA. Independent of ``predict``'s loop."""
+    import torch
+
+    a = reasoner.family
+    timesteps, coeffs = a.schedule(steps, prepared, None)
+    latents = a.initial_latents(prepared)
+    for i in range(steps):
+        with torch.set_grad_enabled(i >= steps - grad_steps):
+            out = a.denoise(prepared, latents, timesteps[i], prepared.guidance_scale)
+            latents = a.step(latents, out, float(coeffs[i, 0]), float(coeffs[i, 1]))
+    return a.finalize(prepared, latents)
