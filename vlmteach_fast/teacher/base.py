@@ -142,7 +142,28 @@ def check_frames(frames, name: str = "frames") -> torch.Tensor:
     return frames
 
 
-class WeightedTeachers:
+def _check_teachers(teachers, minimum: int) -> list:
+    """The members of a teacher group as a list: at least ``minimum``, each following the `Teacher` protocol."""
+    teachers = list(teachers)
+    if len(teachers) < minimum:
+        need = {1: "one teacher", 2: "two teachers"}.get(minimum, f"{minimum} teachers")
+        raise ValueError(f"teachers must hold at least {need}, got {len(teachers) or 'an empty list'}")
+    for i, t in enumerate(teachers):
+        if not isinstance(t, Teacher):
+            raise TypeError(f"teachers[{i}] must have synthesize_queries() and reward(), got {type(t).__name__}")
+    return teachers
+
+
+class _TeacherGroup:
+    """Several teachers behind one `Teacher`: the questions are the first member's."""
+
+    teachers: list
+
+    def synthesize_queries(self, prompt: str, first_frame: torch.Tensor | None = None, max_process: int = 3) -> Queries:
+        return self.teachers[0].synthesize_queries(prompt, first_frame, max_process=max_process)
+
+
+class WeightedTeachers(_TeacherGroup):
     """Sum of several teachers: reward = sum_i w_i * teacher_i.reward(frames, queries_i).reward.
 
     Args:
@@ -152,19 +173,11 @@ class WeightedTeachers:
     """
 
     def __init__(self, teachers: Sequence[Teacher], weights: Sequence[float] | None = None):
-        teachers = list(teachers)
-        if not teachers:
-            raise ValueError("teachers must hold at least one teacher, got an empty list")
-        for i, t in enumerate(teachers):
-            if not isinstance(t, Teacher):
-                raise TypeError(f"teachers[{i}] must have synthesize_queries() and reward(), got {type(t).__name__}")
+        teachers = _check_teachers(teachers, 1)
         weights = [1.0] * len(teachers) if weights is None else [float(w) for w in weights]
         if len(weights) != len(teachers):
             raise ValueError(f"weights must have {len(teachers)} entries (one per teacher), got {len(weights)}")
         self.teachers, self.weights = teachers, weights
-
-    def synthesize_queries(self, prompt: str, first_frame: torch.Tensor | None = None, max_process: int = 3) -> Queries:
-        return self.teachers[0].synthesize_queries(prompt, first_frame, max_process=max_process)
 
     def reward(self, frames: torch.Tensor, queries, **kwargs) -> RewardOutput:
         per = queries if isinstance(queries, list) and queries and isinstance(queries[0], Queries) else None
@@ -186,7 +199,7 @@ class WeightedTeachers:
 ENSEMBLE_REDUCTIONS = ("mean", "min")
 
 
-class EnsembleTeacher:
+class EnsembleTeacher(_TeacherGroup):
     """Several teachers answering the same questions, combined per question: a video must convince all of them.
 
     An ensemble of independently trained teachers is harder to game than one of them: a pattern that fools one
@@ -203,18 +216,10 @@ class EnsembleTeacher:
     """
 
     def __init__(self, teachers: Sequence[Teacher], reduce: str = "mean"):
-        teachers = list(teachers)
-        if len(teachers) < 2:
-            raise ValueError(f"teachers must hold at least two teachers, got {len(teachers)}")
-        for i, t in enumerate(teachers):
-            if not isinstance(t, Teacher):
-                raise TypeError(f"teachers[{i}] must have synthesize_queries() and reward(), got {type(t).__name__}")
+        teachers = _check_teachers(teachers, 2)
         if reduce not in ENSEMBLE_REDUCTIONS:
             raise ValueError(f"reduce must be one of {ENSEMBLE_REDUCTIONS}, got {reduce!r}")
         self.teachers, self.reduce = teachers, reduce
-
-    def synthesize_queries(self, prompt: str, first_frame: torch.Tensor | None = None, max_process: int = 3) -> Queries:
-        return self.teachers[0].synthesize_queries(prompt, first_frame, max_process=max_process)
 
     def reward(self, frames: torch.Tensor, queries, weights=None) -> RewardOutput:
         outs = [t.reward(frames, queries, weights=weights) for t in self.teachers]
