@@ -145,38 +145,36 @@ def label(tasks, videos) -> torch.Tensor:
     return torch.tensor([[float(score_video(i, v).parts[k] == 1.0) for k in KEYS] for i, v in zip(tasks, videos)])
 
 
-def model_samples(n: int, seed: int):
-    """(videos (n, 9, 3, 32, 32), instances): plain samples of the shipped video model on fresh train instances."""
+def plain_sampler():
+    """``sample(instance, seed) -> (9, 3, 32, 32)``: a plain sample of the shipped video model (no gradient)."""
     from vlmteach_fast.reasoner import Reasoner
     from vlmteach_fast.toy import SAMPLE_STEPS, load_pipeline
 
     reasoner = Reasoner.from_pipeline(load_pipeline())
+
+    @torch.no_grad()
+    def sample(inst, seed: int) -> torch.Tensor:
+        prep = reasoner.prepare(inst.prompt, inst.first_frame, num_frames=9, height=32, width=32, seed=seed)
+        return reasoner.sample(prep, steps=SAMPLE_STEPS).frames[0]
+
+    return sample
+
+
+def model_samples(n: int, seed: int):
+    """(videos (n, 9, 3, 32, 32), instances): plain samples of the shipped video model on fresh train instances."""
+    sample = plain_sampler()
     insts = make_instances(n, seed=seed + 50, split="train")
-    vids = []
-    with torch.no_grad():
-        for k, inst in enumerate(insts):
-            prep = reasoner.prepare(inst.prompt, inst.first_frame, num_frames=9, height=32, width=32, seed=seed + k)
-            vids.append(reasoner.sample(prep, steps=SAMPLE_STEPS).frames[0])
-    return torch.stack(vids), insts
+    return torch.stack([sample(inst, seed + k) for k, inst in enumerate(insts)]), insts
 
 
 def sample_pools(n: int, k: int, seed: int):
     """[(instance, videos (k, 9, 3, 32, 32), rule scores (k,))]: k plain samples (other noise seeds) of each of n
     fresh train instances."""
-    from vlmteach_fast.reasoner import Reasoner
-    from vlmteach_fast.toy import SAMPLE_STEPS, load_pipeline
-
-    reasoner = Reasoner.from_pipeline(load_pipeline())
+    sample = plain_sampler()
     pools = []
-    with torch.no_grad():
-        for i, inst in enumerate(make_instances(n, seed=seed + 70, split="train")):
-            vids = []
-            for j in range(k):
-                prep = reasoner.prepare(inst.prompt, inst.first_frame, num_frames=9, height=32, width=32,
-                                        seed=seed * 100000 + i * 100 + j)
-                vids.append(reasoner.sample(prep, steps=SAMPLE_STEPS).frames[0])
-            v = torch.stack(vids)
-            pools.append((inst, v, torch.tensor([score_video(inst, x).score for x in v])))
+    for i, inst in enumerate(make_instances(n, seed=seed + 70, split="train")):
+        v = torch.stack([sample(inst, seed * 100000 + i * 100 + j) for j in range(k)])
+        pools.append((inst, v, torch.tensor([score_video(inst, x).score for x in v])))
     return pools
 
 
