@@ -1,7 +1,10 @@
 """Backend choice for every op: by device, availability and the user's override.
 
-Order of preference: CUDA tensors use triton, then the CUDA extension, then the reference; CPU tensors use the C++
-CPU extension, then the reference. Triton on CPU tensors is used only when forced under TRITON_INTERPRET=1 (tests).
+Order of preference: CPU tensors use the C++ CPU extension, then the reference. CUDA tensors use the reference
+(cuBLAS matmuls): on an H200 in bf16 it was the fastest of the three, fwd + bwd 1.00-1.06x PEFT's layer against
+0.97-0.75x for the CUDA extension and 0.25-0.61x for the Triton kernel (bench/RESULTS.md, "GPU"), so the two
+hand-written CUDA kernels run only when forced. Triton on CPU tensors is used only when forced under
+TRITON_INTERPRET=1 (tests).
 Override with ``use_backend("reference")`` (a context manager), ``set_backend`` or the environment variable
 ``VLMTEACH_BACKEND``.
 """
@@ -93,7 +96,7 @@ def _select(device: torch.device, forced: Optional[str]) -> Tuple[str, str]:
         if why is not None:
             raise RuntimeError(f"backend {forced!r} was forced but cannot run: {why}")
         return forced, "forced"
-    order = ("triton", "cuda", "reference") if device.type == "cuda" else ("cpu", "reference")
+    order = ("reference",) if device.type == "cuda" else ("cpu", "reference")
     skipped = []
     for name in order:
         why = _why_not(name, device)
