@@ -1,8 +1,8 @@
 """The one loader for compiled and optional code.
 
 Each backend gets a flag and a reason. A backend that is missing or fails to load produces a single warning saying
-what is missing, what it was built for and what is installed; the ops then fall back
-(triton -> cuda extension -> cpu extension -> reference, by device and availability). Nothing here queries a device
+what is missing, what it was built for and what is installed; the ops then fall back (CPU tensors: cpu extension ->
+reference; CUDA tensors use the reference unless a backend is forced, see ``ops.dispatch``). Nothing here queries a device
 at import time; ``triton_usable(device)`` decides lazily.
 """
 
