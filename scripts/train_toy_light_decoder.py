@@ -37,7 +37,7 @@ import torch
 from vlmteach_fast.io_atomic import atomic_write_json
 from vlmteach_fast.reasoner import Reasoner
 from vlmteach_fast.reasoner.light_decoder import psnr, vae_fingerprint
-from vlmteach_fast.reasoner.taehv import TinyVideoDecoder, save_tiny_decoder
+from vlmteach_fast.reasoner.taehv import TinyVideoDecoder, load_tiny_decoder, save_tiny_decoder
 from vlmteach_fast.toy.models import TOY_LIGHT_DECODER, TOY_LIGHT_DECODER_CONFIG, load_pipeline
 from vlmteach_fast.toy.tasks import make_instances, physics_video
 
@@ -139,6 +139,9 @@ def main():
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None,
+                    help="start from this tiny decoder (e.g. the one distilled from an earlier decoder of the same "
+                         "latent space) instead of random weights; its PSNR on the validation sets is printed first")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -156,7 +159,14 @@ def main():
     print(f"data: {len(x_train)} train / {len(x_val)} + {len(x_traj)} val latents in {data_cpu:.0f} s CPU",
           flush=True)
 
-    model = TinyVideoDecoder(TOY_LIGHT_DECODER_CONFIG).train()
+    if args.init:
+        model = load_tiny_decoder(args.init)[0].eval()
+        with torch.no_grad():
+            print(f"init {args.init}: val {psnr(model.decode_video(x_val), y_val):.2f} dB, trajectories "
+                  f"{psnr(model.decode_video(x_traj), y_traj):.2f} dB", flush=True)
+        model.train()
+    else:
+        model = TinyVideoDecoder(TOY_LIGHT_DECODER_CONFIG).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(args.seed)
     start = time.time()
@@ -179,7 +189,7 @@ def main():
             "val_latents": len(x_val), "val_psnr_db": round(val_psnr, 2),
             "val_trajectory_psnr_db": round(traj_psnr, 2), "trajectories": args.trajectories,
             "data_cpu_seconds": round(data_cpu),            "cpu_seconds": round(time.process_time() - cpu0), "wall_seconds": round(time.time() - wall0),
-            "instances": args.instances, "seed": args.seed, "threads": 1}
+            "instances": args.instances, "seed": args.seed, "threads": 1, "init": args.init}
     save_tiny_decoder(model, args.out, metadata={"vae_fingerprint": vae_fingerprint(reasoner.pipe.vae),
                                                  "latent_space": "vae", "train": json.dumps(info)})
     atomic_write_json(os.path.splitext(args.out)[0] + "_train_log.json", info)
