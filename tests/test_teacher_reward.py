@@ -278,6 +278,9 @@ def test_weighted_teachers_sum():
     assert out.log_probs.shape == (2, 4) and len(out.questions) == 4
     out.reward.sum().backward()
     assert frames.grad.abs().sum() > 0
+    from vlmteach_fast.toy.gaming import RecordingTeacher  # passes keyword arguments through to any teacher
+    recorded = RecordingTeacher(both).reward(frames, QUERIES)
+    torch.testing.assert_close(recorded.reward.detach(), out.reward.detach(), atol=TOL, rtol=0)
     with pytest.raises(ValueError, match="one per teacher"):
         WeightedTeachers([vlm, rule], weights=[1.0])
     with pytest.raises(TypeError, match=r"teachers\[1\]"):

@@ -29,9 +29,9 @@ class RecordingTeacher:
     def __init__(self, teacher):
         self.teacher, self.frames = teacher, []
 
-    def reward(self, frames, queries, weights=None):
+    def reward(self, frames, queries, **kwargs):
         self.frames.append(frames.detach().float().cpu())
-        return self.teacher.reward(frames, queries, weights)
+        return self.teacher.reward(frames, queries, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.teacher, name)
