@@ -46,7 +46,7 @@ def run(args) -> dict:
     base = demo_optimize_config()
     overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
                                     ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor),
-                                    ("optimizer", args.optimizer))
+                                    ("anchor_pixels", args.anchor_pixels), ("optimizer", args.optimizer))
                  if v is not None}
     if args.decoder or args.decoder_path:
         from vlmteach_fast.reasoner import LightDecoderConfig
@@ -157,6 +157,8 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=None, help="override the demo's optimize lr")
     ap.add_argument("--mode", default=None, help="override the demo's optimize mode (one_step | k_step)")
     ap.add_argument("--anchor", type=float, default=None, help="override optimize's trust-region weight")
+    ap.add_argument("--anchor-pixels", dest="anchor_pixels", type=float, default=None,
+                    help="override optimize's L1 weight on changes of the decoded frames from the plain prediction")
     ap.add_argument("--optimizer", default=None, help="override optimize's optimizer (adamw | nsgd)")
     ap.add_argument("--steps", type=int, default=None, help="override k_step's sampling steps per prediction")
     ap.add_argument("--grad-steps", dest="grad_steps", type=int, default=None, help="override k_step's grad steps")

@@ -388,19 +388,21 @@ def test_all_yes_on_the_light_decode_is_confirmed_on_the_full_decode(pipe, tmp_p
     assert res.stop_reason == "all_yes" and len(res.history) == 1
 
 
-def test_anchor_adds_the_distance_to_the_plain_prediction_to_the_loss(pipe):
+@pytest.mark.parametrize("anchor", ["anchor", "anchor_pixels"])
+def test_anchor_adds_the_distance_to_the_plain_prediction_to_the_loss(pipe, anchor):
+    """Latent (squared) and decoded-frame (L1) trust regions: nothing at step 0, a cost once the adapter moves."""
     import math
 
     def reward_loss(info):  # BrightnessTeacher: two questions, equal weights
         return -sum(math.log(p) for p in info.p_yes) / len(info.p_yes)
 
     res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
-                   config=cfg(max_steps=3, anchor=1e6, keep_initial_if_better=False, yes_threshold=1.0))
+                   config=cfg(max_steps=3, keep_initial_if_better=False, yes_threshold=1.0, **{anchor: 1e6}))
     h = res.history
     assert h[0].loss == pytest.approx(reward_loss(h[0]), rel=1e-5)  # step 0 is the plain prediction: no distance
     assert h[2].loss > reward_loss(h[2]) + 1e-3  # later steps pay for moving away from it
     plain = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
                      config=cfg(max_steps=3, keep_initial_if_better=False, yes_threshold=1.0))
     assert plain.history[2].loss == pytest.approx(reward_loss(plain.history[2]), rel=1e-5)
-    with pytest.raises(ValueError, match="anchor"):
-        cfg(anchor=-1.0)
+    with pytest.raises(ValueError, match=anchor):
+        cfg(**{anchor: -1.0})

@@ -58,6 +58,10 @@ class OptimizeConfig:
     anchor: float = field(default=0.0, metadata={
         "help": "trust region: weight of the mean squared distance of the prediction's latents to the plain "
                 "model's prediction (step 0's), added to the loss; 0 disables"})
+    anchor_pixels: float = field(default=0.0, metadata={
+        "help": "keep what need not change: weight of the mean absolute change of the light-decoded frames from "
+                "the plain model's (step 0's), added to the loss; an L1 term lets a few pixels (the moving "
+                "objects) change and holds the rest (the static scene); 0 disables"})
     # reward
     decoder: LightDecoderConfig = field(default_factory=LightDecoderConfig, metadata={"help": "light decoder"})
     max_process: int = field(default=3, metadata={"help": "process questions the teacher may write"})
@@ -98,7 +102,7 @@ class OptimizeConfig:
         if self.lr_decay_on_failure > 1:
             raise ValueError(f"`OptimizeConfig.lr_decay_on_failure` must be in (0, 1] (a factor that lowers lr), "
                              f"got {self.lr_decay_on_failure!r}")
-        for name in ("weight_decay", "min_delta", "anchor"):
+        for name in ("weight_decay", "min_delta", "anchor", "anchor_pixels"):
             check_number(f"OptimizeConfig.{name}", getattr(self, name), minimum=0, finite=True)
         # any finite max_grad_norm is meaningful (<= 0 disables clipping); NaN would silently disable it
         check_number("OptimizeConfig.max_grad_norm", self.max_grad_norm, finite=True)
@@ -312,6 +316,7 @@ class _StepLoop:
         self.setup, self.teacher, self.config, self.meter, self.budget = setup, teacher, config, meter, budget
         self.judge, self.previous, self.diverging = judge, None, 0  # previous: (teacher, judge) reward of the last step
         self.anchor_latents = None  # the plain model's prediction (step 0, fresh LoRA), for config.anchor
+        self.anchor_frames = None  # its light decode, for config.anchor_pixels
         self.reasoner = setup.reasoner
         self.params = self.reasoner.lora_parameters()
         self.opt = make_optimizer(config.optimizer, self.params, config.lr, config.weight_decay)
@@ -383,6 +388,10 @@ class _StepLoop:
                 if self.anchor_latents is None:
                     self.anchor_latents = pred.latents.detach()
                 loss = loss + config.anchor * (pred.latents.float() - self.anchor_latents.float()).square().mean()
+            if config.anchor_pixels > 0:
+                if self.anchor_frames is None:
+                    self.anchor_frames = frames.detach()
+                loss = loss + config.anchor_pixels * (frames.float() - self.anchor_frames.float()).abs().mean()
             reward_value = float(rew.reward.detach().mean())
         else:  # a NaN / inf prediction is a non-finite step like a NaN loss (a teacher would reject the frames)
             loss, reward_value = torch.tensor(float("nan")), float("nan")
