@@ -8,8 +8,9 @@ demo's ``optimize`` settings (``vlmteach_fast.demo.demo_optimize_config``):
 - Best-of-N for every N in ``--bon`` (the library's ``best_of_n``; N = 1 is the plain model);
 - ``optimize`` at ``best_of_n:N`` for every N in ``--budgets`` (step count planned from unit costs measured once
   per run, recorded in results.json);
-- the ground-truth oracle (``toy.oracle.GroundTruthOracle``) through the same loop at ``best_of_n:5``: a machinery
-  benchmark, so a loop regression shows apart from the teacher.
+- the ground-truth oracle (``toy.oracle.GroundTruthOracle``) through the same loop at ``best_of_n:5`` (without the
+  trust region, which guards against a gameable reward): a machinery benchmark, so a loop regression shows apart
+  from the teacher.
 Every video is judged by the rule scorer (never by the teacher). Prints the markdown tables recorded in
 bench/RESULTS.md, writes results.json (every row) and quality_vs_cost.png (rule score against measured seconds).
 Targets at N = 5: optimize's mean rule-score gain over the plain model >= 3x Best-of-5's, its pass rate >= 2x
@@ -79,8 +80,11 @@ def run(args) -> dict:
             if method == "optimize" and args.units:  # recorded units: the same step counts on any machine load
                 budget = {"best_of_n": n, "unit_costs": json.loads(args.units)}
             cfg = dataclasses.replace(base, budget=budget, sampling=sampling)
-            if method == "oracle":  # the oracle's P(yes) starts near 0.8: only the budget should stop it
-                cfg = dataclasses.replace(cfg, yes_threshold=1.0)
+            if method == "oracle":
+                # The oracle's P(yes) starts near 0.8: only the budget should stop it. And no trust region: it guards
+                # against a reward the loop can game, which the ground truth is not; the machinery benchmark shows
+                # what the loop itself can do.
+                cfg = dataclasses.replace(cfg, yes_threshold=1.0, anchor=0.0, anchor_pixels=0.0)
             t0 = time.perf_counter()
             res = optimize(pipe, t, inst.prompt, config=cfg, judge=judge if method == "optimize" else None, **common)
             record(method, n, res.frames, time.perf_counter() - t0,
