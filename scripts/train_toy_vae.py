@@ -13,12 +13,12 @@ After training, per-channel latent mean/std over the data go into the config (th
 """
 
 import argparse
-import json
 import random
 import time
 
 import torch
 
+from vlmteach_fast.io_atomic import atomic_write_json
 from vlmteach_fast.toy.corrupt import applicable_corruptions, corrupt
 from vlmteach_fast.toy.models import build_vae
 from vlmteach_fast.toy.scorers import score_video
@@ -126,23 +126,19 @@ def main():
             print(f"step {step} t={time.time() - start:.0f}s rec={rec.item():.4f} kl={kl.item():.1f}", flush=True)
         step += 1
     vae.eval()
-    if args.decoder_only:
-        vae.save_pretrained(args.out, safe_serialization=True)
-        gt = decoded_ground_truth(vae)
-        json.dump({"steps": step, "seconds": time.time() - start, "final_rec": rec.item(), "decoded_ground_truth": gt},
-                  open(f"{args.out}/train_log.json", "w"))
-        print("saved", args.out, "steps", step, "decoded ground truth", gt)
-        return
-    with torch.no_grad():
-        zs = torch.cat([vae.encode(x_all[i:i + 32]).latent_dist.mode() for i in range(0, min(len(x_all), 960), 32)])
-        mean = zs.mean(dim=(0, 2, 3, 4))
-        std = zs.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
-    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
+    log = {"steps": step, "seconds": time.time() - start, "final_rec": rec.item()}
+    if args.decoder_only:  # the encoder, and so latents_mean/std, are unchanged; measure the new decoder's ceiling
+        log["decoded_ground_truth"] = decoded_ground_truth(vae)
+    else:
+        with torch.no_grad():
+            zs = torch.cat([vae.encode(x_all[i:i + 32]).latent_dist.mode()
+                            for i in range(0, min(len(x_all), 960), 32)])
+            mean = zs.mean(dim=(0, 2, 3, 4))
+            std = zs.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
+        vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     vae.save_pretrained(args.out, safe_serialization=True)
-    json.dump({"steps": step, "seconds": time.time() - start, "final_rec": rec.item()},
-              open(f"{args.out}/train_log.json", "w"))
-    print("saved", args.out, "steps", step)
-
+    atomic_write_json(f"{args.out}/train_log.json", log)
+    print("saved", args.out, log)
 
 if __name__ == "__main__":
     main()
