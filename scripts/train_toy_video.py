@@ -3,7 +3,10 @@
 Recipe:
 1. VAE: the one trained by ``scripts/train_toy_vae.py`` (``--vae``), frozen.
 2. Data: train-split instances of every task type; per instance ``--walks`` physics walks (the agent moves in
-   random valid directions and ignores the goal), encoded once to normalized latents (16, 3, 8, 8).
+   random valid directions and ignores the goal), encoded once to normalized latents (16, 3, 8, 8). With
+   ``--solution-share p`` each instance's ground-truth solution is encoded too and a share p of every batch is drawn
+   from the solutions: a model that sometimes solves the task, like a real video model (held-out instances come
+   from another split, so no test solution is seen).
 3. Text: the three prompts through a frozen random tiny UMT5 (``max_sequence_length=512``, the Reasoner's default).
 4. Loss: rectified flow, x_t = (1 - s) x0 + s eps, target v = eps - x0, on latent frames 1-2 only; frame 0 is the
    clean image latent with timestep 0 (the TI2V form). s = shift(u), u ~ U(0, 1), with the sampler's shift, so
@@ -11,6 +14,8 @@ Recipe:
 5. Save the whole ``WanImageToVideoPipeline`` (safetensors) to ``--out``.
 
     python scripts/train_toy_video.py --vae /tmp/toy/vae --out /tmp/toy/video --seconds 600
+    python scripts/train_toy_video.py --vae /tmp/toy/vae --init /tmp/toy/video --solution-share 0.3 --lr 5e-4 \
+        --out /tmp/toy/video_sol --seconds 600 [--device cuda]
 """
 
 import argparse
@@ -47,7 +52,12 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", default=None, help="continue from a saved pipeline's transformer")
+    ap.add_argument("--solution-share", dest="solution_share", type=float, default=0.0,
+                    help="share of each batch drawn from the train instances' ground-truth solutions")
+    ap.add_argument("--device", default="cpu", help="where the transformer trains (data is encoded on the CPU)")
     args = ap.parse_args()
+    if not 0.0 <= args.solution_share <= 1.0:
+        raise SystemExit(f"--solution-share must be in [0, 1], got {args.solution_share}")
     # One thread: the dev machine's 2 cores are shared, and 2 OpenMP threads per process under contention ran
     # 2.3x slower than 1 (measured: VAE encode of 32 videos 1.05 s vs 0.47 s).
     torch.set_num_threads(1)
@@ -61,7 +71,10 @@ def main():
     videos = torch.stack([physics_video(i, rng.randrange(10 ** 6)) for i in insts for _ in range(args.walks)])
     task_idx = torch.tensor([TASK_TYPES.index(i.task_type) for i in insts for _ in range(args.walks)])
     lat = encode_videos(vae, videos)
-    print(f"encoded {len(lat)} videos in {time.time() - t0:.0f}s; latent std {lat.std():.3f}", flush=True)
+    sol_lat = encode_videos(vae, torch.stack([i.solution for i in insts])) if args.solution_share > 0 else None
+    sol_task = torch.tensor([TASK_TYPES.index(i.task_type) for i in insts])
+    print(f"encoded {len(lat)} walks{'' if sol_lat is None else f' and {len(sol_lat)} solutions'} in "
+          f"{time.time() - t0:.0f}s; latent std {lat.std():.3f}", flush=True)
 
     tokenizer, text_encoder = build_text_encoder(seed=args.seed)
     if args.init:
@@ -74,29 +87,37 @@ def main():
     with torch.no_grad():
         text = torch.cat([pipe.encode_prompt(PROMPTS[t], do_classifier_free_guidance=False,
                                              max_sequence_length=512, device="cpu")[0] for t in TASK_TYPES])
-    transformer.train()
+    dev = torch.device(args.device)
+    transformer.to(dev).train()
+    lat, text, task_idx = lat.to(dev), text.to(dev), task_idx.to(dev)
+    if sol_lat is not None:
+        sol_lat, sol_task = sol_lat.to(dev), sol_task.to(dev)
     opt = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(args.seed)
     f_lat, h, w = lat.shape[2:]
-    mask = torch.ones(1, 1, f_lat, h, w)
+    mask = torch.ones(1, 1, f_lat, h, w, device=dev)
     mask[:, :, 0] = 0  # frame 0: the clean image latent
     start, step, ema = time.time(), 0, None
     while time.time() - start < args.seconds:
         frac = (time.time() - start) / args.seconds
         for pg in opt.param_groups:  # 3% warm-up, then cosine to 5%
             pg["lr"] = args.lr * min(1.0, frac / 0.03) * (0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(frac * 3.14159)).item()))
-        idx = torch.randint(0, len(lat), (args.batch,), generator=g)
-        x0 = lat[idx]
+        idx = torch.randint(0, len(lat), (args.batch,), generator=g).to(dev)
+        x0, cond = lat[idx], text[task_idx[idx]]
+        if sol_lat is not None:  # a share of the batch: ground-truth solutions instead of walks
+            pick = (torch.rand(args.batch, generator=g) < args.solution_share).to(dev)
+            sidx = torch.randint(0, len(sol_lat), (args.batch,), generator=g).to(dev)
+            x0 = torch.where(pick.view(-1, 1, 1, 1, 1), sol_lat[sidx], x0)
+            cond = torch.where(pick.view(-1, 1, 1), text[sol_task[sidx]], cond)
         b = x0.shape[0]
         u = torch.rand(b, generator=g)
-        sigma = SHIFT * u / (1 + (SHIFT - 1) * u)
-        eps = torch.randn(x0.shape, generator=g)
+        sigma = (SHIFT * u / (1 + (SHIFT - 1) * u)).to(dev)
+        eps = torch.randn(x0.shape, generator=g).to(dev)
         s = sigma.view(b, 1, 1, 1, 1)
         xt = (1 - s) * x0 + s * eps
         hidden = mask * xt + (1 - mask) * x0
         ts = (mask[0, 0, :, ::2, ::2].flatten().unsqueeze(0) * sigma.view(b, 1) * 1000)  # (B, tokens)
-        v = transformer(hidden_states=hidden, timestep=ts, encoder_hidden_states=text[task_idx[idx]],
-                        return_dict=False)[0]
+        v = transformer(hidden_states=hidden, timestep=ts, encoder_hidden_states=cond, return_dict=False)[0]
         loss = ((v - (eps - x0)).square() * mask).sum() / (mask.sum() * b * x0.shape[1])
         opt.zero_grad()
         loss.backward()
@@ -106,9 +127,10 @@ def main():
         if step % 50 == 0:
             print(f"step {step} t={time.time() - start:.0f}s loss={ema:.4f}", flush=True)
         step += 1
-    transformer.eval()
+    transformer.to("cpu").eval()
     pipe.save_pretrained(args.out, safe_serialization=True)
-    json.dump({"steps": step, "seconds": time.time() - start, "final_loss_ema": ema, "videos": len(lat)},
+    json.dump({"steps": step, "seconds": time.time() - start, "final_loss_ema": ema, "videos": len(lat),
+               "solution_share": args.solution_share, "device": args.device, "lr": args.lr, "init": args.init},
               open(f"{args.out}/train_log.json", "w"))
     print("saved", args.out, "steps", step, flush=True)
 
