@@ -70,6 +70,21 @@ def test_stop_max_steps_and_counts(pipe):
     assert [math.isnan(h.grad_norm) for h in res.history] == [False, False, True]
 
 
+def test_last_step_runs_without_autograd(pipe):
+    # its update is skipped, so its forward needs no graph: on real models that is the reward's activations freed
+    seen = []
+
+    class Recording(BrightnessTeacher):
+        def reward(self, frames, queries, **kwargs):
+            seen.append((torch.is_grad_enabled(), frames.requires_grad))
+            return super().reward(frames, queries, **kwargs)
+
+    res = optimize(pipe, Recording(), PROMPT, image=first_frame(),
+                   config=cfg(max_steps=3, score_initial=False, keep_initial_if_better=False))
+    assert len(res.history) == 3
+    assert seen[:3] == [(True, True), (True, True), (False, False)]  # then the finish scores without grad
+
+
 @pytest.mark.parametrize("reuse", [True, False])
 def test_k_step_final_video_is_the_kept_prediction_decoded(pipe, reuse):
     # k-step over the final step count: the loop's prediction of an adapter is that adapter's final sample, so the

@@ -371,31 +371,11 @@ class _StepLoop:
         config, meter, opt = self.config, self.meter, self.opt
         t0 = meter.elapsed()
         lr = opt.param_groups[0]["lr"]
-        pred = self.reasoner.predict(self.setup.prepared, mode=config.mode,
-                                     steps=config.steps if self.k_step else None,
-                                     grad_steps=config.grad_steps if self.k_step else 1,
-                                     block_checkpointing=config.block_checkpointing)
-        if step == 0:  # how faithful the light decoder is on this model's latents: measured once per decoder
-            self.decoder.check_fidelity(pred.latents)
-        frames = self.decoder(pred.latents)  # (1, F_sel, 3, H, W)
-        self.latents = pred.latents.detach()  # for confirming an all-yes stop on the full decode
-        meter.count_light_decode()
-        if bool(torch.isfinite(frames.detach()).all()):
-            rew = self.teacher.reward(frames, self.setup.queries)
-            meter.count_reward()
-            loss, p_yes = -rew.reward.mean(), rew.p_yes
-            if config.anchor > 0:
-                if self.anchor_latents is None:
-                    self.anchor_latents = pred.latents.detach()
-                loss = loss + config.anchor * (pred.latents.float() - self.anchor_latents.float()).square().mean()
-            if config.anchor_pixels > 0:
-                if self.anchor_frames is None:
-                    self.anchor_frames = frames.detach()
-                loss = loss + config.anchor_pixels * (frames.float() - self.anchor_frames.float()).abs().mean()
-            reward_value = float(rew.reward.detach().mean())
-        else:  # a NaN / inf prediction is a non-finite step like a NaN loss (a teacher would reject the frames)
-            loss, reward_value = torch.tensor(float("nan")), float("nan")
-            p_yes = [float("nan")] * len(self.setup.queries.questions)
+        # the last step's update would never be scored (the kept adapter is one the loop scored): it is skipped,
+        # and its forward runs without autograd (no graph, no activations kept for a backward)
+        update = step < self.max_steps - 1
+        with torch.set_grad_enabled(update):
+            pred, frames, loss, p_yes, reward_value = self._forward(step)
         judge_p, keep_value = None, reward_value
         if self.judge is not None and math.isfinite(reward_value):
             with torch.no_grad():
@@ -405,8 +385,6 @@ class _StepLoop:
             self._track_divergence(reward_value, keep_value)
         opt.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(loss))
-        # the last step's update would never be scored (the kept adapter is one the loop scored): skip it
-        update = step < self.max_steps - 1
         grad_norm = float("nan")
         if ok and update:
             loss.backward()
@@ -427,6 +405,35 @@ class _StepLoop:
         self.step_seconds = meter.elapsed() - t0
         return StepInfo(step=step, loss=float(loss.detach()), p_yes=p_yes, lr=lr, seconds=self.step_seconds,
                         grad_norm=grad_norm, skipped=not ok, best=ok and self.best_step == step, judge_p_yes=judge_p)
+
+    def _forward(self, step: int):
+        """(prediction, light-decoded frames, loss, P(yes) per query, mean reward) of the current adapter; the loss
+        adds the trust-region terms. A non-finite decode gives a NaN loss and reward."""
+        config = self.config
+        pred = self.reasoner.predict(self.setup.prepared, mode=config.mode,
+                                     steps=config.steps if self.k_step else None,
+                                     grad_steps=config.grad_steps if self.k_step else 1,
+                                     block_checkpointing=config.block_checkpointing)
+        if step == 0:  # how faithful the light decoder is on this model's latents: measured once per decoder
+            self.decoder.check_fidelity(pred.latents)
+        frames = self.decoder(pred.latents)  # (1, F_sel, 3, H, W)
+        self.latents = pred.latents.detach()  # for confirming an all-yes stop on the full decode
+        self.meter.count_light_decode()
+        if not bool(torch.isfinite(frames.detach()).all()):  # like a NaN loss (a teacher would reject the frames)
+            nan = float("nan")
+            return pred, frames, torch.tensor(nan), [nan] * len(self.setup.queries.questions), nan
+        rew = self.teacher.reward(frames, self.setup.queries)
+        self.meter.count_reward()
+        loss = -rew.reward.mean()
+        if config.anchor > 0:
+            if self.anchor_latents is None:
+                self.anchor_latents = pred.latents.detach()
+            loss = loss + config.anchor * (pred.latents.float() - self.anchor_latents.float()).square().mean()
+        if config.anchor_pixels > 0:
+            if self.anchor_frames is None:
+                self.anchor_frames = frames.detach()
+            loss = loss + config.anchor_pixels * (frames.float() - self.anchor_frames.float()).abs().mean()
+        return pred, frames, loss, rew.p_yes, float(rew.reward.detach().mean())
 
     def _track_divergence(self, teacher_value: float, judge_value: float) -> None:
         """Count steps in a row where the teacher's reward rose and the judge's fell (against the last step)."""
