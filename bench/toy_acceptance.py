@@ -40,10 +40,31 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+class _ProbabilityReward:
+    """A teacher whose reward is the weighted mean of P(yes) instead of log P(yes) (Best-of-N and optimize alike)."""
+
+    def __init__(self, teacher):
+        self.teacher = teacher
+
+    def synthesize_queries(self, *args, **kwargs):
+        return self.teacher.synthesize_queries(*args, **kwargs)
+
+    def reward(self, frames, queries, **kwargs):
+        out = self.teacher.reward(frames, queries, **kwargs)
+        return dataclasses.replace(out, reward=(out.log_probs.exp() * out.weights).sum(-1))
+
+
 def run(args) -> dict:
     pipe = toy.load_pipeline(args.pipeline)
     teacher = toy.load_teacher(args.teacher.split(",") if args.teacher else None, reduce=args.reduce)
     judge = toy.load_teacher(args.judge) if args.judge else None  # optimize(..., judge=): picks the kept step
+    if args.aggregate == "prob":
+        teacher = _ProbabilityReward(teacher)
+    weights = _floats(args.weights) if args.weights else None
     base = demo_optimize_config()
     overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
                                     ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor),
@@ -59,6 +80,8 @@ def run(args) -> dict:
     rows = []
     for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
         queries = toy.queries_for(inst)
+        if weights is not None:
+            queries = dataclasses.replace(queries, weights=weights)
         sampling = SamplingConfig(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE,
                                   final_steps=toy.SAMPLE_STEPS, seed=args.seed * 1000 + i)
         common = dict(image=inst.first_frame, queries=queries)
@@ -171,6 +194,9 @@ def main() -> int:
     ap.add_argument("--pipeline", default=None, help="a toy pipeline folder; default: the shipped one")
     ap.add_argument("--score-initial", dest="score_initial", type=lambda v: v == "1", default=None,
                     help="1/0: override whether optimize samples and scores the plain video first")
+    ap.add_argument("--aggregate", default="log", choices=("log", "prob"),
+                    help="the teacher's reward: weighted mean of log P(yes) (default) or of P(yes)")
+    ap.add_argument("--weights", default=None, help="per-question weights, goal first (e.g. 0.4,0.2,0.2,0.2)")
     ap.add_argument("--units", default=None,
                     help='optimize\'s unit costs as JSON (e.g. \'{"candidate": 0.09, "step": 0.1}\' from an earlier '
                          "results.json) instead of measuring them: comparable step counts across runs and loads")

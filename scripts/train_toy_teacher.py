@@ -28,7 +28,12 @@ Recipe:
    reward exactly as the loop computes it must order the pool's samples as their rule scores do (pairs whose scores
    differ by > 0.02). This targets the within-instance rank correlation over plain samples that Best-of-N and the
    loop's choice of the kept step rely on.
-8. Save model + tokenizer (safetensors / json) to ``--out``.
+8. With ``--grad-align W --align-samples N`` (gradient alignment): N plain samples of fresh train instances; every
+   training step adds W times 1 - cos(g, d) on ``--align-batch`` of them, where g is the gradient of the loop's
+   reward (exactly as the loop computes it) with respect to the frames and d = solution - video, the direction the
+   ground-truth oracle's gradient takes. Values that rank are not enough for the loop, which follows the gradient;
+   this trains the gradient itself (double backward through the teacher, eager attention).
+9. Save model + tokenizer (safetensors / json) to ``--out``.
 
     python scripts/train_toy_teacher.py --out /tmp/toy/teacher --seconds 600 --vae /tmp/toy/vae
 """
@@ -211,6 +216,22 @@ def adversarial_videos(teacher, n: int, steps: int, seed: int):
 
 
 POOLS = {"pools": [], "weight": 0.0}  # set by --pools / --rank-weight
+ALIGN = {"videos": None, "instances": [], "weight": 0.0, "batch": 4}  # set by --grad-align / --align-samples
+
+
+def alignment_loss(teacher, videos, insts) -> torch.Tensor:
+    """Mean of 1 - cos(g, d) over the videos: g = d(loop's reward)/d(frames), d = solution - video."""
+    from vlmteach_fast.toy.queries import queries_for
+
+    x = videos.clone().requires_grad_(True)
+    total = videos.new_zeros(())
+    for t in sorted({i.task_type for i in insts}):
+        sel = [n for n, i in enumerate(insts) if i.task_type == t]
+        reward = teacher.reward(x[sel], queries_for(t)).reward.sum()
+        g = torch.autograd.grad(reward, x, create_graph=True)[0][sel]
+        d = torch.stack([insts[n].solution for n in sel]) - videos[sel]
+        total = total + (1 - torch.nn.functional.cosine_similarity(g.flatten(1), d.flatten(1), dim=1)).sum()
+    return total / len(insts)
 
 
 def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_prefix=""):
@@ -233,13 +254,20 @@ def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_pre
         if POOLS["weight"] > 0 and POOLS["pools"]:
             pool = POOLS["pools"][int(torch.randint(0, len(POOLS["pools"]), (1,), generator=g))]
             loss = loss + POOLS["weight"] * ranking_loss(teacher, pool)
+        if ALIGN["weight"] > 0 and ALIGN["videos"] is not None:
+            a = torch.randint(0, len(ALIGN["videos"]), (ALIGN["batch"],), generator=g).tolist()
+            align = alignment_loss(teacher, ALIGN["videos"][a], [ALIGN["instances"][i] for i in a])
+            loss = loss + ALIGN["weight"] * align
+            a_val = float(align.detach())
+            ALIGN["ema"] = a_val if ALIGN.get("ema") is None else 0.98 * ALIGN["ema"] + 0.02 * a_val
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         ema = (loss.item(), acc) if ema is None else (0.98 * ema[0] + 0.02 * loss.item(), 0.98 * ema[1] + 0.02 * acc)
         if step % 50 == 0:
-            print(f"{log_prefix}step {step} t={time.time() - start:.0f}s loss={ema[0]:.4f} acc={ema[1]:.3f}",
+            align = f" align={ALIGN['ema']:.4f}" if ALIGN.get("ema") is not None else ""
+            print(f"{log_prefix}step {step} t={time.time() - start:.0f}s loss={ema[0]:.4f} acc={ema[1]:.3f}{align}",
                   flush=True)
         step += 1
     return step, ema
@@ -282,6 +310,11 @@ def main():
     ap.add_argument("--pools", type=int, default=0, help="ranking: train instances with pools of plain samples")
     ap.add_argument("--pool-samples", type=int, default=8, help="ranking: plain samples per pool")
     ap.add_argument("--rank-weight", type=float, default=0.0, help="ranking: weight of the pairwise loss")
+    ap.add_argument("--grad-align", dest="grad_align", type=float, default=0.0,
+                    help="gradient alignment: weight of 1 - cos(reward gradient, solution - video)")
+    ap.add_argument("--align-samples", dest="align_samples", type=int, default=300,
+                    help="gradient alignment: plain samples of fresh train instances")
+    ap.add_argument("--align-batch", dest="align_batch", type=int, default=4)
     args = ap.parse_args()
     global SOFT_LABELS
     SOFT_LABELS = args.soft_labels
@@ -325,6 +358,15 @@ def main():
         POOLS["pools"] = sample_pools(args.pools, args.pool_samples, args.seed)
         print(f"{args.pools} pools x {args.pool_samples} plain samples in {time.time() - t2:.0f}s", flush=True)
 
+    if args.grad_align > 0:
+        t2 = time.time()
+        ALIGN.update(weight=args.grad_align, batch=args.align_batch)
+        sample = plain_sampler()
+        ALIGN["instances"] = make_instances(args.align_samples, seed=args.seed + 90, split="train")
+        ALIGN["videos"] = torch.stack([sample(inst, args.seed * 7919 + k)
+                                       for k, inst in enumerate(ALIGN["instances"])])
+        print(f"{args.align_samples} plain samples for gradient alignment in {time.time() - t2:.0f}s", flush=True)
+
     if args.init:
         from transformers import PreTrainedTokenizerFast, Qwen2VLForConditionalGeneration
 
@@ -336,10 +378,13 @@ def main():
     teacher = ToyTeacher(model, (tok, teacher_image_processor()), config=teacher_reward_config(),
                          frame_transform=make_view(args.view))
     model.requires_grad_(True)  # VLMTeacher freezes its model; training is the one place it learns
+    if args.grad_align > 0:  # double backward: the fused SDPA kernels have no second derivative on the CPU
+        model.set_attn_implementation("eager")
     g = torch.Generator().manual_seed(args.seed)
     data = [videos, labels, tasks]
     log = {"view": args.view, "videos": len(videos), "noise_std": args.noise_std, "smooth": args.smooth,
            "pools": args.pools, "pool_samples": args.pool_samples, "rank_weight": args.rank_weight,
+           "grad_align": args.grad_align, "align_samples": args.align_samples if args.grad_align > 0 else 0,
            "seed": args.seed, "init": args.init, "phases": []}
     t1 = time.time()
     steps, ema = train(teacher, model, data, [], args.seconds, args.lr, args.batch, pos_weight, g)
