@@ -3,6 +3,7 @@
 Usage:
   python scripts/toy_teacher_diagnostics.py pool --instances 12 --samples 16 [--view cells]
   python scripts/toy_teacher_diagnostics.py game --instances 12 --steps 16 [--view cells] [--lr 1e-2]
+  python scripts/toy_teacher_diagnostics.py align --instances 12 --samples 16
 
 pool: for each held-out instance, ``--samples`` plain samples (seeds 0..S-1); the within-instance Spearman rank
       correlation of the teacher's reward (exactly as the loop computes it: all frames, the teacher's view) with the
@@ -11,7 +12,10 @@ game: the gaming test. ``optimize`` against the teacher, uncapped, k-step 4/4 wi
       video the teacher scores at step t *is* the final sample of the adapter at step t. Per step: the teacher's
       mean P(yes) and the rule score of that same video (mean over instances), and on the last step the fooled rate
       (teacher says yes to every question, > 0.5, while the rule scorer fails the video).
-Both write a JSON next to the printed table (``--out``). One torch thread (tiny models, overhead-bound).
+align: where the teacher's gradient points. For the same plain samples as ``pool``: the cosine between the gradient
+      of the loop's reward with respect to the frames and solution - video (the ground-truth oracle's direction);
+      0 is a gradient blind to the goal, negative one that points away from it.
+All write a JSON next to the printed table (``--out``). One torch thread (tiny models, overhead-bound).
 """
 
 from __future__ import annotations
@@ -91,6 +95,34 @@ def run_pool(args) -> dict:
     return dict(summary=summary, rows=rows)
 
 
+def run_align(args) -> dict:
+    from vlmteach_fast.instance import setup_instance
+    from vlmteach_fast.toy.gaming import gradient_alignment
+
+    pipe, teacher = load(args)
+    rows = []
+    for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
+        setup = setup_instance(pipe, teacher, inst.prompt, inst.first_frame, toy.queries_for(inst),
+                               sampling(i, args.seed))
+        setup.reasoner.reset_lora()
+        videos = []
+        for s in range(args.samples):  # the pool's samples
+            prepared = setup.reasoner.prepare(inst.prompt, inst.first_frame, **_geometry(),
+                                              seed=args.seed * 1000 + i + 7919 * s)
+            with torch.no_grad():
+                videos.append(setup.reasoner.sample(prepared, steps=toy.SAMPLE_STEPS).frames[0])
+        cos = gradient_alignment(teacher, torch.stack(videos), [inst] * len(videos)).tolist()
+        rows.append(dict(instance=i, task=inst.task_type, cos=cos))
+        print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} cos {sum(cos) / len(cos):+.3f}", flush=True)
+    per_task = {t: [c for r in rows if r["task"] == t for c in r["cos"]] for t in toy.TASK_TYPES}
+    every = [c for r in rows for c in r["cos"]]
+    summary = dict(mean_cos=sum(every) / len(every), positive=sum(c > 0 for c in every) / len(every),
+                   per_task={t: sum(v) / len(v) for t, v in per_task.items() if v})
+    print(f"\nmean cos(reward gradient, solution - video) = {summary['mean_cos']:+.3f} "
+          f"(> 0 in {100 * summary['positive']:.0f}% of {len(every)} videos); per task {summary['per_task']}")
+    return dict(summary=summary, rows=rows)
+
+
 def _geometry():
     return dict(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE)
 
@@ -145,7 +177,7 @@ def run_game(args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("pool", "game"))
+    ap.add_argument("what", choices=("pool", "game", "align"))
     ap.add_argument("--instances", type=int, default=12)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--steps", type=int, default=16)
@@ -161,7 +193,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    result = run_pool(args) if args.what == "pool" else run_game(args)
+    result = {"pool": run_pool, "game": run_game, "align": run_align}[args.what](args)
     result["args"] = vars(args)
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch {torch.__version__}"
     result["seconds"] = time.perf_counter() - t0

@@ -46,6 +46,7 @@ import time
 import torch
 
 from vlmteach_fast.toy.corrupt import applicable_corruptions, corrupt
+from vlmteach_fast.toy.gaming import gradient_alignment
 from vlmteach_fast.toy.queries import QUESTIONS
 from vlmteach_fast.toy.scorers import score_video
 from vlmteach_fast.toy.tasks import make_instance, make_instances, physics_video
@@ -219,20 +220,6 @@ POOLS = {"pools": [], "weight": 0.0}  # set by --pools / --rank-weight
 ALIGN = {"videos": None, "instances": [], "weight": 0.0, "batch": 4}  # set by --grad-align / --align-samples
 
 
-def alignment_loss(teacher, videos, insts) -> torch.Tensor:
-    """Mean of 1 - cos(g, d) over the videos: g = d(loop's reward)/d(frames), d = solution - video."""
-    from vlmteach_fast.toy.queries import queries_for
-
-    x = videos.clone().requires_grad_(True)
-    total = videos.new_zeros(())
-    for t in sorted({i.task_type for i in insts}):
-        sel = [n for n, i in enumerate(insts) if i.task_type == t]
-        reward = teacher.reward(x[sel], queries_for(t)).reward.sum()
-        g = torch.autograd.grad(reward, x, create_graph=True)[0][sel]
-        d = torch.stack([insts[n].solution for n in sel]) - videos[sel]
-        total = total + (1 - torch.nn.functional.cosine_similarity(g.flatten(1), d.flatten(1), dim=1)).sum()
-    return total / len(insts)
-
 
 def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_prefix=""):
     """AdamW with warm-up + cosine for ``seconds``; half of each batch from ``hard`` indices when there are any."""
@@ -256,7 +243,8 @@ def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_pre
             loss = loss + POOLS["weight"] * ranking_loss(teacher, pool)
         if ALIGN["weight"] > 0 and ALIGN["videos"] is not None:
             a = torch.randint(0, len(ALIGN["videos"]), (ALIGN["batch"],), generator=g).tolist()
-            align = alignment_loss(teacher, ALIGN["videos"][a], [ALIGN["instances"][i] for i in a])
+            cos = gradient_alignment(teacher, ALIGN["videos"][a], [ALIGN["instances"][i] for i in a], create_graph=True)
+            align = (1 - cos).mean()
             loss = loss + ALIGN["weight"] * align
             a_val = float(align.detach())
             ALIGN["ema"] = a_val if ALIGN.get("ema") is None else 0.98 * ALIGN["ema"] + 0.02 * a_val

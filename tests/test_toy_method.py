@@ -75,3 +75,21 @@ def test_same_seeds_and_config_give_the_same_scores(pipe, teacher):
     assert torch.equal(runs[0].frames, runs[1].frames)
     assert runs[0].final_p_yes == runs[1].final_p_yes
     assert toy.score_video(inst, runs[0].frames[0]).score == toy.score_video(inst, runs[1].frames[0]).score
+
+
+def test_gradient_alignment_is_one_for_the_ground_truth_oracle_and_minus_one_reversed():
+    from vlmteach_fast.toy.gaming import gradient_alignment
+
+    inst = toy.make_instances(1, seed=0)[0]
+    videos = torch.rand(3, toy.NUM_FRAMES, 3, toy.SIZE, toy.SIZE, generator=torch.Generator().manual_seed(0))
+    oracle = GroundTruthOracle(inst)  # reward = -k * mean (frames - solution)^2: its gradient is along solution - video
+    cos = gradient_alignment(oracle, videos, [inst] * 3)
+    torch.testing.assert_close(cos, torch.ones(3), atol=1e-5, rtol=0)
+
+    class Reversed:
+        def reward(self, frames, queries, **kwargs):
+            out = oracle.reward(frames, queries)
+            return dataclasses.replace(out, reward=-out.reward)
+
+    torch.testing.assert_close(gradient_alignment(Reversed(), videos, [inst] * 3), -torch.ones(3), atol=1e-5, rtol=0)
+    assert not videos.requires_grad  # the inputs are left alone

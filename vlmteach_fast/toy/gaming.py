@@ -5,6 +5,9 @@
 exactly the final sample of the adapter at step t. A teacher that cannot be gamed shows the rule score rising with
 its P(yes); a gamed one shows P(yes) rising alone. The videos it records are also the hard negatives (and
 positives) of the teacher's adversarial training rounds (``scripts/train_toy_teacher.py --rounds``).
+
+``gradient_alignment`` asks where the teacher's gradient points: the cosine between the gradient of the loop's reward
+with respect to the frames and the step toward the ground truth (the ground-truth oracle's direction).
 """
 
 from __future__ import annotations
@@ -20,7 +23,25 @@ from .scorers import score_video
 from .tasks import ToyInstance
 from .world import NUM_FRAMES, SIZE
 
-__all__ = ["GamingTrace", "gaming_run", "RecordingTeacher"]
+__all__ = ["GamingTrace", "gaming_run", "RecordingTeacher", "gradient_alignment"]
+
+
+def gradient_alignment(teacher, videos: torch.Tensor, instances: list[ToyInstance],
+                       create_graph: bool = False) -> torch.Tensor:
+    """(B,) cos(g, d) per video: g = d(reward)/d(frames), the teacher's reward exactly as the loop computes it (its
+    own view applied inside), d = the instance's solution - the video (where the ground-truth oracle's gradient
+    points). ``videos``: (B, 9, 3, 32, 32) float in [0, 1]; ``instances``: B toy instances. ``create_graph=True``
+    keeps the graph so the cosine can be trained through (double backward; eager attention)."""
+    x = videos.detach().clone().requires_grad_(True)
+    cos = videos.new_zeros(len(instances))
+    for task in sorted({i.task_type for i in instances}):
+        sel = [n for n, i in enumerate(instances) if i.task_type == task]
+        with torch.enable_grad():
+            reward = teacher.reward(x[sel], queries_for(task)).reward.sum()
+            g = torch.autograd.grad(reward, x, create_graph=create_graph)[0][sel]
+        d = torch.stack([instances[n].solution for n in sel]).to(videos) - videos[sel].detach()
+        cos = cos.index_put((torch.tensor(sel),), torch.nn.functional.cosine_similarity(g.flatten(1), d.flatten(1)))
+    return cos
 
 
 class RecordingTeacher:
