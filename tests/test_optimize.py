@@ -120,6 +120,17 @@ def test_best_of_n_budget_plans_steps_from_unit_costs(pipe, n, steps):
     assert res.cost.extra["budget_seconds"] == n * units["candidate"]
 
 
+def test_best_of_n_budget_measures_steps_with_the_judge(pipe):
+    # a judge scores every step, so the step the budget plans with must include its forward
+    from vlmteach_fast.optimization import UNIT_COST_REPEATS
+
+    judge = BrightnessTeacher()
+    c = cfg(max_steps=50, budget="best_of_n:3", keep_initial_if_better=False)
+    res = optimize(pipe, BrightnessTeacher(sharpness=4.0), PROMPT, image=first_frame(), config=c, judge=judge)
+    # the measured steps and last steps, then every step of the run
+    assert judge.calls == 2 * UNIT_COST_REPEATS + len(res.history)
+
+
 def test_best_of_n_budget_measures_unit_costs_once_per_run(pipe):
     c = cfg(max_steps=50, budget="best_of_n:3", keep_initial_if_better=False)
     teacher = BrightnessTeacher()  # one run: the same models and settings

@@ -149,19 +149,20 @@ _UNIT_COSTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 UNIT_COST_REPEATS = 3  # fastest of 3: the first call of each unit pays one-off warm-up (measured 1.3-2x on the toy)
 
 
-def _unit_cost_key(teacher, config: OptimizeConfig) -> tuple:
+def _unit_cost_key(teacher, config: OptimizeConfig, judge=None) -> tuple:
     c, smp = config, config.sampling
-    return (id(teacher), c.mode, c.steps, c.grad_steps, c.block_checkpointing, repr(c.decoder), repr(c.lora),
+    return (id(teacher), id(judge), c.mode, c.steps, c.grad_steps, c.block_checkpointing, repr(c.decoder), repr(c.lora),
             smp.num_frames, smp.height, smp.width, smp.final_steps, smp.guidance_scale)
 
 
-def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig) -> UnitCosts:
+def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig, judge=None) -> UnitCosts:
     """Seconds of one Best-of-N candidate and one optimization step on this instance's models and settings: the
     fastest of ``UNIT_COST_REPEATS`` runs of each, measured once per process and settings (cached), with the LoRA
-    restored afterwards. Used by ``best_of_n:N`` budgets without given ``unit_costs``."""
+    restored afterwards. Used by ``best_of_n:N`` budgets without given ``unit_costs``. With a ``judge`` the steps
+    are measured with it (its forward is part of every step)."""
     reasoner = setup.reasoner
     cache = _UNIT_COSTS.setdefault(reasoner, {})
-    key = _unit_cost_key(teacher, config)
+    key = _unit_cost_key(teacher, config, judge)
     if key in cache:
         return cache[key]
     snapshot = reasoner.snapshot_lora()
@@ -172,8 +173,9 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig) -> UnitCos
         frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
         score_frames(teacher, frames, setup.queries, scratch)
         cand.append(time.perf_counter() - t0)
-    loop = _StepLoop(setup, teacher, config, scratch, None)
-    last = _StepLoop(setup, teacher, config, scratch, None, max_steps=1)  # its only step is a last one: no update
+    loop = _StepLoop(setup, teacher, config, scratch, None, judge=judge)
+    # its only step is a last one: no update
+    last = _StepLoop(setup, teacher, config, scratch, None, max_steps=1, judge=judge)
     for i in range(UNIT_COST_REPEATS):
         step.append(loop._step(i).seconds)
         evaluation.append(last._step(0).seconds)
@@ -239,7 +241,7 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
     candidate_evals = denoiser_cost(config.sampling.final_steps, config.sampling.guidance_scale).forward
     max_steps, units = config.max_steps, None
     if config.budget is not None and config.budget.best_of_n:
-        units = config.budget.unit_costs or unit_costs(setup, teacher, config)
+        units = config.budget.unit_costs or unit_costs(setup, teacher, config, judge)
         spent = int(config.score_initial)  # the plain sample, when it is scored
         max_steps = min(max_steps, units.steps_within(config.budget.best_of_n, spent))
     budget = _resolve_budget(config.budget)
