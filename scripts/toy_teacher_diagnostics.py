@@ -4,6 +4,7 @@ Usage:
   python scripts/toy_teacher_diagnostics.py pool --instances 12 --samples 16 [--view cells]
   python scripts/toy_teacher_diagnostics.py game --instances 12 --steps 16 [--view cells] [--lr 1e-2]
   python scripts/toy_teacher_diagnostics.py align --instances 12 --samples 16
+  python scripts/toy_teacher_diagnostics.py trajectory --instances 48 [--anchor 10]
 
 pool: for each held-out instance, ``--samples`` plain samples (seeds 0..S-1); the within-instance Spearman rank
       correlation of the teacher's reward (exactly as the loop computes it: all frames, the teacher's view) with the
@@ -15,6 +16,10 @@ game: the gaming test. ``optimize`` against the teacher, uncapped, k-step 4/4 wi
 align: where the teacher's gradient points. For the same plain samples as ``pool``: the cosine between the gradient
       of the loop's reward with respect to the frames and solution - video (the ground-truth oracle's direction);
       0 is a gradient blind to the goal, negative one that points away from it.
+trajectory: the demo's optimize at ``best_of_n:5`` (recorded unit costs, so 5 steps on any machine); every step's
+      prediction decoded in full and judged: the mean rule-score gain of step k's video, of the step the loop keeps
+      (the teacher on the light decode), of the step the teacher would keep on full decodes, and of the best step by
+      the rule scorer. Tells a weak gradient (no good step on the path) from a weak choice (good steps not kept).
 All write a JSON next to the printed table (``--out``). One torch thread (tiny models, overhead-bound).
 """
 
@@ -123,6 +128,67 @@ def run_align(args) -> dict:
     return dict(summary=summary, rows=rows)
 
 
+RECORDED_UNITS = {"candidate": 0.10973441900023317, "step": 0.0967326870013494, "evaluation": 0.06668617899958917,
+                  "finish": 0.055387727999914205}  # bench/RESULTS.md: the acceptance runs' unit costs
+
+
+def run_trajectory(args) -> dict:
+    import dataclasses
+
+    from vlmteach_fast.demo import demo_optimize_config
+    from vlmteach_fast.instance import score_frames
+    from vlmteach_fast.optimization import optimize
+    from vlmteach_fast.reasoner import Reasoner
+
+    pipe, teacher = load(args)
+    base = demo_optimize_config()
+    if args.anchor is not None:
+        base = dataclasses.replace(base, anchor=args.anchor)
+    reasoner = Reasoner.from_pipeline(pipe, lora=base.lora)  # optimize runs on it: its predictions are recorded
+    latents = []
+    predict = reasoner.predict
+
+    def recording_predict(*a, **kw):
+        out = predict(*a, **kw)
+        latents.append(out.latents.detach().clone())
+        return out
+
+    reasoner.predict = recording_predict
+    rows = []
+    for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
+        queries = toy.queries_for(inst)
+        cfg = dataclasses.replace(base, budget={"best_of_n": 5, "unit_costs": RECORDED_UNITS},
+                                  sampling=sampling(i, args.seed))
+        latents.clear()
+        res = optimize(reasoner, teacher, inst.prompt, image=inst.first_frame, queries=queries, config=cfg)
+        rule, full_reward = [], []
+        for lat in latents:
+            with torch.no_grad():
+                frames = reasoner.decode(lat)
+            rule.append(toy.score_video(inst, frames[0]).score)
+            full_reward.append(float(score_frames(teacher, frames, queries)[0].reward[0]))
+        full_pick = max(range(len(rule)), key=full_reward.__getitem__)
+        rows.append(dict(instance=i, task=inst.task_type, rule=rule, full_reward=full_reward, kept=res.best_step,
+                         final=toy.score_video(inst, res.frames[0]).score, full_pick=full_pick))
+        print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} rule per step " + " ".join(f"{r:.2f}" for r in rule)
+              + f"  kept {res.best_step}, full-decode pick {full_pick}", flush=True)
+    plain = [r["rule"][0] for r in rows]
+
+    def gain(values):
+        return sum(v - p for v, p in zip(values, plain)) / len(rows)
+
+    steps = min(len(r["rule"]) for r in rows)
+    summary = dict(per_step=[gain([r["rule"][k] for r in rows]) for k in range(steps)],
+                   kept=gain([r["final"] for r in rows]),
+                   full_decode_pick=gain([r["rule"][r["full_pick"]] for r in rows]),
+                   best_step=gain([max(r["rule"]) for r in rows]))
+    print("\nrule-score gain over the plain prediction: per step " +
+          " / ".join(f"{g:+.3f}" for g in summary["per_step"]) +
+          f"; kept {summary['kept']:+.3f}; teacher's pick on full decodes {summary['full_decode_pick']:+.3f}; "
+          f"best step {summary['best_step']:+.3f}")
+    return dict(summary=summary, rows=rows)
+
+
 def _geometry():
     return dict(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE)
 
@@ -177,7 +243,7 @@ def run_game(args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("pool", "game", "align"))
+    ap.add_argument("what", choices=("pool", "game", "align", "trajectory"))
     ap.add_argument("--instances", type=int, default=12)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--steps", type=int, default=16)
@@ -189,11 +255,12 @@ def main() -> int:
     ap.add_argument("--teacher", default=None, help="teacher folder; several comma-separated: an ensemble")
     ap.add_argument("--reduce", default="mean", choices=("mean", "min"), help="how an ensemble combines answers")
     ap.add_argument("--judge", default=None, help="game: a held-out judge teacher folder (optimize(..., judge=))")
+    ap.add_argument("--anchor", type=float, default=None, help="trajectory: override the demo's trust-region weight")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    result = {"pool": run_pool, "game": run_game, "align": run_align}[args.what](args)
+    result = {"pool": run_pool, "game": run_game, "align": run_align, "trajectory": run_trajectory}[args.what](args)
     result["args"] = vars(args)
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch {torch.__version__}"
     result["seconds"] = time.perf_counter() - t0
