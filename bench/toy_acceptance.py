@@ -68,7 +68,8 @@ def run(args) -> dict:
     base = demo_optimize_config()
     overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
                                     ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor),
-                                    ("anchor_pixels", args.anchor_pixels), ("optimizer", args.optimizer))
+                                    ("anchor_pixels", args.anchor_pixels), ("optimizer", args.optimizer),
+                                    ("checkpoint", args.checkpoint))
                  if v is not None}
     if args.decoder or args.decoder_path:
         from vlmteach_fast.reasoner import LightDecoderConfig
@@ -189,6 +190,8 @@ def main() -> int:
     ap.add_argument("--optimizer", default=None, help="override optimize's optimizer (adamw | nsgd)")
     ap.add_argument("--steps", type=int, default=None, help="override k_step's sampling steps per prediction")
     ap.add_argument("--grad-steps", dest="grad_steps", type=int, default=None, help="override k_step's grad steps")
+    ap.add_argument("--no-checkpoint", dest="checkpoint", action="store_const", const=False, default=None,
+                    help="keep the gradient steps' activations instead of recomputing them (k_step, grad steps > 1)")
     ap.add_argument("--decoder", default=None, help="override the light decoder kind (auto | tiny | linear | full)")
     ap.add_argument("--decoder-path", dest="decoder_path", default=None, help="a tiny decoder file (kind tiny)")
     ap.add_argument("--pipeline", default=None, help="a toy pipeline folder; default: the shipped one")

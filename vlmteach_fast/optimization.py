@@ -46,6 +46,9 @@ class OptimizeConfig:
     mode: str = field(default="one_step", metadata={"help": "'one_step' (distilled models) or 'k_step'"})
     steps: int = field(default=4, metadata={"help": "k_step: sampling steps T of each prediction"})
     grad_steps: int = field(default=1, metadata={"help": "k_step: last K of the T steps carry gradient"})
+    checkpoint: bool | str | None = field(default=None, metadata={
+        "help": "k_step: recompute the gradient steps in the backward instead of keeping their activations: True, "
+                "'all_but_last', False, or None = True when grad_steps > 1 (False is faster when memory allows)"})
     block_checkpointing: bool = field(default=False, metadata={"help": "checkpoint transformer blocks too"})
     # LoRA and optimizer
     lora: LoRASpec = field(default_factory=LoRASpec, metadata={"help": "rank, alpha, targets of the fresh LoRA"})
@@ -106,6 +109,9 @@ class OptimizeConfig:
             check_number(f"OptimizeConfig.{name}", getattr(self, name), minimum=0, finite=True)
         # any finite max_grad_norm is meaningful (<= 0 disables clipping); NaN would silently disable it
         check_number("OptimizeConfig.max_grad_norm", self.max_grad_norm, finite=True)
+        if self.checkpoint not in (None, True, False, "all_but_last"):
+            raise ValueError(f"OptimizeConfig.checkpoint must be None, True, False or 'all_but_last', "
+                             f"got {self.checkpoint!r}")
         for name in ("block_checkpointing", "score_initial", "keep_initial_if_better", "progress", "reuse_prediction"):
             check_bool(f"OptimizeConfig.{name}", getattr(self, name))
         if not 0.0 < self.yes_threshold <= 1.0:
@@ -151,7 +157,7 @@ UNIT_COST_REPEATS = 3  # fastest of 3: the first call of each unit pays one-off 
 
 def _unit_cost_key(teacher, config: OptimizeConfig, judge=None) -> tuple:
     c, smp = config, config.sampling
-    return (id(teacher), id(judge), c.mode, c.steps, c.grad_steps, c.block_checkpointing, repr(c.decoder), repr(c.lora),
+    return (id(teacher), id(judge), c.mode, c.steps, c.grad_steps, c.checkpoint, c.block_checkpointing, repr(c.decoder), repr(c.lora),
             smp.num_frames, smp.height, smp.width, smp.final_steps, smp.guidance_scale)
 
 
@@ -328,7 +334,7 @@ class _StepLoop:
         # what one more step and the final sample will cost, for the budget check before each step
         self.step_equiv = self.reasoner.planned_cost(
             config.steps if self.k_step else 1, config.grad_steps if self.k_step else 1,
-            config.sampling.guidance_scale).equiv
+            config.sampling.guidance_scale, config.checkpoint if self.k_step else None).equiv
         self.final_equiv, self.final_seconds = final_evals, final_seconds
         self.max_steps = config.max_steps if max_steps is None else max_steps
         self.best_reward, self.best_step = -math.inf, -1
@@ -415,6 +421,7 @@ class _StepLoop:
         pred = self.reasoner.predict(self.setup.prepared, mode=config.mode,
                                      steps=config.steps if self.k_step else None,
                                      grad_steps=config.grad_steps if self.k_step else 1,
+                                     checkpoint=config.checkpoint if self.k_step else None,
                                      block_checkpointing=config.block_checkpointing)
         if step == 0:  # how faithful the light decoder is on this model's latents: measured once per decoder
             self.decoder.check_fidelity(pred.latents)
