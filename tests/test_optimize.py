@@ -85,6 +85,20 @@ def test_last_step_runs_without_autograd(pipe):
     assert seen[:3] == [(True, True), (True, True), (False, False)]  # then the finish scores without grad
 
 
+@pytest.mark.parametrize("checkpoint,recomputed", [(None, 2), (True, 2), ("all_but_last", 1), (False, 0)])
+def test_checkpoint_knob_reaches_the_prediction(pipe, checkpoint, recomputed):
+    # None keeps predict's rule (checkpoint every gradient step when there are several); False keeps activations
+    c = cfg(mode="k_step", steps=2, grad_steps=2, checkpoint=checkpoint, max_steps=2, score_initial=False,
+            keep_initial_if_better=False)
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=c)
+    assert res.cost.denoiser_backward == 2 and res.cost.denoiser_recompute == recomputed  # one update of 2 steps
+
+
+def test_checkpoint_knob_rejects_other_values():
+    with pytest.raises(ValueError, match="OptimizeConfig.checkpoint"):
+        OptimizeConfig(checkpoint="sometimes")
+
+
 @pytest.mark.parametrize("reuse", [True, False])
 def test_k_step_final_video_is_the_kept_prediction_decoded(pipe, reuse):
     # k-step over the final step count: the loop's prediction of an adapter is that adapter's final sample, so the
