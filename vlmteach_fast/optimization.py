@@ -157,8 +157,8 @@ UNIT_COST_REPEATS = 3  # fastest of 3: the first call of each unit pays one-off 
 
 def _unit_cost_key(teacher, config: OptimizeConfig, judge=None) -> tuple:
     c, smp = config, config.sampling
-    return (id(teacher), id(judge), c.mode, c.steps, c.grad_steps, c.checkpoint, c.block_checkpointing, repr(c.decoder), repr(c.lora),
-            smp.num_frames, smp.height, smp.width, smp.final_steps, smp.guidance_scale)
+    return (id(teacher), id(judge), c.mode, c.steps, c.grad_steps, c.checkpoint, c.block_checkpointing,
+            repr(c.decoder), repr(c.lora), smp.num_frames, smp.height, smp.width, smp.final_steps, smp.guidance_scale)
 
 
 def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig, judge=None) -> UnitCosts:
