@@ -16,7 +16,8 @@ game: the gaming test. ``optimize`` against the teacher, uncapped, k-step 4/4 wi
 align: where the teacher's gradient points. For the same plain samples as ``pool``: the cosine between the gradient
       of the loop's reward with respect to the frames and solution - video (the ground-truth oracle's direction);
       0 is a gradient blind to the goal, negative one that points away from it.
-trajectory: the demo's optimize at ``best_of_n:5`` (recorded unit costs, so 5 steps on any machine); every step's
+trajectory: the demo's optimize at ``best_of_n:5`` with recorded unit costs (``--units``; default: the one-gradient-step
+      setting's, 5 steps; ``--grad-steps`` overrides the demo's gradient steps) on any machine; every step's
       prediction decoded in full and judged: the mean rule-score gain of step k's video, of the step the loop keeps
       (the teacher on the light decode), of the step the teacher would keep on full decodes, and of the best step by
       the rule scorer. Tells a weak gradient (no good step on the path) from a weak choice (good steps not kept).
@@ -70,21 +71,30 @@ def sampling(i: int, seed: int) -> SamplingConfig:
                           final_steps=toy.SAMPLE_STEPS, seed=seed * 1000 + i)
 
 
-def run_pool(args) -> dict:
+def pool_samples(pipe, teacher, args):
+    """Per held-out instance: (index, instance, queries, ``--samples`` plain samples, each (1, F, 3, H, W))."""
     from vlmteach_fast.instance import setup_instance
 
-    pipe, teacher = load(args)
-    rows = []
     for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
         queries = toy.queries_for(inst)
         setup = setup_instance(pipe, teacher, inst.prompt, inst.first_frame, queries, sampling(i, args.seed))
         setup.reasoner.reset_lora()
-        rules, rewards, p_all = [], [], []
+        videos = []
         for s in range(args.samples):
             prepared = setup.reasoner.prepare(inst.prompt, inst.first_frame, **_geometry(),
                                               seed=args.seed * 1000 + i + 7919 * s)
             with torch.no_grad():
-                frames = setup.reasoner.sample(prepared, steps=toy.SAMPLE_STEPS).frames
+                videos.append(setup.reasoner.sample(prepared, steps=toy.SAMPLE_STEPS).frames)
+        yield i, inst, queries, videos
+
+
+def run_pool(args) -> dict:
+    pipe, teacher = load(args)
+    rows = []
+    for i, inst, queries, videos in pool_samples(pipe, teacher, args):
+        rules, rewards, p_all = [], [], []
+        for frames in videos:
+            with torch.no_grad():
                 rew = teacher.reward(frames, queries)
             rules.append(toy.score_video(inst, frames[0]).score)
             rewards.append(float(rew.reward[0]))
@@ -101,22 +111,12 @@ def run_pool(args) -> dict:
 
 
 def run_align(args) -> dict:
-    from vlmteach_fast.instance import setup_instance
     from vlmteach_fast.toy.gaming import gradient_alignment
 
     pipe, teacher = load(args)
     rows = []
-    for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
-        setup = setup_instance(pipe, teacher, inst.prompt, inst.first_frame, toy.queries_for(inst),
-                               sampling(i, args.seed))
-        setup.reasoner.reset_lora()
-        videos = []
-        for s in range(args.samples):  # the pool's samples
-            prepared = setup.reasoner.prepare(inst.prompt, inst.first_frame, **_geometry(),
-                                              seed=args.seed * 1000 + i + 7919 * s)
-            with torch.no_grad():
-                videos.append(setup.reasoner.sample(prepared, steps=toy.SAMPLE_STEPS).frames[0])
-        cos = gradient_alignment(teacher, torch.stack(videos), [inst] * len(videos)).tolist()
+    for i, inst, _, videos in pool_samples(pipe, teacher, args):  # the pool's samples
+        cos = gradient_alignment(teacher, torch.cat(videos), [inst] * len(videos)).tolist()
         rows.append(dict(instance=i, task=inst.task_type, cos=cos))
         print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} cos {sum(cos) / len(cos):+.3f}", flush=True)
     per_task = {t: [c for r in rows if r["task"] == t for c in r["cos"]] for t in toy.TASK_TYPES}
@@ -129,7 +129,7 @@ def run_align(args) -> dict:
 
 
 RECORDED_UNITS = {"candidate": 0.10973441900023317, "step": 0.0967326870013494, "evaluation": 0.06668617899958917,
-                  "finish": 0.055387727999914205}  # bench/RESULTS.md: the acceptance runs' unit costs
+                  "finish": 0.055387727999914205}  # bench/RESULTS.md: the one-gradient-step acceptance runs' units
 
 
 def run_trajectory(args) -> dict:
@@ -142,8 +142,9 @@ def run_trajectory(args) -> dict:
 
     pipe, teacher = load(args)
     base = demo_optimize_config()
-    if args.anchor is not None:
-        base = dataclasses.replace(base, anchor=args.anchor)
+    overrides = {k: v for k, v in (("anchor", args.anchor), ("grad_steps", args.grad_steps)) if v is not None}
+    base = dataclasses.replace(base, **overrides)
+    units = json.loads(args.units) if args.units else RECORDED_UNITS
     reasoner = Reasoner.from_pipeline(pipe, lora=base.lora)  # optimize runs on it: its predictions are recorded
     latents = []
     predict = reasoner.predict
@@ -157,7 +158,7 @@ def run_trajectory(args) -> dict:
     rows = []
     for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
         queries = toy.queries_for(inst)
-        cfg = dataclasses.replace(base, budget={"best_of_n": 5, "unit_costs": RECORDED_UNITS},
+        cfg = dataclasses.replace(base, budget={"best_of_n": 5, "unit_costs": units},
                                   sampling=sampling(i, args.seed))
         latents.clear()
         res = optimize(reasoner, teacher, inst.prompt, image=inst.first_frame, queries=queries, config=cfg)
@@ -256,6 +257,9 @@ def main() -> int:
     ap.add_argument("--reduce", default="mean", choices=("mean", "min"), help="how an ensemble combines answers")
     ap.add_argument("--judge", default=None, help="game: a held-out judge teacher folder (optimize(..., judge=))")
     ap.add_argument("--anchor", type=float, default=None, help="trajectory: override the demo's trust-region weight")
+    ap.add_argument("--grad-steps", dest="grad_steps", type=int, default=None,
+                    help="trajectory: override the demo's gradient steps (k-step 4/K)")
+    ap.add_argument("--units", default=None, help="trajectory: unit costs as JSON (bench/toy_acceptance.py --units)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)

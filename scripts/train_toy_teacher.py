@@ -220,7 +220,6 @@ POOLS = {"pools": [], "weight": 0.0}  # set by --pools / --rank-weight
 ALIGN = {"videos": None, "instances": [], "weight": 0.0, "batch": 4}  # set by --grad-align / --align-samples
 
 
-
 def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_prefix=""):
     """AdamW with warm-up + cosine for ``seconds``; half of each batch from ``hard`` indices when there are any."""
     videos, labels, tasks = data
@@ -243,7 +242,8 @@ def train(teacher, model, data, hard, seconds, lr, batch, pos_weight, g, log_pre
             loss = loss + POOLS["weight"] * ranking_loss(teacher, pool)
         if ALIGN["weight"] > 0 and ALIGN["videos"] is not None:
             a = torch.randint(0, len(ALIGN["videos"]), (ALIGN["batch"],), generator=g).tolist()
-            cos = gradient_alignment(teacher, ALIGN["videos"][a], [ALIGN["instances"][i] for i in a], create_graph=True)
+            cos = gradient_alignment(teacher, ALIGN["videos"][a], [ALIGN["instances"][i] for i in a],
+                                     create_graph=True)
             align = (1 - cos).mean()
             loss = loss + ALIGN["weight"] * align
             a_val = float(align.detach())
