@@ -77,7 +77,11 @@ def run(args) -> dict:
         overrides["decoder"] = (LightDecoderConfig(kind="tiny", path=args.decoder_path) if args.decoder_path
                                 else LightDecoderConfig(kind=args.decoder))
     base = dataclasses.replace(base, **overrides)
-    base = dataclasses.replace(base, lora=dataclasses.replace(base.lora, init_seed=args.init_seed))
+    lora = {k: v for k, v in (("rank", args.rank), ("include_ffn", args.include_ffn),
+                              ("target_modules", tuple(args.targets.split(",")) if args.targets else None)) if v}
+    if "rank" in lora:  # alpha follows the rank (scale 1) unless the spec set one apart from it
+        lora["alpha"] = float(args.rank)
+    base = dataclasses.replace(base, lora=dataclasses.replace(base.lora, init_seed=args.init_seed, **lora))
     rows = []
     for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
         queries = toy.queries_for(inst)
@@ -178,6 +182,9 @@ def main() -> int:
     ap.add_argument("--teacher", default=None,
                     help="toy teacher folder (default: the shipped one); several comma-separated: an ensemble")
     ap.add_argument("--reduce", default="mean", choices=("mean", "min"), help="how an ensemble combines answers")
+    ap.add_argument("--rank", type=int, default=None, help="override the LoRA rank (alpha = rank)")
+    ap.add_argument("--include-ffn", dest="include_ffn", action="store_true", help="also adapt the feed-forward layers")
+    ap.add_argument("--targets", default=None, help="LoRA target modules, comma-separated (default: the family's)")
     ap.add_argument("--judge", default=None, help="a held-out judge teacher folder for optimize (optimize(judge=))")
     ap.add_argument("--bon", type=_ints, default=[1, 2, 3, 5, 8], help="Best-of-N's N values")
     ap.add_argument("--budgets", type=_ints, default=[2, 3, 5, 8], help="optimize's best_of_n:N budgets")

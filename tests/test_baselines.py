@@ -40,6 +40,34 @@ def test_baseline_is_the_plain_model(pipe):
     assert res.method == "baseline" and res.cost.denoiser_forward == 2
 
 
+def test_candidates_sample_without_the_adapter(pipe, monkeypatch):
+    """Best-of-N's candidates and the candidate unit of a best_of_n:N budget are sampled with the adapter layers
+    bypassed: what a plain pipeline costs, not a pipeline carrying a zero LoRA."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from vlmteach_fast.instance import setup_instance
+    from vlmteach_fast.optimization import OptimizeConfig, unit_costs
+    from vlmteach_fast.reasoner import Reasoner
+
+    seen = []
+    original = Reasoner.sample
+
+    def spy(self, *args, **kwargs):
+        layers = [m for m in self.transformer.modules() if isinstance(m, BaseTunerLayer)]
+        seen.append(bool(layers) and all(m.disable_adapters for m in layers))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Reasoner, "sample", spy)
+    teacher = BrightnessTeacher()
+    best_of_n(pipe, teacher, PROMPT, image=first_frame(), n=2, sampling=SAMPLING)
+    assert seen == [True, True]
+    seen.clear()
+    cfg = OptimizeConfig(mode="k_step", steps=2, sampling=SAMPLING, progress=False)
+    setup = setup_instance(pipe, teacher, PROMPT, first_frame(), None, cfg.sampling, cfg.lora, cfg.max_process)
+    unit_costs(setup, teacher, cfg)
+    assert seen and all(seen)
+
+
 def test_vlm_as_solver_appends_a_plan_and_runs_critique_rounds(pipe):
     from vlmteach_fast.teacher import RewardConfig, VLMTeacher
     from vlmteach_fast.testing import make_qwen_vl

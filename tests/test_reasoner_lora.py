@@ -147,6 +147,21 @@ def test_snapshot_and_restore_keep_the_best_adapter(t2v):
         r.restore_lora(bad)
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_bypassed_adapter_is_the_frozen_model_and_comes_back(fused):
+    r = Reasoner.from_pipeline(tiny_wan_pipeline("t2v"), LoRASpec(rank=4, fused=fused))
+    prep = r.prepare("a ball", seed=1, max_sequence_length=SEQ, **GEOM)
+    base = r.predict(prep).latents.detach()
+    _train_a_little(r, prep)
+    trained = r.predict(prep).latents.detach()
+    assert float((trained - base).abs().max()) > 1e-4
+    with r.lora_bypassed():
+        torch.testing.assert_close(r.predict(prep).latents.detach(), base, rtol=0, atol=1e-6)
+    # on exit the adapter is back, trainable as before
+    torch.testing.assert_close(r.predict(prep).latents.detach(), trained, rtol=0, atol=1e-6)
+    assert all(p.requires_grad for p in r.lora_parameters())
+
+
 def test_fused_option_never_breaks_the_reasoner(t2v, tmp_path):
     # fused=True uses vlmteach_fast.nn.fuse_peft_lora when it exists, else stays plain PEFT; either way the outputs
     # must equal plain PEFT's (same weights). Fused kernels accumulate in fp32 in another order: 1e-5.

@@ -78,7 +78,8 @@ def _candidate(setup, teacher, meter, prompt: str, seed_offset: int, prepared=No
                                     height=setup.prepared.height, width=setup.prepared.width,
                                     seed=s.seed + seed_offset, guidance_scale=s.guidance_scale,
                                     max_sequence_length=s.max_sequence_length)
-    frames = reasoner.sample(prepared, steps=setup.sampling.final_steps).frames
+    with reasoner.lora_bypassed():  # the plain model, at a plain pipeline's cost
+        frames = reasoner.sample(prepared, steps=setup.sampling.final_steps).frames
     out, p_yes = score_frames(teacher, frames, setup.queries, meter)
     info = {"seed": prepared.seed, "prompt": prompt, "p_yes": p_yes, "reward": float(out.reward.mean())}
     return frames, info

@@ -68,7 +68,8 @@ class UnitCosts:
     the recorded units back (``Budget(best_of_n=N, unit_costs=...)``) reproduces the run exactly.
 
     Attributes:
-        candidate: one Best-of-N candidate: a ``final_steps`` sample, its full decode and the teacher's score.
+        candidate: one Best-of-N candidate: a ``final_steps`` sample (the adapter layers bypassed, as on a pipeline
+            without one), its full decode and the teacher's score.
         step: one optimization step: prediction, light decode, reward, backward and the optimizer update.
         evaluation: the last step, which skips its update (prediction, light decode, reward); None: ``step``.
         finish: producing the final video: a full decode of the kept prediction and its score when the loop's

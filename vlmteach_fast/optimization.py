@@ -176,7 +176,8 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig, judge=None
     scratch = CostMeter(reasoner)
     for _ in range(UNIT_COST_REPEATS):
         t0 = time.perf_counter()
-        frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
+        with reasoner.lora_bypassed():  # a candidate as Best-of-N samples it: no adapter on the pipeline
+            frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
         score_frames(teacher, frames, setup.queries, scratch)
         cand.append(time.perf_counter() - t0)
     loop = _StepLoop(setup, teacher, config, scratch, None, judge=judge)
@@ -258,7 +259,8 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
     # 3. the plain sample and its score
     initial_frames = initial_p = sample_seconds = None
     if config.score_initial:
-        initial_frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
+        with reasoner.lora_bypassed():
+            initial_frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
         _, initial_p = score_frames(teacher, initial_frames, setup.queries, meter)
         sample_seconds = meter.elapsed()
 

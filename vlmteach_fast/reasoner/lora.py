@@ -12,6 +12,7 @@ PEFT layers were swapped for fused ones (``vlmteach_fast.nn.fuse_peft_lora`` kee
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -175,6 +176,27 @@ def reset_lora(transformer, adapter_name: str, seed: int | None = None) -> None:
             w = torch.empty(p.shape, dtype=torch.float32).uniform_(-bound, bound, generator=gen)
             p.copy_(w.to(p.device, p.dtype))
         p.grad = None
+
+
+@contextlib.contextmanager
+def bypass_lora(transformer):
+    """Run ``transformer`` as the frozen model alone inside the block: every PEFT adapter layer skips its LoRA path
+    (no LoRA matmuls, so plain samples cost what they cost without an adapter), whatever the adapter's weights are.
+    Each layer's enabled state and each parameter's ``requires_grad`` are restored on exit."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+    enabled = [not m.disable_adapters for m in layers]
+    grads = [(p, p.requires_grad) for m in layers for p in m.parameters()]
+    for m in layers:
+        m.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for m, on in zip(layers, enabled):
+            m.enable_adapters(on)
+        for p, req in grads:
+            p.requires_grad_(req)
 
 
 ADAPTER_FILES = ("pytorch_lora_weights.safetensors", "adapter_config.json")

@@ -29,7 +29,7 @@ from .attention import (DEFAULT_ATTENTION_BACKEND, attention_backend_available, 
 from .cogvideox import CogVideoXFamily
 from .family import PreparedInstance, VideoFamily
 from .light_decoder import LightDecoder, LightDecoderConfig
-from .lora import (LoRASpec, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
+from .lora import (LoRASpec, bypass_lora, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
                    snapshot_lora)
 from .ltx import LTXFamily
 from .wan import WanFamily
@@ -385,6 +385,12 @@ class Reasoner:
             restore_lora(self.transformer, self.lora_spec.adapter_name, self._initial)
         else:
             reset_lora(self.transformer, self.lora_spec.adapter_name, seed)
+
+    def lora_bypassed(self):
+        """Context manager: inside it the denoiser runs as the frozen model alone (the adapter layers skip their LoRA
+        path; its weights are kept). Best-of-N candidates and plain samples run this way, so they cost what they
+        cost on a pipeline without an adapter."""
+        return bypass_lora(self.transformer)
 
     def snapshot_lora(self) -> dict[str, torch.Tensor]:
         """Detached copies of the adapter weights (best-so-far keeping)."""
