@@ -174,16 +174,17 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig, judge=None
     snapshot = reasoner.snapshot_lora()
     cand, step, evaluation, finish = [], [], [], []
     scratch = CostMeter(reasoner)
-    for _ in range(UNIT_COST_REPEATS):
+    loop = _StepLoop(setup, teacher, config, scratch, None, judge=judge)
+    # its only step is a last one: no update
+    last = _StepLoop(setup, teacher, config, scratch, None, max_steps=1, judge=judge)
+    # The units are measured in turn within each round, so a slow stretch of the machine (another process, a
+    # frequency change) falls on all of them rather than on one: their ratio decides the step count.
+    for i in range(UNIT_COST_REPEATS):
         t0 = time.perf_counter()
         with reasoner.lora_bypassed():  # a candidate as Best-of-N samples it: no adapter on the pipeline
             frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
         score_frames(teacher, frames, setup.queries, scratch)
         cand.append(time.perf_counter() - t0)
-    loop = _StepLoop(setup, teacher, config, scratch, None, judge=judge)
-    # its only step is a last one: no update
-    last = _StepLoop(setup, teacher, config, scratch, None, max_steps=1, judge=judge)
-    for i in range(UNIT_COST_REPEATS):
         step.append(loop._step(i).seconds)
         evaluation.append(last._step(0).seconds)
         if _reuses_prediction(config):
