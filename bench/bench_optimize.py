@@ -104,3 +104,38 @@ def test_per_step_breakdown(benchmark, setup):
     benchmark.pedantic(step, rounds=8, warmup_rounds=1, iterations=1)
     med = {k: sorted(v)[len(v) // 2] for k, v in parts.items()}
     benchmark.extra_info.update(provider="one_step", breakdown_seconds=med)
+
+
+@pytest.fixture(scope="module")
+def toy_reasoners():
+    from vlmteach_fast import toy
+
+    out = {}
+    for ffn in (False, True):  # one pipeline per LoRA spec (a pipeline carries one reasoner adapter)
+        r = Reasoner.from_pipeline(toy.load_pipeline(), LoRASpec(rank=8, include_ffn=ffn))
+        inst = toy.make_instances(1, seed=0)[0]
+        prep = r.prepare(inst.prompt, inst.first_frame, num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE)
+        out[ffn] = (r, prep)
+    return out
+
+
+@pytest.mark.parametrize("ffn", [False, True], ids=["attention_lora", "attention_ffn_lora"])
+@pytest.mark.parametrize("adapter", ["zero_adapter", "bypassed"])
+def test_candidate_sample_with_zero_adapter_vs_bypassed(benchmark, toy_reasoners, ffn, adapter):
+    """A Best-of-N candidate's sample on the shipped toy video model: with a zero LoRA in place (what candidates
+    cost before they bypassed it) against the adapter layers bypassed (a plain pipeline's cost). Same video."""
+    import contextlib
+
+    from vlmteach_fast import toy
+
+    r, prep = toy_reasoners[ffn]
+    r.reset_lora()
+    ctx = r.lora_bypassed if adapter == "bypassed" else contextlib.nullcontext
+
+    def run():
+        with ctx():
+            return r.sample(prep, steps=toy.SAMPLE_STEPS).frames
+
+    frames = benchmark.pedantic(run, rounds=15, warmup_rounds=2)
+    with torch.no_grad():
+        assert torch.isfinite(frames).all()
