@@ -34,7 +34,8 @@ def demo_optimize_config():
     (``anchor=10``), no plain sample first (step 0 scores the plain model's prediction anyway).
 
     Measured on 240 held-out instances at best_of_n:5 (bench/RESULTS.md, "Toy world"), rule-score gain over the plain
-    model (Best-of-5: +0.031): 3 gradient steps +0.053 (4 steps fit; anchor 3 / 20: +0.051 / +0.048), 2 gradient
+    model (Best-of-5: +0.031): against a fair candidate (adapter bypassed) 3 steps fit on the dev CPU: +0.040 (lr
+    1.5e-2 / anchor 3: +0.014 / +0.029); where 4 fit: 3 gradient steps +0.053 (anchor 3 / 20: +0.051 / +0.048), 2 gradient
     steps +0.040, 1 gradient step (the previous setting, 5 steps) +0.037 (+0.019 without the anchor); lr 5e-3 / 2e-2
     with 3 gradient steps: +0.042 / +0.002."""
     from .optimization import OptimizeConfig
