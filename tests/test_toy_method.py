@@ -10,7 +10,7 @@ from vlmteach_fast import toy
 from vlmteach_fast.demo import demo_optimize_config
 from vlmteach_fast.instance import SamplingConfig
 from vlmteach_fast.optimization import OptimizeConfig, optimize
-from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec
+from vlmteach_fast.reasoner import LightDecoderConfig
 from vlmteach_fast.toy.gaming import RecordingTeacher
 from vlmteach_fast.toy.oracle import GroundTruthOracle
 from vlmteach_fast.toy.views import CellView
@@ -55,12 +55,12 @@ def test_ground_truth_oracle_raises_the_rule_score_of_the_final_video(pipe):
     gains = []
     for i, inst in enumerate(toy.make_instances(3, seed=0)):
         cfg = OptimizeConfig(mode="k_step", steps=4, grad_steps=4, lr=1e-2, max_steps=8, patience=99,
-                             yes_threshold=1.0, decoder=LightDecoderConfig(kind="full"), lora=LoRASpec(rank=8),
+                             yes_threshold=1.0, decoder=LightDecoderConfig(kind="full"), lora=demo_optimize_config().lora,
                              keep_initial_if_better=False, sampling=_sampling(i), progress=False)
         res = optimize(pipe, GroundTruthOracle(inst), inst.prompt, image=inst.first_frame, config=cfg)
         assert res.history[-1].loss < res.history[0].loss
         gains.append(toy.score_video(inst, res.frames[0]).score - toy.score_video(inst, res.initial_frames[0]).score)
-    # measured: +0.25 mean over these 3 instances (-0.04, +0.77, +0.02)
+    # measured with the demo's cross-attention LoRA: +0.26 mean over these 3 instances (-0.02, +0.74, +0.07)
     assert sum(gains) / len(gains) > 0.05, gains
 
 
