@@ -79,7 +79,7 @@ def run(args) -> dict:
     base = dataclasses.replace(base, **overrides)
     lora = {k: v for k, v in (("rank", args.rank), ("include_ffn", args.include_ffn),
                               ("target_modules", tuple(args.targets.split(",")) if args.targets else None)) if v}
-    if "rank" in lora:  # alpha follows the rank (scale 1) unless the spec set one apart from it
+    if "rank" in lora:  # alpha = rank (scale 1): the spec's alpha was filled in from the demo's rank
         lora["alpha"] = float(args.rank)
     base = dataclasses.replace(base, lora=dataclasses.replace(base.lora, init_seed=args.init_seed, **lora))
     rows = []

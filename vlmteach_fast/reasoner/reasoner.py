@@ -29,8 +29,8 @@ from .attention import (DEFAULT_ATTENTION_BACKEND, attention_backend_available, 
 from .cogvideox import CogVideoXFamily
 from .family import PreparedInstance, VideoFamily
 from .light_decoder import LightDecoder, LightDecoderConfig
-from .lora import (LoRASpec, bypass_lora, inject_lora, lora_named_parameters, reset_lora, restore_lora, save_lora_adapter,
-                   snapshot_lora)
+from .lora import (LoRASpec, bypass_lora, inject_lora, lora_named_parameters, reset_lora, restore_lora,
+                   save_lora_adapter, snapshot_lora)
 from .ltx import LTXFamily
 from .wan import WanFamily
 
