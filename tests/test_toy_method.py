@@ -55,8 +55,9 @@ def test_ground_truth_oracle_raises_the_rule_score_of_the_final_video(pipe):
     gains = []
     for i, inst in enumerate(toy.make_instances(3, seed=0)):
         cfg = OptimizeConfig(mode="k_step", steps=4, grad_steps=4, lr=1e-2, max_steps=8, patience=99,
-                             yes_threshold=1.0, decoder=LightDecoderConfig(kind="full"), lora=demo_optimize_config().lora,
-                             keep_initial_if_better=False, sampling=_sampling(i), progress=False)
+                             yes_threshold=1.0, decoder=LightDecoderConfig(kind="full"),
+                             lora=demo_optimize_config().lora, keep_initial_if_better=False, sampling=_sampling(i),
+                             progress=False)
         res = optimize(pipe, GroundTruthOracle(inst), inst.prompt, image=inst.first_frame, config=cfg)
         assert res.history[-1].loss < res.history[0].loss
         gains.append(toy.score_video(inst, res.frames[0]).score - toy.score_video(inst, res.initial_frames[0]).score)
