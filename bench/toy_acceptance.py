@@ -69,7 +69,8 @@ def run(args) -> dict:
     overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
                                     ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor),
                                     ("anchor_pixels", args.anchor_pixels), ("optimizer", args.optimizer),
-                                    ("checkpoint", args.checkpoint))
+                                    ("checkpoint", args.checkpoint), ("lr_schedule", args.lr_schedule),
+                                    ("lr_end", args.lr_end), ("lr_first", args.lr_first))
                  if v is not None}
     if args.decoder or args.decoder_path:
         from vlmteach_fast.reasoner import LightDecoderConfig
@@ -105,7 +106,7 @@ def run(args) -> dict:
             runs.append(("oracle", GroundTruthOracle(inst), 5))
         for method, t, n in runs:
             budget = f"best_of_n:{n}"
-            if method == "optimize" and args.units:  # recorded units: the same step counts on any machine load
+            if args.units:  # recorded units: the same step counts on any machine load (the oracle's too)
                 budget = {"best_of_n": n, "unit_costs": json.loads(args.units)}
             cfg = dataclasses.replace(base, budget=budget, sampling=sampling)
             if method == "oracle":
@@ -190,6 +191,9 @@ def main() -> int:
     ap.add_argument("--budgets", type=_ints, default=[2, 3, 5, 8], help="optimize's best_of_n:N budgets")
     ap.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the ground-truth oracle run")
     ap.add_argument("--lr", type=float, default=None, help="override the demo's optimize lr")
+    ap.add_argument("--lr-schedule", default=None, help="override optimize's lr schedule (constant | linear | cosine)")
+    ap.add_argument("--lr-end", type=float, default=None, help="the schedule's last-update lr factor")
+    ap.add_argument("--lr-first", type=float, default=None, help="the first update's lr factor")
     ap.add_argument("--mode", default=None, help="override the demo's optimize mode (one_step | k_step)")
     ap.add_argument("--anchor", type=float, default=None, help="override optimize's trust-region weight")
     ap.add_argument("--anchor-pixels", dest="anchor_pixels", type=float, default=None,

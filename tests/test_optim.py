@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vlmteach_fast.optim import NormalizedSGD, make_optimizer
+from vlmteach_fast.optim import NormalizedSGD, lr_factor, make_optimizer
 from vlmteach_fast.optimization import OptimizeConfig
 
 
@@ -38,3 +38,22 @@ def test_unknown_optimizer_is_named():
         OptimizeConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         make_optimizer("lion", [torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("constant", [1.0, 1.0, 1.0, 1.0]),
+    ("linear", [1.0, 0.75, 0.5, 0.25, 0.25]),  # past the planned updates it stays at the end factor
+    ("cosine", [1.0, 0.25 + 0.75 * 0.75, 0.25 + 0.75 * 0.25, 0.25]),  # 0.5 (1 + cos(pi u / 3)) = 1, .75, .25, 0
+])
+def test_lr_factor_decays_from_one_to_the_end_over_the_planned_updates(schedule, expected):
+    got = [lr_factor(schedule, u, 4, end=0.25) for u in range(len(expected))]
+    assert got == pytest.approx(expected)
+
+
+def test_lr_factor_scales_the_first_update_only_and_names_bad_schedules():
+    assert [lr_factor("linear", u, 3, end=0.5, first=2.0) for u in range(3)] == pytest.approx([2.0, 0.75, 0.5])
+    assert lr_factor("cosine", 0, 1, end=0.1) == 1.0  # one planned update: no decay
+    with pytest.raises(ValueError, match="OptimizeConfig.lr_schedule"):
+        OptimizeConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="lr_end"):
+        OptimizeConfig(lr_end=0.0)

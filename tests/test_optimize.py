@@ -182,6 +182,16 @@ def test_nan_reward_is_survived(pipe):
     assert all(torch.isfinite(v).all() for v in res.adapter.values())
 
 
+def test_lr_schedule_sets_each_update_lr_and_composes_with_the_failure_decay(pipe):
+    config = cfg(max_steps=4, lr_schedule="linear", lr_end=0.5)  # 3 updates: lr x 1, 0.75, 0.5
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=config)
+    assert [h.lr for h in res.history[:3]] == pytest.approx([5e-2, 3.75e-2, 2.5e-2])
+    teacher = BrightnessTeacher(nan_at={2})  # step 1 fails: its lr and the later ones are halved
+    with pytest.warns(RuntimeWarning, match="lowered lr to 0.025"):
+        res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=config)
+    assert [h.lr for h in res.history[:3]] == pytest.approx([5e-2, 3.75e-2, 1.25e-2])
+
+
 def test_non_finite_frames_take_the_non_finite_step_path_instead_of_raising(pipe, monkeypatch):
     from vlmteach_fast.instance import as_reasoner
     from vlmteach_fast.teacher.base import check_frames

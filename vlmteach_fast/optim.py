@@ -13,9 +13,10 @@ import math
 
 import torch
 
-__all__ = ["NormalizedSGD", "OPTIMIZERS", "make_optimizer"]
+__all__ = ["NormalizedSGD", "OPTIMIZERS", "LR_SCHEDULES", "lr_factor", "make_optimizer"]
 
 OPTIMIZERS = ("adamw", "nsgd")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 class NormalizedSGD(torch.optim.Optimizer):
@@ -53,3 +54,23 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
     if name == "nsgd":
         return NormalizedSGD(params, lr=lr)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def lr_factor(schedule: str, update: int, updates: int, end: float = 0.1, first: float = 1.0) -> float:
+    """The multiplier of ``lr`` for update ``update`` (0-based) of ``updates`` planned.
+
+    ``"constant"``: 1. ``"linear"`` / ``"cosine"``: from 1 at the first update down to ``end`` at the last (a loop of a
+    few steps from a fresh adapter moves most in its first updates; smaller late updates keep it near the good videos
+    it has reached). ``first`` scales the first update alone (a larger first step: ``first`` > 1).
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    frac = update / (updates - 1) if updates > 1 else 0.0
+    frac = min(max(frac, 0.0), 1.0)
+    if schedule == "linear":
+        factor = 1.0 - (1.0 - end) * frac
+    elif schedule == "cosine":
+        factor = end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * frac))
+    else:
+        factor = 1.0
+    return factor * (first if update == 0 else 1.0)

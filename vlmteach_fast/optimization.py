@@ -28,7 +28,7 @@ import torch
 from .checks import check_bool, check_int, check_number
 from .cost import Budget, CostMeter, UnitCosts, denoiser_cost, parse_budget
 from .instance import InstanceSetup, SamplingConfig, score_frames, setup_instance
-from .optim import OPTIMIZERS, make_optimizer
+from .optim import LR_SCHEDULES, OPTIMIZERS, lr_factor, make_optimizer
 from .optimize_result import STOP_REASONS, OptimizeResult, StepInfo
 from .reasoner import LightDecoderConfig, LoRASpec
 
@@ -56,6 +56,10 @@ class OptimizeConfig:
         "help": "'adamw' or 'nsgd' (normalized gradient descent: the gradient's direction with AdamW's first-step "
                 "length, see vlmteach_fast/optim.py)"})
     lr: float = field(default=2e-3, metadata={"help": "learning rate (step length per parameter, for both)"})
+    lr_schedule: str = field(default="constant", metadata={
+        "help": "'constant', or 'linear' / 'cosine': lr decays to lr * lr_end over the planned updates"})
+    lr_end: float = field(default=0.1, metadata={"help": "linear / cosine: the last update's lr factor"})
+    lr_first: float = field(default=1.0, metadata={"help": "factor of the first update's lr (> 1: a larger first step)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (<= 0 disables)"})
     anchor: float = field(default=0.0, metadata={
@@ -100,7 +104,9 @@ class OptimizeConfig:
             check_int(f"OptimizeConfig.{name}", getattr(self, name))
         if self.mode == "k_step" and self.grad_steps > self.steps:
             raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
-        for name in ("lr", "lr_decay_on_failure"):
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"OptimizeConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        for name in ("lr", "lr_decay_on_failure", "lr_end", "lr_first"):
             check_number(f"OptimizeConfig.{name}", getattr(self, name), positive=True, finite=True)
         if self.lr_decay_on_failure > 1:
             raise ValueError(f"`OptimizeConfig.lr_decay_on_failure` must be in (0, 1] (a factor that lowers lr), "
@@ -344,6 +350,7 @@ class _StepLoop:
         self.best_snapshot = self.last_good = self.reasoner.snapshot_lora()
         self.best_latents = None
         self.failures, self.step_seconds = 0, None
+        self.base_lr = config.lr  # lowered after a non-finite step; the schedule scales it per update
 
     def run(self, callback=None) -> LoopResult:
         from tqdm.auto import tqdm
@@ -381,7 +388,9 @@ class _StepLoop:
     def _step(self, step: int) -> StepInfo:
         config, meter, opt = self.config, self.meter, self.opt
         t0 = meter.elapsed()
-        lr = opt.param_groups[0]["lr"]
+        lr = self.base_lr * lr_factor(config.lr_schedule, step, self.max_steps - 1, config.lr_end, config.lr_first)
+        for group in opt.param_groups:
+            group["lr"] = lr
         # the last step's update would never be scored (the kept adapter is one the loop scored): it is skipped,
         # and its forward runs without autograd (no graph, no activations kept for a backward)
         update = step < self.max_steps - 1
@@ -469,10 +478,9 @@ class _StepLoop:
         self.failures += 1
         self.opt.zero_grad(set_to_none=True)
         self.reasoner.restore_lora(self.last_good)
-        for g in self.opt.param_groups:
-            g["lr"] *= self.config.lr_decay_on_failure
+        self.base_lr *= self.config.lr_decay_on_failure
         warnings.warn(f"optimize: non-finite loss or gradient at step {step}; restored the last good adapter "
-                      f"and lowered lr to {self.opt.param_groups[0]['lr']:.3g} "
+                      f"and lowered lr to {self.base_lr:.3g} "
                       f"({self.failures}/{self.config.max_failures})", RuntimeWarning, stacklevel=4)
 
     def _stop_reason(self, info: StepInfo) -> str | None:
