@@ -70,7 +70,8 @@ def run(args) -> dict:
                                     ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor),
                                     ("anchor_pixels", args.anchor_pixels), ("optimizer", args.optimizer),
                                     ("checkpoint", args.checkpoint), ("lr_schedule", args.lr_schedule),
-                                    ("lr_end", args.lr_end), ("lr_first", args.lr_first))
+                                    ("lr_end", args.lr_end), ("lr_first", args.lr_first),
+                                    ("lora_steps", args.lora_steps))
                  if v is not None}
     if args.decoder or args.decoder_path:
         from vlmteach_fast.reasoner import LightDecoderConfig
@@ -201,6 +202,8 @@ def main() -> int:
     ap.add_argument("--optimizer", default=None, help="override optimize's optimizer (adamw | nsgd)")
     ap.add_argument("--steps", type=int, default=None, help="override k_step's sampling steps per prediction")
     ap.add_argument("--grad-steps", dest="grad_steps", type=int, default=None, help="override k_step's grad steps")
+    ap.add_argument("--lora-steps", type=int, default=None,
+                    help="k_step: the adapter acts on the last N sampling steps only (the plain ones before, cached)")
     ap.add_argument("--no-checkpoint", dest="checkpoint", action="store_const", const=False, default=None,
                     help="keep the gradient steps' activations instead of recomputing them (k_step, grad steps > 1)")
     ap.add_argument("--decoder", default=None, help="override the light decoder kind (auto | tiny | linear | full)")

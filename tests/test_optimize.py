@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 
+from vlmteach_fast.cost import UnitCosts
 from vlmteach_fast.instance import SamplingConfig
 from vlmteach_fast.optimization import OptimizeConfig, optimize
 from vlmteach_fast.reasoner import LightDecoderConfig, LoRASpec, Reasoner
@@ -112,15 +113,45 @@ def test_k_step_final_video_is_the_kept_prediction_decoded(pipe, reuse):
     torch.testing.assert_close(r.sample(prep, steps=2).frames, res.frames, rtol=0, atol=1e-6)
 
 
-def test_unit_costs_plan_a_cheaper_last_step_and_finish():
-    from vlmteach_fast.cost import UnitCosts
+@pytest.mark.parametrize("reuse", [True, False])
+def test_lora_steps_final_video_is_the_kept_adapter_on_the_last_steps(pipe, reuse):
+    # the adapter acts on the last of 2 steps: the frozen first step runs once for the whole run, and the final
+    # video (decoded prediction or new sample) is what a sample with the same split gives
+    c = cfg(mode="k_step", steps=2, grad_steps=1, lora_steps=1, max_steps=3, keep_initial_if_better=False,
+            reuse_prediction=reuse, sampling=SamplingConfig(final_steps=2, **GEOM))
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=c)
+    assert res.cost.denoiser_forward == 2 + 1 + 3 * 1 + (0 if reuse else 1)  # plain sample, prefix, steps, final
+    r = res.reasoner
+    r.restore_lora(res.adapter)
+    prep = r.prepare(PROMPT, first_frame(), **GEOM, seed=0)
+    torch.testing.assert_close(r.sample(prep, steps=2, lora_steps=1).frames, res.frames, rtol=0, atol=1e-6)
+    assert float((r.sample(prep, steps=2).frames - res.frames).abs().max()) > 1e-6  # not the all-steps adapter
 
+
+def test_best_of_n_budget_charges_the_frozen_prefix_once(pipe):
+    c = cfg(mode="k_step", steps=2, grad_steps=1, lora_steps=1, max_steps=50, budget="best_of_n:3",
+            sampling=SamplingConfig(final_steps=2, **GEOM))
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=c)
+    units = res.cost.extra["unit_costs"]
+    assert units["prefix"] > 0 and res.cost.extra["planned_steps"] == UnitCosts(**units).steps_within(3, 1)
+
+
+def test_lora_steps_needs_k_step_over_the_final_steps():
+    for kw in (dict(mode="one_step", lora_steps=1), dict(mode="k_step", steps=3, grad_steps=2, lora_steps=1),
+               dict(mode="k_step", steps=3, grad_steps=1, lora_steps=2)):  # the last: final_steps is 2
+        with pytest.raises(ValueError, match="OptimizeConfig.lora_steps"):
+            cfg(**kw)
+
+
+def test_unit_costs_plan_a_cheaper_last_step_and_finish():
     assert UnitCosts(candidate=1.0, step=0.5).steps_within(3, 1) == 2  # 3 - plain - final = 1 s: two full steps
     # a last step without update (0.25) and a finish without sampling (0.5): 3 - 1 - 0.5 = 1.5 s = 0.25 + 2 x 0.5
     assert UnitCosts(candidate=1.0, step=0.5, evaluation=0.25, finish=0.5).steps_within(3, 1) == 3
     assert UnitCosts(candidate=1.0, step=0.5, evaluation=0.25, finish=0.5).steps_within(1, 1) == 0
     with pytest.raises(ValueError, match="UnitCosts.finish"):
         UnitCosts(candidate=1.0, step=0.5, finish=-1.0)
+    # the frozen steps before the adapter's run once per run: 0.5 s of prefix costs one step
+    assert UnitCosts(candidate=1.0, step=0.5, evaluation=0.25, finish=0.5, prefix=0.5).steps_within(3, 1) == 2
 
 
 @pytest.mark.parametrize("n,steps", [(3, 2), (4, 4)])

@@ -127,6 +127,35 @@ def test_gradients_reach_only_lora(reasoners, variant):
     assert all(p.grad is None for p in r.lora_parameters())
 
 
+@pytest.mark.parametrize("variant", ["ti2v", "ltx"])
+def test_lora_steps_run_the_frozen_start_once_and_the_adapter_on_the_last_steps(reasoners, variant):
+    r = reasoners[variant]
+    _fresh(r)
+    prep = _prepare(r, variant)
+    seen = {}
+    with r.lora_bypassed():  # the frozen model's own run: its latents after the first of three steps
+        plain = r.sample(prep, steps=3, decode=False,
+                         callback_on_step_end=lambda _r, i, t, lat: seen.setdefault(i, lat.clone())).latents
+    evals = r.usage().denoiser_evals
+    out = r.predict(prep, mode="k_step", steps=3, grad_steps=2, lora_steps=2)
+    assert r.usage().denoiser_evals - evals == 3 and out.cost.forward == 3  # first call: the prefix runs too
+    evals = r.usage().denoiser_evals
+    again = r.predict(prep, mode="k_step", steps=3, grad_steps=2, lora_steps=2)
+    assert r.usage().denoiser_evals - evals == 2 and again.cost.forward == 2  # later: cached
+    torch.testing.assert_close(again.latents, out.latents, rtol=0, atol=0)
+    torch.testing.assert_close(r.plain_prefix(prep, 3, 2, refresh=True), seen[0], rtol=0, atol=1e-6)
+    full = r.predict(prep, mode="k_step", steps=3, grad_steps=2).latents.detach()  # the adapter on all three
+    lat = out.latents.detach()
+    assert float((full - lat).abs().max()) > 1e-4 and float((plain - lat).abs().max()) > 1e-4
+    sampled = r.sample(prep, steps=3, decode=False, lora_steps=2).latents  # the final video: the same split
+    torch.testing.assert_close(sampled, out.latents.detach(), rtol=0, atol=1e-6)
+    r.decode(out.latents).mean().backward()  # the gradient reaches the adapter through the last two steps
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in r.lora_parameters())
+    with pytest.raises(ValueError, match="lora_steps.*between grad_steps=2 and steps=3"):
+        r.predict(prep, mode="k_step", steps=3, grad_steps=2, lora_steps=1)
+    r.reset_lora()
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_same_seed_same_frames(reasoners, variant):
     r = reasoners[variant]

@@ -74,22 +74,27 @@ class UnitCosts:
         evaluation: the last step, which skips its update (prediction, light decode, reward); None: ``step``.
         finish: producing the final video: a full decode of the kept prediction and its score when the loop's
             prediction is the final sample (k-step over the final step count); None: a new sample (``candidate``).
+        prefix: the frozen model's sampling steps before the adapter's (``OptimizeConfig.lora_steps``), run once
+            per run and reused by every step; None: none.
     """
 
     candidate: float
     step: float
     evaluation: float | None = None
     finish: float | None = None
+    prefix: float | None = None
 
     def __post_init__(self):
-        for name in ("candidate", "step", "evaluation", "finish"):
+        for name in ("candidate", "step", "evaluation", "finish", "prefix"):
             check_number(f"UnitCosts.{name}", getattr(self, name), positive=True, finite=True,
-                         optional=name in ("evaluation", "finish"))
+                         optional=name in ("evaluation", "finish", "prefix"))
 
     def steps_within(self, n: int, candidates_spent: int) -> int:
         """Optimization steps that fit in ``n`` candidates' time after ``candidates_spent`` candidates (the plain
-        sample, if scored) and the finish: every step but the last costs ``step``, the last ``evaluation``."""
+        sample, if scored), the plain prefix and the finish: every step but the last costs ``step``, the last
+        ``evaluation``."""
         left = (n - candidates_spent) * self.candidate - (self.candidate if self.finish is None else self.finish)
+        left -= self.prefix or 0.0
         last = self.step if self.evaluation is None else self.evaluation
         if left + 1e-9 < last:
             return 0

@@ -46,6 +46,10 @@ class OptimizeConfig:
     mode: str = field(default="one_step", metadata={"help": "'one_step' (distilled models) or 'k_step'"})
     steps: int = field(default=4, metadata={"help": "k_step: sampling steps T of each prediction"})
     grad_steps: int = field(default=1, metadata={"help": "k_step: last K of the T steps carry gradient"})
+    lora_steps: int | None = field(default=None, metadata={
+        "help": "k_step: the adapter acts on the last lora_steps of the T steps only (grad_steps <= it <= T); the "
+                "frozen model's first T - lora_steps are run once per instance and reused by every step and the "
+                "final sample (cheaper steps). None: all T"})
     checkpoint: bool | str | None = field(default=None, metadata={
         "help": "k_step: recompute the gradient steps in the backward instead of keeping their activations: True, "
                 "'all_but_last', False, or None = True when grad_steps > 1 (False is faster when memory allows)"})
@@ -104,6 +108,13 @@ class OptimizeConfig:
             check_int(f"OptimizeConfig.{name}", getattr(self, name))
         if self.mode == "k_step" and self.grad_steps > self.steps:
             raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
+        if self.lora_steps is not None:
+            check_int("OptimizeConfig.lora_steps", self.lora_steps)
+            if (self.mode != "k_step" or not self.grad_steps <= self.lora_steps <= self.steps
+                    or not isinstance(self.sampling, SamplingConfig) or self.steps != self.sampling.final_steps):
+                raise ValueError(f"OptimizeConfig.lora_steps must be None, or with mode='k_step' and steps == "
+                                 f"sampling.final_steps between grad_steps={self.grad_steps} and steps={self.steps}, "
+                                 f"got {self.lora_steps} (mode {self.mode!r})")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"OptimizeConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         for name in ("lr", "lr_decay_on_failure", "lr_end", "lr_first"):
@@ -163,7 +174,7 @@ UNIT_COST_REPEATS = 3  # fastest of 3: the first call of each unit pays one-off 
 
 def _unit_cost_key(teacher, config: OptimizeConfig, judge=None) -> tuple:
     c, smp = config, config.sampling
-    return (id(teacher), id(judge), c.mode, c.steps, c.grad_steps, c.checkpoint, c.block_checkpointing,
+    return (id(teacher), id(judge), c.mode, c.steps, c.grad_steps, c.lora_steps, c.checkpoint, c.block_checkpointing,
             repr(c.decoder), repr(c.lora), smp.num_frames, smp.height, smp.width, smp.final_steps, smp.guidance_scale)
 
 
@@ -178,7 +189,7 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig, judge=None
     if key in cache:
         return cache[key]
     snapshot = reasoner.snapshot_lora()
-    cand, step, evaluation, finish = [], [], [], []
+    cand, step, evaluation, finish, prefix = [], [], [], [], []
     scratch = CostMeter(reasoner)
     loop = _StepLoop(setup, teacher, config, scratch, None, judge=judge)
     # its only step is a last one: no update
@@ -186,6 +197,11 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig, judge=None
     # The units are measured in turn within each round, so a slow stretch of the machine (another process, a
     # frequency change) falls on all of them rather than on one: their ratio decides the step count.
     for i in range(UNIT_COST_REPEATS):
+        if config.lora_steps is not None and config.lora_steps < config.steps:
+            t0 = time.perf_counter()
+            reasoner.plain_prefix(setup.prepared, config.steps, config.lora_steps,
+                                  guidance_scale=config.sampling.guidance_scale, refresh=True)
+            prefix.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         with reasoner.lora_bypassed():  # a candidate as Best-of-N samples it: no adapter on the pipeline
             frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
@@ -199,7 +215,7 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig, judge=None
             finish.append(time.perf_counter() - t0)
     reasoner.restore_lora(snapshot)
     cache[key] = UnitCosts(candidate=min(cand), step=min(step), evaluation=min(evaluation),
-                           finish=min(finish) if finish else None)
+                           finish=min(finish) if finish else None, prefix=min(prefix) if prefix else None)
     return cache[key]
 
 
@@ -281,7 +297,7 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
     if _reuses_prediction(config) and loop.best_latents is not None:
         frames, final_p = _finish_from_latents(reasoner, teacher, setup, loop.best_latents, meter)
     else:
-        frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps).frames
+        frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps, lora_steps=config.lora_steps).frames
         _, final_p = score_frames(teacher, frames, setup.queries, meter)
     used_initial = False
     w = setup.queries.weight_tensor()
@@ -343,7 +359,7 @@ class _StepLoop:
         # what one more step and the final sample will cost, for the budget check before each step
         self.step_equiv = self.reasoner.planned_cost(
             config.steps if self.k_step else 1, config.grad_steps if self.k_step else 1,
-            config.sampling.guidance_scale, config.checkpoint if self.k_step else None).equiv
+            config.sampling.guidance_scale, config.checkpoint if self.k_step else None, config.lora_steps).equiv
         self.final_equiv, self.final_seconds = final_evals, final_seconds
         self.max_steps = config.max_steps if max_steps is None else max_steps
         self.best_reward, self.best_step = -math.inf, -1
@@ -432,7 +448,7 @@ class _StepLoop:
         config = self.config
         pred = self.reasoner.predict(self.setup.prepared, mode=config.mode,
                                      steps=config.steps if self.k_step else None,
-                                     grad_steps=config.grad_steps if self.k_step else 1,
+                                     grad_steps=config.grad_steps if self.k_step else 1, lora_steps=config.lora_steps,
                                      checkpoint=config.checkpoint if self.k_step else None,
                                      block_checkpointing=config.block_checkpointing)
         if step == 0:  # how faithful the light decoder is on this model's latents: measured once per decoder

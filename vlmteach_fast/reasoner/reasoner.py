@@ -51,6 +51,15 @@ def family_for(pipe) -> VideoFamily:
     )
 
 
+def _check_lora_steps(lora_steps, steps: int, grad_steps: int) -> None:
+    if lora_steps is None:
+        return
+    check_int("lora_steps", lora_steps)
+    if not grad_steps <= lora_steps <= steps:
+        raise ValueError(f"`lora_steps` must be None or between grad_steps={grad_steps} and steps={steps} (the "
+                         f"gradient reaches only the steps the adapter acts on), got {lora_steps}")
+
+
 def _resolve_checkpoint(checkpoint, grad_steps: int):
     """``predict``'s ``checkpoint`` argument: None means True when more than one step carries gradient (with a
     single step there is nothing to save)."""
@@ -237,16 +246,50 @@ class Reasoner:
             raise ValueError(f"`steps`={steps} disagrees with len(sigmas)={len(sig)}; pass one or make them match")
         return len(sig), sig
 
-    def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False,
-             sigmas=None):
+    def plain_prefix(self, prepared: PreparedInstance, steps: int, lora_steps: int, *,
+                     guidance_scale: float | None = None, sigmas=None, refresh: bool = False) -> torch.Tensor:
+        """The latents (B, C, F_lat, h, w) after the first ``steps - lora_steps`` of ``steps`` sampling steps, run by
+        the frozen model (adapter bypassed, no gradient). They do not depend on the adapter, so they are computed
+        once per instance and schedule and kept on ``prepared``; ``refresh`` recomputes them (to time them)."""
+        guidance_scale = self._check_prepared(prepared, guidance_scale)
+        steps, sigmas = self._steps_and_sigmas(steps, sigmas, None)
         timesteps, coeffs = self.family.schedule(steps, prepared, sigmas)
+        if refresh:
+            prepared.__dict__.pop("_plain_prefix", None)
+        return self._plain_prefix(prepared, timesteps, coeffs, steps - lora_steps, guidance_scale)
+
+    def _plain_prefix(self, prepared, timesteps, coeffs, prefix: int, guidance_scale: float) -> torch.Tensor:
+        key = (prefix, tuple(float(c) for c in coeffs[:prefix].flatten()), float(guidance_scale))
+        cache = prepared.__dict__.setdefault("_plain_prefix", {})  # not a field: replace() / copies start empty
+        hit = cache.get(key)
+        if hit is not None and hit[0] is prepared.noise:
+            return hit[1]
         latents = self.family.initial_latents(prepared)
+        with torch.no_grad(), self.lora_bypassed():
+            for i in range(prefix):
+                t = timesteps[i].to(latents.device)
+                latents = self._one_step(prepared, latents, t, float(coeffs[i, 0]), float(coeffs[i, 1]),
+                                         guidance_scale)
+                self.counters.denoiser_evals += evals_per_step(guidance_scale)
+        cache[key] = (prepared.noise, latents)
+        return latents
+
+    def _run(self, prepared, steps, grad_steps, guidance_scale, checkpoint, callback=None, blocks=False,
+             sigmas=None, lora_steps=None):
+        timesteps, coeffs = self.family.schedule(steps, prepared, sigmas)
         per_step = evals_per_step(guidance_scale)
+        prefix = 0 if lora_steps is None else steps - lora_steps
+        if prefix > 0:  # the adapter acts on the last lora_steps steps only: the plain model's start, cached
+            before = self.counters.denoiser_evals
+            latents = self._plain_prefix(prepared, timesteps, coeffs, prefix, guidance_scale)
+            ran = (self.counters.denoiser_evals - before) // per_step
+        else:
+            latents, ran = self.family.initial_latents(prepared), 0
         if not torch.is_grad_enabled():
             grad_steps = 0
         first_grad = steps - grad_steps
         checkpointed = 0
-        for i in range(steps):
+        for i in range(prefix, steps):
             t = timesteps[i].to(latents.device)
             s, s_next = float(coeffs[i, 0]), float(coeffs[i, 1])
             if i < first_grad:
@@ -261,11 +304,12 @@ class Reasoner:
             self.counters.denoiser_evals += per_step
             if callback is not None:
                 callback(self, i, t, latents)
-        return self.family.finalize(prepared, latents), denoiser_cost(steps, guidance_scale, grad_steps, checkpointed)
+        ran += steps - prefix
+        return self.family.finalize(prepared, latents), denoiser_cost(ran, guidance_scale, grad_steps, checkpointed)
 
     def predict(self, prepared: PreparedInstance, mode: str = "one_step", *, steps: int | None = None,
                 grad_steps: int = 1, guidance_scale: float | None = None, checkpoint: bool | str | None = None,
-                block_checkpointing: bool = False, sigmas=None) -> PredictOutput:
+                block_checkpointing: bool = False, sigmas=None, lora_steps: int | None = None) -> PredictOutput:
         """Differentiable clean-latent prediction from ``prepared``'s fixed noise.
 
         Args:
@@ -285,6 +329,9 @@ class Reasoner:
                 checkpointing), trading a second recompute for the single step's activation peak.
             sigmas: flow-matching families only: a custom schedule (strictly decreasing, in (0, 1], before the
                 scheduler's shift), e.g. the one a step-distilled model was trained with; its length is T.
+            lora_steps: ``k_step`` only: the adapter acts on the last ``lora_steps`` of the T steps (K <= it <= T);
+                the first T - lora_steps are the frozen model's, run once per instance and schedule and cached on
+                ``prepared`` (they do not depend on the adapter), so later predictions skip them. None: all T.
 
         Returns:
             :class:`PredictOutput` with latents (B, C, F_lat, h, w) float32; decode with ``LightDecoder`` or
@@ -305,20 +352,25 @@ class Reasoner:
             check_int("grad_steps", grad_steps)
             if grad_steps > steps:
                 raise ValueError(f"`grad_steps` must be between 1 and steps={steps}, got {grad_steps}")
+            _check_lora_steps(lora_steps, steps, grad_steps)
         else:
             raise ValueError(f"`mode` must be 'one_step' or 'k_step', got {mode!r}")
         checkpoint = _resolve_checkpoint(checkpoint, grad_steps)
+        if mode == "one_step" and lora_steps not in (None, 1):
+            raise ValueError(f"`lora_steps` must be None or 1 for mode='one_step', got {lora_steps!r}")
         latents, cost = self._run(prepared, steps, grad_steps, guidance_scale, checkpoint,
-                                  blocks=bool(block_checkpointing), sigmas=sigmas)
+                                  blocks=bool(block_checkpointing), sigmas=sigmas, lora_steps=lora_steps)
         return PredictOutput(latents=latents, cost=cost, grad_steps=grad_steps, steps=steps)
 
     @staticmethod
-    def planned_cost(steps: int, grad_steps: int, guidance_scale: float, checkpoint=None) -> DenoiserCost:
-        """The ``DenoiserCost`` that ``predict(steps=T, grad_steps=K, checkpoint=...)`` will report, before running
-        it (budgets decide whether one more step fits). ``steps`` = 1 for ``one_step``."""
+    def planned_cost(steps: int, grad_steps: int, guidance_scale: float, checkpoint=None,
+                     lora_steps: int | None = None) -> DenoiserCost:
+        """The ``DenoiserCost`` that ``predict(steps=T, grad_steps=K, checkpoint=..., lora_steps=...)`` will report
+        once its plain prefix is cached, before running it (budgets decide whether one more step fits). ``steps`` = 1
+        for ``one_step``."""
         checkpoint = _resolve_checkpoint(checkpoint, grad_steps)
         checkpointed = {True: grad_steps, "all_but_last": grad_steps - 1, False: 0}[checkpoint]
-        return denoiser_cost(steps, guidance_scale, grad_steps, checkpointed)
+        return denoiser_cost(steps if lora_steps is None else lora_steps, guidance_scale, grad_steps, checkpointed)
 
     @contextlib.contextmanager
     def _block_checkpointing(self, enabled: bool):
@@ -340,7 +392,8 @@ class Reasoner:
 
     @torch.no_grad()
     def sample(self, prepared: PreparedInstance, steps: int | None = None, *, guidance_scale: float | None = None,
-               decode: bool = True, callback_on_step_end=None, sigmas=None) -> SampleOutput:
+               decode: bool = True, callback_on_step_end=None, sigmas=None,
+               lora_steps: int | None = None) -> SampleOutput:
         """Few-step sampling without gradient, LoRA applied, then the full VAE decode.
 
         Args:
@@ -350,6 +403,8 @@ class Reasoner:
             decode: False returns latents only.
             callback_on_step_end: ``f(reasoner, step_index, timestep, latents)`` after each step.
             sigmas: custom flow-matching schedule, as in :meth:`predict`.
+            lora_steps: the adapter acts on the last ``lora_steps`` steps only, as in :meth:`predict` (the cached
+                plain steps before them call no callback). None: all.
 
         Returns:
             :class:`SampleOutput`; ``frames`` (B, F, 3, H, W) float32 in [0, 1].
@@ -357,7 +412,9 @@ class Reasoner:
         guidance_scale = self._check_prepared(prepared, guidance_scale)
         steps, sigmas = self._steps_and_sigmas(steps, sigmas, 4)
         check_int("steps", steps)
-        latents, cost = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end, sigmas=sigmas)
+        _check_lora_steps(lora_steps, steps, 1)
+        latents, cost = self._run(prepared, steps, 0, guidance_scale, False, callback_on_step_end, sigmas=sigmas,
+                                  lora_steps=lora_steps)
         frames = self.decode(latents) if decode else None
         return SampleOutput(frames=frames, latents=latents, denoiser_evals=cost.forward)
 
