@@ -138,3 +138,61 @@ def test_candidate_sample_with_zero_adapter_vs_bypassed(benchmark, toy_reasoners
 
     frames = benchmark.pedantic(run, rounds=15, warmup_rounds=2)
     assert torch.isfinite(frames).all()
+
+
+@pytest.fixture(scope="module")
+def toy_demo_setup():
+    """The demo's optimize setting on the shipped toy models, one held-out instance (one torch thread)."""
+    import dataclasses
+
+    from vlmteach_fast import toy
+    from vlmteach_fast.demo import demo_optimize_config
+    from vlmteach_fast.instance import setup_instance
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    teacher = toy.load_teacher()
+    inst = toy.make_instances(1, seed=0)[0]
+    queries = toy.queries_for(inst)
+    base = demo_optimize_config()
+    base = dataclasses.replace(base, sampling=dataclasses.replace(
+        base.sampling, num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE, final_steps=toy.SAMPLE_STEPS))
+    setup = setup_instance(toy.load_pipeline(), teacher, inst.prompt, inst.first_frame, queries, base.sampling,
+                           base.lora, base.max_process)
+    yield setup, teacher, base
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("unit", ["candidate", "step_adapter_on_4_of_4", "step_adapter_on_3_of_4",
+                                  "step_adapter_on_2_of_4"])
+def test_toy_demo_step_vs_candidate(benchmark, toy_demo_setup, unit):
+    """One optimization step of the demo's setting (k-step 4/3, cross-attention LoRA) against one fair Best-of-N
+    candidate (a plain sample, full decode, teacher score), and the step when the adapter acts on the last 3 or 2
+    sampling steps only (``lora_steps``; the frozen steps before run once per instance, cached; grad steps = the
+    adapter's steps). The step / candidate ratio decides how many steps fit in ``best_of_n:N``."""
+    import dataclasses
+
+    from vlmteach_fast.cost import CostMeter
+    from vlmteach_fast.optimization import _StepLoop
+
+    setup, teacher, base = toy_demo_setup
+    reasoner = setup.reasoner
+    reasoner.reset_lora()
+    benchmark.group = "toy demo: one optimization step vs one Best-of-N candidate (1 thread)"
+    if unit == "candidate":
+        def run():
+            with reasoner.lora_bypassed():
+                frames = reasoner.sample(setup.prepared, steps=base.sampling.final_steps).frames
+            return score_frames(teacher, frames, setup.queries)[1]
+    else:
+        k = int(unit.split("_")[3])
+        cfg = dataclasses.replace(base, lora_steps=None if k == 4 else k, grad_steps=min(base.grad_steps, k))
+        loop = _StepLoop(setup, teacher, cfg, CostMeter(reasoner), None, max_steps=10_000)
+        count = iter(range(10_000))
+
+        def run():
+            return loop._step(next(count)).p_yes
+
+    p_yes = benchmark.pedantic(run, rounds=9, warmup_rounds=2)
+    reasoner.reset_lora()
+    assert all(0.0 <= p <= 1.0 for p in p_yes)

@@ -136,6 +136,18 @@ def test_best_of_n_budget_charges_the_frozen_prefix_once(pipe):
     assert units["prefix"] > 0 and res.cost.extra["planned_steps"] == UnitCosts(**units).steps_within(3, 1)
 
 
+def test_score_final_off_reports_the_kept_steps_score_and_skips_the_final_scoring(pipe):
+    base = dict(mode="k_step", steps=2, grad_steps=1, max_steps=3, score_initial=False)
+    scored = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg(**base))
+    teacher = BrightnessTeacher()
+    res = optimize(pipe, teacher, PROMPT, image=first_frame(), config=cfg(score_final=False, **base))
+    torch.testing.assert_close(res.frames, scored.frames, rtol=0, atol=0)  # the same video
+    assert res.cost.reward_calls == scored.cost.reward_calls - 1 == 3  # three steps, no final scoring
+    assert res.final_p_yes == res.history[res.best_step].p_yes  # (here the loop's decoder is the full one)
+    with pytest.raises(ValueError, match="score_final=False needs keep_initial_if_better=False or score_initial"):
+        cfg(score_final=False)
+
+
 def test_lora_steps_needs_k_step_over_the_final_steps():
     for kw in (dict(mode="one_step", lora_steps=1), dict(mode="k_step", steps=3, grad_steps=2, lora_steps=1),
                dict(mode="k_step", steps=3, grad_steps=1, lora_steps=2)):  # the last: final_steps is 2

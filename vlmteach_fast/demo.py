@@ -48,7 +48,7 @@ def demo_optimize_config():
 
     return OptimizeConfig(mode="k_step", steps=4, grad_steps=3, checkpoint=False, lr=1.5e-2, anchor=10.0,
                           max_steps=16, lora=LoRASpec(rank=8, target_modules=DEMO_LORA_TARGETS),
-                          score_initial=False, progress=False)
+                          score_initial=False, score_final=False, progress=False)
 
 
 @dataclass

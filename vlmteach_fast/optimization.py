@@ -96,6 +96,9 @@ class OptimizeConfig:
         "help": "k_step with steps == sampling.final_steps: the final video is the full decode of the kept step's "
                 "prediction (the latents a final sample of that adapter computes) instead of a new sample"})
     keep_initial_if_better: bool = field(default=True, metadata={"help": "return the plain video if it scores higher"})
+    score_final: bool = field(default=True, metadata={
+        "help": "score the final video's full decode with the teacher (keep_initial_if_better with score_initial "
+                "compares it); False: final_p_yes is the kept step's in-loop score and the finish is only the decode"})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "geometry, seed, final steps"})
     progress: bool = field(default=True, metadata={"help": "tqdm bar"})
 
@@ -129,8 +132,12 @@ class OptimizeConfig:
         if self.checkpoint not in (None, True, False, "all_but_last"):
             raise ValueError(f"OptimizeConfig.checkpoint must be None, True, False or 'all_but_last', "
                              f"got {self.checkpoint!r}")
-        for name in ("block_checkpointing", "score_initial", "keep_initial_if_better", "progress", "reuse_prediction"):
+        for name in ("block_checkpointing", "score_initial", "keep_initial_if_better", "progress", "reuse_prediction",
+                     "score_final"):
             check_bool(f"OptimizeConfig.{name}", getattr(self, name))
+        if not self.score_final and self.score_initial and self.keep_initial_if_better:
+            raise ValueError("OptimizeConfig.score_final=False needs keep_initial_if_better=False or "
+                             "score_initial=False: keeping the plain video compares it with the final video's score")
         if not 0.0 < self.yes_threshold <= 1.0:
             raise ValueError(f"OptimizeConfig.yes_threshold must be in (0, 1], got {self.yes_threshold!r}")
         for name, cls in (("lora", LoRASpec), ("decoder", LightDecoderConfig), ("sampling", SamplingConfig)):
@@ -211,7 +218,7 @@ def unit_costs(setup: InstanceSetup, teacher, config: OptimizeConfig, judge=None
         evaluation.append(last._step(0).seconds)
         if _reuses_prediction(config):
             t0 = time.perf_counter()
-            _finish_from_latents(reasoner, teacher, setup, last.best_latents, scratch)
+            _finish_from_latents(reasoner, teacher, setup, last.best_latents, scratch, score=config.score_final)
             finish.append(time.perf_counter() - t0)
     reasoner.restore_lora(snapshot)
     cache[key] = UnitCosts(candidate=min(cand), step=min(step), evaluation=min(evaluation),
@@ -224,11 +231,12 @@ def _reuses_prediction(config: OptimizeConfig) -> bool:
     return config.reuse_prediction and config.mode == "k_step" and config.steps == config.sampling.final_steps
 
 
-def _finish_from_latents(reasoner, teacher, setup: InstanceSetup, latents: torch.Tensor, meter: CostMeter):
-    """(frames (1, F, 3, H, W) in [0, 1], P(yes) per query): the full decode of kept latents and its score."""
+def _finish_from_latents(reasoner, teacher, setup: InstanceSetup, latents: torch.Tensor, meter: CostMeter,
+                         score: bool = True):
+    """(frames (1, F, 3, H, W) in [0, 1], P(yes) per query or None): the full decode of kept latents and its score."""
     with torch.no_grad():
         frames = reasoner.decode(latents)
-    _, p_yes = score_frames(teacher, frames, setup.queries, meter)
+    p_yes = score_frames(teacher, frames, setup.queries, meter)[1] if score else None
     return frames, p_yes
 
 
@@ -294,11 +302,14 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
     # 5. the final video of the best adapter: its in-loop prediction decoded in full, or a new sample
     reasoner.restore_lora(loop.best_snapshot)
     best_step = loop.best_step
+    score = config.score_final or best_step < 0  # without a kept step there is no in-loop score to report
     if _reuses_prediction(config) and loop.best_latents is not None:
-        frames, final_p = _finish_from_latents(reasoner, teacher, setup, loop.best_latents, meter)
+        frames, final_p = _finish_from_latents(reasoner, teacher, setup, loop.best_latents, meter, score)
     else:
         frames = reasoner.sample(setup.prepared, steps=config.sampling.final_steps, lora_steps=config.lora_steps).frames
-        _, final_p = score_frames(teacher, frames, setup.queries, meter)
+        final_p = score_frames(teacher, frames, setup.queries, meter)[1] if score else None
+    if final_p is None:
+        final_p = list(loop.history[best_step].p_yes)
     used_initial = False
     w = setup.queries.weight_tensor()
     if (config.keep_initial_if_better and initial_p is not None

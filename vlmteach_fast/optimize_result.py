@@ -44,7 +44,8 @@ class OptimizeResult:
         history: one ``StepInfo`` per optimization step.
         stop_reason: one of ``STOP_REASONS``.
         cost: the ``CostRecord`` of the whole run (initial sample, steps, final sample, scoring).
-        final_p_yes / initial_p_yes: P(Yes) per query on the full decode of the final / plain video.
+        final_p_yes / initial_p_yes: P(Yes) per query on the full decode of the final / plain video (with
+            ``OptimizeConfig.score_final=False``: the kept step's in-loop score, on its light decode).
         best_step: index of the step whose adapter was kept (-1: the fresh adapter).
         used_initial: True when the plain video scored higher and was returned.
         reasoner: the Reasoner used (holds the chosen adapter; ``save_adapter`` writes it).
