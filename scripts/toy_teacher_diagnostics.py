@@ -162,14 +162,18 @@ def run_trajectory(args) -> dict:
                                   sampling=sampling(i, args.seed))
         latents.clear()
         res = optimize(reasoner, teacher, inst.prompt, image=inst.first_frame, queries=queries, config=cfg)
-        rule, full_reward = [], []
+        rule, full_reward, full_p = [], [], []
         for lat in latents:
             with torch.no_grad():
                 frames = reasoner.decode(lat)
             rule.append(toy.score_video(inst, frames[0]).score)
-            full_reward.append(float(score_frames(teacher, frames, queries)[0].reward[0]))
+            scored = score_frames(teacher, frames, queries)
+            full_reward.append(float(scored[0].reward[0]))
+            full_p.append(list(scored[1]))
         full_pick = max(range(len(rule)), key=full_reward.__getitem__)
         rows.append(dict(instance=i, task=inst.task_type, rule=rule, full_reward=full_reward, kept=res.best_step,
+                         p_yes=[h.p_yes for h in res.history], loss=[h.loss for h in res.history], full_p_yes=full_p,
+                         weights=list(queries.weights) if queries.weights else None,
                          final=toy.score_video(inst, res.frames[0]).score, full_pick=full_pick))
         print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} rule per step " + " ".join(f"{r:.2f}" for r in rule)
               + f"  kept {res.best_step}, full-decode pick {full_pick}", flush=True)
