@@ -126,6 +126,7 @@ def test_lora_steps_final_video_is_the_kept_adapter_on_the_last_steps(pipe, reus
     prep = r.prepare(PROMPT, first_frame(), **GEOM, seed=0)
     torch.testing.assert_close(r.sample(prep, steps=2, lora_steps=1).frames, res.frames, rtol=0, atol=1e-6)
     assert float((r.sample(prep, steps=2).frames - res.frames).abs().max()) > 1e-6  # not the all-steps adapter
+    assert res.lora_steps == 1 and res.summary()["lora_steps"] == 1  # recorded: a stock pipeline would differ
 
 
 def test_best_of_n_budget_charges_the_frozen_prefix_once(pipe):

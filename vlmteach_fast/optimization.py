@@ -320,7 +320,7 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         frames=frames, adapter={k: v.detach().cpu().clone() for k, v in reasoner.snapshot_lora().items()},
         queries=setup.queries, history=loop.history, stop_reason=loop.stop_reason, cost=meter.finish(),
         final_p_yes=final_p, initial_p_yes=initial_p, initial_frames=initial_frames, best_step=best_step,
-        used_initial=used_initial, reasoner=reasoner, geometry=setup.geometry,
+        used_initial=used_initial, reasoner=reasoner, geometry=setup.geometry, lora_steps=config.lora_steps,
     )
     fidelity = reasoner.light_decoder(config.decoder).fidelity
     if fidelity is not None:  # PSNR against the full decode on this model's latents (docs/light_decoding.md)

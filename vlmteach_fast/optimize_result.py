@@ -50,6 +50,9 @@ class OptimizeResult:
         used_initial: True when the plain video scored higher and was returned.
         reasoner: the Reasoner used (holds the chosen adapter; ``save_adapter`` writes it).
         geometry: how the first frame was brought to the video's size (``instance.prepare_first_frame``).
+        lora_steps: the adapter acts on the last ``lora_steps`` sampling steps only (``OptimizeConfig.lora_steps``);
+            None: on all. A stock pipeline applies a loaded adapter on every step: reproduce such a video with
+            ``Reasoner.sample(..., lora_steps=...)``.
     """
 
     frames: torch.Tensor
@@ -65,6 +68,7 @@ class OptimizeResult:
     used_initial: bool = False
     reasoner: object = None
     geometry: dict = field(default_factory=dict)
+    lora_steps: int | None = None
 
     @property
     def p_yes(self) -> list[float]:
@@ -89,6 +93,7 @@ class OptimizeResult:
             "initial_p_yes": self.initial_p_yes,
             "cost": self.cost.to_dict(),
             "geometry": self.geometry,
+            "lora_steps": self.lora_steps,
         }
 
     def save(self, out_dir, fps: int = 8) -> dict:
