@@ -36,13 +36,14 @@ def demo_optimize_config():
     video model is not step-distilled, so the prediction is the final sample itself, and the kept one is decoded as
     the final video) through the shipped tiny decoder (``kind="auto"``), a rank-8 LoRA on the cross-attention
     projections only, lr 1.5e-2, a latent trust region (``anchor=10``), no plain sample first (step 0 scores the plain
-    model's prediction anyway).
+    model's prediction anyway) and so no second score of the final video (``score_final=False``: nothing is decided
+    on it, and the finish is only its full decode).
 
-    Measured on 240 held-out instances at best_of_n:5 against a fair Best-of-5 (its candidates without the adapter:
-    +0.031 rule-score gain over the plain model; bench/RESULTS.md, "Toy world"): cross-attention LoRA, 4 steps fit
-    (a step ~1.18 candidates): lr 1.5e-2 +0.064 / +0.061 / +0.059 over LoRA init seeds 0 / 1 / 2 (mean 1.96x); lr
-    1e-2 +0.048 / +0.053 / +0.053 (1.64x); anchor 3 (lr 1e-2): +0.047. The family's default targets (self- and
-    cross-attention) make a step ~1.3 candidates, so 3 fit: +0.040 at lr 1e-2, +0.014 at 1.5e-2."""
+    Measured at best_of_n:5 against a fair Best-of-5 (its candidates without the adapter; bench/RESULTS.md, "Toy
+    world"), 4 steps (a step ~1.2-1.3 candidates): on the 240 held-out instances these settings were chosen on,
+    +0.064 / +0.061 / +0.059 over LoRA init seeds 0 / 1 / 2 against +0.031 (mean 1.96x); on 240 fresh ones, +0.039 /
+    +0.038 / +0.040 against +0.026 (1.50x). lr 1e-2: 1.64x / 1.37x (init 0 on the fresh ones). The family's default
+    targets (self- and cross-attention) make a step ~1.3 candidates, so 3 fit: +0.040 at lr 1e-2."""
     from .optimization import OptimizeConfig
     from .reasoner import LoRASpec
 
