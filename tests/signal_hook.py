@@ -42,6 +42,9 @@ def main(argv) -> int:
     sep = argv.index("--")
     target, call, sig = argv[:sep]
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored, and Python then installs
+    # no KeyboardInterrupt handler; a Ctrl-C at a terminal meets the default one, so that is what the hook restores.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     install(target, int(call), getattr(signal, f"SIG{sig}"))
     from vlmteach_fast.cli import main as cli_main
 
