@@ -115,8 +115,11 @@ def run(args) -> dict:
                 # against a reward the loop can game, which the ground truth is not; the machinery benchmark shows
                 # what the loop itself can do.
                 cfg = dataclasses.replace(cfg, yes_threshold=1.0, anchor=0.0, anchor_pixels=0.0)
+                if args.oracle_teacher_picks:  # the teacher only picks: it must not stop the run
+                    cfg = dataclasses.replace(cfg, guard_patience=cfg.max_steps + 1)
             t0 = time.perf_counter()
-            res = optimize(pipe, t, inst.prompt, config=cfg, judge=judge if method == "optimize" else None, **common)
+            picker = judge if method == "optimize" else (teacher if args.oracle_teacher_picks else None)
+            res = optimize(pipe, t, inst.prompt, config=cfg, judge=picker, **common)
             record(method, n, res.frames, time.perf_counter() - t0,
                    dict(steps=len(res.history), stop_reason=res.stop_reason, used_initial=res.used_initial,
                         unit_costs=res.cost.extra.get("unit_costs")))
@@ -191,6 +194,9 @@ def main() -> int:
     ap.add_argument("--bon", type=_ints, default=[1, 2, 3, 5, 8], help="Best-of-N's N values")
     ap.add_argument("--budgets", type=_ints, default=[2, 3, 5, 8], help="optimize's best_of_n:N budgets")
     ap.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the ground-truth oracle run")
+    ap.add_argument("--oracle-teacher-picks", action="store_true",
+                    help="the oracle's run keeps the step the teacher scores best (the oracle's gradient, the "
+                         "teacher's choice): separates what the teacher's gradient loses from what its pick loses")
     ap.add_argument("--lr", type=float, default=None, help="override the demo's optimize lr")
     ap.add_argument("--lr-schedule", default=None, help="override optimize's lr schedule (constant | linear | cosine)")
     ap.add_argument("--lr-end", type=float, default=None, help="the schedule's last-update lr factor")
