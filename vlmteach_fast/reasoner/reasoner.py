@@ -253,13 +253,16 @@ class Reasoner:
         once per instance and schedule and kept on ``prepared``; ``refresh`` recomputes them (to time them)."""
         guidance_scale = self._check_prepared(prepared, guidance_scale)
         steps, sigmas = self._steps_and_sigmas(steps, sigmas, None)
+        check_int("steps", steps)
+        check_int("lora_steps", lora_steps)
+        _check_lora_steps(lora_steps, steps, 1)
         timesteps, coeffs = self.family.schedule(steps, prepared, sigmas)
         if refresh:
             prepared.__dict__.pop("_plain_prefix", None)
         return self._plain_prefix(prepared, timesteps, coeffs, steps - lora_steps, guidance_scale)
 
     def _plain_prefix(self, prepared, timesteps, coeffs, prefix: int, guidance_scale: float) -> torch.Tensor:
-        key = (prefix, tuple(float(c) for c in coeffs[:prefix].flatten()), float(guidance_scale))
+        key = (id(self.transformer), prefix, tuple(float(c) for c in coeffs[:prefix].flatten()), float(guidance_scale))
         cache = prepared.__dict__.setdefault("_plain_prefix", {})  # not a field: replace() / copies start empty
         hit = cache.get(key)
         if hit is not None and hit[0] is prepared.noise:
