@@ -32,3 +32,19 @@ def test_demo_one_instance(tmp_path, capsys):
     assert "instance_000.gif" in (tmp_path / "index.html").read_text()
     assert "quality_vs_cost.png" in (tmp_path / "index.html").read_text()
     assert (tmp_path / "quality_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not os.path.isdir(WEIGHTS), reason="toy weights are not in this checkout")
+def test_demo_with_recorded_units_plans_the_same_steps_on_any_machine(tmp_path, capsys):
+    # 5 candidates of 1 s: 5 - finish 1 = 4 s = last step 1 + one step of 2 + 1 left: two steps, however fast this
+    # machine is; the demo prints the units it planned from, to be passed back
+    units = {"candidate": 1.0, "step": 2.0, "evaluation": 1.0, "finish": 1.0}
+    assert main(["demo", "--instances", "1", "--out", str(tmp_path), "--units", json.dumps(units)]) == 0
+    out = capsys.readouterr().out
+    opt = json.loads((tmp_path / "results.json").read_text())["rows"][2]
+    assert opt["cost"]["extra"]["planned_steps"] == 2 and opt["cost"]["extra"]["unit_costs"] == units
+    assert f"--units '{json.dumps(units)}'" in out
+    with pytest.raises(SystemExit, match="--units must be a JSON object"):
+        main(["demo", "--instances", "1", "--out", str(tmp_path / "x"), "--units", "{candidate: 1}"])
+    with pytest.raises(ValueError, match="DemoConfig.unit_costs has unknown or missing keys"):
+        main(["demo", "--instances", "1", "--out", str(tmp_path / "y"), "--units", '{"candidate": 1.0}'])

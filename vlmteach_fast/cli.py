@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "Best-of-5 by chance)")
     de.add_argument("--out", default="vlmteach_demo", help="output directory (default ./vlmteach_demo)")
     de.add_argument("--seed", type=int, default=0, help="which held-out instances (default 0)")
+    de.add_argument("--units", default=None,
+                    help="recorded unit costs as JSON (printed by an earlier demo): the same step plan and scores "
+                         "on any machine; default: measured by this run")
     de.set_defaults(func=_demo)
     from .evaluate.cli import add_bench_parsers  # bench, bench-report
 

@@ -62,6 +62,9 @@ class DemoConfig:
     out: str = field(default="vlmteach_demo", metadata={"help": "output directory"})
     n: int = field(default=5, metadata={"help": "Best-of-N's N, and optimize's budget in Best-of-N candidates"})
     budgeted: bool = field(default=True, metadata={"help": "cap optimize at Best-of-N's cost (False: max_steps)"})
+    unit_costs: dict | None = field(default=None, metadata={
+        "help": "recorded unit costs in seconds ({'candidate', 'step', 'evaluation', 'finish'}, as a demo's "
+                "results.json records them): the same step plan, so the same scores, on any machine; None: measured"})
     optimize: object = field(default_factory=demo_optimize_config, metadata={
         "help": "OptimizeConfig of optimize; its lora is used by every method, its sampling is set per instance"})
     methods: tuple = field(default=tuple(DEMO_METHODS), metadata={"help": "which methods to run"})
@@ -76,6 +79,17 @@ class DemoConfig:
             check_int(f"DemoConfig.{name}", getattr(self, name))
         if not isinstance(self.optimize, OptimizeConfig):
             raise TypeError(f"DemoConfig.optimize must be an OptimizeConfig, got {type(self.optimize).__name__}")
+        if self.unit_costs is not None:
+            from .cost import UnitCosts
+
+            if not isinstance(self.unit_costs, dict):
+                raise TypeError(f"DemoConfig.unit_costs must be None or a dict of seconds, got "
+                                f"{type(self.unit_costs).__name__}")
+            try:
+                UnitCosts(**self.unit_costs)
+            except TypeError as err:
+                raise ValueError(f"DemoConfig.unit_costs has unknown or missing keys ({err}); expected candidate, "
+                                 f"step and optionally evaluation, finish, prefix, got {sorted(self.unit_costs)}") from None
         bad = [m for m in self.methods if m not in DEMO_METHODS]
         if bad or not self.methods:
             raise ValueError(f"DemoConfig.methods must be a non-empty subset of {tuple(DEMO_METHODS)}, "
@@ -116,7 +130,10 @@ def _run_demo(config: DemoConfig, progress) -> dict:
     pipe, teacher, judge = _models(config)
     # the same held-out instances and the same scoring (rule score; the judge's mean P(Yes)) as `bench --suite toy`
     items = load_toy(config.instances, seed=config.seed).items
-    budget = f"best_of_n:{config.n}" if config.budgeted else None
+    budget = None
+    if config.budgeted:
+        budget = ({"best_of_n": config.n, "unit_costs": dict(config.unit_costs)} if config.unit_costs
+                  else f"best_of_n:{config.n}")
     rows, media = [], []
     interrupted = False
     try:
@@ -273,8 +290,15 @@ def _quality_vs_cost_png(summary: dict) -> bytes:
 
 
 def main_demo(args) -> int:
-    """CLI entry: ``vlmteach-fast demo [--instances N] [--out DIR] [--seed S]``."""
-    cfg = DemoConfig(instances=args.instances, out=args.out, seed=args.seed)
+    """CLI entry: ``vlmteach-fast demo [--instances N] [--out DIR] [--seed S] [--units JSON]``."""
+    units = None
+    if getattr(args, "units", None):
+        try:
+            units = json.loads(args.units)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"--units must be a JSON object of seconds, e.g. '{{\"candidate\": 0.09, \"step\": "
+                             f"0.1}}', got {args.units!r} ({err})") from None
+    cfg = DemoConfig(instances=args.instances, out=args.out, seed=args.seed, unit_costs=units)
     t0 = time.perf_counter()
     result = run_demo(cfg)
     if result["interrupted"]:
@@ -284,5 +308,10 @@ def main_demo(args) -> int:
     print()
     print(format_table(result["summary"]))
     print(f"\n{cfg.instances} instance(s) in {time.perf_counter() - t0:.0f} s; open {os.path.join(cfg.out, 'index.html')}")
+    plan = next((r["cost"]["extra"] for r in result["rows"] if r["method"] == "optimize"), None)
+    if plan and "unit_costs" in plan:
+        units = json.dumps({k: round(v, 4) for k, v in plan["unit_costs"].items()})
+        print(f"optimize: {plan['planned_steps']} steps planned from unit costs {units} (seconds); "
+              f"--units '{units}' reproduces this plan and these scores on any machine")
     print(json.dumps({m: round(s["rule_score"], 3) for m, s in result["summary"].items()}))
     return 0
