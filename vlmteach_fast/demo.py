@@ -310,7 +310,7 @@ def main_demo(args) -> int:
     print(f"\n{cfg.instances} instance(s) in {time.perf_counter() - t0:.0f} s; open {os.path.join(cfg.out, 'index.html')}")
     plan = next((r["cost"]["extra"] for r in result["rows"] if r["method"] == "optimize"), None)
     if plan and "unit_costs" in plan:
-        units = json.dumps({k: round(v, 4) for k, v in plan["unit_costs"].items()})
+        units = json.dumps(plan["unit_costs"])  # unrounded: a plan can sit within 0.01% of a step boundary
         print(f"optimize: {plan['planned_steps']} steps planned from unit costs {units} (seconds); "
               f"--units '{units}' reproduces this plan and these scores on any machine")
     print(json.dumps({m: round(s["rule_score"], 3) for m, s in result["summary"].items()}))
