@@ -89,7 +89,8 @@ class DemoConfig:
                 UnitCosts(**self.unit_costs)
             except TypeError as err:
                 raise ValueError(f"DemoConfig.unit_costs has unknown or missing keys ({err}); expected candidate, "
-                                 f"step and optionally evaluation, finish, prefix, got {sorted(self.unit_costs)}") from None
+                                 f"step and optionally evaluation, finish, prefix, got "
+                                 f"{sorted(self.unit_costs)}") from None
         bad = [m for m in self.methods if m not in DEMO_METHODS]
         if bad or not self.methods:
             raise ValueError(f"DemoConfig.methods must be a non-empty subset of {tuple(DEMO_METHODS)}, "

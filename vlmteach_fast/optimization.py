@@ -63,7 +63,8 @@ class OptimizeConfig:
     lr_schedule: str = field(default="constant", metadata={
         "help": "'constant', or 'linear' / 'cosine': lr decays to lr * lr_end over the planned updates"})
     lr_end: float = field(default=0.1, metadata={"help": "linear / cosine: the last update's lr factor"})
-    lr_first: float = field(default=1.0, metadata={"help": "factor of the first update's lr (> 1: a larger first step)"})
+    lr_first: float = field(default=1.0, metadata={
+        "help": "factor of the first update's lr (> 1: a larger first step)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (<= 0 disables)"})
     anchor: float = field(default=0.0, metadata={
