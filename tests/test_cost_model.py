@@ -63,3 +63,16 @@ def test_light_decoder_is_built_once_per_config(reasoner, tmp_path):
     assert reasoner.light_decoder(cfg) is reasoner.light_decoder(LightDecoderConfig(kind="full", cache_dir=str(tmp_path)))
     assert reasoner.light_decoder(cfg) is not reasoner.light_decoder(LightDecoderConfig(kind="full", frames="last",
                                                                                           cache_dir=str(tmp_path)))
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_or_changes_nothing():
+    import ctypes
+
+    from vlmteach_fast.cost import keep_freed_memory
+
+    try:
+        ctypes.CDLL(None).mallopt
+    except AttributeError:  # not glibc: nothing to set, and it says so
+        assert keep_freed_memory() is False
+        return
+    assert keep_freed_memory() is True  # glibc accepted both parameters (an unknown one returns 0)

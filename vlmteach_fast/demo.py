@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .checks import check_int
+from .cost import keep_freed_memory
 
 __all__ = ["DemoConfig", "run_demo", "DEMO_METHODS", "demo_optimize_config"]
 
@@ -118,6 +119,7 @@ def run_demo(config: DemoConfig | None = None, progress=print) -> dict:
     # made each step 100x slower whenever another process used a core (measured on the dev machine: 0.7 s vs 5 ms
     # per denoiser call).
     torch.set_num_threads(1)
+    keep_freed_memory()  # steadier decode times, so steadier unit costs (both methods run in this process)
     try:
         return _run_demo(config, progress)
     finally:
