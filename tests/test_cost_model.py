@@ -65,14 +65,33 @@ def test_light_decoder_is_built_once_per_config(reasoner, tmp_path):
                                                                                           cache_dir=str(tmp_path)))
 
 
-def test_keep_freed_memory_sets_glibc_thresholds_or_changes_nothing():
+_MALLOC_PROBE = """
+import ctypes, sys
+from vlmteach_fast.cost import keep_freed_memory
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype, libc.malloc.restype = Info, ctypes.c_void_p
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+before = libc.mallinfo2().hblks
+block = libc.malloc(24 << 20)
+print(kept, libc.mallinfo2().hblks - before)  # 1: the 24 MiB block was mapped from the OS, 0: from the heap
+libc.free(ctypes.c_void_p(block))
+"""
+
+
+def test_keep_freed_memory_serves_large_buffers_from_the_heap():
     import ctypes
+    import subprocess
+    import sys
 
-    from vlmteach_fast.cost import keep_freed_memory
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("not glibc >= 2.33: keep_freed_memory has nothing to set (or cannot be observed)")
 
-    try:
-        ctypes.CDLL(None).mallopt
-    except AttributeError:  # not glibc: nothing to set, and it says so
-        assert keep_freed_memory() is False
-        return
-    assert keep_freed_memory() is True  # glibc accepted both parameters (an unknown one returns 0)
+    def probe(mode):  # a fresh process each: glibc raises its threshold by itself once a mapped block is freed
+        out = subprocess.run([sys.executable, "-c", _MALLOC_PROBE, mode], capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    assert probe("default") == ["None", "1"]
+    assert probe("keep") == ["True", "0"]

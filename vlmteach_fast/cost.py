@@ -264,5 +264,5 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <<
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(mallopt(_M_TRIM_THRESHOLD,
-                                                                                  int(trim_threshold)))
+    mmap_set = bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)))
+    return mmap_set and bool(mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))

@@ -254,7 +254,6 @@ class Reasoner:
         guidance_scale = self._check_prepared(prepared, guidance_scale)
         steps, sigmas = self._steps_and_sigmas(steps, sigmas, None)
         check_int("steps", steps)
-        check_int("lora_steps", lora_steps)
         _check_lora_steps(lora_steps, steps, 1)
         timesteps, coeffs = self.family.schedule(steps, prepared, sigmas)
         if refresh:
