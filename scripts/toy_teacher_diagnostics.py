@@ -5,6 +5,7 @@ Usage:
   python scripts/toy_teacher_diagnostics.py game --instances 12 --steps 16 [--view cells] [--lr 1e-2]
   python scripts/toy_teacher_diagnostics.py align --instances 12 --samples 16
   python scripts/toy_teacher_diagnostics.py trajectory --instances 48 [--anchor 10]
+  python scripts/toy_teacher_diagnostics.py loopalign --instances 24 --units '<json>'
 
 pool: for each held-out instance, ``--samples`` plain samples (seeds 0..S-1); the within-instance Spearman rank
       correlation of the teacher's reward (exactly as the loop computes it: all frames, the teacher's view) with the
@@ -21,6 +22,11 @@ trajectory: the demo's optimize at ``best_of_n:5`` with recorded unit costs (``-
       prediction decoded in full and judged: the mean rule-score gain of step k's video, of the step the loop keeps
       (the teacher on the light decode), of the step the teacher would keep on full decodes, and of the best step by
       the rule scorer. Tells a weak gradient (no good step on the path) from a weak choice (good steps not kept).
+loopalign: the demo's optimize as in ``trajectory``; at every updating step, the cosine between the teacher's
+      gradient and the ground-truth oracle's gradient on the same prediction, in three spaces: the light-decoded
+      frames (what ``align`` measures, on the loop's own videos), the predicted latents (what the decoder lets the
+      loop move) and the adapter's parameters (the direction the update actually takes). A teacher whose frame
+      gradient points at the solution but whose parameter gradient does not cannot help the loop.
 All write a JSON next to the printed table (``--out``). One torch thread (tiny models, overhead-bound).
 """
 
@@ -194,6 +200,106 @@ def run_trajectory(args) -> dict:
     return dict(summary=summary, rows=rows)
 
 
+class _AligningTeacher:
+    """Teacher proxy for ``loopalign``: on every reward call with a graph, the gradients of the teacher's reward and
+    of the ground-truth oracle's with respect to the frames, the recorded latents and the adapter's parameters."""
+
+    def __init__(self, teacher, params, latents: list):
+        self.teacher, self.params, self.latents, self.oracle, self.rows = teacher, params, latents, None, []
+        self.oracle_values = []  # the oracle's reward of every scored video
+
+    def reward(self, frames, queries, **kwargs):
+        out = self.teacher.reward(frames, queries, **kwargs)
+        if self.oracle is not None:
+            with torch.no_grad():
+                self.oracle_values.append(float(self.oracle.reward(frames, queries).reward.mean()))
+        if frames.requires_grad and self.oracle is not None:
+            lat = self.latents[-1]
+            o = self.oracle.reward(frames, queries).reward.sum()
+            g_t = torch.autograd.grad(out.reward.sum(), [frames, lat, *self.params], retain_graph=True)
+            g_o = torch.autograd.grad(o, [frames, lat, *self.params], retain_graph=True)
+
+            def cos(a, b):
+                a = torch.cat([x.flatten() for x in a]).double()
+                b = torch.cat([x.flatten() for x in b]).double()
+                return float(a @ b / (a.norm() * b.norm()).clamp_min(1e-30))
+
+            def sign_gain(a, b):  # oracle gain of a sign step along a (Adam's first step) / along b itself
+                a = torch.cat([x.flatten() for x in a]).double()
+                b = torch.cat([x.flatten() for x in b]).double()
+                return float((a.sign() * b).sum() / b.abs().sum().clamp_min(1e-30))
+
+            self.rows.append(dict(frames=cos(g_t[:1], g_o[:1]), latents=cos(g_t[1:2], g_o[1:2]),
+                                  params=cos(g_t[2:], g_o[2:]), sign=sign_gain(g_t[2:], g_o[2:])))
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.teacher, name)
+
+
+def plain_rule(reasoner, inst, latents) -> float:
+    """Rule score of the full decode of the loop's first prediction (the fresh adapter acts as no adapter)."""
+    with torch.no_grad():
+        return toy.score_video(inst, reasoner.decode(latents.detach())[0]).score
+
+
+def run_loopalign(args) -> dict:
+    import dataclasses
+
+    from vlmteach_fast.demo import demo_optimize_config
+    from vlmteach_fast.optimization import optimize
+    from vlmteach_fast.reasoner import Reasoner
+    from vlmteach_fast.toy.oracle import GroundTruthOracle
+
+    oracle_loop = args.teacher == "oracle"  # the oracle drives the loop too: the reference trajectory
+    if oracle_loop:
+        args.teacher = None
+    pipe, teacher = load(args)
+    base = demo_optimize_config()
+    if args.anchor is not None:
+        base = dataclasses.replace(base, anchor=args.anchor)
+    units = json.loads(args.units) if args.units else RECORDED_UNITS
+    reasoner = Reasoner.from_pipeline(pipe, lora=base.lora)
+    latents = []
+    predict = reasoner.predict
+
+    def recording_predict(*a, **kw):
+        out = predict(*a, **kw)
+        latents.append(out.latents)
+        return out
+
+    reasoner.predict = recording_predict
+    wrapped = _AligningTeacher(teacher, reasoner.lora_parameters(), latents)
+    rows = []
+    for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
+        cfg = dataclasses.replace(base, budget={"best_of_n": 5, "unit_costs": units}, sampling=sampling(i, args.seed))
+        latents.clear()
+        wrapped.rows, wrapped.oracle_values, wrapped.oracle = [], [], GroundTruthOracle(inst)
+        if oracle_loop:
+            wrapped.teacher = wrapped.oracle
+        res = optimize(reasoner, wrapped, inst.prompt, image=inst.first_frame, queries=toy.queries_for(inst),
+                       config=cfg)
+        rows.append(dict(instance=i, task=inst.task_type, steps=wrapped.rows, oracle=wrapped.oracle_values,
+                         rule_gain=toy.score_video(inst, res.frames[0]).score - plain_rule(reasoner, inst, latents[0])))
+        print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} cos frames / latents / params per step: " +
+              "  ".join(f"{r['frames']:+.2f}/{r['latents']:+.2f}/{r['params']:+.2f}" for r in wrapped.rows), flush=True)
+    summary = {}
+    for space in ("frames", "latents", "params", "sign"):
+        every = [s[space] for r in rows for s in r["steps"]]
+        first = [r["steps"][0][space] for r in rows if r["steps"]]
+        summary[space] = dict(mean=sum(every) / len(every), first_step=sum(first) / len(first),
+                              positive=sum(c > 0 for c in every) / len(every))
+    n_steps = min(len(r["oracle"]) for r in rows)
+    summary["oracle_reward"] = [sum(r["oracle"][k] for r in rows) / len(rows) for k in range(n_steps)]
+    summary["rule_gain"] = sum(r["rule_gain"] for r in rows) / len(rows)
+    print("oracle reward per step " + " / ".join(f"{v:.4f}" for v in summary["oracle_reward"]) +
+          f"; final video's rule-score gain {summary['rule_gain']:+.3f}")
+    print("\ncos(teacher gradient, oracle gradient) over every updating step: " + "; ".join(
+        f"{k} {v['mean']:+.3f} (first step {v['first_step']:+.3f}, > 0 in {100 * v['positive']:.0f}%)"
+        for k, v in summary.items() if isinstance(v, dict)))
+    return dict(summary=summary, rows=rows)
+
+
 def _geometry():
     return dict(num_frames=toy.NUM_FRAMES, height=toy.SIZE, width=toy.SIZE)
 
@@ -248,7 +354,7 @@ def run_game(args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("pool", "game", "align", "trajectory"))
+    ap.add_argument("what", choices=("pool", "game", "align", "trajectory", "loopalign"))
     ap.add_argument("--instances", type=int, default=12)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--steps", type=int, default=16)
@@ -268,7 +374,8 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    result = {"pool": run_pool, "game": run_game, "align": run_align, "trajectory": run_trajectory}[args.what](args)
+    result = {"pool": run_pool, "game": run_game, "align": run_align, "trajectory": run_trajectory,
+              "loopalign": run_loopalign}[args.what](args)
     result["args"] = vars(args)
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch {torch.__version__}"
     result["seconds"] = time.perf_counter() - t0
