@@ -18,7 +18,8 @@ Recipe:
    (``toy.gaming.gaming_run``: optimize against the current teacher, every in-loop video kept) on
    ``--round-instances`` fresh train instances, labels those videos with the rule scorer, adds them to a hard pool
    (half of every batch is drawn from it) and trains ``--round-seconds`` more. Each round's teacher is saved to
-   ``OUT/round{r}``.
+   ``OUT/round{r}``. With ``--round-source loop`` the round videos are instead every light-decoded video the demo's
+   own 4-step loop (no trust region) shows the teacher, and with ``--grad-align`` they join the alignment pool.
 6. With ``--noise-std S`` (input robustness): half of every batch is shown with per-cell Gaussian noise (one
    value per 4-px cell, frame and channel, std drawn in [0, S]) under the clean video's labels; with ``--smooth L``
    also a smoothness penalty: L times the squared change of each answer's yes-no logit gap between the clean and a
@@ -216,6 +217,35 @@ def adversarial_videos(teacher, n: int, steps: int, seed: int):
     return torch.cat(vids), tasks
 
 
+def loop_videos(teacher, n: int, seed: int, anchor: float = 0.0):
+    """Every video the teacher scored in the demo's own loop (``demo_optimize_config``, 4 steps, the light decode
+    it sees), run against ``teacher`` on n fresh train instances: what the loop shows the teacher, which plain
+    samples and the 16-step gaming runs do not cover. Returns (videos, instances)."""
+    import dataclasses
+
+    from vlmteach_fast.demo import demo_optimize_config
+    from vlmteach_fast.instance import SamplingConfig
+    from vlmteach_fast.optimization import optimize
+    from vlmteach_fast.toy import load_pipeline
+    from vlmteach_fast.toy.gaming import RecordingTeacher
+    from vlmteach_fast.toy.queries import queries_for
+
+    pipe = load_pipeline()
+    cfg = dataclasses.replace(demo_optimize_config(), anchor=anchor, max_steps=4)
+    vids, tasks, gain = [], [], 0.0
+    for k, inst in enumerate(make_instances(n, seed=seed, split="train")):
+        rec = RecordingTeacher(teacher)
+        sampling = SamplingConfig(num_frames=9, height=32, width=32, final_steps=4, seed=seed * 1000 + k)
+        optimize(pipe, rec, inst.prompt, image=inst.first_frame, queries=queries_for(inst),
+                 config=dataclasses.replace(cfg, sampling=sampling))
+        v = torch.cat(rec.frames)  # (steps, 9, 3, 32, 32)
+        vids.append(v)
+        tasks += [inst] * len(v)
+        gain += score_video(inst, v[-1]).score - score_video(inst, v[0]).score
+    print(f"  demo loop on {n} train instances: rule gain of the last in-loop video {gain / n:+.3f}", flush=True)
+    return torch.cat(vids), tasks
+
+
 POOLS = {"pools": [], "weight": 0.0}  # set by --pools / --rank-weight
 ALIGN = {"videos": None, "instances": [], "weight": 0.0, "batch": 4}  # set by --grad-align / --align-samples
 
@@ -293,6 +323,9 @@ def main():
     ap.add_argument("--round-steps", type=int, default=8, help="gaming-run steps per instance and round")
     ap.add_argument("--round-seconds", type=float, default=180)
     ap.add_argument("--round-lr", type=float, default=5e-4)
+    ap.add_argument("--round-source", dest="round_source", default="gaming", choices=("gaming", "loop"),
+                    help="round videos: 16-step gaming runs (full VAE) or the demo's own 4-step loop (light decode; "
+                         "with --grad-align they join the alignment pool too)")
     ap.add_argument("--noise-std", type=float, default=0.0, help="input robustness: per-cell noise on half a batch")
     ap.add_argument("--smooth", type=float, default=0.0, help="input robustness: answer-smoothness penalty weight")
     ap.add_argument("--pools", type=int, default=0, help="ranking: train instances with pools of plain samples")
@@ -385,7 +418,13 @@ def main():
         t1 = time.time()
         model.eval()
         model.requires_grad_(False)
-        adv, adv_tasks = adversarial_videos(teacher, args.round_instances, args.round_steps, args.seed + 100 * r)
+        if args.round_source == "loop":
+            adv, adv_tasks = loop_videos(teacher, args.round_instances, args.seed + 100 * r)
+            if ALIGN["weight"] > 0:  # align the gradient where the loop takes it, not only on plain samples
+                ALIGN["videos"] = torch.cat([ALIGN["videos"], adv])
+                ALIGN["instances"] = ALIGN["instances"] + adv_tasks
+        else:
+            adv, adv_tasks = adversarial_videos(teacher, args.round_instances, args.round_steps, args.seed + 100 * r)
         model.requires_grad_(True)
         n0 = len(data[0])
         data = [torch.cat([data[0], adv]), torch.cat([data[1], label(adv_tasks, adv)]), data[2] + adv_tasks]

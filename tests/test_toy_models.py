@@ -85,3 +85,19 @@ def test_queries_for_every_task_and_bad_prompt():
     with pytest.raises(ValueError, match="prompt"):
         teacher.synthesize_queries("Draw a cat.")
     assert teacher.synthesize_queries(PROMPTS["maze"], max_process=1).process == [queries_for("maze").process[0]]
+
+
+def test_teacher_gradient_points_toward_the_solution_on_plain_samples(reasoner):
+    """The loop follows the teacher's gradient: on the plain model's own videos of held-out instances it must point
+    toward the ground truth (a teacher trained on answers alone scores about -0.06 here; the shipped one about +0.5)."""
+    from vlmteach_fast.toy.gaming import gradient_alignment
+
+    teacher = load_teacher()
+    insts = make_instances(6, seed=3)
+    videos = []
+    for k, inst in enumerate(insts):
+        prep = reasoner.prepare(inst.prompt, inst.first_frame, num_frames=9, height=32, width=32, seed=k)
+        with torch.no_grad():
+            videos.append(reasoner.sample(prep, steps=SAMPLE_STEPS).frames[0])
+    cos = gradient_alignment(teacher, torch.stack(videos), insts)
+    assert cos.mean() > 0.2 and (cos > 0).float().mean() >= 0.8
