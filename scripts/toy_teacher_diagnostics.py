@@ -200,6 +200,10 @@ def run_trajectory(args) -> dict:
     return dict(summary=summary, rows=rows)
 
 
+def _flat(grads) -> torch.Tensor:
+    return torch.cat([g.flatten() for g in grads]).double()
+
+
 class _AligningTeacher:
     """Teacher proxy for ``loopalign``: on every reward call with a graph, the gradients of the teacher's reward and
     of the ground-truth oracle's with respect to the frames, the recorded latents and the adapter's parameters."""
@@ -210,27 +214,25 @@ class _AligningTeacher:
 
     def reward(self, frames, queries, **kwargs):
         out = self.teacher.reward(frames, queries, **kwargs)
-        if self.oracle is not None:
-            with torch.no_grad():
-                self.oracle_values.append(float(self.oracle.reward(frames, queries).reward.mean()))
-        if frames.requires_grad and self.oracle is not None:
-            lat = self.latents[-1]
-            o = self.oracle.reward(frames, queries).reward.sum()
-            g_t = torch.autograd.grad(out.reward.sum(), [frames, lat, *self.params], retain_graph=True)
-            g_o = torch.autograd.grad(o, [frames, lat, *self.params], retain_graph=True)
+        if self.oracle is None:
+            return out
+        o = self.oracle.reward(frames, queries).reward.sum()
+        self.oracle_values.append(float(o.detach()) / len(frames))
+        if frames.requires_grad:
+            wrt = [frames, self.latents[-1], *self.params]
+            g_t = torch.autograd.grad(out.reward.sum(), wrt, retain_graph=True)
+            g_o = torch.autograd.grad(o, wrt, retain_graph=True)
 
             def cos(a, b):
-                a = torch.cat([x.flatten() for x in a]).double()
-                b = torch.cat([x.flatten() for x in b]).double()
+                a, b = _flat(a), _flat(b)
                 return float(a @ b / (a.norm() * b.norm()).clamp_min(1e-30))
 
-            def sign_gain(a, b):  # oracle gain of a sign step along a (Adam's first step) / along b itself
-                a = torch.cat([x.flatten() for x in a]).double()
-                b = torch.cat([x.flatten() for x in b]).double()
-                return float((a.sign() * b).sum() / b.abs().sum().clamp_min(1e-30))
-
+            # the oracle's first-order gain of a sign step along the teacher's gradient (AdamW's first step), as a
+            # fraction of its gain along its own
+            t, o_p = _flat(g_t[2:]), _flat(g_o[2:])
+            sign = float((t.sign() * o_p).sum() / o_p.abs().sum().clamp_min(1e-30))
             self.rows.append(dict(frames=cos(g_t[:1], g_o[:1]), latents=cos(g_t[1:2], g_o[1:2]),
-                                  params=cos(g_t[2:], g_o[2:]), sign=sign_gain(g_t[2:], g_o[2:])))
+                                  params=cos(g_t[2:], g_o[2:]), sign=sign))
         return out
 
     def __getattr__(self, name):
@@ -256,6 +258,8 @@ def run_loopalign(args) -> dict:
         args.teacher = None
     pipe, teacher = load(args)
     base = demo_optimize_config()
+    if oracle_loop:  # as in the acceptance benchmark: only the budget stops it, no trust region
+        base = dataclasses.replace(base, yes_threshold=1.0, anchor=0.0)
     if args.anchor is not None:
         base = dataclasses.replace(base, anchor=args.anchor)
     units = json.loads(args.units) if args.units else RECORDED_UNITS
@@ -279,10 +283,12 @@ def run_loopalign(args) -> dict:
             wrapped.teacher = wrapped.oracle
         res = optimize(reasoner, wrapped, inst.prompt, image=inst.first_frame, queries=toy.queries_for(inst),
                        config=cfg)
+        gain = toy.score_video(inst, res.frames[0]).score - plain_rule(reasoner, inst, latents[0])
         rows.append(dict(instance=i, task=inst.task_type, steps=wrapped.rows, oracle=wrapped.oracle_values,
-                         rule_gain=toy.score_video(inst, res.frames[0]).score - plain_rule(reasoner, inst, latents[0])))
+                         rule_gain=gain))
         print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} cos frames / latents / params per step: " +
-              "  ".join(f"{r['frames']:+.2f}/{r['latents']:+.2f}/{r['params']:+.2f}" for r in wrapped.rows), flush=True)
+              "  ".join(f"{r['frames']:+.2f}/{r['latents']:+.2f}/{r['params']:+.2f}" for r in wrapped.rows),
+              flush=True)
     summary = {}
     for space in ("frames", "latents", "params", "sign"):
         every = [s[space] for r in rows for s in r["steps"]]
@@ -363,7 +369,9 @@ def main() -> int:
     ap.add_argument("--init-seed", dest="init_seed", type=int, default=0, help="game: the LoRA's lora_A seed")
     ap.add_argument("--view", default=None, help="teacher input view (frames | cells | palette); default: trained")
     ap.add_argument("--pipeline", default=None)
-    ap.add_argument("--teacher", default=None, help="teacher folder; several comma-separated: an ensemble")
+    ap.add_argument("--teacher", default=None,
+                    help="teacher folder; several comma-separated: an ensemble; loopalign: 'oracle' lets the "
+                         "ground-truth oracle drive the loop (the reference trajectory)")
     ap.add_argument("--reduce", default="mean", choices=("mean", "min"), help="how an ensemble combines answers")
     ap.add_argument("--judge", default=None, help="game: a held-out judge teacher folder (optimize(..., judge=))")
     ap.add_argument("--anchor", type=float, default=None, help="trajectory: override the demo's trust-region weight")
