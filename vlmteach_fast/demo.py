@@ -42,13 +42,13 @@ def demo_optimize_config():
     scores the plain model's prediction anyway) and so no second score of the final video (``score_final=False``:
     nothing is decided on it, and the finish is only its full decode).
 
-    Measured at best_of_n:5 with the shipped teacher, 4 steps (a step ~1.2-1.3 Best-of-N candidates), judged by
-    the rule scorer (bench/RESULTS.md, "Toy world"): on 240 held-out instances run once after every choice, +0.083 /
+    Measured at best_of_n:5 with the shipped teacher, 4 steps (a step ~1.2-1.3 Best-of-N candidates), judged by the
+    rule scorer (bench/RESULTS.md, "Toy world"): on 240 held-out instances run once after every choice, +0.083 /
     +0.076 / +0.088 over LoRA init seeds 0 / 1 / 2 against +0.025 for Best-of-5 with the answer-trained teacher
-    (mean 3.26x; 3.04x against the shipped teacher's own Best-of-5); without ``lr_first`` on two other fresh sets of 240, 2.96x (mean of three LoRA inits)
-    and 2.71x. ``lr_first=3`` matters where few steps fit: at best_of_n:3 (one update) +0.070 against +0.014 with
-    ``lr_first=1`` (Best-of-3: +0.014); at best_of_n:5 and 8 the two are within noise. With ``anchor=10`` the same
-    teacher gains about 1.1x."""
+    (mean 3.26x; 3.04x against the shipped teacher's own Best-of-5); without ``lr_first`` on two other fresh sets of
+    240, 2.96x (mean of three LoRA inits) and 2.71x. ``lr_first=3`` matters where few steps fit: at best_of_n:3 (one
+    update) +0.070 against +0.014 with ``lr_first=1`` (Best-of-3: +0.014); at best_of_n:5 and 8 the two are within
+    noise. With ``anchor=10`` the same teacher gains about 1.1x."""
     from .optimization import OptimizeConfig
     from .reasoner import LoRASpec
 
