@@ -13,7 +13,10 @@ pool: for each held-out instance, ``--samples`` plain samples (seeds 0..S-1); th
 game: the gaming test. ``optimize`` against the teacher, uncapped, k-step 4/4 with the full VAE in the loop, so the
       video the teacher scores at step t *is* the final sample of the adapter at step t. Per step: the teacher's
       mean P(yes) and the rule score of that same video (mean over instances), and on the last step the fooled rate
-      (teacher says yes to every question, > 0.5, while the rule scorer fails the video).
+      (teacher says yes to every question, > 0.5, while the rule scorer fails the video), split into the fooled
+      videos where some answered-yes question's rule part is < 0.5 (a wrong answer) and the reference rate of the
+      parts themselves taken as P(yes) (what a teacher trained on the parts as soft labels, and perfectly calibrated,
+      would score: every part > 0.5 and the video failed).
 align: where the teacher's gradient points. For the same plain samples as ``pool``: the cosine between the gradient
       of the loop's reward with respect to the frames and solution - video (the ground-truth oracle's direction);
       0 is a gradient blind to the goal, negative one that points away from it.
@@ -43,6 +46,7 @@ import torch
 from vlmteach_fast import toy
 from vlmteach_fast.instance import SamplingConfig
 from vlmteach_fast.toy.gaming import RecordingTeacher
+from vlmteach_fast.toy.scorers import PARTS
 
 
 def spearman(a: list[float], b: list[float]) -> float | None:
@@ -333,8 +337,13 @@ def run_game(args) -> dict:
         p_curve = [sum(h.p_yes) / len(h.p_yes) for h in res.history]
         final_rule = toy.score_video(inst, res.frames[0])
         fooled = all(p > 0.5 for p in res.final_p_yes) and not final_rule.passed
+        # Question q asks about part PARTS[q] (queries_for: goal first, then rules, integrity, background).
+        parts = [final_rule.parts[k] for k in PARTS]
         rows.append(dict(instance=i, task=inst.task_type, rule_curve=rule_curve, p_curve=p_curve,
                          final_rule=final_rule.score, final_passed=final_rule.passed, final_p_yes=res.final_p_yes,
+                         final_parts=parts,
+                         wrong_yes=sum(p > 0.5 and v < 0.5 for p, v in zip(res.final_p_yes, parts)),
+                         calibrated_fooled=all(v > 0.5 for v in parts) and not final_rule.passed,
                          steps=len(res.history), stop_reason=res.stop_reason,
                          fooled=fooled, seconds=time.perf_counter() - t0))
         print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} rule {rule_curve[0]:.2f} -> {final_rule.score:.2f}  "
@@ -347,13 +356,17 @@ def run_game(args) -> dict:
     traj_rho = [spearman(r["p_curve"], r["rule_curve"]) for r in rows]
     traj_rho = [x for x in traj_rho if x is not None]
     summary = dict(rule_curve=rule_mean, p_curve=p_mean, fooled_rate=sum(r["fooled"] for r in rows) / n,
+                   fooled_wrong_rate=sum(r["fooled"] and r["wrong_yes"] > 0 for r in rows) / n,
+                   calibrated_fooled_rate=sum(r["calibrated_fooled"] for r in rows) / n,
                    rule_gain=sum(r["final_rule"] - r["rule_curve"][0] for r in rows) / n,
                    pass_rate=sum(r["final_passed"] for r in rows) / n,
                    traj_rho=sum(traj_rho) / max(1, len(traj_rho)),
                    mean_steps=sum(r["steps"] for r in rows) / n, seconds_per_instance=sum(r["seconds"] for r in rows) / n)
     print(f"\nview={args.view} lr={args.lr}: rule {rule_mean[0]:.3f} -> {rule_mean[-1]:.3f} (final-video gain "
           f"{summary['rule_gain']:+.3f}, pass {100 * summary['pass_rate']:.0f}%), teacher P(yes) {p_mean[0]:.3f} -> "
-          f"{p_mean[-1]:.3f}, fooled {100 * summary['fooled_rate']:.0f}%, trajectory rho {summary['traj_rho']:+.3f}, "
+          f"{p_mean[-1]:.3f}, fooled {100 * summary['fooled_rate']:.0f}% (with a yes where the part is < 0.5: "
+          f"{100 * summary['fooled_wrong_rate']:.0f}%; the parts themselves as P(yes) would be fooled on "
+          f"{100 * summary['calibrated_fooled_rate']:.0f}%), trajectory rho {summary['traj_rho']:+.3f}, "
           f"{summary['mean_steps']:.1f} steps, {summary['seconds_per_instance']:.1f} s / instance")
     return dict(summary=summary, rows=rows)
 

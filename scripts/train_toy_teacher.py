@@ -7,7 +7,9 @@ Recipe:
    the videos go through the toy VAE (encode + decode) so the teacher learns to read decoded, blurred frames; with
    ``--samples`` (a .pt of model samples from ``scripts/eval_toy.py``) the plain model's own videos join as hard
    negatives. Labels: the rule scorer's parts of *that* video: 1 only when the part is fully met, or with
-   ``--soft-labels`` the part itself (the fraction of frames or transitions where the rule holds).
+   ``--soft-labels`` the part itself (the fraction of frames or transitions where the rule holds), raised to
+   ``--label-power`` (default 1; a larger power makes P(yes) > 0.5 mean the rule holds nearly throughout, as the
+   questions ask, while keeping the parts' order).
 2. Loss through the teacher's own reward path (``VLMTeacher.answer_logits``: torch preprocessing, vision tower once,
    prefix-shared LM pass): cross-entropy of the answer token against "Yes" / "No", positives and negatives weighted
    to balance each question.
@@ -142,13 +144,15 @@ def teacher_loss(teacher, videos, labels, tasks, pos_weight, g=None):
 
 
 SOFT_LABELS = False  # set by --soft-labels
+LABEL_POWER = 1.0  # set by --label-power
 
 
 def label(tasks, videos) -> torch.Tensor:
-    """(N, 4) targets in KEYS order: the rule scorer's parts (fractions in [0, 1]) with ``SOFT_LABELS``, else 1 only
-    where a part is fully met."""
+    """(N, 4) targets in KEYS order: the rule scorer's parts (fractions in [0, 1]) raised to ``LABEL_POWER`` with
+    ``SOFT_LABELS``, else 1 only where a part is fully met."""
     if SOFT_LABELS:
-        return torch.tensor([[score_video(i, v).parts[k] for k in KEYS] for i, v in zip(tasks, videos)])
+        return torch.tensor([[score_video(i, v).parts[k] ** LABEL_POWER for k in KEYS]
+                             for i, v in zip(tasks, videos)])
     return torch.tensor([[float(score_video(i, v).parts[k] == 1.0) for k in KEYS] for i, v in zip(tasks, videos)])
 
 
@@ -318,6 +322,9 @@ def main():
     ap.add_argument("--data-cache", default=None, help=".pt to save the built dataset to / load it from")
     ap.add_argument("--soft-labels", action="store_true",
                     help="targets are the rule parts' fractions (P(yes) learns how much of a rule holds)")
+    ap.add_argument("--label-power", dest="label_power", type=float, default=1.0,
+                    help="soft labels: the part raised to this power (> 1: yes means the rule holds nearly "
+                         "throughout; log P(yes) keeps the part's order)")
     ap.add_argument("--rounds", type=int, default=0, help="adversarial rounds after the first phase")
     ap.add_argument("--round-instances", type=int, default=24)
     ap.add_argument("--round-steps", type=int, default=8, help="gaming-run steps per instance and round")
@@ -337,8 +344,8 @@ def main():
                     help="gradient alignment: plain samples of fresh train instances")
     ap.add_argument("--align-batch", dest="align_batch", type=int, default=4)
     args = ap.parse_args()
-    global SOFT_LABELS
-    SOFT_LABELS = args.soft_labels
+    global SOFT_LABELS, LABEL_POWER
+    SOFT_LABELS, LABEL_POWER = args.soft_labels, args.label_power
     ROBUST.update(noise_std=args.noise_std, smooth=args.smooth)
     POOLS["weight"] = args.rank_weight
     torch.set_num_threads(1)  # shared 2-core machine: one thread per process (see train_toy_vae.py)
@@ -405,7 +412,7 @@ def main():
     data = [videos, labels, tasks]
     log = {"view": args.view, "videos": len(videos), "noise_std": args.noise_std, "smooth": args.smooth,
            "pools": args.pools, "pool_samples": args.pool_samples, "rank_weight": args.rank_weight,
-           "grad_align": args.grad_align, "align_samples": args.align_samples if args.grad_align > 0 else 0,
+           "label_power": args.label_power, "grad_align": args.grad_align, "align_samples": args.align_samples if args.grad_align > 0 else 0,
            "seed": args.seed, "init": args.init, "phases": []}
     t1 = time.time()
     steps, ema = train(teacher, model, data, [], args.seconds, args.lr, args.batch, pos_weight, g)
