@@ -45,7 +45,7 @@ import torch
 
 from vlmteach_fast import toy
 from vlmteach_fast.instance import SamplingConfig
-from vlmteach_fast.toy.gaming import RecordingTeacher
+from vlmteach_fast.toy.gaming import RecordingTeacher, verdict
 from vlmteach_fast.toy.scorers import PARTS
 
 
@@ -336,14 +336,12 @@ def run_game(args) -> dict:
         rule_curve = [toy.score_video(inst, f[0]).score for f in loop_frames]
         p_curve = [sum(h.p_yes) / len(h.p_yes) for h in res.history]
         final_rule = toy.score_video(inst, res.frames[0])
-        fooled = all(p > 0.5 for p in res.final_p_yes) and not final_rule.passed
-        # Question q asks about part PARTS[q] (queries_for: goal first, then rules, integrity, background).
-        parts = [final_rule.parts[k] for k in PARTS]
+        v = verdict(res.final_p_yes, final_rule)
+        fooled = v.fooled
         rows.append(dict(instance=i, task=inst.task_type, rule_curve=rule_curve, p_curve=p_curve,
                          final_rule=final_rule.score, final_passed=final_rule.passed, final_p_yes=res.final_p_yes,
-                         final_parts=parts,
-                         wrong_yes=sum(p > 0.5 and v < 0.5 for p, v in zip(res.final_p_yes, parts)),
-                         calibrated_fooled=all(v > 0.5 for v in parts) and not final_rule.passed,
+                         final_parts=[final_rule.parts[k] for k in PARTS], wrong_yes=v.wrong_yes,
+                         calibrated_fooled=v.calibrated_fooled,
                          steps=len(res.history), stop_reason=res.stop_reason,
                          fooled=fooled, seconds=time.perf_counter() - t0))
         print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} rule {rule_curve[0]:.2f} -> {final_rule.score:.2f}  "

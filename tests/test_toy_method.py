@@ -94,3 +94,14 @@ def test_gradient_alignment_is_one_for_the_ground_truth_oracle_and_minus_one_rev
 
     torch.testing.assert_close(gradient_alignment(Reversed(), videos, [inst] * 3), -torch.ones(3), atol=1e-5, rtol=0)
     assert not videos.requires_grad  # the inputs are left alone
+
+
+def test_gaming_run_traces_the_videos_the_teacher_scored(pipe, teacher):
+    from vlmteach_fast.toy.gaming import gaming_run, verdict
+
+    inst = toy.make_instances(1, seed=0)[0]
+    tr = gaming_run(pipe, teacher, inst, steps=2)
+    assert tr.videos.shape == (2, toy.NUM_FRAMES, 3, toy.SIZE, toy.SIZE) and len(tr.p_yes) == len(tr.rule) == 2
+    assert tr.last == toy.score_video(inst, tr.videos[-1])  # the verdict judges the last video the teacher scored
+    assert tr.rule[-1] == tr.last.score
+    assert tr.fooled == verdict(tr.p_yes[-1], tr.last).fooled

@@ -102,3 +102,22 @@ def test_scorer_input_checks():
         score_video("reach", inst.solution)
     with pytest.raises(ValueError, match="goal"):
         ScoreWeights(goal=-1)
+
+
+def test_gaming_verdict_splits_fooled_into_wrong_answers_and_calibration():
+    from vlmteach_fast.toy.gaming import verdict
+    from vlmteach_fast.toy.scorers import RuleScore
+
+    near = RuleScore(score=0.88, parts=dict(goal=1.0, rules=0.62, integrity=0.89, background=0.89), passed=False)
+    v = verdict([0.9, 0.85, 0.87, 0.83], near)
+    assert (v.fooled, v.wrong_yes, v.calibrated_fooled) == (True, 0, True)  # the parts as P(yes) say yes too
+    far = RuleScore(score=0.43, parts=dict(goal=0.0, rules=0.5, integrity=0.78, background=0.89), passed=False)
+    v = verdict([0.82, 0.82, 0.72, 0.55], far)
+    assert (v.fooled, v.wrong_yes, v.calibrated_fooled) == (True, 1, False)  # yes to the goal it missed
+    v = verdict([0.82, 0.4, 0.72, 0.55], far)
+    assert (v.fooled, v.wrong_yes) == (False, 1)
+    solved = RuleScore(score=1.0, parts=dict(goal=1.0, rules=1.0, integrity=1.0, background=1.0), passed=True)
+    v = verdict([0.9] * 4, solved)
+    assert (v.fooled, v.wrong_yes, v.calibrated_fooled) == (False, 0, False)
+    with pytest.raises(ValueError, match="p_yes"):
+        verdict([0.9] * 3, solved)

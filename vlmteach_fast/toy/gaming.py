@@ -19,11 +19,39 @@ import torch
 from ..instance import SamplingConfig
 from .models import SAMPLE_STEPS
 from .queries import queries_for
-from .scorers import score_video
+from .scorers import PARTS, RuleScore, score_video
 from .tasks import ToyInstance
 from .world import NUM_FRAMES, SIZE
 
-__all__ = ["GamingTrace", "gaming_run", "RecordingTeacher", "gradient_alignment"]
+__all__ = ["GamingTrace", "gaming_run", "RecordingTeacher", "gradient_alignment", "Verdict", "verdict"]
+
+
+@dataclass
+class Verdict:
+    """How a teacher's answers on one video compare with the rule scorer's.
+
+    Attributes:
+        fooled: the teacher says yes (P > 0.5) to every question while the rule scorer fails the video.
+        wrong_yes: questions answered yes whose rule part is < 0.5 (the rule mostly does not hold).
+        calibrated_fooled: every rule part is > 0.5 while the video fails: the verdict of the parts themselves taken
+            as P(yes), i.e. of a teacher trained on them as soft labels and perfectly calibrated. Where this is True,
+            ``fooled`` is what calibration to the soft labels gives, not a wrong answer.
+    """
+
+    fooled: bool
+    wrong_yes: int
+    calibrated_fooled: bool
+
+
+def verdict(p_yes: list[float], rule: RuleScore) -> Verdict:
+    """The ``Verdict`` of a toy teacher's answers ``p_yes`` (one per question, in ``queries_for`` order: goal,
+    rules, integrity, background, each asking about the rule part of the same name) on a video scored ``rule``."""
+    if len(p_yes) != len(PARTS):
+        raise ValueError(f"`p_yes` must hold one P(yes) per toy question ({len(PARTS)}: {PARTS}), got {len(p_yes)}")
+    parts = [rule.parts[k] for k in PARTS]
+    return Verdict(fooled=all(p > 0.5 for p in p_yes) and not rule.passed,
+                   wrong_yes=sum(p > 0.5 and v < 0.5 for p, v in zip(p_yes, parts)),
+                   calibrated_fooled=all(v > 0.5 for v in parts) and not rule.passed)
 
 
 def gradient_alignment(teacher, videos: torch.Tensor, instances: list[ToyInstance],
@@ -61,17 +89,19 @@ class RecordingTeacher:
 @dataclass
 class GamingTrace:
     """One gaming run. ``videos``: (S, 9, 3, 32, 32) the videos scored at steps 0..S-1; ``p_yes``: S lists of
-    P(yes) per question; ``rule``: S rule scores of the same videos; ``passed``: S rule passes."""
+    P(yes) per question; ``rule``: S rule scores of the same videos; ``passed``: S rule passes; ``last``: the last
+    video's ``RuleScore``."""
 
     videos: torch.Tensor
     p_yes: list[list[float]]
     rule: list[float]
     passed: list[bool]
+    last: RuleScore
 
     @property
     def fooled(self) -> bool:
         """The last video: the teacher says yes to every question (> 0.5) while the rule scorer fails it."""
-        return all(p > 0.5 for p in self.p_yes[-1]) and not self.passed[-1]
+        return verdict(self.p_yes[-1], self.last).fooled
 
 
 def gaming_run(pipe, teacher, instance: ToyInstance, steps: int = 16, lr: float = 1e-2, rank: int = 8,
@@ -101,4 +131,4 @@ def gaming_run(pipe, teacher, instance: ToyInstance, steps: int = 16, lr: float 
     videos = torch.cat(rec.frames[:len(res.history)])  # (S, 9, 3, 32, 32); the last call scored the final sample
     scores = [score_video(instance, v) for v in videos]
     return GamingTrace(videos=videos, p_yes=[h.p_yes for h in res.history], rule=[s.score for s in scores],
-                       passed=[s.passed for s in scores])
+                       passed=[s.passed for s in scores], last=scores[-1])
