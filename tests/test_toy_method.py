@@ -96,11 +96,11 @@ def test_gradient_alignment_is_one_for_the_ground_truth_oracle_and_minus_one_rev
     assert not videos.requires_grad  # the inputs are left alone
 
 
-def test_gaming_run_traces_the_videos_the_teacher_scored(pipe, teacher):
+def test_gaming_run_traces_the_videos_the_teacher_scored(teacher):
     from vlmteach_fast.toy.gaming import gaming_run, verdict
 
     inst = toy.make_instances(1, seed=0)[0]
-    tr = gaming_run(pipe, teacher, inst, steps=2)
+    tr = gaming_run(toy.load_pipeline(), teacher, inst, steps=2)  # a fresh pipeline: its own LoRA spec
     assert tr.videos.shape == (2, toy.NUM_FRAMES, 3, toy.SIZE, toy.SIZE) and len(tr.p_yes) == len(tr.rule) == 2
     assert tr.last == toy.score_video(inst, tr.videos[-1])  # the verdict judges the last video the teacher scored
     assert tr.rule[-1] == tr.last.score
