@@ -337,16 +337,15 @@ def run_game(args) -> dict:
         p_curve = [sum(h.p_yes) / len(h.p_yes) for h in res.history]
         final_rule = toy.score_video(inst, res.frames[0])
         v = verdict(res.final_p_yes, final_rule)
-        fooled = v.fooled
         rows.append(dict(instance=i, task=inst.task_type, rule_curve=rule_curve, p_curve=p_curve,
                          final_rule=final_rule.score, final_passed=final_rule.passed, final_p_yes=res.final_p_yes,
                          final_parts=[final_rule.parts[k] for k in PARTS], wrong_yes=v.wrong_yes,
                          calibrated_fooled=v.calibrated_fooled,
                          steps=len(res.history), stop_reason=res.stop_reason,
-                         fooled=fooled, seconds=time.perf_counter() - t0))
+                         fooled=v.fooled, seconds=time.perf_counter() - t0))
         print(f"[{i + 1}/{args.instances}] {inst.task_type:<5} rule {rule_curve[0]:.2f} -> {final_rule.score:.2f}  "
               f"p_yes {p_curve[0]:.2f} -> {sum(res.final_p_yes) / len(res.final_p_yes):.2f}"
-              f"{'  FOOLED' if fooled else ''}", flush=True)
+              f"{'  FOOLED' if v.fooled else ''}", flush=True)
     n = len(rows)
     steps = min(len(r["rule_curve"]) for r in rows)
     rule_mean = [sum(r["rule_curve"][t] for r in rows) / n for t in range(steps)]

@@ -412,7 +412,8 @@ def main():
     data = [videos, labels, tasks]
     log = {"view": args.view, "videos": len(videos), "noise_std": args.noise_std, "smooth": args.smooth,
            "pools": args.pools, "pool_samples": args.pool_samples, "rank_weight": args.rank_weight,
-           "label_power": args.label_power, "grad_align": args.grad_align, "align_samples": args.align_samples if args.grad_align > 0 else 0,
+           "label_power": args.label_power, "grad_align": args.grad_align,
+           "align_samples": args.align_samples if args.grad_align > 0 else 0,
            "seed": args.seed, "init": args.init, "phases": []}
     t1 = time.time()
     steps, ema = train(teacher, model, data, [], args.seconds, args.lr, args.batch, pos_weight, g)

@@ -6,6 +6,9 @@ exactly the final sample of the adapter at step t. A teacher that cannot be game
 its P(yes); a gamed one shows P(yes) rising alone. The videos it records are also the hard negatives (and
 positives) of the teacher's adversarial training rounds (``scripts/train_toy_teacher.py --rounds``).
 
+``verdict`` compares a teacher's answers on one video with the rule scorer: fooled (yes to every question, video
+failed), split into wrong answers and what the rule parts themselves, taken as P(yes), would say.
+
 ``gradient_alignment`` asks where the teacher's gradient points: the cosine between the gradient of the loop's reward
 with respect to the frames and the step toward the ground truth (the ground-truth oracle's direction).
 """
