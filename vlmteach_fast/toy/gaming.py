@@ -92,14 +92,21 @@ class RecordingTeacher:
 @dataclass
 class GamingTrace:
     """One gaming run. ``videos``: (S, 9, 3, 32, 32) the videos scored at steps 0..S-1; ``p_yes``: S lists of
-    P(yes) per question; ``rule``: S rule scores of the same videos; ``passed``: S rule passes; ``last``: the last
-    video's ``RuleScore``."""
+    P(yes) per question; ``scores``: the S ``RuleScore``s of the same videos."""
 
     videos: torch.Tensor
     p_yes: list[list[float]]
-    rule: list[float]
-    passed: list[bool]
-    last: RuleScore
+    scores: list[RuleScore]
+
+    @property
+    def rule(self) -> list[float]:
+        """The S rule scores."""
+        return [s.score for s in self.scores]
+
+    @property
+    def last(self) -> RuleScore:
+        """The last video's ``RuleScore``."""
+        return self.scores[-1]
 
     @property
     def fooled(self) -> bool:
@@ -132,6 +139,5 @@ def gaming_run(pipe, teacher, instance: ToyInstance, steps: int = 16, lr: float 
                          progress=False)
     res = optimize(pipe, rec, instance.prompt, image=instance.first_frame, queries=queries_for(instance), config=cfg)
     videos = torch.cat(rec.frames[:len(res.history)])  # (S, 9, 3, 32, 32); the last call scored the final sample
-    scores = [score_video(instance, v) for v in videos]
-    return GamingTrace(videos=videos, p_yes=[h.p_yes for h in res.history], rule=[s.score for s in scores],
-                       passed=[s.passed for s in scores], last=scores[-1])
+    return GamingTrace(videos=videos, p_yes=[h.p_yes for h in res.history],
+                       scores=[score_video(instance, v) for v in videos])
