@@ -16,7 +16,9 @@ game: the gaming test. ``optimize`` against the teacher, uncapped, k-step 4/4 wi
       (teacher says yes to every question, > 0.5, while the rule scorer fails the video), split into the fooled
       videos where some answered-yes question's rule part is < 0.5 (a wrong answer) and the reference rate of the
       parts themselves taken as P(yes) (what a teacher trained on the parts as soft labels, and perfectly calibrated,
-      would score: every part > 0.5 and the video failed).
+      would score: every part > 0.5 and the video failed), and the fooled rate of the in-loop video at every step
+      (how soon the loop games the teacher). ``--lr``, ``--lr-schedule``, ``--anchor``, ``--anchor-pixels``, ``--anchor-start``: the
+      optimizer's limits; ``--lr-first``, ``--lora-targets``: the demo's other loop settings.
 align: where the teacher's gradient points. For the same plain samples as ``pool``: the cosine between the gradient
       of the loop's reward with respect to the frames and solution - video (the ground-truth oracle's direction);
       0 is a gradient blind to the goal, negative one that points away from it.
@@ -320,6 +322,7 @@ def run_game(args) -> dict:
 
     pipe, teacher = load(args)
     judge = toy.load_teacher(args.judge) if args.judge else None
+    targets = dict(target_modules=tuple(args.lora_targets.split(","))) if args.lora_targets else {}
     rows = []
     for i, inst in enumerate(toy.make_instances(args.instances, seed=args.seed)):
         queries = toy.queries_for(inst)
@@ -327,17 +330,23 @@ def run_game(args) -> dict:
         cfg = OptimizeConfig(mode="k_step", steps=toy.SAMPLE_STEPS, grad_steps=toy.SAMPLE_STEPS, lr=args.lr,
                              max_steps=args.steps, patience=args.steps + 1, yes_threshold=1.0,
                              decoder=LightDecoderConfig(kind="full"),
-                             lora=LoRASpec(rank=8, init_seed=args.init_seed),
-                             sampling=sampling(i, args.seed), keep_initial_if_better=False, progress=False)
+                             lora=LoRASpec(rank=8, init_seed=args.init_seed, **targets),
+                             lr_first=args.lr_first, lr_schedule=args.lr_schedule,
+                             sampling=sampling(i, args.seed), keep_initial_if_better=False, progress=False,
+                             anchor=args.anchor or 0.0, anchor_pixels=args.anchor_pixels or 0.0,
+                             anchor_start=args.anchor_start)
         t0 = time.perf_counter()
         res = optimize(pipe, rec, inst.prompt, image=inst.first_frame, queries=queries, config=cfg, judge=judge)
         # rec.frames: [initial sample (scored), step 0..S-1 in-loop videos, final sample (scored)]
         loop_frames = rec.frames[1:1 + len(res.history)]
-        rule_curve = [toy.score_video(inst, f[0]).score for f in loop_frames]
+        loop_scores = [toy.score_video(inst, f[0]) for f in loop_frames]
+        rule_curve = [r.score for r in loop_scores]
+        fooled_curve = [verdict(h.p_yes, r).fooled for h, r in zip(res.history, loop_scores)]
         p_curve = [sum(h.p_yes) / len(h.p_yes) for h in res.history]
         final_rule = toy.score_video(inst, res.frames[0])
         v = verdict(res.final_p_yes, final_rule)
         rows.append(dict(instance=i, task=inst.task_type, rule_curve=rule_curve, p_curve=p_curve,
+                         fooled_curve=fooled_curve,
                          final_rule=final_rule.score, final_passed=final_rule.passed, final_p_yes=res.final_p_yes,
                          final_parts=[final_rule.parts[k] for k in PARTS], wrong_yes=v.wrong_yes,
                          calibrated_fooled=v.calibrated_fooled,
@@ -352,7 +361,8 @@ def run_game(args) -> dict:
     p_mean = [sum(r["p_curve"][t] for r in rows) / n for t in range(steps)]
     traj_rho = [spearman(r["p_curve"], r["rule_curve"]) for r in rows]
     traj_rho = [x for x in traj_rho if x is not None]
-    summary = dict(rule_curve=rule_mean, p_curve=p_mean, fooled_rate=sum(r["fooled"] for r in rows) / n,
+    fooled_mean = [sum(r["fooled_curve"][t] for r in rows) / n for t in range(steps)]
+    summary = dict(rule_curve=rule_mean, p_curve=p_mean, fooled_curve=fooled_mean, fooled_rate=sum(r["fooled"] for r in rows) / n,
                    fooled_wrong_rate=sum(r["fooled"] and r["wrong_yes"] > 0 for r in rows) / n,
                    calibrated_fooled_rate=sum(r["calibrated_fooled"] for r in rows) / n,
                    rule_gain=sum(r["final_rule"] - r["rule_curve"][0] for r in rows) / n,
@@ -365,6 +375,7 @@ def run_game(args) -> dict:
           f"{100 * summary['fooled_wrong_rate']:.0f}%; the parts themselves as P(yes) would be fooled on "
           f"{100 * summary['calibrated_fooled_rate']:.0f}%), trajectory rho {summary['traj_rho']:+.3f}, "
           f"{summary['mean_steps']:.1f} steps, {summary['seconds_per_instance']:.1f} s / instance")
+    print("fooled by step (the in-loop video): " + " ".join(f"{100 * x:.0f}" for x in fooled_mean))
     return dict(summary=summary, rows=rows)
 
 
@@ -384,7 +395,17 @@ def main() -> int:
                          "ground-truth oracle drive the loop (the reference trajectory)")
     ap.add_argument("--reduce", default="mean", choices=("mean", "min"), help="how an ensemble combines answers")
     ap.add_argument("--judge", default=None, help="game: a held-out judge teacher folder (optimize(..., judge=))")
-    ap.add_argument("--anchor", type=float, default=None, help="trajectory: override the demo's trust-region weight")
+    ap.add_argument("--anchor", type=float, default=None,
+                    help="trajectory: override the demo's trust-region weight; game: the trust region (default 0)")
+    ap.add_argument("--anchor-start", dest="anchor_start", type=int, default=0,
+                    help="game: OptimizeConfig.anchor_start (the trust region from this step on, around its prediction)")
+    ap.add_argument("--anchor-pixels", dest="anchor_pixels", type=float, default=None,
+                    help="game: OptimizeConfig.anchor_pixels (an L1 hold on the decoded frames; default 0)")
+    ap.add_argument("--lr-first", dest="lr_first", type=float, default=1.0, help="game: OptimizeConfig.lr_first")
+    ap.add_argument("--lr-schedule", dest="lr_schedule", default="constant",
+                    help="game: OptimizeConfig.lr_schedule (the decay runs over --steps updates)")
+    ap.add_argument("--lora-targets", dest="lora_targets", default=None,
+                    help="game: comma-separated LoRA target modules (default: LoRASpec's)")
     ap.add_argument("--grad-steps", dest="grad_steps", type=int, default=None,
                     help="trajectory: override the demo's gradient steps (k-step 4/K)")
     ap.add_argument("--units", default=None, help="trajectory: unit costs as JSON (bench/toy_acceptance.py --units)")
