@@ -500,22 +500,3 @@ def test_anchor_adds_the_distance_to_the_plain_prediction_to_the_loss(pipe, anch
     assert plain.history[2].loss == pytest.approx(reward_loss(plain.history[2]), rel=1e-5)
     with pytest.raises(ValueError, match=anchor):
         cfg(**{anchor: -1.0})
-
-
-@pytest.mark.parametrize("anchor", ["anchor", "anchor_pixels"])
-def test_anchor_start_frees_the_first_steps_and_holds_the_prediction_reached(pipe, anchor):
-    """With ``anchor_start=2`` steps 0-1 pay nothing however far they move, step 2 (the new reference) pays nothing,
-    and step 3 pays for moving away from step 2's prediction."""
-    import math
-
-    def reward_loss(info):
-        return -sum(math.log(p) for p in info.p_yes) / len(info.p_yes)
-
-    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
-                   config=cfg(max_steps=4, keep_initial_if_better=False, yes_threshold=1.0, anchor_start=2,
-                              **{anchor: 1e6}))
-    h = res.history
-    assert [x.loss == pytest.approx(reward_loss(x), rel=1e-5) for x in h] == [True, True, True, False]
-    assert h[3].loss > reward_loss(h[3]) + 1e-3
-    with pytest.raises(ValueError, match="anchor_start"):
-        cfg(anchor_start=-1)

@@ -70,10 +70,6 @@ class OptimizeConfig:
     anchor: float = field(default=0.0, metadata={
         "help": "trust region: weight of the mean squared distance of the prediction's latents to the plain "
                 "model's prediction (step 0's), added to the loss; 0 disables"})
-    anchor_start: int = field(default=0, metadata={
-        "help": "the trust regions (anchor, anchor_pixels) act from this step on, around that step's prediction: "
-                "the first steps move freely, later ones hold what they reached (a long run drifts toward videos "
-                "that fool the teacher; a short one does not). 0: around the plain model's prediction, from the start"})
     anchor_pixels: float = field(default=0.0, metadata={
         "help": "keep what need not change: weight of the mean absolute change of the light-decoded frames from "
                 "the plain model's (step 0's), added to the loss; an L1 term lets a few pixels (the moving "
@@ -114,7 +110,6 @@ class OptimizeConfig:
             raise ValueError(f"OptimizeConfig.mode must be 'one_step' or 'k_step', got {self.mode!r}")
         for name in ("steps", "grad_steps", "max_steps", "patience", "max_failures", "guard_patience"):
             check_int(f"OptimizeConfig.{name}", getattr(self, name))
-        check_int("OptimizeConfig.anchor_start", self.anchor_start, minimum=0)
         if self.mode == "k_step" and self.grad_steps > self.steps:
             raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
         if self.lora_steps is not None:
@@ -365,9 +360,8 @@ class _StepLoop:
                  judge=None):
         self.setup, self.teacher, self.config, self.meter, self.budget = setup, teacher, config, meter, budget
         self.judge, self.previous, self.diverging = judge, None, 0  # previous: (teacher, judge) reward of the last step
-        # the prediction at step config.anchor_start (0: the plain model's, fresh LoRA), for config.anchor, and its
-        # light decode, for config.anchor_pixels
-        self.anchor_latents = self.anchor_frames = None
+        self.anchor_latents = None  # the plain model's prediction (step 0, fresh LoRA), for config.anchor
+        self.anchor_frames = None  # its light decode, for config.anchor_pixels
         self.reasoner = setup.reasoner
         self.params = self.reasoner.lora_parameters()
         self.opt = make_optimizer(config.optimizer, self.params, config.lr, config.weight_decay)
@@ -480,8 +474,6 @@ class _StepLoop:
         rew = self.teacher.reward(frames, self.setup.queries)
         self.meter.count_reward()
         loss = -rew.reward.mean()
-        if step < config.anchor_start:
-            return pred, frames, loss, rew.p_yes, float(rew.reward.detach().mean())
         if config.anchor > 0:
             if self.anchor_latents is None:
                 self.anchor_latents = pred.latents.detach()
