@@ -11,7 +11,9 @@ demo's ``optimize`` settings (``vlmteach_fast.demo.demo_optimize_config``):
 - the ground-truth oracle (``toy.oracle.GroundTruthOracle``) through the same loop at ``best_of_n:5`` (without the
   trust region, which guards against a gameable reward): a machinery benchmark, so a loop regression shows apart
   from the teacher.
-Every video is judged by the rule scorer (never by the teacher). Prints the markdown tables recorded in
+Every video is judged by the rule scorer (never by the teacher); the teacher's answers on it are recorded beside
+(outside the timed part), and "fooled" is the share of outputs it calls all-yes while the rule scorer fails them
+(``toy.gaming.verdict``): how often a method's outputs are the teacher's false positives. Prints the markdown tables recorded in
 bench/RESULTS.md, writes results.json (every row) and quality_vs_cost.png (rule score against measured seconds).
 Targets at N = 5: optimize's mean rule-score gain over the plain model >= 3x Best-of-5's, its pass rate >= 2x
 Best-of-5's, its seconds <= Best-of-5's; optimize above Best-of-N at every N >= 3.
@@ -31,8 +33,9 @@ import torch
 from vlmteach_fast import toy
 from vlmteach_fast.baselines import best_of_n
 from vlmteach_fast.demo import demo_optimize_config
-from vlmteach_fast.instance import SamplingConfig
+from vlmteach_fast.instance import SamplingConfig, score_frames
 from vlmteach_fast.optimization import optimize
+from vlmteach_fast.toy.gaming import verdict
 from vlmteach_fast.toy.oracle import GroundTruthOracle
 
 
@@ -62,6 +65,7 @@ def run(args) -> dict:
     pipe = toy.load_pipeline(args.pipeline)
     teacher = toy.load_teacher(args.teacher.split(",") if args.teacher else None, reduce=args.reduce)
     judge = toy.load_teacher(args.judge) if args.judge else None  # optimize(..., judge=): picks the kept step
+    verdict_teacher = teacher  # its answers on every output, for the fooled rate (the same judge for every method)
     if args.aggregate == "prob":
         teacher = _ProbabilityReward(teacher)
     weights = _floats(args.weights) if args.weights else None
@@ -95,8 +99,10 @@ def run(args) -> dict:
 
         def record(method, n, frames, seconds, extra=None):
             rule = toy.score_video(inst, frames[0])
+            _, p_yes = score_frames(verdict_teacher, frames, toy.queries_for(inst))  # after the timed part
             rows.append(dict(instance=i, task=inst.task_type, method=method, n=n, rule_score=rule.score,
-                             passed=rule.passed, parts=rule.parts, seconds=seconds, **(extra or {})))
+                             passed=rule.passed, parts=rule.parts, seconds=seconds, p_yes=p_yes,
+                             fooled=verdict(p_yes, rule).fooled, **(extra or {})))
 
         for n in args.bon:
             t0 = time.perf_counter()
@@ -137,6 +143,7 @@ def summarize(rows) -> dict:
         out[f"{key[0]}:{key[1]}"] = dict(
             method=key[0], n=key[1], count=len(rs), rule_score=sum(r["rule_score"] for r in rs) / len(rs),
             pass_rate=sum(r["passed"] for r in rs) / len(rs), seconds=sum(r["seconds"] for r in rs) / len(rs),
+            fooled_rate=(sum(r["fooled"] for r in rs) / len(rs)) if "fooled" in rs[0] else None,
             steps=(sum(r["steps"] for r in rs) / len(rs)) if "steps" in rs[0] else None)
     plain = out.get("best_of_n:1")
     for s in out.values():
@@ -145,12 +152,13 @@ def summarize(rows) -> dict:
 
 
 def table(summary: dict) -> str:
-    lines = ["| method | N | rule score | gain vs plain | pass rate | s / instance | steps |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | N | rule score | gain vs plain | pass rate | fooled | s / instance | steps |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in summary.values():
         steps = "" if s["steps"] is None else f"{s['steps']:.1f}"
+        fooled = "" if s.get("fooled_rate") is None else f"{100 * s['fooled_rate']:.0f}%"
         lines.append(f"| {s['method']} | {s['n']} | {s['rule_score']:.3f} | {s['gain']:+.3f} | "
-                     f"{100 * s['pass_rate']:.0f}% | {s['seconds']:.2f} | {steps} |")
+                     f"{100 * s['pass_rate']:.0f}% | {fooled} | {s['seconds']:.2f} | {steps} |")
     return "\n".join(lines)
 
 

@@ -17,8 +17,8 @@ game: the gaming test. ``optimize`` against the teacher, uncapped, k-step 4/4 wi
       videos where some answered-yes question's rule part is < 0.5 (a wrong answer) and the reference rate of the
       parts themselves taken as P(yes) (what a teacher trained on the parts as soft labels, and perfectly calibrated,
       would score: every part > 0.5 and the video failed), and the fooled rate of the in-loop video at every step
-      (how soon the loop games the teacher). ``--lr``, ``--lr-schedule``, ``--anchor``, ``--anchor-pixels``: the
-      optimizer's limits; ``--lr-first``, ``--lora-targets``: the demo's other loop settings.
+      (how soon the loop games the teacher). ``--lr``, ``--lr-schedule``, ``--anchor``, ``--anchor-pixels``,
+      ``--anchor-start``: the optimizer's limits; ``--lr-first``, ``--lora-targets``: the demo's other loop settings.
 align: where the teacher's gradient points. For the same plain samples as ``pool``: the cosine between the gradient
       of the loop's reward with respect to the frames and solution - video (the ground-truth oracle's direction);
       0 is a gradient blind to the goal, negative one that points away from it.
@@ -333,7 +333,8 @@ def run_game(args) -> dict:
                              lora=LoRASpec(rank=8, init_seed=args.init_seed, **targets),
                              lr_first=args.lr_first, lr_schedule=args.lr_schedule,
                              sampling=sampling(i, args.seed), keep_initial_if_better=False, progress=False,
-                             anchor=args.anchor or 0.0, anchor_pixels=args.anchor_pixels or 0.0)
+                             anchor=args.anchor or 0.0, anchor_pixels=args.anchor_pixels or 0.0,
+                             anchor_start=args.anchor_start)
         t0 = time.perf_counter()
         res = optimize(pipe, rec, inst.prompt, image=inst.first_frame, queries=queries, config=cfg, judge=judge)
         # rec.frames: [initial sample (scored), step 0..S-1 in-loop videos, final sample (scored)]
@@ -396,6 +397,8 @@ def main() -> int:
     ap.add_argument("--judge", default=None, help="game: a held-out judge teacher folder (optimize(..., judge=))")
     ap.add_argument("--anchor", type=float, default=None,
                     help="trajectory: override the demo's trust-region weight; game: the trust region (default 0)")
+    ap.add_argument("--anchor-start", dest="anchor_start", type=int, default=0,
+                    help="game: OptimizeConfig.anchor_start (the trust region counts from this step on)")
     ap.add_argument("--anchor-pixels", dest="anchor_pixels", type=float, default=None,
                     help="game: OptimizeConfig.anchor_pixels (an L1 hold on the decoded frames; default 0)")
     ap.add_argument("--lr-first", dest="lr_first", type=float, default=1.0, help="game: OptimizeConfig.lr_first")

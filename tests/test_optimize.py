@@ -500,3 +500,24 @@ def test_anchor_adds_the_distance_to_the_plain_prediction_to_the_loss(pipe, anch
     assert plain.history[2].loss == pytest.approx(reward_loss(plain.history[2]), rel=1e-5)
     with pytest.raises(ValueError, match=anchor):
         cfg(**{anchor: -1.0})
+
+
+@pytest.mark.parametrize("anchor", ["anchor", "anchor_pixels"])
+def test_anchor_start_frees_the_first_steps_and_then_pulls_toward_the_plain_prediction(pipe, anchor):
+    """With ``anchor_start=2`` steps 0-1 pay nothing however far they move; from step 2 on every step pays for its
+    distance to step 0's (the plain model's) prediction, as with ``anchor_start=0``."""
+    import math
+
+    def reward_loss(info):
+        return -sum(math.log(p) for p in info.p_yes) / len(info.p_yes)
+
+    def run(start):
+        return optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
+                        config=cfg(max_steps=4, keep_initial_if_better=False, yes_threshold=1.0, anchor_start=start,
+                                   **{anchor: 1e6})).history
+
+    late, early = run(2), run(0)
+    assert [x.loss == pytest.approx(reward_loss(x), rel=1e-5) for x in late] == [True, True, False, False]
+    assert early[1].loss > reward_loss(early[1]) + 1e-3  # the same step pays when the trust region counts from 0
+    with pytest.raises(ValueError, match="anchor_start"):
+        cfg(anchor_start=-1)

@@ -70,6 +70,10 @@ class OptimizeConfig:
     anchor: float = field(default=0.0, metadata={
         "help": "trust region: weight of the mean squared distance of the prediction's latents to the plain "
                 "model's prediction (step 0's), added to the loss; 0 disables"})
+    anchor_start: int = field(default=0, metadata={
+        "help": "the trust regions (anchor, anchor_pixels) count from this step on (still around the plain model's "
+                "prediction): the first steps move freely, later ones are pulled back. A long run drifts into videos "
+                "that fool the teacher, a short one does not; 0: from the start"})
     anchor_pixels: float = field(default=0.0, metadata={
         "help": "keep what need not change: weight of the mean absolute change of the light-decoded frames from "
                 "the plain model's (step 0's), added to the loss; an L1 term lets a few pixels (the moving "
@@ -110,6 +114,7 @@ class OptimizeConfig:
             raise ValueError(f"OptimizeConfig.mode must be 'one_step' or 'k_step', got {self.mode!r}")
         for name in ("steps", "grad_steps", "max_steps", "patience", "max_failures", "guard_patience"):
             check_int(f"OptimizeConfig.{name}", getattr(self, name))
+        check_int("OptimizeConfig.anchor_start", self.anchor_start, minimum=0)
         if self.mode == "k_step" and self.grad_steps > self.steps:
             raise ValueError(f"OptimizeConfig.grad_steps must be <= steps={self.steps}, got {self.grad_steps}")
         if self.lora_steps is not None:
@@ -477,11 +482,13 @@ class _StepLoop:
         if config.anchor > 0:
             if self.anchor_latents is None:
                 self.anchor_latents = pred.latents.detach()
-            loss = loss + config.anchor * (pred.latents.float() - self.anchor_latents.float()).square().mean()
+            if step >= config.anchor_start:
+                loss = loss + config.anchor * (pred.latents.float() - self.anchor_latents.float()).square().mean()
         if config.anchor_pixels > 0:
             if self.anchor_frames is None:
                 self.anchor_frames = frames.detach()
-            loss = loss + config.anchor_pixels * (frames.float() - self.anchor_frames.float()).abs().mean()
+            if step >= config.anchor_start:
+                loss = loss + config.anchor_pixels * (frames.float() - self.anchor_frames.float()).abs().mean()
         return pred, frames, loss, rew.p_yes, float(rew.reward.detach().mean())
 
     def _track_divergence(self, teacher_value: float, judge_value: float) -> None:
