@@ -72,8 +72,9 @@ def run(args) -> dict:
     base = demo_optimize_config()
     overrides = {k: v for k, v in (("lr", args.lr), ("mode", args.mode), ("score_initial", args.score_initial),
                                     ("steps", args.steps), ("grad_steps", args.grad_steps), ("anchor", args.anchor),
-                                    ("anchor_pixels", args.anchor_pixels), ("optimizer", args.optimizer),
-                                    ("checkpoint", args.checkpoint), ("lr_schedule", args.lr_schedule),
+                                    ("anchor_pixels", args.anchor_pixels), ("anchor_start", args.anchor_start),
+                                    ("optimizer", args.optimizer), ("checkpoint", args.checkpoint),
+                                    ("lr_schedule", args.lr_schedule),
                                     ("lr_end", args.lr_end), ("lr_first", args.lr_first),
                                     ("lora_steps", args.lora_steps))
                  if v is not None}
@@ -211,6 +212,8 @@ def main() -> int:
     ap.add_argument("--lr-first", type=float, default=None, help="the first update's lr factor")
     ap.add_argument("--mode", default=None, help="override the demo's optimize mode (one_step | k_step)")
     ap.add_argument("--anchor", type=float, default=None, help="override optimize's trust-region weight")
+    ap.add_argument("--anchor-start", dest="anchor_start", type=int, default=None,
+                    help="override the step from which the trust region counts")
     ap.add_argument("--anchor-pixels", dest="anchor_pixels", type=float, default=None,
                     help="override optimize's L1 weight on changes of the decoded frames from the plain prediction")
     ap.add_argument("--optimizer", default=None, help="override optimize's optimizer (adamw | nsgd)")
