@@ -362,7 +362,8 @@ def run_game(args) -> dict:
     traj_rho = [spearman(r["p_curve"], r["rule_curve"]) for r in rows]
     traj_rho = [x for x in traj_rho if x is not None]
     fooled_mean = [sum(r["fooled_curve"][t] for r in rows) / n for t in range(steps)]
-    summary = dict(rule_curve=rule_mean, p_curve=p_mean, fooled_curve=fooled_mean, fooled_rate=sum(r["fooled"] for r in rows) / n,
+    summary = dict(rule_curve=rule_mean, p_curve=p_mean, fooled_curve=fooled_mean,
+                   fooled_rate=sum(r["fooled"] for r in rows) / n,
                    fooled_wrong_rate=sum(r["fooled"] and r["wrong_yes"] > 0 for r in rows) / n,
                    calibrated_fooled_rate=sum(r["calibrated_fooled"] for r in rows) / n,
                    rule_gain=sum(r["final_rule"] - r["rule_curve"][0] for r in rows) / n,

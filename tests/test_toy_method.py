@@ -78,6 +78,27 @@ def test_same_seeds_and_config_give_the_same_scores(pipe, teacher):
     assert toy.score_video(inst, runs[0].frames[0]).score == toy.score_video(inst, runs[1].frames[0]).score
 
 
+def test_the_demo_trust_region_waits_past_the_steps_best_of_5_buys(pipe, teacher):
+    """The demo's trust region counts from step ``anchor_start``: at best_of_n:5 (the recorded dev-CPU units plan 4
+    steps) the run is the one without it; a longer run pays for its distance to the plain prediction."""
+    inst = toy.make_instances(2, seed=0)[1]
+    units = {"candidate": 0.0890, "step": 0.1055, "evaluation": 0.0557, "finish": 0.0636}
+    demo = dataclasses.replace(demo_optimize_config(), budget={"best_of_n": 5, "unit_costs": units},
+                               sampling=_sampling(1))
+    assert demo.anchor > 0
+    kw = dict(image=inst.first_frame, queries=toy.queries_for(inst))
+    free = dataclasses.replace(demo, anchor=0.0)
+    short = [optimize(pipe, teacher, inst.prompt, config=c, **kw) for c in (demo, free)]
+    assert short[0].cost.extra["planned_steps"] == 4 <= demo.anchor_start
+    assert torch.equal(short[0].frames, short[1].frames)
+    steps = dict(budget=None, max_steps=demo.anchor_start + 2, yes_threshold=1.0, patience=99)
+    long = [optimize(pipe, teacher, inst.prompt, config=dataclasses.replace(c, **steps), **kw)
+            for c in (demo, free)]
+    first = demo.anchor_start
+    assert [h.loss for h in long[0].history[:first]] == [h.loss for h in long[1].history[:first]]
+    assert long[0].history[-1].loss != long[1].history[-1].loss
+
+
 def test_gradient_alignment_is_one_for_the_ground_truth_oracle_and_minus_one_reversed():
     from vlmteach_fast.toy.gaming import gradient_alignment
 

@@ -37,10 +37,17 @@ def demo_optimize_config():
     video model is not step-distilled, so the prediction is the final sample itself, and the kept one is decoded as
     the final video) through the shipped tiny decoder (``kind="auto"``), a rank-8 LoRA on the cross-attention
     projections only, lr 1.5e-2 with a first update three times as large (``lr_first=3``: a fresh adapter's first
-    update moves only ``lora_B``, from 0, and barely changes the video), no trust region (``anchor=0``: the shipped
-    teacher's gradient points toward the solution, and a trust region held it back), no plain sample first (step 0
-    scores the plain model's prediction anyway) and so no second score of the final video (``score_final=False``:
-    nothing is decided on it, and the finish is only its full decode).
+    update moves only ``lora_B``, from 0, and barely changes the video), no trust region in the first four steps
+    (the shipped teacher's gradient points toward the solution, and a trust region from the start held it back) and
+    a strong one from the fifth on (``anchor=30, anchor_start=4``: the squared latent distance to the plain
+    prediction; run long, the loop drifts into near-solutions the teacher calls all-yes: in the gaming test with
+    these loop settings, 16 uncapped steps on 108 runs, the fooled rate falls from 18% to 4% and the kept video's
+    rule gain rises, +0.146 -> +0.163),
+    no plain sample first (step 0 scores the plain model's prediction anyway) and so no second score of the final
+    video (``score_final=False``: nothing is decided on it, and the finish is only its full decode).
+
+    At best_of_n:5 four steps fit and the trust region never counts, so the numbers below are the same with and
+    without it; at best_of_n:8 (six steps) it changes +0.115 to +0.113 on blocks 15-19 (240 instances).
 
     Measured at best_of_n:5 with the shipped teacher, 4 steps (a step ~1.2-1.3 Best-of-N candidates), judged by the
     rule scorer (bench/RESULTS.md, "Toy world"): on 240 held-out instances run once after every choice, +0.083 /
@@ -48,13 +55,14 @@ def demo_optimize_config():
     (mean 3.26x; 3.04x against the shipped teacher's own Best-of-5); without ``lr_first`` on two other fresh sets of
     240, 2.96x (mean of three LoRA inits) and 2.71x. ``lr_first=3`` matters where few steps fit: at best_of_n:3 (one
     update) +0.070 against +0.014 with ``lr_first=1`` (Best-of-3: +0.014); at best_of_n:5 and 8 the two are within
-    noise. With ``anchor=10`` the same teacher gains about 1.1x."""
+    noise. With ``anchor=10`` from the first step the same teacher gains about 1.1x."""
     from .optimization import OptimizeConfig
     from .reasoner import LoRASpec
 
     return OptimizeConfig(mode="k_step", steps=4, grad_steps=3, checkpoint=False, lr=1.5e-2, lr_first=3.0,
-                          anchor=0.0, max_steps=16, lora=LoRASpec(rank=8, target_modules=DEMO_LORA_TARGETS),
-                          score_initial=False, score_final=False, progress=False)
+                          anchor=30.0, anchor_start=4, max_steps=16,
+                          lora=LoRASpec(rank=8, target_modules=DEMO_LORA_TARGETS), score_initial=False,
+                          score_final=False, progress=False)
 
 
 @dataclass
