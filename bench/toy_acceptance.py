@@ -101,7 +101,7 @@ def run(args) -> dict:
 
         def record(method, n, frames, seconds, extra=None):
             rule = toy.score_video(inst, frames[0])
-            _, p_yes = score_frames(verdict_teacher, frames, toy.queries_for(inst))  # after the timed part
+            _, p_yes = score_frames(verdict_teacher, frames, queries)  # after the timed part
             rows.append(dict(instance=i, task=inst.task_type, method=method, n=n, rule_score=rule.score,
                              passed=rule.passed, parts=rule.parts, seconds=seconds, p_yes=p_yes,
                              fooled=verdict(p_yes, rule).fooled, **(extra or {})))

@@ -41,10 +41,10 @@ def demo_optimize_config():
     (the shipped teacher's gradient points toward the solution, and a trust region from the start held it back) and
     a strong one from the fifth on (``anchor=30, anchor_start=4``: the squared latent distance to the plain
     prediction; run long, the loop drifts into near-solutions the teacher calls all-yes: in the gaming test with
-    these loop settings, 16 uncapped steps on 144 runs, the fooled rate falls from 18% to 3% at about the same
-    rule gain of the kept video, +0.151 -> +0.139), no plain sample first (step 0 scores the plain model's prediction anyway)
-    and so no second score of the final video (``score_final=False``: nothing is decided on it, and the finish is
-    only its full decode).
+    these loop settings, 16 uncapped steps on 144 runs, the fooled rate falls from 18% to 3% at about the same rule
+    gain of the kept video, +0.151 -> +0.139), no plain sample first (step 0 scores the plain model's prediction
+    anyway) and so no second score of the final video (``score_final=False``: nothing is decided on it, and the
+    finish is only its full decode).
 
     At best_of_n:5 four steps fit and the trust region never counts, so the numbers below are the same with and
     without it; at best_of_n:8 (six steps) it changes +0.115 to +0.113 on blocks 15-19 (240 instances).

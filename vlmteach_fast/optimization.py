@@ -479,15 +479,16 @@ class _StepLoop:
         rew = self.teacher.reward(frames, self.setup.queries)
         self.meter.count_reward()
         loss = -rew.reward.mean()
+        counts = step >= config.anchor_start  # the references are kept from step 0 on either way
         if config.anchor > 0:
             if self.anchor_latents is None:
                 self.anchor_latents = pred.latents.detach()
-            if step >= config.anchor_start:
+            if counts:
                 loss = loss + config.anchor * (pred.latents.float() - self.anchor_latents.float()).square().mean()
         if config.anchor_pixels > 0:
             if self.anchor_frames is None:
                 self.anchor_frames = frames.detach()
-            if step >= config.anchor_start:
+            if counts:
                 loss = loss + config.anchor_pixels * (frames.float() - self.anchor_frames.float()).abs().mean()
         return pred, frames, loss, rew.p_yes, float(rew.reward.detach().mean())
 
