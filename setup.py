@@ -96,9 +96,8 @@ def _extensions():
 ext_modules, cmdclass = _extensions()
 
 setup(
-    packages=find_packages(include=["vlmteach_fast", "vlmteach_fast.*"]) + ["vlmteach_fast.kernels"],
+    packages=find_packages(include=["vlmteach_fast", "vlmteach_fast.*"]),
     package_data={"vlmteach_fast": ["**/*.safetensors", "**/*.json"]},
-    package_dir={"vlmteach_fast.kernels": "kernels"},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )
