@@ -7,10 +7,8 @@ Data (train-split instances only, ``make_instances(n, seed, split="train")``), a
 - the VAE's encodings (posterior mode) of ground-truth solutions and physics walks;
 - latents along short LoRA optimizations (5 AdamW steps, lr 1e-2 to 5e-2, the loop's one-step predictions) that
   push the *full* decode's mean colour towards a random colour: an optimized LoRA moves the latents far off the
-  model's distribution within one or two steps, and the light decoder must stay faithful there (the first decoder,
-  trained without them, reached 30.4 dB on held-out model latents but 9-12 dB after one such step, and the loop
-  through it climbed
-  a red-rewarding oracle 4x slower than through the full VAE);
+  model's distribution within one or two steps, and the light decoder must stay faithful there (without them:
+  9-12 dB after one such step; docs/light_decoding.md, "Training a tiny decoder for your own VAE");
 - copies of the above pushed off the distribution: Gaussian perturbations (scale U(0, 0.6) of the latent std),
   per-channel offsets constant over the video (scale U(0, 2)) and mixes of two latents.
 Targets: the full VAE decode of each latent (all 9 frames). Loss: pixel MSE of the raw (unclamped) output.

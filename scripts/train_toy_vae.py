@@ -2,9 +2,10 @@
 
 Data: train-split instances of every task type; per instance its solution, one physics walk and one corruption
 (the VAE must reproduce whatever the video model or an optimizer produces, wrong videos included).
-Training clips are 5 frames (1 + 4). Loss: pixel MSE weighted 10x on non-background pixels (objects are ~2% of pixels and would otherwise be blurred
-away first) + 1e-6 KL. The decoder is trained on the posterior mode (the pipeline conditions on the mode too).
-After training, per-channel latent mean/std over the data go into the config (the pipeline normalizes with them).
+Training clips are 5 frames (1 + 4). Loss: pixel MSE weighted 10x on non-background pixels (objects are ~2% of
+pixels and would otherwise be blurred away first) + 1e-6 KL. The decoder is trained on the posterior mode (the
+pipeline conditions on the mode too). After training, per-channel latent mean/std over the data go into the config
+(the pipeline normalizes with them).
 
     python scripts/train_toy_vae.py --out /tmp/toy/vae1 --seconds 480 --batch 12 --clip 5
     python scripts/train_toy_vae.py --out /tmp/toy/vae --seconds 600 --batch 8 --clip 9 --init /tmp/toy/vae1 --lr 1e-3

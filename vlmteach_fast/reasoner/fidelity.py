@@ -17,11 +17,8 @@ import torch
 __all__ = ["DecoderFidelity", "spearman", "MIN_FAITHFUL_PSNR_DB", "warn_once"]
 
 # Below this PSNR (dB, light vs full decode on the model's own latents, every pixel frame) the light decode is treated
-# as a proxy the loop can satisfy alone. Measured on the shipped toy model (bench/RESULTS.md, "Light decoders"; 12
-# test instances x 6 seeds): the linear map fitted on N(0, 1) latents reaches 9.7 dB, and a red-rewarding oracle then
-# stopped at P(yes) 0.98 on the light decode while the final video scored 0.45-0.51; the trained tiny decoder reaches
-# 32.2 dB on one-step predictions and 27.7 dB on 4-step samples, and the same run's final video followed the loop
-# (0.92-0.93, as with the full VAE). 25 dB sits between them, below both of the tiny decoder's averages.
+# as a proxy the loop can satisfy alone. 25 dB lies between the toy model's linear map (9.7 dB: the loop games it) and
+# its trained tiny decoder (27.7-32.2 dB: the final video follows the loop). Why: docs/light_decoding.md, "Fidelity".
 MIN_FAITHFUL_PSNR_DB = 25.0
 
 _WARNED: set = set()

@@ -1,9 +1,8 @@
 """Random views of the frames for a reward that is harder to hack.
 
-A prototype-world measurement (docs/method.md): optimizing against a teacher's score on the frames as they are fooled it in 39 of
-40 instances; averaging the score over 8 perturbed views (noise + 1-pixel shifts) was part of the best setup
-(23% rule pass vs Best-of-5's 3%). A perturbation the generator cannot anticipate makes pixel-level adversarial
-patterns cost more than actually solving the task.
+A perturbation the generator cannot anticipate (noise, 1-pixel shifts) makes pixel-level adversarial patterns cost
+more than actually solving the task: on a prototype world, averaging the score over 8 such views was part of the best
+setup (23% rule pass vs Best-of-5's 3%). Measurements: docs/method.md, "Reward hacking".
 """
 
 from __future__ import annotations

@@ -132,11 +132,9 @@ def resize_images(images: torch.Tensor, size: tuple[int, int], mode: str = "bicu
     Each axis is a matmul with PIL's own resampling weights (`resample_weights`; antialiased on downscale), so
     LANCZOS (Idefics3/SmolVLM) is as exact as BICUBIC (Qwen-VL). PIL stores a uint8 image between its two passes,
     which clips the filter's overshoot there, so the pass order matters where overshoot happens (sharp edges, noise).
-    Measured against Pillow 13 on random size pairs with white noise: running the vertical pass first iff it
-    downscales and reduces more than the horizontal one (h < H and H/h > W/w), with a clamp between and after,
-    matches PIL's order in 264 of 273 pairs where the order matters (Pillow's rule is undocumented; in the others
-    overshooting pixels differ by up to ~20 levels). On smooth images nothing clips and both orders agree with PIL
-    within 1 level. PIL's uint8 rounding is not reproduced (it would zero every gradient); the clamps zero the
+    The vertical pass runs first iff it downscales and reduces more than the horizontal one (h < H and H/h > W/w),
+    with a clamp between and after: PIL's order in 264 of 273 noise pairs where it matters (docs/teachers.md,
+    "Resizing like PIL"). PIL's uint8 rounding is not reproduced (it would zero every gradient); the clamps zero the
     gradient only on saturated pixels.
     """
     h, w = int(size[0]), int(size[1])

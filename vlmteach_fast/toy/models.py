@@ -29,9 +29,8 @@ PIPELINE_DIR = os.path.join(WEIGHTS_DIR, "video")
 TEACHER_DIR = os.path.join(WEIGHTS_DIR, "teacher")
 TOY_LIGHT_DECODER = os.path.join(WEIGHTS_DIR, "light_decoder", "toy_taehv.safetensors")
 # 8x8 latents -> 32x32 frames: stages 1-2 at 8x8, stage 3 at 16x16 after the one 2x upsample, and the head at 16x16
-# emits 2x2 pixel patches (Wan 2.2's patch trick) instead of running at 32x32. One MemBlock per stage. Measured
-# forward + backward on 1 x 3 x 16 x 8 x 8 latents, 1 thread, loaded machine: 9.3 ms vs the full VAE's 156 ms; the
-# same widths with the head at 32x32 cost 20 ms.
+# emits 2x2 pixel patches (Wan 2.2's patch trick) instead of running at 32x32: forward + backward 9.3 ms against
+# 20 ms (the full VAE: 156 ms). One MemBlock per stage. Timings: docs/light_decoding.md, "The tiny decoder".
 TOY_LIGHT_DECODER_CONFIG = TinyDecoderConfig(latent_channels=16, widths=(48, 32, 16, 16), blocks_per_stage=1,
                                              space_upscale=(False, True, False), patch_size=2)
 register_tiny_decoder(TOY_LIGHT_DECODER)  # kind="auto" uses it for the shipped VAE (matched by weight fingerprint)
