@@ -32,30 +32,18 @@ DEMO_LORA_TARGETS = ("attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0")
 
 
 def demo_optimize_config():
-    """``optimize``'s settings in the demo and the toy acceptance benchmark: k-step predictions (4 sampling steps,
-    the last 3 carrying gradient, their activations kept instead of recomputed: the toy models are small; the toy
-    video model is not step-distilled, so the prediction is the final sample itself, and the kept one is decoded as
-    the final video) through the shipped tiny decoder (``kind="auto"``), a rank-8 LoRA on the cross-attention
-    projections only, lr 1.5e-2 with a first update three times as large (``lr_first=3``: a fresh adapter's first
-    update moves only ``lora_B``, from 0, and barely changes the video), no trust region in the first four steps
-    (the shipped teacher's gradient points toward the solution, and a trust region from the start held it back) and
-    a strong one from the fifth on (``anchor=30, anchor_start=4``: the squared latent distance to the plain
-    prediction; run long, the loop drifts into near-solutions the teacher calls all-yes: in the gaming test with
-    these loop settings, 16 uncapped steps on 144 runs, the fooled rate falls from 18% to 3% at about the same rule
-    gain of the kept video, +0.151 -> +0.139), no plain sample first (step 0 scores the plain model's prediction
-    anyway) and so no second score of the final video (``score_final=False``: nothing is decided on it, and the
-    finish is only its full decode).
+    """``optimize``'s settings in the demo and the toy acceptance benchmark.
 
-    At best_of_n:5 four steps fit and the trust region never counts, so the numbers below are the same with and
-    without it; at best_of_n:8 (six steps) it changes +0.115 to +0.113 on blocks 15-19 (240 instances).
+    k-step predictions (4 sampling steps, the last 3 under gradient, activations kept: the toy models are small; the
+    toy video model is not step-distilled, so the kept prediction is decoded as the final video) through the shipped
+    tiny decoder; a rank-8 LoRA on the cross-attention projections only; lr 1.5e-2, the first update 3x larger (a
+    fresh adapter's first update moves only ``lora_B``, from 0). No trust region for four steps, a strong one from the
+    fifth (``anchor=30, anchor_start=4``: long runs drift into near-solutions the teacher calls all-yes; over 16
+    uncapped steps it cuts the fooled rate from 18% to 3%). No plain sample first and no score of the final video
+    (``score_final=False``: nothing is decided on it). At best_of_n:5 its rule-score gain is 3.26x Best-of-5's.
 
-    Measured at best_of_n:5 with the shipped teacher, 4 steps (a step ~1.2-1.3 Best-of-N candidates), judged by the
-    rule scorer (bench/RESULTS.md, "Toy world"): on 240 held-out instances run once after every choice, +0.083 /
-    +0.076 / +0.088 over LoRA init seeds 0 / 1 / 2 against +0.025 for Best-of-5 with the answer-trained teacher
-    (mean 3.26x; 3.04x against the shipped teacher's own Best-of-5); without ``lr_first`` on two other fresh sets of
-    240, 2.96x (mean of three LoRA inits) and 2.71x. ``lr_first=3`` matters where few steps fit: at best_of_n:3 (one
-    update) +0.070 against +0.014 with ``lr_first=1`` (Best-of-3: +0.014); at best_of_n:5 and 8 the two are within
-    noise. With ``anchor=10`` from the first step the same teacher gains about 1.1x."""
+    Why these values: docs/method.md, "Demo settings".
+    """
     from .optimization import OptimizeConfig
     from .reasoner import LoRASpec
 
@@ -256,8 +244,9 @@ def _write_html(out, summary, rows, media) -> None:
     from .io_atomic import atomic_write_bytes
 
     parts = ["<!doctype html><meta charset='utf-8'><title>vlmteach_fast demo</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{image-rendering:pixelated;"
-             "height:160px}td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img.frames{image-rendering:pixelated;"
+             "height:160px}img.plot{display:block;max-width:100%;height:auto;margin:8px 0}"
+             "td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>",
              "<h1>vlmteach_fast demo: plain vs Best-of-5 vs optimize (at Best-of-5's budget)</h1><table><tr>"
              "<th>method</th><th>rule score</th><th>pass rate</th><th>teacher</th><th>fooled</th><th>s</th></tr>"]
     for m, s in summary.items():
@@ -266,8 +255,8 @@ def _write_html(out, summary, rows, media) -> None:
     parts.append("</table>")
     if summary:
         atomic_write_bytes(os.path.join(out, "quality_vs_cost.png"), _quality_vs_cost_png(summary))
-        parts.append("<h2>Quality against cost</h2><img style='height:300px;image-rendering:auto' "
-                     "src='quality_vs_cost.png'><p>Mean rule score against measured seconds per instance; "
+        parts.append(f"<h2>Quality against cost</h2>{_plot_img(out, 'quality_vs_cost.png')}"
+                     "<p>Mean rule score against measured seconds per instance; "
                      "bench/toy_acceptance.py draws the same for Best-of-N at N = 1..8 and optimize at "
                      "best_of_n:2..8 on 48 instances.</p>")
     for m in media:
@@ -275,30 +264,58 @@ def _write_html(out, summary, rows, media) -> None:
         label = " | ".join(f"{c}" + (f" ({scores[c]['rule_score']:.2f}{' pass' if scores[c]['passed'] else ''})"
                                      if c in scores else "") for c in m["columns"])
         parts.append(f"<h3>{m['instance']}: {html.escape(m['prompt'])}</h3><p>{html.escape(label)}</p>"
-                     f"<img src='{m['gif']}'>")
+                     f"<img class='frames' src='{m['gif']}'>")
         if m["plot"]:
-            parts.append(f"<img src='{m['plot']}'>")
+            parts.append(_plot_img(out, m["plot"]))
     atomic_write_bytes(os.path.join(out, "index.html"), "\n".join(parts).encode())
 
 
-def _quality_vs_cost_png(summary: dict) -> bytes:
-    """PNG: one point per method at (mean seconds per instance, mean rule score)."""
-    import io
+def _png_size(path) -> tuple[int, int]:
+    """(width, height) in pixels, from the PNG's IHDR chunk."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
+
+def _plot_img(out, name) -> str:
+    """An ``<img>`` of a plot shown at its own pixel size (drawn at ``outputs.PLOT_DPI`` for that), so its text is as
+    large on the page as in the figure."""
+    w, h = _png_size(os.path.join(out, name))
+    return f"<img class='plot' src='{html.escape(name)}' width='{w}' height='{h}'>"
+
+
+def _quality_vs_cost_figure(summary: dict):
+    """One point per method at (mean seconds per instance, mean rule score); sized and lettered like
+    ``outputs.reward_figure``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    for i, (m, s) in enumerate(summary.items()):
-        ax.scatter([s["seconds"]], [s["rule_score"]], s=80, color=f"C{i}", label=m, edgecolors="black")
-    ax.set_xlabel("seconds per instance (measured)")
-    ax.set_ylabel("mean rule score")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    from .outputs import PLOT_DPI, PLOT_FONTS, PLOT_WIDTH_PX
+
+    with plt.rc_context(PLOT_FONTS):
+        # 3.4 in = 326 px high: about the old figure's 320 px, with the legend beside the axes, not over them
+        fig = plt.figure(figsize=(PLOT_WIDTH_PX / PLOT_DPI, 3.4), dpi=PLOT_DPI, layout="constrained")
+        ax = fig.add_subplot()
+        for i, (m, s) in enumerate(summary.items()):
+            ax.scatter([s["seconds"]], [s["rule_score"]], s=80, color=f"C{i}", label=m, edgecolors="black")
+        ax.set_xlabel("seconds per instance (measured)")
+        ax.set_ylabel("mean rule score")
+        ax.grid(alpha=0.3)
+        # outside the axes: a point in any corner stays visible
+        fig.legend(loc="outside right upper", frameon=False)
+    return fig
+
+
+def _quality_vs_cost_png(summary: dict) -> bytes:
+    """PNG of ``_quality_vs_cost_figure``."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig = _quality_vs_cost_figure(summary)
     buf = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()

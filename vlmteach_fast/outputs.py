@@ -38,26 +38,53 @@ def load_adapter(pipe, directory, adapter_name: str | None = None):
     return pipe
 
 
-def save_reward_plot(history, questions, path) -> str:
-    """PNG of P(Yes) per query over optimization steps (one line per question)."""
+# Plots are drawn at 96 dpi, the page's CSS pixels per inch, and shown at their pixel width (demo's index.html sets
+# width/height from the PNG): a font of N pt in the figure is then N pt (N * 96 / 72 px) on the page, not downscaled.
+PLOT_DPI = 96
+# 640 px wide: the demo's 4-column GIF strip (4 x 32 px frames shown 5x) is 640 px, and the plot sits under it.
+PLOT_WIDTH_PX = 640
+# Font sizes in points for every plot's text: 10 pt = 13.3 px at 96 dpi, the smallest; labels 11 pt = 14.7 px.
+PLOT_FONTS = {"font.size": 10, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
+              "legend.fontsize": 10}
+
+
+def reward_figure(history, questions):
+    """The matplotlib figure of ``save_reward_plot``: PLOT_WIDTH_PX wide at PLOT_DPI, legend under the axes."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
-    steps = [h.step for h in history]
-    for qi, q in enumerate(questions):
-        label = q if len(q) <= 60 else q[:57] + "..."
-        ax.plot(steps, [h.p_yes[qi] for h in history], marker="o", label=label)
-    ax.set_xlabel("optimization step")
-    ax.set_ylabel('P("Yes")')
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    # a question in the legend: wrapped at 70 characters (about 500 px at 10 pt), at most 2 lines
+    labels = [textwrap.fill(q, width=70, max_lines=2, placeholder="...") for q in questions]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    with plt.rc_context(PLOT_FONTS):
+        # 2.6 in (250 px) for the axes and their labels, plus 0.24 in (23 px) per legend line under them
+        fig = plt.figure(figsize=(PLOT_WIDTH_PX / PLOT_DPI, 2.6 + 0.24 * lines), dpi=PLOT_DPI, layout="constrained")
+        ax = fig.add_subplot()
+        steps = [h.step for h in history]
+        for qi, label in enumerate(labels):
+            ax.plot(steps, [h.p_yes[qi] for h in history], marker="o", label=label)
+        ax.set_xlabel("optimization step")
+        ax.set_ylabel('P("Yes")')
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+        ax.grid(alpha=0.3)
+        # outside the axes: curves near 0 or 1 (most of them) are never covered
+        fig.legend(loc="outside lower center", ncols=1, frameon=False)
+    return fig
+
+
+def save_reward_plot(history, questions, path) -> str:
+    """PNG of P(Yes) per query over optimization steps (one line per question)."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    fig = reward_figure(history, questions)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
