@@ -412,3 +412,21 @@ def test_tensor_image_equals_pil_image(reasoners):
     a = r.prepare("x", image=img, seed=1, max_sequence_length=SEQ, **GEOM)
     b = r.prepare("x", image=t, seed=1, max_sequence_length=SEQ, **GEOM)
     torch.testing.assert_close(a.conditions["concat"], b.conditions["concat"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_reseed_equals_a_new_prepare_or_declines(reasoners, variant):
+    # Best-of-N draws a noise per seed and reuses the encoded conditions only where that equals preparing anew.
+    r = reasoners[variant]
+    kw = dict(guidance_scale=3.0)  # the negative embeddings must carry over too
+    again = r.reseed(_prepare(r, variant, seed=3, **kw), 7)
+    fresh = _prepare(r, variant, seed=7, **kw)
+    if variant in ("cogvideox", "ltx"):  # their image latent is drawn with the seed's generator
+        assert again is None
+        return
+    assert again.seed == 7
+    for name in ("noise", "prompt_embeds", "negative_prompt_embeds"):
+        assert torch.equal(getattr(again, name), getattr(fresh, name)), name
+    assert again.conditions.keys() == fresh.conditions.keys()
+    for key, value in fresh.conditions.items():
+        assert torch.equal(again.conditions[key], value), key

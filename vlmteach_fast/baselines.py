@@ -72,6 +72,8 @@ class MethodResult:
 
 def _candidate(setup, teacher, meter, prompt: str, seed_offset: int, prepared=None):
     reasoner = setup.reasoner
+    if prepared is None:  # a new seed: its noise only, where the family allows (conditions encoded once)
+        prepared = reasoner.reseed(setup.prepared, setup.sampling.seed + seed_offset)
     if prepared is None:
         s = setup.sampling
         prepared = reasoner.prepare(prompt, setup.image, s.negative_prompt, num_frames=s.num_frames,

@@ -183,6 +183,18 @@ class VideoFamily:
                 max_sequence_length) -> PreparedInstance:
         raise NotImplementedError
 
+    def reseed(self, prepared: PreparedInstance, seed: int) -> PreparedInstance | None:
+        """``prepared`` with the initial noise of another ``seed``, its encoded conditions reused (what a user's
+        Best-of-N does: encode the prompt and image once, draw N noises); None when this family draws part of its
+        conditions with the seed's generator (then only a new ``prepare`` is exact)."""
+        return None
+
+    @staticmethod
+    def seeded_noise(shape: tuple, seed: int, device) -> torch.Tensor:
+        """float32 noise of ``shape`` from a seeded CPU generator: the same seed gives the same noise on every device
+        (diffusers' ``randn_tensor``)."""
+        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32).to(device)
+
     # ----- the parts of prepare every family shares -----
 
     def _checked_prompt_embeds(self, prompt, image, negative_prompt, num_frames: int, height: int, width: int,

@@ -203,6 +203,14 @@ class Reasoner:
         return self.family.prepare(prompt, image, negative_prompt, num_frames, height, width, seed, guidance_scale,
                                     max_sequence_length)
 
+    def reseed(self, prepared: PreparedInstance, seed: int) -> PreparedInstance | None:
+        """``prepared`` with the initial noise of ``seed`` and the same encoded conditions, equal to
+        ``prepare(..., seed=seed)``; None for families that draw conditions with the seed (CogVideoX, LTX image
+        latents), where only ``prepare`` is exact."""
+        self._check_prepared(prepared, None)
+        check_int("seed", seed, minimum=0)
+        return self.family.reseed(prepared, seed)
+
     @staticmethod
     def _check_guidance(g) -> float:
         return check_number("guidance_scale", g, minimum=1.0)  # 1 = no guidance

@@ -17,6 +17,8 @@ image-to-video. Given such a pipeline, the family takes an image when there is o
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .family import VideoFamily
@@ -94,9 +96,7 @@ class WanFamily(VideoFamily):
             lat_f = (num_frames - 1) // self.temporal + 1
             channels = pipe.vae.config.z_dim if with_image else self.transformer.config.in_channels
             shape = (1, channels, lat_f, height // self.spatial, width // self.spatial)
-            # Seeded CPU generator: the same seed gives the same noise on every device (diffusers' randn_tensor).
-            noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
-            noise = noise.to(device)
+            noise = self.seeded_noise(shape, seed, device)
             conditions = {}
             if with_image:
                 img = image_to_tensor(image, height, width).to(device)
@@ -114,6 +114,11 @@ class WanFamily(VideoFamily):
                     emb = pipe.encode_image(tensor_to_pil(img.cpu()), device)
                     conditions["image_embeds"] = emb.to(self.dtype)
         return self._prepared(noise, pos, neg, num_frames, height, width, seed, guidance_scale, conditions)
+
+    def reseed(self, prepared, seed):
+        # The image conditions are the VAE's deterministic encoding of the first frame, independent of the noise.
+        noise = self.seeded_noise(tuple(prepared.noise.shape), seed, prepared.noise.device)
+        return dataclasses.replace(prepared, noise=noise, seed=seed)
 
     def model_input(self, prepared, latents, t):
         b = latents.shape[0]
