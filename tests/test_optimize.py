@@ -9,6 +9,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vlmteach_fast.cost import UnitCosts
 from vlmteach_fast.instance import SamplingConfig
@@ -175,7 +177,30 @@ def test_best_of_n_budget_plans_steps_from_unit_costs(pipe, n, steps):
                    config=cfg(max_steps=50, budget={"best_of_n": n, "unit_costs": units}))
     assert res.stop_reason == "budget" and len(res.history) == steps
     assert res.cost.extra["planned_steps"] == steps and res.cost.extra["unit_costs"] == units
-    assert res.cost.extra["budget_seconds"] == n * units["candidate"]
+    extra = res.cost.extra  # the promise is seconds: the steps that ran fit in n candidates' time
+    assert extra["budget_promise"] == "seconds" and extra["budget_seconds"] == n * units["candidate"]
+    assert extra["planned_seconds"] == UnitCosts(**units).planned_seconds(len(res.history), 1) <= n
+    assert extra["best_of_n_denoiser_equiv"] == n * 2  # recorded beside it: two final steps per candidate
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 12), spent=st.integers(0, 1), candidate=st.floats(0.01, 10.0),
+       step=st.floats(0.01, 10.0), evaluation=st.none() | st.floats(0.01, 10.0),
+       finish=st.none() | st.floats(0.01, 10.0), prefix=st.none() | st.floats(0.01, 10.0))
+def test_unit_costs_plan_the_most_steps_that_fit_and_never_more(n, spent, candidate, step, evaluation, finish, prefix):
+    units = UnitCosts(candidate=candidate, step=step, evaluation=evaluation, finish=finish, prefix=prefix)
+    steps, budget = units.steps_within(n, spent), n * candidate
+    if steps:
+        assert units.planned_seconds(steps, spent) <= budget * (1 + 1e-9)  # never over the promise
+    assert units.planned_seconds(steps + 1, spent) > budget * (1 - 1e-9)  # and one more step would be
+
+
+def test_best_of_n_keeps_a_seconds_or_evals_cap_given_beside_it(pipe):
+    units = {"candidate": 1.0, "step": 0.01}  # the plan alone would allow the 50 steps of max_steps
+    res = optimize(pipe, BrightnessTeacher(), PROMPT, image=first_frame(),
+                   config=cfg(max_steps=50, budget={"best_of_n": 5, "unit_costs": units, "denoiser_evals": 8}))
+    assert res.stop_reason == "budget" and res.cost.extra["planned_steps"] == 50 and len(res.history) < 50
+    assert res.cost.denoiser_equiv <= 8
 
 
 def test_best_of_n_budget_measures_steps_with_the_judge(pipe):

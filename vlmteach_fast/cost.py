@@ -90,16 +90,23 @@ class UnitCosts:
             check_number(f"UnitCosts.{name}", getattr(self, name), positive=True, finite=True,
                          optional=name in ("evaluation", "finish", "prefix"))
 
-    def steps_within(self, n: int, candidates_spent: int) -> int:
-        """Optimization steps that fit in ``n`` candidates' time after ``candidates_spent`` candidates (the plain
-        sample, if scored), the plain prefix and the finish: every step but the last costs ``step``, the last
-        ``evaluation``."""
-        left = (n - candidates_spent) * self.candidate - (self.candidate if self.finish is None else self.finish)
-        left -= self.prefix or 0.0
+    def planned_seconds(self, steps: int, candidates_spent: int) -> float:
+        """Seconds a run of ``steps`` optimization steps is planned to take: ``candidates_spent`` candidates (the
+        plain sample, if scored), the plain prefix, the steps (every step but the last costs ``step``, the last
+        ``evaluation``) and the finish."""
         last = self.step if self.evaluation is None else self.evaluation
-        if left + 1e-9 < last:
+        run = 0.0 if steps == 0 else (steps - 1) * self.step + last
+        finish = self.candidate if self.finish is None else self.finish
+        return candidates_spent * self.candidate + (self.prefix or 0.0) + run + finish
+
+    def steps_within(self, n: int, candidates_spent: int) -> int:
+        """The most optimization steps whose ``planned_seconds`` fit in ``n`` candidates' time."""
+        budget = n * self.candidate
+        if self.planned_seconds(1, candidates_spent) > budget + 1e-9:  # 1e-9: exact fits survive float rounding
             return 0
-        return 1 + int((left - last) / self.step + 1e-9)
+        last = self.step if self.evaluation is None else self.evaluation
+        left = budget - self.planned_seconds(0, candidates_spent) - last
+        return 1 + int(left / self.step + 1e-9)
 
     def to_dict(self) -> dict:
         """The measured fields (unset optional ones left out); ``UnitCosts(**d)`` rebuilds it."""
@@ -108,13 +115,17 @@ class UnitCosts:
 
 @dataclass
 class Budget:
-    """A cap on what ``optimize`` may spend on one instance, final sample included. None = no cap on that axis.
+    """A cap on what ``optimize`` may spend on one instance, final sample included. None = no cap on that axis;
+    caps given together all hold.
 
     Attributes:
-        seconds: wall-clock seconds.
+        seconds: wall-clock seconds, checked before each step against the last step's measured time.
         denoiser_evals: denoiser forward-equivalents (a backward counts ``BACKWARD_FORWARD_RATIO``, a recompute 1).
-        best_of_n: set by ``parse_budget("best_of_n:N")``: the time of N Best-of-N candidates, turned into a step
-            count through ``unit_costs``, and N candidates' denoiser evaluations.
+        best_of_n: set by ``parse_budget("best_of_n:N")``. The promise is time: the run (plain sample and score,
+            steps, finish) is planned to take no longer than N Best-of-N candidates, from ``unit_costs``
+            (``UnitCosts.steps_within``). Denoiser forward-equivalents are recorded, not capped: a step does more
+            denoiser work than a candidate's share of its time, and the teacher, not the denoiser, is most of a
+            step's cost. Add ``denoiser_evals`` to cap them too.
         unit_costs: ``UnitCosts`` (or a dict of its fields) for ``best_of_n``; None measures them once per run.
     """
 

@@ -172,11 +172,11 @@ class _Stopper:
 
 
 def _resolve_budget(budget: Budget | None):
-    """The caps the step loop checks: ``best_of_n:N`` is enforced as a planned step count (from measured unit
-    costs, which already hold what a denoiser evaluation, a decode and a teacher call cost here), nothing else."""
-    if budget is None or budget.best_of_n is None:
-        return budget
-    return None
+    """The caps the step loop checks as it runs: ``seconds`` and ``denoiser_evals``. ``best_of_n:N`` is kept as a
+    planned step count before the loop starts (``UnitCosts.steps_within``)."""
+    if budget is None or (budget.seconds is None and budget.denoiser_evals is None):
+        return None
+    return Budget(seconds=budget.seconds, denoiser_evals=budget.denoiser_evals)
 
 
 # Unit costs measured in this process, per (reasoner, teacher, settings that change a unit's cost): measured once
@@ -331,9 +331,12 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
     fidelity = reasoner.light_decoder(config.decoder).fidelity
     if fidelity is not None:  # PSNR against the full decode on this model's latents (docs/light_decoding.md)
         out.cost.extra["light_decoder"] = fidelity.to_dict()
-    if units is not None:
-        out.cost.extra.update(unit_costs=units.to_dict(), planned_steps=max_steps,
-                              budget_seconds=config.budget.best_of_n * units.candidate)
+    if units is not None:  # what best_of_n:N promised (seconds) and what the run was planned and seen to spend
+        n = config.budget.best_of_n
+        out.cost.extra.update(
+            unit_costs=units.to_dict(), planned_steps=max_steps, budget_promise="seconds",
+            budget_seconds=n * units.candidate, planned_seconds=units.planned_seconds(len(loop.history), spent),
+            best_of_n_denoiser_equiv=n * candidate_evals)
     if out_dir is not None:
         out.save(out_dir)
     return out
