@@ -1,7 +1,7 @@
 """The ``vlmteach-fast`` command.
 
 Subcommands:
-  doctor    torch / CUDA / Triton versions, which backend each op uses on each device, and why.
+  doctor    the stack's versions and known-bad combinations, which backend each op uses on each device, and why.
   example   a small fused-LoRA example: a PEFT LoRA on a linear stack, fused, checked against PEFT, trained 20 steps.
   solve     one instance with optimize | best_of_n | vlm_as_solver | baseline; writes video, adapter, history, plots.
   demo      the built-in toy world: plain vs Best-of-5 vs optimize on held-out instances, with shipped tiny models.
@@ -34,6 +34,13 @@ def _doctor(args) -> int:
         print(f"GPU: {torch.cuda.get_device_name(0)} (capability {'.'.join(map(str, torch.cuda.get_device_capability(0)))})")
     else:
         print("GPU: none visible to torch")
+    from .stack import installed_versions, stack_issues
+
+    versions = installed_versions()
+    print("stack: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None))
+    print("  not installed: " + (", ".join(k for k, v in versions.items() if v is None) or "-"))
+    for issue in stack_issues(versions):
+        print(f"  WARNING ({issue.package}): {issue.message}")
     print("backends:")
     for b in _ext.backends().values():
         print(f"  {b.name:<9} {'ok ' if b.ok else 'no '} {b.reason}")
