@@ -75,6 +75,28 @@ def test_optimize_vs_best_of_5(benchmark, setup, method):
         assert result.candidates[0]["reward"] == max(c["reward"] for c in result.candidates)
 
 
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("method", ["optimize", "best_of_n"])
+def test_budget_best_of_n(benchmark, setup, method, n):
+    """``budget="best_of_n:N"`` against Best-of-N itself: optimize's speed-up is Best-of-N's seconds over its own
+    (>= 1 keeps the promise); extra_info has both cost records, optimize's with its plan."""
+    pipe, teacher, image, cache = setup
+    benchmark.group = f"optimize at best_of_n:{n} vs best_of_n({n}), tiny Wan + tiny Qwen2-VL, 9x64x64, CPU"
+    sampling = SamplingConfig(final_steps=4, **GEOM)
+    if method == "optimize":
+        cfg = _cfg(cache, budget=f"best_of_n:{n}")
+        optimize(pipe, teacher, PROMPT, image=image, queries=QUERIES, config=_cfg(cache, max_steps=1))  # warm-up
+        run = lambda: optimize(pipe, teacher, PROMPT, image=image, queries=QUERIES, config=cfg)  # noqa: E731
+    else:
+        run = lambda: best_of_n(pipe, teacher, PROMPT, image=image, queries=QUERIES, n=n,  # noqa: E731
+                                sampling=sampling)
+    result = benchmark.pedantic(run, rounds=3, iterations=1)
+    benchmark.extra_info.update(provider=method, reference="best_of_n", cost=result.cost.to_dict())
+    if method == "optimize":  # outside the timed part: the plan kept what it promised
+        extra = result.cost.extra
+        assert extra["budget_promise"] == "seconds" and extra["planned_seconds"] <= extra["budget_seconds"]
+
+
 def test_per_step_breakdown(benchmark, setup):
     """Seconds of each part of one optimization step (median of 8 steps), in extra_info."""
     pipe, teacher, image, cache = setup

@@ -14,8 +14,8 @@ demo's ``optimize`` settings (``vlmteach_fast.demo.demo_optimize_config``):
 Every video is judged by the rule scorer (never by the teacher); the teacher's answers on it are recorded beside
 (outside the timed part), and "fooled" is the share of outputs it calls all-yes while the rule scorer fails
 them (``toy.gaming.verdict``): how often a method's outputs are the teacher's false positives. Prints the
-markdown tables recorded in bench/RESULTS.md, writes results.json (every row) and quality_vs_cost.png (rule score
-against measured seconds).
+markdown tables recorded in bench/RESULTS.md (earlier runs: docs/history/toy_optimize_vs_best_of_n.md), writes
+results.json (every row) and quality_vs_cost.png (rule score against measured seconds).
 Targets at N = 5: optimize's mean rule-score gain over the plain model >= 3x Best-of-5's, its pass rate >= 2x
 Best-of-5's, its seconds <= Best-of-5's; optimize above Best-of-N at every N >= 3.
 """

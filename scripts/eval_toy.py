@@ -64,7 +64,7 @@ def agreement(teacher, videos, insts) -> dict:
 
 
 def to_markdown(res: dict) -> str:
-    """The measured tables of bench/RESULTS.md."""
+    """The measured tables (bench/RESULTS.md, "Toy world models"; earlier runs in docs/history/toy_models.md)."""
     p = res["plain"]
     lines = [f"Held-out instances: {res['n']} (make_instances(n, seed=0), split 'test'), "
              f"{res['steps']} sampling steps, {res['sample_seconds_per_instance']:.2f} s per sample.", "",

@@ -140,8 +140,9 @@ def run_align(args) -> dict:
     return dict(summary=summary, rows=rows)
 
 
+# The one-gradient-step acceptance runs' units (docs/history/toy_optimize_vs_best_of_n.md).
 RECORDED_UNITS = {"candidate": 0.10973441900023317, "step": 0.0967326870013494, "evaluation": 0.06668617899958917,
-                  "finish": 0.055387727999914205}  # bench/RESULTS.md: the one-gradient-step acceptance runs' units
+                  "finish": 0.055387727999914205}
 
 
 def run_trajectory(args) -> dict:

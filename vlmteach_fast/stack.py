@@ -65,7 +65,7 @@ def _requirement_issues(versions: dict[str, str | None]) -> list[StackIssue]:
                 continue
             if not ok:
                 issues.append(StackIssue(req.name, f"{name} {version} requires {req.name}{req.specifier}, installed "
-                                                   f"{have}: install a matching pair (see README, 'Installing')"))
+                                                   f"{have}: install a matching pair (docs/dependencies.md)"))
     return issues
 
 

@@ -3,7 +3,7 @@
     vlmteach-fast bench --suite ruler.jsonl --method optimize --pipeline DIR --teacher DIR --config c.yaml --out runs/r
     accelerate launch --num_processes 8 -m vlmteach_fast.cli bench ...        # one process per GPU, same flags
     vlmteach-fast bench-export --run runs/r --dest videos/my_model --method optimize   # official layout
-    vlmteach-fast bench-report bench/results.json --out bench/RESULTS.md
+    vlmteach-fast bench-report bench/results.json --out bench/report.md
 
 Re-running the same ``bench`` command resumes; running it with another ``--method`` into the same ``--out`` adds that
 method's column to the reports (summary.md, summary.csv, score_vs_seconds.png, categories.png, index.html). Each run

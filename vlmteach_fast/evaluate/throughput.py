@@ -1,9 +1,9 @@
-"""pytest-benchmark JSON -> markdown tables for bench/RESULTS.md (``vlmteach-fast bench-report``).
+"""pytest-benchmark JSON -> markdown tables (the source of bench/RESULTS.md's throughput figures) (``vlmteach-fast bench-report``).
 
 The whole throughput suite, then the report::
 
     python -m pytest bench/ --benchmark-only --benchmark-json=bench/results.json
-    vlmteach-fast bench-report bench/results.json --out bench/RESULTS.md
+    vlmteach-fast bench-report bench/results.json --out bench/report.md
 
 Quick mode (CI; each benchmark function runs once, as a plain test, no timing)::
 

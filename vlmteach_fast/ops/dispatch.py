@@ -1,9 +1,8 @@
 """Backend choice for every op: by device, availability and the user's override.
 
 Order of preference: CPU tensors use the C++ CPU extension, then the reference. CUDA tensors use the reference
-(cuBLAS matmuls): on an H200 in bf16 it was the fastest of the three, fwd + bwd 1.00-1.06x PEFT's layer against
-0.68-0.97x for the CUDA extension and 0.25-0.61x for the Triton kernel (bench/RESULTS.md, "GPU"), so the two
-hand-written CUDA kernels run only when forced. Triton on CPU tensors is used only when forced under
+(cuBLAS matmuls): it measured fastest of the three on a GPU (bench/RESULTS.md, "GPU (real model shapes)"), so the
+two hand-written CUDA kernels run only when forced. Triton on CPU tensors is used only when forced under
 TRITON_INTERPRET=1 (tests).
 Override with ``use_backend("reference")`` (a context manager), ``set_backend`` or the environment variable
 ``VLMTEACH_BACKEND``.
