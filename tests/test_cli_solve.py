@@ -77,19 +77,40 @@ def test_unknown_method_is_rejected(models, tmp_path, capsys):
     assert "invalid choice: 'best_of_five'" in capsys.readouterr().err
 
 
-def test_ctrl_c_in_solve_saves_the_interrupted_result_and_says_so(models, tmp_path):
+def _solve_with_signal(models, out, target, sig):
+    """``solve`` in a subprocess that sends itself ``sig`` at the 1st or 2nd call of ``target`` (signal_hook.py)."""
     import subprocess
     import sys
 
+    here = os.path.dirname(os.path.abspath(__file__))
+    hook = [os.path.join(here, "signal_hook.py"), *target, sig, "--"]
+    return subprocess.run([sys.executable, *hook, *_args(models, out)], cwd=os.path.dirname(here),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_ctrl_c_in_solve_saves_the_interrupted_result_and_says_so(models, tmp_path):
+    _check_solve_stopped_by(models, tmp_path, "INT", 130, "Ctrl-C")
+
+
+def test_sigterm_in_solve_saves_the_interrupted_result_and_exits_143(models, tmp_path):
+    _check_solve_stopped_by(models, tmp_path, "TERM", 143, "SIGTERM")
+
+
+def _check_solve_stopped_by(models, tmp_path, sig, code, name):
     from vlmteach_fast.io_atomic import verify_output_set
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    # a real SIGINT in the 2nd optimization step (Reasoner.predict runs once per step; the config allows 2)
-    hook = [os.path.join(here, "signal_hook.py"), "vlmteach_fast.reasoner.reasoner:Reasoner.predict", "2", "INT", "--"]
-    run = subprocess.run([sys.executable, *hook, *_args(models, tmp_path / "out")], cwd=os.path.dirname(here),
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 130, run.stdout[-2000:] + run.stderr[-3000:]
-    assert "interrupted after 1 step(s)" in run.stderr
+    # a real signal in the 2nd optimization step (Reasoner.predict runs once per step; the config allows 2); SIGTERM
+    # is what timeout, scancel, docker stop and Kubernetes send
+    run = _solve_with_signal(models, tmp_path / "out", ("vlmteach_fast.reasoner.reasoner:Reasoner.predict", "2"), sig)
+    assert run.returncode == code, run.stdout[-2000:] + run.stderr[-3000:]
+    assert f"interrupted ({name}) after 1 step(s)" in run.stderr
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["stop_reason"] == "interrupted" and result["interrupted"] is True and result["steps"] == 1
     assert "adapter/pytorch_lora_weights.safetensors" in verify_output_set(tmp_path / "out")["files"]
+
+
+def test_sigterm_before_any_result_exits_143_and_says_so(models, tmp_path):
+    run = _solve_with_signal(models, tmp_path / "out", ("vlmteach_fast.loading:load_teacher", "1"), "TERM")
+    assert run.returncode == 143, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "vlmteach-fast solve: stopped by SIGTERM before any result was written" in run.stderr
+    assert not (tmp_path / "out").exists()

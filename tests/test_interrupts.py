@@ -1,5 +1,6 @@
-"""Ctrl-C (a real SIGINT, sent by the process to itself at a known call through ``signal_hook.py``) in ``bench``
-and ``demo``: the run stops with exit code 130, what finished is kept and reported, what was cut is not recorded."""
+"""Ctrl-C and SIGTERM (a real SIGINT / SIGTERM, sent by the process to itself at a known call through
+``signal_hook.py``) in ``bench`` and ``demo``: the run stops with exit code 130 / 143, what finished is kept and
+reported, what was cut is not recorded."""
 
 import json
 import os
@@ -43,13 +44,21 @@ def _shard_records(out):
 
 
 def test_ctrl_c_in_bench_stops_with_130_keeps_finished_and_does_not_record_the_cut_instance(suite, tmp_path):
+    _check_bench_stopped_by(suite, tmp_path, "INT", 130, "Ctrl-C")
+
+
+def test_sigterm_in_bench_stops_with_143_keeps_finished_and_does_not_record_the_cut_instance(suite, tmp_path):
+    _check_bench_stopped_by(suite, tmp_path, "TERM", 143, "SIGTERM")
+
+
+def _check_bench_stopped_by(suite, tmp_path, sig, code, name):
     out = tmp_path / "out"
     # Reasoner.predict runs once per optimization step (max_steps 2, no early stop with this teacher): its 3rd call
-    # is the first step of the 2nd instance.
-    run = run_cli(_bench(suite, out), hook=("vlmteach_fast.reasoner.reasoner:Reasoner.predict", 3, "INT"))
-    assert "signal_hook: sending SIGINT" in run.stderr
-    assert run.returncode == 130, run.stdout[-2000:] + run.stderr[-3000:]
-    assert "interrupted" in run.stderr and "re-run the same command to resume" in run.stderr
+    # is the first step of the 2nd instance. SIGTERM (timeout, scancel, docker stop) is handled as Ctrl-C.
+    run = run_cli(_bench(suite, out), hook=("vlmteach_fast.reasoner.reasoner:Reasoner.predict", 3, sig))
+    assert f"signal_hook: sending SIG{sig}" in run.stderr
+    assert run.returncode == code, run.stdout[-2000:] + run.stderr[-3000:]
+    assert f"interrupted ({name})" in run.stderr and "re-run the same command to resume" in run.stderr
     recs = _shard_records(out)
     assert [(r["instance_id"], r["status"], r["stop_reason"]) for r in recs] == [("t/i0", "ok", "max_steps")]
     assert (out / "summary.md").is_file() and (out / "records.jsonl").is_file()  # reports of what finished

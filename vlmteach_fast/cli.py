@@ -154,8 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .interrupts import exit_code, stop_name, stop_signals_as_interrupt
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    with stop_signals_as_interrupt():  # SIGTERM (timeout, scancel, docker stop) runs the Ctrl-C paths
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            if stop_name() != "SIGTERM":
+                raise  # Ctrl-C before any result: Python's own report and exit
+            print(f"vlmteach-fast {args.command}: stopped by SIGTERM before any result was written",
+                  file=sys.stderr, flush=True)
+            return exit_code()
 
 
 if __name__ == "__main__":

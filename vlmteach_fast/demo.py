@@ -334,9 +334,11 @@ def main_demo(args) -> int:
     t0 = time.perf_counter()
     result = run_demo(cfg)
     if result["interrupted"]:
-        print(f"\ninterrupted: results of the {len({r['instance'] for r in result['rows']})} finished instance(s) are "
-              f"in {os.path.join(cfg.out, 'results.json')}")
-        return 130
+        from .interrupts import exit_code, stop_name
+
+        print(f"\ninterrupted ({stop_name()}): results of the {len({r['instance'] for r in result['rows']})} finished "
+              f"instance(s) are in {os.path.join(cfg.out, 'results.json')}")
+        return exit_code()
     print()
     print(format_table(result["summary"]))
     print(f"\n{cfg.instances} instance(s) in {time.perf_counter() - t0:.0f} s; open {os.path.join(cfg.out, 'index.html')}")

@@ -72,7 +72,9 @@ def run_solve(args) -> int:
     print(f"{args.method}: P(Yes) per query {[round(p, 4) for p in result.p_yes]}, "
           f"{result.cost.seconds:.1f} s, outputs in {args.out}")
     if result.stop_reason == "interrupted":
-        print(f"interrupted after {len(result.history)} step(s): {args.out} holds the best adapter so far and its "
-              "video (result.json says stop_reason: interrupted)", file=sys.stderr)
-        return 130  # the shell's code for a SIGINT stop
+        from .interrupts import exit_code, stop_name
+
+        print(f"interrupted ({stop_name()}) after {len(result.history)} step(s): {args.out} holds the best adapter so "
+              "far and its video (result.json says stop_reason: interrupted)", file=sys.stderr)
+        return exit_code()  # the shell's code for the signal: 130 (Ctrl-C), 143 (SIGTERM)
     return 0

@@ -169,11 +169,14 @@ def run_bench_command(args) -> int:
     try:
         records = run_bench(suite, cfg, load_models, info, progress=not args.no_progress)
     except KeyboardInterrupt:
+        from ..interrupts import exit_code, stop_name
+
         if info.is_main:
             finished = _write_reports(suite, cfg, args)
-            print(f"bench: interrupted; {finished} finished instance(s) are recorded and in the report; the "
-                  "instance that was running is not: re-run the same command to resume", file=sys.stderr, flush=True)
-        return 130  # the shell's code for a SIGINT stop
+            print(f"bench: interrupted ({stop_name()}); {finished} finished instance(s) are recorded and in the "
+                  "report; the instance that was running is not: re-run the same command to resume", file=sys.stderr,
+                  flush=True)
+        return exit_code()  # the shell's code for the signal: 130 (Ctrl-C), 143 (SIGTERM)
     if records is None:  # not the main process: it has written its shard
         return 0
     _write_reports(suite, cfg, args)
