@@ -58,3 +58,13 @@ def test_atomic_dir_creates_a_new_folder(tmp_path):
         assert not (tmp_path / "new").exists()  # nothing under the final name until the block ends
     assert os.listdir(tmp_path) == ["new"] and (tmp_path / "new" / "f").read_text() == "1"
     assert sorted(os.listdir(tmp_path / "new")) == ["f", "manifest.json"]
+
+
+def test_a_symlink_to_a_folder_is_written_through_and_stays_a_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    for text in ("1", "2"):  # the first write fills the target, the second swaps a set that exists
+        commit_dir(lambda d: open(os.path.join(d, "video.mp4"), "w").write(text), tmp_path / "link")
+    assert os.path.islink(tmp_path / "link") and os.path.realpath(tmp_path / "link") == str(tmp_path / "real")
+    assert (tmp_path / "real" / "video.mp4").read_text() == "2"
+    assert sorted(os.listdir(tmp_path)) == ["link", "real"]  # no `.tmp-...` link or folder left beside either

@@ -168,6 +168,12 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(err, f"renameat2(RENAME_EXCHANGE) {a!r} <-> {b!r}: {os.strerror(err)}")
 
 
+def _resolve(directory) -> str:
+    """The absolute folder a set is written to: symlinks followed, so a link to a folder is written through (the
+    link stays; swapping it with the temporary folder would replace the link and leave a ``.tmp-`` link behind)."""
+    return os.path.realpath(os.fspath(directory))
+
+
 def _tmp_names(final_dir: str):
     parent, name = os.path.split(os.path.abspath(final_dir))
     return parent, f".tmp-{name}~", f".old-{name}~"
@@ -248,9 +254,10 @@ def check_replaceable_dir(final_dir, known=None, what: str = "output folder") ->
 def atomic_dir(directory, known=None):
     """Yield a fresh temporary folder beside ``directory``; when the block ends without error its files get the
     umask's permissions, a ``manifest.json`` (every file, its size and SHA-256) is added and the folder replaces
-    ``directory`` as a whole (see the module docstring); else it is deleted and nothing changes. ``known``: see
+    ``directory`` as a whole (see the module docstring); else it is deleted and nothing changes. A symlink to a
+    folder is followed: the set is written into its target and the link stays. ``known``: see
     ``check_replaceable_dir`` (None: the caller owns ``directory``, whatever is there is replaced)."""
-    final_dir = os.path.abspath(os.fspath(directory))
+    final_dir = _resolve(directory)
     check_replaceable_dir(final_dir, known)
     parent, tmp_prefix, old_prefix = _tmp_names(final_dir)
     os.makedirs(parent, exist_ok=True)
@@ -292,7 +299,7 @@ def verify_output_set(directory, _recover_first: bool = True) -> dict:
 
     Raises ``OutputSetError`` naming each missing, changed (size or SHA-256) or unlisted file, or a missing manifest.
     """
-    directory = os.path.abspath(os.fspath(directory))
+    directory = _resolve(directory)
     if _recover_first:
         _recover(directory)
     path = os.path.join(directory, MANIFEST)
