@@ -129,6 +129,27 @@ def test_solve_refuses_an_out_folder_holding_other_files(solve_args, tmp_path):
     assert os.listdir(tmp_path / "out") == ["thesis.tex"]
 
 
+def test_solve_refuses_an_empty_out_by_name(solve_args, tmp_path):
+    from vlmteach_fast.cli import main
+
+    args = solve_args()
+    args[args.index("--out") + 1] = ""
+    with pytest.raises(SystemExit, match=r"--out must be a non-empty folder path, got ''"):
+        main(args)
+
+
+def test_optimize_checks_out_dir_before_the_first_step(tmp_path, monkeypatch):
+    import vlmteach_fast.optimization as optimization
+
+    def no_compute(*a, **k):
+        raise AssertionError("the instance was set up before `out_dir` was checked")
+
+    monkeypatch.setattr(optimization, "setup_instance", no_compute)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match=r"`out_dir` '.*file' exists and is not a directory"):
+        optimization.optimize(None, None, "p", out_dir=tmp_path / "file")
+
+
 @pytest.fixture(scope="module")
 def pipeline_folder(tmp_path_factory):
     from vlmteach_fast.testing import tiny_ti2v_pipeline

@@ -30,7 +30,13 @@ def check_out_dir(out: str, arg: str = "--out", output_set: bool = False) -> Non
 
     ``output_set=False`` (a benchmark folder): ``out`` is created. ``output_set=True`` (``solve``'s folder, which
     its result replaces as a whole): nothing is created (the probe goes into the nearest existing folder) and a
-    folder holding files that no method writes is refused (``io_atomic.OutputSetError``, a ValueError)."""
+    folder holding files that no method writes is refused (``io_atomic.OutputSetError``, a ValueError). An empty
+    path is refused (``ValueError``): it would mean the current folder."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"{arg} must be a folder path (str or os.PathLike), got {type(out).__name__}")
+    out = os.fspath(out)
+    if not out.strip():
+        raise ValueError(f"{arg} must be a non-empty folder path, got {out!r}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise NotADirectoryError(f"{arg} {out!r} exists and is not a directory")
     if output_set:

@@ -260,7 +260,8 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         queries: ``Queries``, a list of questions (first = goal), or None to let the teacher write them.
         config: ``OptimizeConfig``.
         callback: ``f(step_info: StepInfo)`` after every step; raising KeyboardInterrupt stops and returns the best.
-        out_dir: when given, the result is saved there (``OptimizeResult.save``).
+        out_dir: when given, the result is saved there (``OptimizeResult.save``); checked before the first step
+            (``loading.check_out_dir``: a file, an unwritable folder or one holding the user's files is refused).
         judge: optional held-out ``Teacher`` (another VLM, or the same one with other questions or views) that
             scores every step's frames without gradient. With a judge the kept adapter is the judge's best, each
             ``StepInfo`` records ``judge_p_yes``, and the run stops with ``"judge_diverged"`` after
@@ -277,6 +278,10 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         raise TypeError(f"`callback` must be callable or None, got {type(callback).__name__}")
     if judge is not None and not callable(getattr(judge, "reward", None)):
         raise TypeError(f"`judge` must be None or a Teacher with a reward() method, got {type(judge).__name__}")
+    if out_dir is not None:  # before the first step: a bad folder must not cost the run
+        from .loading import check_out_dir
+
+        check_out_dir(out_dir, "`out_dir`", output_set=True)
     setup = setup_instance(pipe, teacher, prompt, image, queries, config.sampling, config.lora, config.max_process)
     reasoner = setup.reasoner
     reasoner.reset_lora()
