@@ -12,7 +12,11 @@ Environment variables (values 0 / 1 / auto, default auto):
 * ``VLMTEACH_BUILD_CUDA``  0 skips the CUDA extension; 1 forces it (error when no toolkit / CPU-only torch).
 * ``VLMTEACH_CUDA_ARCHS``  e.g. "8.0;9.0" (default: TORCH_CUDA_ARCH_LIST, else "8.0;8.6;9.0").
 
-Build with ``pip install --no-build-isolation .`` so the installed torch is used (see README).
+An extension loads only with the torch it was compiled against, so install torch first and build with
+``pip install --no-build-isolation .``. torch is not a build requirement (pyproject.toml): an isolated build would
+compile against a second, unpinned torch in its build environment (a multi-GB CUDA build). An isolated build has no
+torch, builds no extension, says so, and the package runs on its Triton and plain-torch paths. Making an sdist
+configures no extension: MANIFEST.in lists every source. Details: docs/packaging.md.
 """
 
 import os
@@ -36,16 +40,26 @@ def _say(msg: str) -> None:
 
 def _extensions():
     """Return (ext_modules, cmdclass) for the parts this machine can build; say what is skipped and why."""
+    if "sdist" in sys.argv[1:]:
+        # The archive carries the sources of every extension (MANIFEST.in), not those this machine would build.
+        _say("making a source distribution: no extension is configured (MANIFEST.in lists every source).")
+        return [], {}
+    build_cpu, build_cuda = _flag("VLMTEACH_BUILD_CPU"), _flag("VLMTEACH_BUILD_CUDA")
     try:
         import torch
         from torch.utils import cpp_extension
     except ImportError:
-        _say("torch is not importable in the build environment: building no extensions "
-             "(install torch first and use `pip install --no-build-isolation .`).")
+        forced = [name for name, value in (("VLMTEACH_BUILD_CPU", build_cpu), ("VLMTEACH_BUILD_CUDA", build_cuda))
+                  if value == "1"]
+        hint = ("install torch first and build with `pip install --no-build-isolation ...` (an isolated build "
+                "has no torch: it is not a build requirement, see docs/packaging.md)")
+        if forced:
+            raise SystemExit(f"{' and '.join(f'{n}=1' for n in forced)} but torch is not importable in the build "
+                             f"environment: {hint}.")
+        _say(f"torch is not importable in the build environment: building no extensions; {hint}.")
         return [], {}
 
     exts = []
-    build_cpu, build_cuda = _flag("VLMTEACH_BUILD_CPU"), _flag("VLMTEACH_BUILD_CUDA")
     cxx = ["-O3", "-fopenmp"]
     if build_cpu != "0":
         exts.append(cpp_extension.CppExtension(
