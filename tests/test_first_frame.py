@@ -93,3 +93,40 @@ def test_fixed_resolution_checkpoint_fails_before_any_model_work(cog):
     # no size configured: the checkpoint's own size is used and a frame of any size is fitted to it
     _, geom = prepare_first_frame(cog, torch.rand(3, 40, 60), SamplingConfig(num_frames=9))
     assert (geom["height"], geom["width"], geom["fit"]) == (16, 16, "crop")
+
+
+# ----- pixel values: 16-bit and float images are scaled by their range, not clipped to 0..255 -----
+
+def _grey(image):
+    import numpy as np
+
+    return np.asarray(image)[..., 0].astype(int)
+
+
+def test_a_16_bit_grey_png_keeps_its_grey_levels(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vlmteach_fast.instance import load_image
+
+    levels = np.array([[0, 16384, 32768, 65535]], dtype=np.uint16)  # PIL's own convert gives 0, 255, 255, 255
+    Image.fromarray(levels).save(tmp_path / "g16.png")
+    for source in (tmp_path / "g16.png", Image.open(tmp_path / "g16.png")):  # solve --image / a suite; the API
+        image = load_image(source)
+        assert image.mode == "RGB" and _grey(image).tolist() == [[0, 64, 128, 255]]
+
+
+def test_a_float_image_in_0_1_is_scaled_and_one_outside_is_refused_by_name(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vlmteach_fast.instance import load_image
+
+    ramp = Image.fromarray(np.array([[0.0, 0.25, 0.5, 1.0005]], dtype=np.float32))  # PIL's own: all black
+    assert _grey(load_image(ramp)).tolist() == [[0, 64, 128, 255]]
+    with pytest.raises(ValueError, match=r"`image` is a float \(mode F\) image with values in \[0, 255\]; expected "
+                                         r"\[0, 1\]"):
+        load_image(Image.fromarray(np.array([[0.0, 255.0]], dtype=np.float32)))
+    Image.fromarray(np.array([[0.0, 2.0]], dtype=np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(ValueError, match=r"`image` '.*f\.tiff' is a float \(mode F\) image with values in \[0, 2\]"):
+        load_image(tmp_path / "f.tiff")

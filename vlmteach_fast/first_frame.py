@@ -19,6 +19,10 @@ How the image gets there -- ``fit_image``, chosen by ``SamplingConfig.fit``:
   so for VBVR with a model whose aspect ratio differs from the frames', "pad" keeps the scored geometry.
 A frame that already has the target size is returned as given (no resampling). What was done is returned as a
 JSON-ready dict and recorded with each benchmark record.
+
+Which pixel values -- ``image_to_rgb``: every PIL image becomes 8-bit RGB with its values scaled by its own range.
+PIL's ``convert("RGB")`` clips instead: a 16-bit grey of 30000 becomes 255 (a 16-bit PNG turns into pure 0 / 255) and
+a float (mode F) 0.5 becomes 0 (all black).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FIT_MODES", "resolve_size", "fit_image"]
+__all__ = ["FIT_MODES", "resolve_size", "fit_image", "image_to_rgb"]
 
 FIT_MODES = ("crop", "pad")
 
@@ -105,3 +109,39 @@ def fit_image(image: torch.Tensor, height: int, width: int, mode: str = "crop"):
         out = F.pad(x[0], (left, width - sw - left, top, height - sh - top), value=0.0)
     info.update(fit=mode, scaled=[sh, sw], offset=[top, left])
     return out.contiguous(), info
+
+
+def image_to_rgb(image, name: str = "`image`"):
+    """An 8-bit RGB PIL image from a PIL image of any mode, scaled by its range rather than clipped to 0..255.
+
+    - "I;16*" (16-bit grey, e.g. a 16-bit PNG): value / 65535.
+    - "I" (32-bit integers; older Pillows open 16-bit PNGs so): values in 0..255 are read as 8-bit (as PIL does),
+      values up to 65535 as 16-bit; anything else is refused.
+    - "F" (32-bit float): values in [0, 1] (clipped within 1e-3 of it); anything else is refused.
+    - other modes (RGB, L, P, RGBA, CMYK, ...): PIL's own ``convert("RGB")``.
+    ``ValueError`` names ``name`` (how the caller calls the image), the mode and the range of values seen.
+    """
+    import numpy as np
+    from PIL import Image
+
+    mode = image.mode
+    if not (mode.startswith("I;16") or mode in ("I", "F")):
+        return image.convert("RGB")  # a new image also for RGB: the caller may close the file it came from
+    values = np.asarray(image, dtype=np.float64)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} is a mode {mode} image with non-finite values (NaN / inf)")
+    if mode == "F":
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(f"{name} is a float (mode F) image with values in [{lo:g}, {hi:g}]; expected [0, 1] "
+                             "(scale it, or pass a (3, H, W) tensor in [0, 1])")
+        scale = 1.0
+    elif mode == "I" and lo >= 0 and hi <= 255:
+        return image.convert("RGB")
+    elif lo < 0 or hi > 65535:
+        raise ValueError(f"{name} is a mode {mode} integer image with values in [{lo:g}, {hi:g}]; expected "
+                         "0..255 (8-bit) or 0..65535 (16-bit)")
+    else:
+        scale = 1.0 / 65535
+    grey = np.clip(np.rint(values * scale * 255), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")

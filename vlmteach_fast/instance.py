@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .checks import check_int, check_number
+from .first_frame import image_to_rgb
 from .reasoner import LoRASpec, PreparedInstance, Reasoner
 from .reasoner.attention import DEFAULT_ATTENTION_BACKEND, check_attention_backend
 from .teacher import Queries, as_queries
@@ -107,8 +108,9 @@ def as_reasoner(pipe, lora: LoRASpec | None = None) -> Reasoner:
 
 
 def load_image(image):
-    """Accept a PIL image, a tensor (3, H, W) (or (1, 3, H, W)) in [0, 1], a path, or None. Paths are opened as RGB
-    PIL images; tensors are checked (``check_image_tensor``)."""
+    """Accept a PIL image, a tensor (3, H, W) (or (1, 3, H, W)) in [0, 1], a path, or None. Paths are opened and
+    images of any mode become RGB scaled by their range (``first_frame.image_to_rgb``: 16-bit and float images too);
+    tensors are checked (``check_image_tensor``)."""
     if image is None:
         return image
     if torch.is_tensor(image):
@@ -122,13 +124,14 @@ def load_image(image):
             raise FileNotFoundError(f"`image` file not found: {path!r}")
         try:
             with Image.open(path) as im:
-                return im.convert("RGB")
+                im.load()
+                return image_to_rgb(im, f"`image` {path!r}")
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"`image` could not be read as an image: {path!r} ({err})") from err
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return image_to_rgb(image)
     raise TypeError(f"`image` must be a PIL.Image, a (3, H, W) tensor in [0, 1], a file path or None, "
                     f"got {type(image).__name__}")
 

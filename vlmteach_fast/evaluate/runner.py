@@ -128,9 +128,12 @@ def _final_frame_match(frames: torch.Tensor, path: str) -> float:
     from PIL import Image
     import numpy as np
 
+    from ..first_frame import image_to_rgb
+
     last = frames[0, -1].detach().float().cpu()  # (3, H, W)
     with Image.open(path) as im:
-        gt = im.convert("RGB").resize((last.shape[2], last.shape[1]), Image.BILINEAR)
+        gt = image_to_rgb(im, f"ground-truth final frame {path!r}").resize((last.shape[2], last.shape[1]),
+                                                                            Image.BILINEAR)
     gt = torch.from_numpy(np.asarray(gt, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return float(1.0 - (last - gt).abs().mean())
 
