@@ -121,3 +121,23 @@ def test_conftest_hook_records_versions_in_the_benchmark_json(tmp_path):
     assert main(["bench-report", str(tmp_path / "out.json"), "--out", str(tmp_path / "R.md")]) == 0
     md = (tmp_path / "R.md").read_text()
     assert f"torch {torch.__version__}" in md and "not recorded in the JSON" not in md
+
+
+def test_allow_outside_paths_reaches_the_suite_loader(tmp_path):
+    import argparse
+
+    from PIL import Image
+
+    from vlmteach_fast.evaluate.cli import _prepare, add_bench_parsers
+
+    (tmp_path / "data").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "frame.png")
+    suite = tmp_path / "data" / "s.jsonl"
+    suite.write_text(json.dumps({"index": 0, "task_name": "t", "category": "c", "prompt": "p",
+                                 "input_image_path": "../frame.png"}) + "\n")
+    parser = argparse.ArgumentParser()
+    add_bench_parsers(parser.add_subparsers())
+    refused, _ = _prepare(parser.parse_args(_bench(suite, tmp_path / "out")))
+    assert not refused.items and "leads outside the suite's folder" in refused.errors[0].message
+    allowed, _ = _prepare(parser.parse_args(_bench(suite, tmp_path / "out", "--allow-outside-paths")))
+    assert [it.image for it in allowed.items] == [str(tmp_path / "frame.png")] and not allowed.errors

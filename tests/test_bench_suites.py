@@ -219,3 +219,35 @@ def test_score_item_prefers_judge_over_final_frame_over_teacher(tmp_path):
     # Rule Coherence (2 + 0) / 2 = 1, Visual Fidelity 2 -> (1 + 2) / 2 * 50 = 75
     assert judged["score_name"] == "checklist" and judged["score"] == pytest.approx(75.0) and judged["passed"] is False
     assert judged["scores"]["checklist_labels"] == ["Good", "Poor", "Good"]
+
+
+def test_ruler_paths_outside_the_suite_folder_are_refused_unless_allowed(tmp_path):
+    root = tmp_path / "dataset"
+    _png(root / "imgs" / "a.png")
+    outside = _png(tmp_path / "elsewhere.png")
+    path = root / "suite.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in [
+        _item(0, input_image_path="imgs/a.png"),
+        _item(1, input_image_path="../elsewhere.png"),
+        _item(2, input_image_path=str(outside)),  # absolute
+        _item(3, gt_image_path="imgs/../../elsewhere.png")]) + "\n")
+    suite = load_suite(str(path))
+    assert [it.id for it in suite.items] == ["maze/0"]
+    errs = [str(e) for e in suite.errors]
+    assert errs[0] == (f"{path}:2: item maze/1: `input_image_path` '../elsewhere.png' leads outside the suite's "
+                       f"folder '{root}'; paths in a suite file must stay under it (--allow-outside-paths to allow it)")
+    assert "item maze/2: `input_image_path`" in errs[1] and "item maze/3: `gt_image_path`" in errs[2]
+    allowed = load_suite(str(path), allow_outside_paths=True)
+    assert [it.image for it in allowed.items[1:3]] == [str(outside)] * 2 and not allowed.errors
+
+
+@pytest.mark.parametrize("field,value", [("task_name", "../../escape"), ("task_name", ".."), ("task_name", "a/b"),
+                                         ("index", "../3")])
+def test_ruler_task_names_and_indices_that_cannot_be_file_names_are_refused_at_load(tmp_path, field, value):
+    path = tmp_path / "suite.jsonl"
+    path.write_text(json.dumps(_item(0, **{field: value})) + "\n" + json.dumps(_item(1)) + "\n")
+    suite = load_suite(str(path))
+    assert [it.id for it in suite.items] == ["maze/1"]
+    (err,) = suite.errors
+    assert err.where == f"{path}:1" and f"`{field}` must be usable as one file name" in err.message
+    assert f"got {value!r}" in err.message and err.message.startswith("item ")

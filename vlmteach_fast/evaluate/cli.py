@@ -44,6 +44,9 @@ def _add_bench(sub):
     p.add_argument("--limit", type=int, default=None, help="only the first N suite items")
     p.add_argument("--query-metrics", default=",".join(DEFAULT_QUERY_METRICS),
                    help=f"checklist metrics used as the teacher's queries (default {','.join(DEFAULT_QUERY_METRICS)})")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let a RULER-style suite file's paths (input_image_path, ...) lead outside its folder (off "
+                        "by default: such items are skipped with an error naming the item and the field)")
     p.add_argument("--retry-failed", action="store_true", help="re-run instances recorded as failed")
     p.add_argument("--baseline-method", default="baseline", help="method the reports measure gains against")
     p.add_argument("--device", default=None, help="model device (default: accelerate's device for this process)")
@@ -121,7 +124,7 @@ def _prepare(args):
     from .suites import load_suite
 
     try:
-        suite = load_suite(args.suite)
+        suite = load_suite(args.suite, allow_outside_paths=args.allow_outside_paths)
         if suite.kind == "toy":
             args.pipeline = args.pipeline or "toy"
             args.teacher = args.teacher or "toy"

@@ -17,6 +17,7 @@ import os
 import shutil
 
 from .records import read_all_records
+from .suites import check_path_component
 from .summary import latest_configs
 
 __all__ = ["LAYOUTS", "official_relpath", "export_official"]
@@ -43,8 +44,10 @@ def official_relpath(rec: dict, layout: str = "auto") -> str:
             raise ValueError(f"record {rec['instance_id']!r} has no split: it is not from a VBVR-style suite")
         parts.insert(0, rec["split"])
     for p in parts:
-        if p in ("", ".", "..") or "/" in p or os.sep in p:
-            raise ValueError(f"record {rec['instance_id']!r}: {p!r} cannot be a path component of the official tree")
+        try:
+            check_path_component(p, "a path component of the official tree")
+        except ValueError as err:
+            raise ValueError(f"record {rec['instance_id']!r}: {err}") from None
     return os.path.join(*parts)
 
 

@@ -6,9 +6,13 @@ or the sample folder (VBVR), and the other items still run. Formats:
 
 - RULER-Bench style, ``suite.json`` (a list of objects, or ``{"items": [...]}``) or ``suite.jsonl`` (one object per
   line; the official file is ``data.jsonl`` at the dataset root): ``index``, ``task_name``, ``category``, ``prompt``,
-  optional ``input_image_path`` (relative to the suite file), ``checklist``: a list of one-key objects
+  optional ``input_image_path`` (relative to the suite file, and inside its folder unless
+  ``allow_outside_paths``: a suite file is data, and must not make the run open /etc/passwd or a home folder's
+  files), ``checklist``: a list of one-key objects
   ``{metric: question}`` with metric in ``RULER_METRICS``. Indices restart in every task (the official layout is
-  ``{task_name}/{index}``), so an item's id is ``"{task_name}/{index}"``. The official judge's other inputs
+  ``{task_name}/{index}``), so an item's id is ``"{task_name}/{index}"`` and both must be usable as one file name
+  (``check_path_component``: checked when the suite loads, not when the reports are written). The official judge's
+  other inputs
   (``gt_image_path``, ``input_video_path``: resolved like the image; ``implicit_explanation``) are kept in
   ``BenchItem.extra``.
 - VBVR-Bench style folder (the downloaded ground truth): ``<split>/<task>/<sample>/first_frame.png`` + ``prompt.txt``,
@@ -27,7 +31,7 @@ from urllib.parse import quote, unquote
 from dataclasses import dataclass, field
 
 __all__ = ["RULER_METRICS", "DEFAULT_QUERY_METRICS", "BenchItem", "SuiteError", "Suite", "load_suite",
-           "item_id_from_dir",
+           "item_id_from_dir", "check_path_component",
            "load_ruler", "load_vbvr", "load_toy", "checklist_queries"]
 
 RULER_METRICS = ("Instruction Following", "Visual Consistency", "Visual Fidelity", "Rule Coherence")
@@ -94,6 +98,13 @@ def item_id_from_dir(name: str) -> str:
     return unquote(name)
 
 
+def check_path_component(value: str, what: str) -> None:
+    """``value`` must be usable as one file or folder name: the official output layouts write
+    ``{task}/{index}.mp4`` (RULER) and ``{split}/{task}/{sample}.mp4`` (VBVR). ``ValueError`` naming ``what``."""
+    if value in ("", ".", "..") or "/" in value or os.sep in value or "\0" in value:
+        raise ValueError(f"{what} must be usable as one file name (not empty, '.' or '..', no '/'), got {value!r}")
+
+
 @dataclass
 class SuiteError:
     """A suite entry that could not be used: ``where`` is "file:line" or a folder; ``message`` says what is wrong."""
@@ -124,7 +135,7 @@ def checklist_queries(item: BenchItem, metrics=DEFAULT_QUERY_METRICS):
 
 # -- RULER-Bench style ---------------------------------------------------------------------------------------------
 
-def _ruler_item(obj, base_dir: str, where: str, position: int) -> BenchItem:
+def _ruler_item(obj, base_dir: str, where: str, position: int, allow_outside_paths: bool = False) -> BenchItem:
     if not isinstance(obj, dict):
         raise ValueError(f"an item must be a JSON object, got {type(obj).__name__}")
     missing = [k for k in ("task_name", "category", "prompt") if k not in obj]
@@ -144,8 +155,8 @@ def _ruler_item(obj, base_dir: str, where: str, position: int) -> BenchItem:
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f"checklist[{j}] ({metric}): the question must be a non-empty string")
         checklist.append((metric, question))
-    image = _ruler_path(obj, "input_image_path", base_dir)
-    extra = {k: _ruler_path(obj, k, base_dir) for k in RULER_EXTRA_PATHS if obj.get(k)}
+    image = _ruler_path(obj, "input_image_path", base_dir, allow_outside_paths)
+    extra = {k: _ruler_path(obj, k, base_dir, allow_outside_paths) for k in RULER_EXTRA_PATHS if obj.get(k)}
     for k in RULER_EXTRA_TEXT:
         if obj.get(k):
             if not isinstance(obj[k], str):
@@ -153,26 +164,34 @@ def _ruler_item(obj, base_dir: str, where: str, position: int) -> BenchItem:
             extra[k] = obj[k]
     index = str(obj.get("index", position))
     task = str(obj["task_name"])
+    check_path_component(task, "`task_name`")
+    check_path_component(index, "`index`")
     return BenchItem(id=f"{task}/{index}", task=task, category=str(obj["category"]),
                      prompt=obj["prompt"] if isinstance(obj["prompt"], str) else "", image=image,
                      checklist=checklist, source=where, index=index, extra=extra)
 
 
-def _ruler_path(obj: dict, key: str, base_dir: str) -> str | None:
-    """``obj[key]`` resolved against the suite file's folder (the dataset root), which must hold that file."""
+def _ruler_path(obj: dict, key: str, base_dir: str, allow_outside_paths: bool = False) -> str | None:
+    """``obj[key]`` resolved against the suite file's folder (the dataset root), which must hold that file; a path
+    leading outside that folder (``..``, absolute) is refused unless ``allow_outside_paths``. The check is on the
+    written path, not on symlinks: a hub snapshot's files are links into its blob store."""
     path = obj.get(key)
     if path is None or path == "":
         return None
     if not isinstance(path, str):
         raise ValueError(f"`{key}` must be a path string, got {path!r}")
-    path = os.path.normpath(os.path.join(base_dir, path))
+    written, path = path, os.path.normpath(os.path.join(base_dir, path))
+    if not allow_outside_paths and os.path.commonpath([base_dir, path]) != base_dir:
+        raise ValueError(f"`{key}` {written!r} leads outside the suite's folder {base_dir!r}; paths in a suite file "
+                         "must stay under it (--allow-outside-paths to allow it)")
     if not os.path.isfile(path):
         raise ValueError(f"`{key}` file not found: {path!r}")
     return path
 
 
-def load_ruler(path: str) -> Suite:
-    """A RULER-Bench style ``.json`` or ``.jsonl`` file. Bad items become ``SuiteError``s ("file:line: why")."""
+def load_ruler(path: str, allow_outside_paths: bool = False) -> Suite:
+    """A RULER-Bench style ``.json`` or ``.jsonl`` file. Bad items become ``SuiteError``s ("file:line: item
+    task/index: why"). ``allow_outside_paths``: let the items' paths lead outside the file's folder."""
     path = os.fspath(path)
     base = os.path.dirname(os.path.abspath(path))
     with open(path, encoding="utf-8") as f:
@@ -201,16 +220,18 @@ def load_ruler(path: str) -> Suite:
     items, errors, seen = [], [], {}
     for position, (lineno, obj) in enumerate(entries):
         where = f"{path}:{lineno}"
+        label = f"item {obj['task_name']}/{obj.get('index', position)}: " if isinstance(obj, dict) and \
+            "task_name" in obj else ""
         try:
             if isinstance(obj, Exception):
                 raise obj
-            item = _ruler_item(obj, base, where, position)
+            item = _ruler_item(obj, base, where, position, allow_outside_paths)
             if not item.prompt.strip():
                 raise ValueError("`prompt` must be a non-empty string")
             if item.id in seen:
                 raise ValueError(f"duplicate index {item.index!r} in task {item.task!r} (first at {seen[item.id]})")
         except ValueError as err:
-            errors.append(SuiteError(where, str(err)))
+            errors.append(SuiteError(where, label + str(err)))
             continue
         seen[item.id] = where
         items.append(item)
@@ -307,8 +328,9 @@ def load_toy(n: int = TOY_DEFAULT_N, seed: int = 0) -> Suite:
     return Suite("toy", items, [], "toy")
 
 
-def load_suite(spec: str) -> Suite:
-    """``spec``: ``toy`` / ``toy:N``, a ``.json`` / ``.jsonl`` file, or a VBVR-style folder."""
+def load_suite(spec: str, allow_outside_paths: bool = False) -> Suite:
+    """``spec``: ``toy`` / ``toy:N``, a ``.json`` / ``.jsonl`` file, or a VBVR-style folder. ``allow_outside_paths``:
+    a RULER-style file's paths may lead outside its folder."""
     spec = os.fspath(spec)
     if spec == "toy" or spec.startswith("toy:"):
         n = spec.partition(":")[2] or str(TOY_DEFAULT_N)
@@ -320,5 +342,5 @@ def load_suite(spec: str) -> Suite:
     if os.path.isfile(spec):
         if not spec.endswith((".json", ".jsonl")):
             raise ValueError(f"--suite file must end in .json or .jsonl (RULER-style), got {spec!r}")
-        return load_ruler(spec)
+        return load_ruler(spec, allow_outside_paths)
     raise FileNotFoundError(f"--suite not found: {spec!r} (a .json/.jsonl file, a VBVR-style folder, or 'toy[:N]')")
