@@ -49,6 +49,24 @@ def test_writer_appends_whole_lines_and_drops_a_torn_tail(tmp_path):
     assert [json.loads(x)["instance_id"] for x in lines] == ["a", "b", "c"]
 
 
+def test_a_shard_line_without_status_is_skipped_with_a_warning_and_resume_redoes_it(tmp_path):
+    path = shard_path(tmp_path, 0)
+    with RecordWriter(path) as w:
+        w.append(rec("a"))
+    partial = rec("b")
+    del partial["status"]
+    with open(path, "a") as f:  # valid JSON, but not a record a reader can use (hand-edited, another tool)
+        f.write(json.dumps(partial) + "\n")
+    with pytest.warns(UserWarning, match=r"records-rank0\.jsonl:2: skipping a record without key\(s\) \['status'\]"):
+        records = read_all_records(tmp_path)
+    assert [r["instance_id"] for r in records] == ["a"]
+    items = [BenchItem(id=i, task="t1", category="c1", prompt="p") for i in ("a", "b")]
+    assert [it.id for it in pending_items(items, records, "baseline", "h1")] == ["b"]
+    with pytest.warns(UserWarning):
+        merge_records(tmp_path, ["a", "b"])  # the reports' input
+    assert [json.loads(x)["instance_id"] for x in (tmp_path / "records.jsonl").read_text().splitlines()] == ["a"]
+
+
 def test_writer_rejects_incomplete_records(tmp_path):
     r = rec("a")
     del r["cost"]

@@ -22,13 +22,18 @@ import warnings
 
 from ..io_atomic import atomic_write_bytes, to_json_text
 
-__all__ = ["RECORD_KEYS", "method_labels", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
+__all__ = ["RECORD_KEYS", "READ_KEYS", "method_labels", "config_hash", "record_key", "RecordWriter", "read_records", "read_all_records",
            "shard_path", "merge_records"]
 
 # Every record has these keys (values may be None): see runner.run_item for their meaning.
 RECORD_KEYS = ("instance_id", "task", "category", "split", "method", "config_hash", "status", "error", "score",
                "score_name", "passed", "scores", "teacher_p_yes", "stop_reason", "seconds", "cost", "video",
                "adapter", "rank", "finished_at")
+
+
+# What a reader needs of a record: which instance, method and config it is for and whether it finished. A line
+# without them (hand-edited, or from another tool) is skipped like a torn one instead of stopping resume and reports.
+READ_KEYS = ("instance_id", "method", "config_hash", "status")
 
 
 def config_hash(obj) -> str:
@@ -93,7 +98,8 @@ class RecordWriter:
 
 
 def read_records(path) -> list[dict]:
-    """Records of one JSONL file; a torn or unparsable line is skipped with a warning naming file and line."""
+    """Records of one JSONL file; a torn or unparsable line, or one without a key of ``READ_KEYS``, is skipped with a
+    warning naming file and line (its instance counts as not done, so a resume redoes it)."""
     out = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -101,9 +107,14 @@ def read_records(path) -> list[dict]:
                 continue
             try:
                 rec = json.loads(line)
-                record_key(rec)
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except json.JSONDecodeError:
+                rec = None
+            if not isinstance(rec, dict):
                 warnings.warn(f"{path}:{lineno}: skipping a record that is not a complete JSON object")
+                continue
+            missing = [k for k in READ_KEYS if k not in rec]
+            if missing:
+                warnings.warn(f"{path}:{lineno}: skipping a record without key(s) {missing}")
                 continue
             out.append(rec)
     return out
