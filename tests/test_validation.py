@@ -45,6 +45,16 @@ def test_config_files_fail_with_the_file_and_the_setting(tmp_path, text, pattern
     assert "\n" not in str(exc.value)  # one line
 
 
+def test_yaml_floats_without_a_dot_are_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-3\nmax_grad_norm: 2E+0\nsampling: {guidance_scale: 5e0}\nlora: {rank: 2}\n")
+    config, _ = load_config(str(path))  # YAML 1.1 reads 1e-3 as the string "1e-3"
+    assert (config.lr, config.max_grad_norm, config.sampling.guidance_scale) == (0.001, 2.0, 5.0)
+    path.write_text("lr: '1e-3'\n")  # quoted: a string, refused by name
+    with pytest.raises(ValueError, match=r"`OptimizeConfig\.lr` must be a number > 0, finite, got '1e-3'"):
+        load_config(str(path))
+
+
 def test_json_config_syntax_error_names_file_and_line(tmp_path):
     path = tmp_path / "c.json"
     path.write_text('{"max_steps": 3,\n "lr": }')

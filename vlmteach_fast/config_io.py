@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 from .checks import check_int
 from .cost import Budget
@@ -47,6 +48,25 @@ def _build(cls, data: dict, where: str):
     return cls(**kwargs)
 
 
+# YAML 1.1 (PyYAML) reads a float only with a dot: `lr: 1e-3` came back as the string "1e-3" and was refused. YAML 1.2
+# and JSON read it as a number; so does this loader. Quoted values stay strings.
+_FLOAT_1_2 = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+
+
+def _yaml_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # a subclass: PyYAML's own SafeLoader is left as it is
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+    return Loader
+
+
 def load_config(source=None) -> tuple[OptimizeConfig, dict]:
     """(OptimizeConfig, method options) from a YAML/JSON file path, a dict, or None (defaults).
 
@@ -72,7 +92,7 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
             import yaml
 
             try:
-                data = yaml.safe_load(text)
+                data = yaml.load(text, Loader=_yaml_loader())  # safe: a SafeLoader, with YAML 1.2 floats
             except yaml.YAMLError as err:
                 mark = getattr(err, "problem_mark", None)
                 at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
