@@ -13,6 +13,7 @@ in its own build environment, the command a release is made with. Background: do
 """
 
 import argparse
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -44,8 +45,6 @@ def clone_files(root: str = ROOT) -> list:
 
 
 def _ignored(name: str) -> bool:
-    import fnmatch
-
     return any(fnmatch.fnmatch(name, pattern) for pattern in _NOT_IN_A_CLONE)
 
 
@@ -61,24 +60,27 @@ def copy_clone(root: str, dest: str) -> None:
 
 
 def build(outdir: str, isolated: bool = False, root: str = ROOT) -> str:
-    """Build the sdist of ``root`` as a fresh clone would; return the archive's path."""
+    """Build the sdist of ``root`` as a fresh clone would; return the archive's path (in ``outdir``)."""
     outdir = os.path.abspath(outdir)
     os.makedirs(outdir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vlmteach-sdist-") as tmp:
-        src = os.path.join(tmp, "src")
+        src, made = os.path.join(tmp, "src"), os.path.join(tmp, "dist")
         copy_clone(root, src)
-        before = set(os.listdir(outdir))
         if isolated:
-            cmd = [sys.executable, "-m", "build", "--sdist", "--outdir", outdir, src]
+            cmd = [sys.executable, "-m", "build", "--sdist", "--outdir", made, src]
         else:
             cmd = [sys.executable, "-c", "import sys; from setuptools import build_meta; "
-                                         "build_meta.build_sdist(sys.argv[1])", outdir]
-        subprocess.run(cmd, cwd=src, check=True, stdout=sys.stderr)
-    made = sorted(set(os.listdir(outdir)) - before) or [n for n in os.listdir(outdir) if n.endswith(".tar.gz")]
-    archives = [n for n in made if n.startswith(PACKAGE) and n.endswith(".tar.gz")]
-    if len(archives) != 1:
-        raise SystemExit(f"expected one {PACKAGE} sdist in {outdir}, found {archives}")
-    return os.path.join(outdir, archives[0])
+                                         "build_meta.build_sdist(sys.argv[1])", made]
+        proc = subprocess.run(cmd, cwd=src, capture_output=True, text=True)
+        if proc.returncode != 0:  # the build's own log only when it failed: it lists every file copied
+            sys.stderr.write(proc.stdout + proc.stderr)
+            raise SystemExit(f"building the sdist failed (exit {proc.returncode}): {' '.join(cmd)}")
+        archives = [n for n in os.listdir(made) if n.endswith(".tar.gz")]
+        if len(archives) != 1:
+            raise SystemExit(f"expected one sdist from {' '.join(cmd[:3])}, found {archives}")
+        path = os.path.join(outdir, archives[0])
+        shutil.move(os.path.join(made, archives[0]), path)
+    return path
 
 
 def _linked_modules(root: str) -> dict:
