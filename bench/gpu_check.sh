@@ -7,7 +7,8 @@
 # next one runs. Everything lands in DIR (default gpu_check_out/): one log per step, the steps' JSON results,
 # steps.jsonl (status, exit code, seconds per step) and summary.md / summary.json (bench/gpu_summary.py).
 #   1  CUDA torch (the installed torch's version; reinstalled from $VLMTEACH_TORCH_INDEX only if it is a CPU build),
-#      the CUDA extension built with VLMTEACH_BUILD_CUDA=1 for this GPU's architecture, `vlmteach-fast doctor`
+#      the sdist (scripts/sdist.py), a wheel built from it with VLMTEACH_BUILD_CUDA=1 for this GPU's architecture
+#      and installed, `vlmteach-fast doctor` run outside the checkout
 #   2  VLMTEACH_EXPECT_CUDA_EXT=1 pytest tests -m cuda (kernels on CUDA and Triton, the teacher's CUDA-vs-CPU test)
 #   3  fused LoRA vs PEFT vs the frozen base, fwd+bwd, bf16 and fp16, ranks 16 / 64, 3072 and 5120 features,
 #      8k-32k tokens (bench/bench_lora.py; ms, TFLOP/s, GB/s; ratios in summary.md)
@@ -85,8 +86,23 @@ run_step() {
     tail -n 3 "$log" | sed 's/^/   | /'
 }
 
+# Step 1 builds from the sdist, not from the checkout: what is measured is what `pip install` of the published archive
+# builds (docs/packaging.md). sdist_wheel WHEEL_CHECK_FLAGS: the commands that make DIR/dist/*.tar.gz from a clean
+# copy of the tree, check it, build a wheel from it (the VLMTEACH_BUILD_* settings apply) and check that.
+sdist_wheel() {
+    echo "rm -rf '$OUT/dist'
+sdist=\$($PY scripts/sdist.py build --outdir '$OUT/dist' | tail -n 1)
+$PY scripts/sdist.py check \"\$sdist\"
+$PY -m pip wheel --no-build-isolation --no-deps -w '$OUT/dist' \"\$sdist\"
+wheel=\$(ls '$OUT'/dist/vlmteach_fast-*.whl)
+$PY scripts/sdist.py check $1 \"\$wheel\""
+}
 if [ "$DRY" = 1 ]; then
-    STEP1="echo 'dry run: skipped installing a CUDA build of torch and building the CUDA extension (VLMTEACH_BUILD_CUDA=1)'
+    # The same sdist and wheel commands, the wheel without extensions (seconds); nothing is installed.
+    STEP1="set -e
+echo 'dry run: skipped installing a CUDA build of torch and building the CUDA extension (VLMTEACH_BUILD_CUDA=1)'
+export VLMTEACH_BUILD_CPU=0 VLMTEACH_BUILD_CUDA=0
+$(sdist_wheel "")
 $PY -m vlmteach_fast.cli doctor"
 else
     STEP1="set -e
@@ -99,9 +115,14 @@ else
     PIP_FIND_LINKS= $PY -m pip install --index-url \"\${VLMTEACH_TORCH_INDEX:-https://pypi.org/simple}\" \"torch==\$ver\"
 fi
 arch=\$($PY -c 'import torch; print(\"%d.%d\" % torch.cuda.get_device_capability())')
-echo \"building the CUDA extension for arch \$arch\"
-VLMTEACH_BUILD_CUDA=1 VLMTEACH_CUDA_ARCHS=\$arch $PY -m pip install --no-build-isolation --no-deps -e .
-$PY -m vlmteach_fast.cli doctor"
+echo \"building the sdist, then the CUDA extension from it for arch \$arch\"
+export VLMTEACH_BUILD_CUDA=1 VLMTEACH_CUDA_ARCHS=\$arch
+$(sdist_wheel "--cpu-ext --cuda-ext")
+$PY -m pip install --no-deps --force-reinstall \"\$wheel\"
+# Steps 2 and 3 run from the repository root, where \`python -m\` imports the checkout: it gets the same binaries.
+$PY -c 'import sys, zipfile; whl = zipfile.ZipFile(sys.argv[1])
+[whl.extract(n) for n in whl.namelist() if n.startswith(\"vlmteach_fast/_C_\")]' \"\$wheel\"
+cd '$OUT' && $PY -m vlmteach_fast.cli doctor"
 fi
 run_step 1 "CUDA torch, CUDA extension build, doctor" "$STEP1"
 
