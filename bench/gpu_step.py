@@ -28,13 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpu_shapes as shapes  # noqa: E402  (sets TRITON_INTERPRET before triton can be imported)
 import torch  # noqa: E402
 
-VARIANTS = {
-    "one_step": dict(mode="one_step"),
-    "block_checkpointing": dict(mode="one_step", block_checkpointing=True),
-    "k_step2": dict(mode="k_step", steps=4, grad_steps=2),
-}
-STEP_PHASES = ("predict", "light_decode", "reward_fwd", "reward_bwd", "denoiser_bwd", "optimizer")
-CANDIDATE_PHASES = ("sample_4step", "full_decode", "reward_score")
+from vlmteach_fast.plan.phases import (  # noqa: E402
+    CANDIDATE_PHASES, STEP_PHASES, VARIANTS, candidate as _candidate, optimize_step as _optimize_step,
+)
+
 BEST_OF = 5
 CARD_BYTES = 80 * 10**9  # "fits one 80 GB card"
 PROMPT = "move the red ball onto the green square without touching the walls"
@@ -45,34 +42,6 @@ def _write(path: str, data: dict) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1)
     os.replace(tmp, path)
-
-
-def _optimize_step(clock, reasoner, decoder, teacher, prepared, queries, opt, variant: dict) -> None:
-    with clock.phase("predict"):
-        pred = reasoner.predict(prepared, **variant)
-    with clock.phase("light_decode"):
-        frames = decoder(pred.latents)  # (1, F_sel, 3, H, W)
-    leaf = frames.detach().requires_grad_(True)  # splits the backward into the teacher's and the denoiser's part
-    with clock.phase("reward_fwd"):
-        loss = -teacher.reward(leaf, queries).reward.mean()
-    with clock.phase("reward_bwd"):
-        loss.backward()
-    with clock.phase("denoiser_bwd"):
-        frames.backward(leaf.grad)
-    with clock.phase("optimizer"):
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-
-def _candidate(clock, reasoner, teacher, prepared, queries) -> None:
-    from vlmteach_fast.instance import score_frames
-
-    with clock.phase("sample_4step"):
-        latents = reasoner.sample(prepared, steps=4, decode=False).latents
-    with clock.phase("full_decode"), torch.no_grad():
-        frames = reasoner.decode(latents)
-    with clock.phase("reward_score"):
-        score_frames(teacher, frames, queries)
 
 
 def derive(step: dict, candidate: dict, cuda: bool, judge: bool = True, step_equiv: float | None = None,

@@ -24,6 +24,7 @@ Design notes: docs/light_decoding.md.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -231,6 +232,16 @@ class LightDecoder:
                 self.source = self.source or self.config.path
                 self.tiny = self._load_tiny(self.source).to(self.family.device)
             self._check_tiny_fits()
+
+    @classmethod
+    def from_linear_map(cls, reasoner, weight: torch.Tensor, bias: torch.Tensor,
+                        config: LightDecoderConfig | None = None) -> "LightDecoder":
+        """A linear decoder with a given map (``weight`` (C, 3), ``bias`` (3,)): no fit, no cache. For models whose
+        weights hold no data (shape-only accounting, ``vlmteach_fast.plan``)."""
+        config = dataclasses.replace(config or LightDecoderConfig(), kind="full")
+        decoder = cls(reasoner, config)
+        decoder.kind, decoder.weight, decoder.bias = "linear", weight, bias
+        return decoder
 
     def _registered_path(self) -> str | None:
         """The first registered tiny decoder distilled from this VAE (same fingerprint), or None."""

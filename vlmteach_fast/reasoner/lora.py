@@ -46,6 +46,9 @@ class LoRASpec:
         default=True,
         metadata={"help": "Swap PEFT LoRA layers for vlmteach_fast.nn fused ones when that module is available."},
     )
+    last_blocks: int | None = field(default=None, metadata={
+        "help": "Adapt only the last N transformer blocks; None: all. Blocks below the first adapted one keep no "
+                "activations for backward and the backward stops there (docs/planning.md)."})
     init_seed: int | None = field(default=0, metadata={
         "help": "Seed of lora_A's initial draw, so every process starts from the same adapter (the first AdamW step "
                 "is nearly a sign step: a different lora_A makes a different run); None: torch's global RNG."})
@@ -53,6 +56,7 @@ class LoRASpec:
     def __post_init__(self):
         check_int("rank", self.rank)
         check_int("init_seed", self.init_seed, minimum=0, optional=True)
+        check_int("last_blocks", self.last_blocks, optional=True)
         if self.alpha is None:
             self.alpha = float(self.rank)
         if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha) or self.alpha <= 0:
@@ -93,6 +97,7 @@ def inject_lora(transformer, spec: LoRASpec, target_modules: tuple[str, ...]):
         target_modules=list(target_modules),
         lora_dropout=0.0,  # frozen models run in eval mode, where dropout would be inert anyway
         init_lora_weights=True,
+        **_last_blocks_kwargs(transformer, spec.last_blocks),
     )
     # Adapters already loaded into the pipeline (e.g. a step-distillation LoRA) stay active beside ours:
     # add_adapter alone would activate only the new one.
@@ -120,6 +125,23 @@ def inject_lora(transformer, spec: LoRASpec, target_modules: tuple[str, ...]):
     if spec.fused:
         report = _try_fuse(transformer)
     return config, report
+
+
+BLOCK_LISTS = ("blocks", "transformer_blocks")  # Wan; CogVideoX and LTX-Video
+
+
+def _last_blocks_kwargs(transformer, last_blocks: int | None) -> dict:
+    """peft's ``layers_to_transform`` / ``layers_pattern`` for the last ``last_blocks`` blocks ({} for all)."""
+    if last_blocks is None:
+        return {}
+    name = next((n for n in BLOCK_LISTS if isinstance(getattr(transformer, n, None), torch.nn.ModuleList)), None)
+    if name is None:
+        raise ValueError(f"`last_blocks` needs a transformer with a block list ({' or '.join(BLOCK_LISTS)}); "
+                         f"{type(transformer).__name__} has none")
+    n = len(getattr(transformer, name))
+    if last_blocks > n:
+        raise ValueError(f"`last_blocks` must be <= the transformer's {n} blocks, got {last_blocks}")
+    return {"layers_to_transform": list(range(n - last_blocks, n)), "layers_pattern": name}
 
 
 def _try_fuse(transformer):

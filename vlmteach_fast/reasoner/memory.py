@@ -24,18 +24,19 @@ __all__ = ["TensorMemoryTracker"]
 class TensorMemoryTracker(TorchDispatchMode):
     """``with TensorMemoryTracker() as mem: ...``; then ``mem.peak_bytes`` and ``mem.current_bytes``."""
 
-    def __init__(self):
+    def __init__(self, meta: bool | None = False):
         super().__init__()
         self.current_bytes = 0
         self.peak_bytes = 0
         self._seen: dict[int, weakref.ref] = {}
+        self._meta = meta  # True: shape-only (meta) storages instead of real ones (``vlmteach_fast.plan``); None: both
 
     def _free(self, key: int, nbytes: int, _ref) -> None:
         if self._seen.pop(key, None) is not None:
             self.current_bytes -= nbytes
 
     def _track(self, t: torch.Tensor) -> None:
-        if t.is_meta or getattr(t, "is_sparse", False):
+        if (self._meta is not None and t.is_meta != self._meta) or getattr(t, "is_sparse", False):
             return
         try:
             st = t.untyped_storage()

@@ -11,6 +11,8 @@ reward(frames, queries) in five steps:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import warnings
 
 from dataclasses import dataclass, field
@@ -86,6 +88,9 @@ class RewardConfig:
     share_prefix: bool = field(
         default=True, metadata={"help": "reuse the visual prefix's KV cache across questions (False: full rows)"}
     )
+    checkpoint_layers: bool = field(default=False, metadata={
+        "help": "recompute the VLM's vision and language layers in backward instead of keeping their activations "
+                "(less memory, one more forward of the teacher per step; docs/planning.md)"})
 
     def __post_init__(self):
         for name in ("goal_frames", "process_frames"):
@@ -106,6 +111,33 @@ class RewardConfig:
             raise ValueError(f"RewardConfig.frames_as must be 'images' or 'video', got {self.frames_as!r}")
         if self.answer_form not in ("log_p_yes", "yes_no"):
             raise ValueError(f"RewardConfig.answer_form must be 'log_p_yes' or 'yes_no', got {self.answer_form!r}")
+
+
+LAYER_LISTS = ("layers", "blocks")  # transformers' decoder layers and vision blocks
+
+
+@contextlib.contextmanager
+def checkpointed_layers(model: torch.nn.Module):
+    """Run every layer of ``model``'s layer lists (``LAYER_LISTS``) under activation checkpointing while inside:
+    each keeps only its inputs for backward and recomputes its forward there. Works in eval mode (transformers'
+    own switch acts only in training)."""
+    from torch.utils.checkpoint import checkpoint
+
+    patched = []
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in LAYER_LISTS and isinstance(module, torch.nn.ModuleList):
+            for layer in module:
+                own = layer.__dict__.get("forward")  # an instance-level forward (a hook's) is restored as it was
+                layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=False)
+                patched.append((layer, own))
+    try:
+        yield len(patched)
+    finally:
+        for layer, own in patched:
+            if own is None:
+                del layer.forward
+            else:
+                layer.forward = own
 
 
 def resolve_answer_token(tokenizer, candidates=YES_CANDIDATES) -> int:
@@ -368,7 +400,10 @@ class VLMTeacher:
         queries = as_queries(queries)
         if weights is not None:
             queries = Queries(queries.goal, queries.process, list(weights))
-        log_probs, stats = self.log_probs(frames, queries.questions, queries.kinds)
+        layers = checkpointed_layers(self.model) if self.config.checkpoint_layers and torch.is_grad_enabled() \
+            else contextlib.nullcontext()
+        with layers:
+            log_probs, stats = self.log_probs(frames, queries.questions, queries.kinds)
         w = queries.weight_tensor(device=log_probs.device)
         w = w / w.sum()
         return RewardOutput(
