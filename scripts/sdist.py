@@ -102,9 +102,9 @@ def _files_under(root: str, folder: str) -> list:
 def sdist_problems(path: str, root: str = ROOT) -> list:
     """What the sdist at ``path`` lacks or carries wrongly, compared with the checkout at ``root``; [] when sound.
 
-    Every build configuration's sources (all of csrc/, C++ and CUDA), the Triton kernels as regular files with the
-    checkout's content (they are symbolic links in the package folder), the toy weights, README, LICENSE and the
-    build files; no links, no compiled files.
+    Every build configuration's sources (all of csrc/, C++ and CUDA), every file of the package folder (modules, the
+    toy weights), the Triton kernels among them as regular files with the checkout's content (they are symbolic
+    links there), README, LICENSE and the build files; no links, no compiled files.
     """
     with tarfile.open(path) as tar:
         members = tar.getmembers()
@@ -112,7 +112,7 @@ def sdist_problems(path: str, root: str = ROOT) -> list:
         by_name = {m.name[len(top) + 1:]: m for m in members if m.name.startswith(top + "/")}
         problems = []
         required = ["README.md", "LICENSE", "MANIFEST.in", "pyproject.toml", "setup.py", "PKG-INFO"]
-        required += _files_under(root, "csrc") + _files_under(root, f"{PACKAGE}/toy/weights")
+        required += _files_under(root, "csrc") + _files_under(root, PACKAGE)
         for name in required:
             if name not in by_name:
                 problems.append(f"{name} is missing")
@@ -134,10 +134,11 @@ def sdist_problems(path: str, root: str = ROOT) -> list:
 
 
 def wheel_problems(path: str, cpu_ext: bool = False, cuda_ext: bool = False, root: str = ROOT) -> list:
-    """What the wheel at ``path`` lacks: the Triton kernels' files, the toy weights, and the extensions asked for."""
+    """What the wheel at ``path`` lacks: any file of the package folder (the Triton kernels as files, the toy
+    weights), and the compiled extensions asked for."""
     with zipfile.ZipFile(path) as whl:
         names = set(whl.namelist())
-        problems = [f"{n} is missing" for n in _files_under(root, f"{PACKAGE}/toy/weights") if n not in names]
+        problems = [f"{n} is missing" for n in _files_under(root, PACKAGE) if n not in names]
         for name, content in _linked_modules(root).items():
             if name not in names:
                 problems.append(f"{name} is missing")

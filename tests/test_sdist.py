@@ -130,3 +130,12 @@ def test_copy_clone_keeps_the_link_and_leaves_build_outputs_out(tmp_path):
     sdist_tool.copy_clone(ROOT, str(tree))
     assert os.path.islink(tree / "vlmteach_fast" / "kernels" / "lora.py")
     assert not list(tree.glob("vlmteach_fast/_C_*.so")) and not list(tree.glob("*.egg-info"))
+    # Outside git (a copied tree, as on a lent GPU machine) the walk leaves out the same build outputs.
+    (tree / "vlmteach_fast.egg-info").mkdir()
+    (tree / "vlmteach_fast.egg-info" / "SOURCES.txt").write_text("csrc/lora_cuda.cu\n")
+    (tree / "vlmteach_fast" / "_C_cpu.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    copy = tmp_path / "copy"
+    sdist_tool.copy_clone(str(tree), str(copy))
+    assert os.path.islink(copy / "vlmteach_fast" / "kernels" / "lora.py")
+    assert (copy / "csrc" / "lora_cuda.cu").is_file()
+    assert not list(copy.glob("vlmteach_fast/_C_*.so")) and not list(copy.glob("*.egg-info"))
