@@ -16,8 +16,11 @@ import itertools
 import json
 import math
 import os
+import pickle
 import sys
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpu_shapes as shapes  # noqa: E402,F401  (sets TRITON_INTERPRET before triton can be imported)
@@ -49,7 +52,7 @@ MEASURED = {
 
 def fit(accounts: dict, device) -> tuple[Efficiency, float]:
     """The efficiencies minimizing the squared log error of predicted against measured phase seconds."""
-    pairs = [(acc["phases"][p]["ops"], s) for key, acc in accounts.items()
+    pairs = [(np.asarray(acc["phases"][p]["ops"], dtype=np.float64), s) for key, acc in accounts.items()
              for p, s in MEASURED[key]["seconds"].items() if s >= 0.01]
     best = None
     grid = itertools.product([0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8],
@@ -90,10 +93,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="result JSON (accounts without per-kernel lists, fit, table)")
     ap.add_argument("--configs", default=",".join(MEASURED), help="comma-separated GEOMETRY:VARIANT keys")
+    ap.add_argument("--ops-cache", default=None, help="pickle of the accounts with their kernels: written after "
+                                                      "accounting, read instead of accounting when it exists")
     args = ap.parse_args(argv)
     device = DEVICES["h200"]
     accounts, walls = {}, {}
-    for key in [k for k in args.configs.split(",") if k]:
+    if args.ops_cache and os.path.exists(args.ops_cache):
+        with open(args.ops_cache, "rb") as f:
+            accounts, walls = pickle.load(f)
+    for key in [k for k in args.configs.split(",") if k and k not in accounts]:
         if key not in MEASURED:
             ap.error(f"--configs: {key!r} is not one of {sorted(MEASURED)}")
         geo, variant = key.split(":")
@@ -102,6 +110,9 @@ def main(argv=None) -> int:
         walls[key] = time.perf_counter() - t0
         print(f"[plan_vs_gpu] {key}: peak {accounts[key]['peak_bytes'] / GIB:.2f} GiB in "
               f"{accounts[key]['peak_phase']}, {walls[key]:.0f} s on this CPU", flush=True)
+    if args.ops_cache:
+        with open(args.ops_cache, "wb") as f:
+            pickle.dump((accounts, walls), f)
     eff, rms = fit(accounts, device)
     lines = table(accounts, eff, device)
     print(f"fitted: {eff} (rms log error {rms:.3f} over the measured phases)")

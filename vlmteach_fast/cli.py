@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate.cli import add_bench_parsers  # bench, bench-report
 
     add_bench_parsers(sub)
+    from .plan.cli import add_plan_parser
+
+    add_plan_parser(sub)
     return parser
 
 

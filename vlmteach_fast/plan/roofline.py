@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 __all__ = ["DEVICES", "EFFICIENCY", "Device", "Efficiency", "phase_seconds"]
 
 
@@ -46,6 +48,7 @@ EFFICIENCY = Efficiency(flops=0.5, bandwidth=0.5, min_kernel_seconds=10e-6)  # r
 
 
 def phase_seconds(ops, device: Device, eff: Efficiency = EFFICIENCY) -> float:
-    """Seconds of a phase from its kernels' (flops, bytes) pairs (``PhaseAccount.ops``)."""
-    f_rate, b_rate = device.flops * eff.flops, device.bandwidth * eff.bandwidth
-    return sum(max(f / f_rate, b / b_rate, eff.min_kernel_seconds) for f, b in ops)
+    """Seconds of a phase from its kernels' (flops, bytes) pairs (``PhaseAccount.ops``, or an (n, 2) array)."""
+    ops = np.asarray(ops, dtype=np.float64).reshape(-1, 2)
+    t = np.maximum(ops[:, 0] / (device.flops * eff.flops), ops[:, 1] / (device.bandwidth * eff.bandwidth))
+    return float(np.maximum(t, eff.min_kernel_seconds).sum())

@@ -116,19 +116,26 @@ class RewardConfig:
 LAYER_LISTS = ("layers", "blocks")  # transformers' decoder layers and vision blocks
 
 
+def _checkpointed(forward, *args, **kwargs):
+    from torch.utils.checkpoint import checkpoint
+
+    if any(v is not None for k, v in kwargs.items() if k in ("cache", "past_key_values", "past_key_value")):
+        return forward(*args, **kwargs)
+    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+
 @contextlib.contextmanager
 def checkpointed_layers(model: torch.nn.Module):
     """Run every layer of ``model``'s layer lists (``LAYER_LISTS``) under activation checkpointing while inside:
     each keeps only its inputs for backward and recomputes its forward there. Works in eval mode (transformers'
-    own switch acts only in training)."""
-    from torch.utils.checkpoint import checkpoint
-
+    own switch acts only in training). A call that fills or reads a KV cache (the shared visual prefix) runs as
+    is: its recomputation would append to the cache a second time."""
     patched = []
     for name, module in model.named_modules():
         if name.rsplit(".", 1)[-1] in LAYER_LISTS and isinstance(module, torch.nn.ModuleList):
             for layer in module:
                 own = layer.__dict__.get("forward")  # an instance-level forward (a hook's) is restored as it was
-                layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=False)
+                layer.forward = functools.partial(_checkpointed, layer.forward)
                 patched.append((layer, own))
     try:
         yield len(patched)

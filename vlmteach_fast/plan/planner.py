@@ -1,0 +1,162 @@
+"""The cheapest settings that fit a device: accounts of candidate settings, their predicted peak, step / candidate
+and the steps a ``best_of_n:N`` budget buys (``vlmteach-fast plan``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..checks import check_int
+from .account import account_run
+from .phases import CANDIDATE_PHASES, STEP_PHASES
+from .roofline import DEVICES, phase_seconds
+
+__all__ = ["SETTINGS", "TEACHER_SHAPES", "VIDEO_SHAPES", "parse_bytes", "plan", "plan_markdown"]
+
+GIB = 2**30
+VIDEO_SHAPES = ("wan2.2-ti2v-5b",)
+TEACHER_SHAPES = ("qwen2.5-vl-7b",)
+# Settings in the order they are tried (cheapest in time first). Each changes memory, not what the loop computes;
+# ``last_blocks`` changes what is optimized and is only listed (``levers``), never chosen.
+SETTINGS = (
+    {"block_checkpointing": False, "checkpoint_layers": False},
+    {"block_checkpointing": False, "checkpoint_layers": True},
+    {"block_checkpointing": True, "checkpoint_layers": False},
+    {"block_checkpointing": True, "checkpoint_layers": True},
+)
+# What the device's allocator cannot hand out (CUDA context, cuBLAS workspace, fragmentation): kept free.
+HEADROOM_BYTES = 2 * GIB
+
+
+def parse_bytes(text) -> int:
+    """``"80GiB"``, ``"80GB"``, ``"81920MiB"`` or a number of bytes -> bytes (int)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B|B)?\s*", str(text), flags=re.IGNORECASE)
+    if not m:
+        raise ValueError(f"`gpu_memory` must look like 80GiB, 80GB or 85899345920, got {text!r}")
+    unit = (m.group(2) or "B").upper()
+    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]
+    return int(float(m.group(1)) * scale)
+
+
+@dataclass
+class _Option:
+    settings: dict
+    account: dict
+    step_seconds: float
+    candidate_seconds: float
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.account["peak_bytes"]
+
+
+def _option(geometry, settings, device, rank, text_encoder, reward_config, dry) -> _Option:
+    import dataclasses
+
+    from ..teacher import RewardConfig
+
+    rc = dataclasses.replace(reward_config or RewardConfig(), checkpoint_layers=settings["checkpoint_layers"])
+    variant = "block_checkpointing" if settings["block_checkpointing"] else "one_step"
+    acc = account_run(geometry, variant, rank=rank, text_encoder=text_encoder, reward_config=rc, dry=dry,
+                      keep_ops=True)
+    sec = {p: phase_seconds(d.pop("ops"), device) for p, d in acc["phases"].items()}
+    for p, d in acc["phases"].items():
+        d["predicted_seconds"] = sec[p]
+    return _Option(settings, acc, sum(sec[p] for p in STEP_PHASES), sum(sec[p] for p in CANDIDATE_PHASES))
+
+
+def plan(video: str = "wan2.2-ti2v-5b", teacher: str = "qwen2.5-vl-7b", *, num_frames: int = 121,
+         height: int = 704, width: int = 1280, gpu_memory="80GiB", device: str = "h100", best_of_n: int = 5,
+         rank: int = 16, text_encoder: str = "umt5-xxl", reward_config=None, headroom=HEADROOM_BYTES,
+         dry: bool = False) -> dict:
+    """Account the settings of ``SETTINGS`` in turn and return the first that fits ``gpu_memory``.
+
+    Args:
+        video, teacher: named shapes (``VIDEO_SHAPES``, ``TEACHER_SHAPES``).
+        num_frames, height, width: the video's geometry (the family's rules: frames 4k + 1, sides multiples of 32).
+        gpu_memory: the device's memory (``parse_bytes``); ``headroom`` bytes of it are kept free (default
+            ``HEADROOM_BYTES``).
+        device: a key of ``roofline.DEVICES`` for the time estimate.
+        best_of_n: the budget ``best_of_n:N`` whose steps are counted.
+        rank: LoRA rank; text_encoder: ``"umt5-xxl"`` (held in memory, as a pipeline does) or ``"measured"``.
+        reward_config: the teacher's ``RewardConfig`` (its ``checkpoint_layers`` is set by the plan).
+        dry: the shrunk shapes (tests).
+
+    Returns:
+        A JSON-ready dict: ``fits``, ``settings`` (chosen, or the smallest-peak ones when none fits), ``peak_gib``,
+        ``peak_phase``, ``step_over_candidate``, ``steps_within_budget``, ``step_seconds``, ``candidate_seconds``
+        (estimates for ``device``), ``phases`` (per phase: peak bytes, FLOPs, bytes, predicted seconds),
+        ``weights_gib`` per model, and ``options`` (every setting tried, with its peak and ratio).
+    """
+    from ..cost import UnitCosts
+
+    if video not in VIDEO_SHAPES:
+        raise ValueError(f"`video` must be one of {list(VIDEO_SHAPES)}, got {video!r}")
+    if teacher not in TEACHER_SHAPES:
+        raise ValueError(f"`teacher` must be one of {list(TEACHER_SHAPES)}, got {teacher!r}")
+    if device not in DEVICES:
+        raise ValueError(f"`device` must be one of {sorted(DEVICES)}, got {device!r}")
+    check_int("best_of_n", best_of_n)
+    check_int("num_frames", num_frames)
+    if (num_frames - 1) % 4:
+        raise ValueError(f"`num_frames` must be 4k + 1 for {video} (its VAE compresses time 4x), got {num_frames}")
+    for name, side in (("height", height), ("width", width)):
+        check_int(name, side)
+        if side % 32:
+            raise ValueError(f"`{name}` must be a multiple of 32 for {video} (16x VAE, 2x2 patches), got {side}")
+    limit, headroom = parse_bytes(gpu_memory), parse_bytes(headroom)
+    dev = DEVICES[device]
+    options = []
+    for settings in SETTINGS:
+        opt = _option((num_frames, height, width), settings, dev, rank, text_encoder, reward_config, dry)
+        options.append(opt)
+        weights = sum(opt.account["weights_bytes"].values())
+        if weights + headroom > limit:
+            raise ValueError(f"`gpu_memory` {limit / GIB:.2f} GiB is below the models' weights ({weights / GIB:.2f} "
+                             f"GiB) plus {headroom / GIB:.2f} GiB of headroom")
+        if opt.peak_bytes + headroom <= limit:
+            break
+    fitting = [o for o in options if o.peak_bytes + headroom <= limit]
+    chosen = fitting[0] if fitting else min(options, key=lambda o: o.peak_bytes)
+    units = UnitCosts(candidate=chosen.candidate_seconds, step=chosen.step_seconds)
+    return {
+        "video": video, "teacher": teacher, "geometry": [num_frames, height, width], "device": dev.name,
+        "gpu_memory_gib": limit / GIB, "best_of_n": best_of_n, "fits": bool(fitting), "settings": chosen.settings,
+        "peak_gib": chosen.peak_bytes / GIB, "peak_phase": chosen.account["peak_phase"],
+        "step_over_candidate": chosen.step_seconds / chosen.candidate_seconds,
+        "steps_within_budget": units.steps_within(best_of_n, 1),
+        "step_seconds": chosen.step_seconds, "candidate_seconds": chosen.candidate_seconds,
+        "weights_gib": {k: v / GIB for k, v in chosen.account["weights_bytes"].items()},
+        "phases": chosen.account["phases"],
+        "options": [{"settings": o.settings, "peak_gib": o.peak_bytes / GIB,
+                     "step_over_candidate": o.step_seconds / o.candidate_seconds} for o in options],
+        "estimate": "shape-only account on a CPU; seconds from a roofline fitted to H200 phase times",
+    }
+
+
+def _fmt_row(name: str, d: dict) -> str:
+    return (f"| {name} | {d['peak_bytes'] / GIB:.1f} | {d['flops'] / 1e12:.1f} | {d['bytes_moved'] / 1e9:.0f} | "
+            f"{d['predicted_seconds']:.3f} |")
+
+
+def plan_markdown(result: dict) -> str:
+    """A human-readable plan."""
+    s = result["settings"]
+    lines = [f"# Plan: {result['video']} + {result['teacher']}, {'x'.join(map(str, result['geometry']))} "
+             f"(frames x height x width), {result['device']}, {result['gpu_memory_gib']:.0f} GiB",
+             "",
+             f"{'fits' if result['fits'] else 'does NOT fit'} with block_checkpointing={s['block_checkpointing']}, "
+             f"RewardConfig(checkpoint_layers={s['checkpoint_layers']}): peak {result['peak_gib']:.1f} GiB in "
+             f"{result['peak_phase']}; step / candidate {result['step_over_candidate']:.2f}; best_of_n:"
+             f"{result['best_of_n']} buys {result['steps_within_budget']} steps "
+             f"(step {result['step_seconds']:.2f} s, candidate {result['candidate_seconds']:.2f} s, estimated)",
+             "", "| phase | peak GiB | TFLOP | GB moved | seconds |", "|---|---|---|---|---|"]
+    lines += [_fmt_row(n, d) for n, d in result["phases"].items()]
+    lines += ["", "| settings tried | peak GiB | step / candidate |", "|---|---|---|"]
+    lines += [f"| {o['settings']} | {o['peak_gib']:.1f} | {o['step_over_candidate']:.2f} |" for o in result["options"]]
+    lines += ["", f"weights GiB: {', '.join(f'{k} {v:.1f}' for k, v in result['weights_gib'].items())}",
+              f"({result['estimate']})"]
+    return "\n".join(lines)
