@@ -6,8 +6,8 @@
 
 ``build`` copies the files git tracks (and untracked files it does not ignore) into a temporary folder first:
 setuptools adds to an sdist every file named in a stale ``*.egg-info/SOURCES.txt`` it finds, so an archive made in a
-working tree where an editable install once built the CUDA extension would carry the CUDA sources whatever
-MANIFEST.in says. Without ``--isolated`` it calls setuptools' PEP 517 hook in this Python (what ``python -m build
+working tree where an earlier sdist or ``setup.py`` run on a GPU machine listed the CUDA sources would carry them
+whatever MANIFEST.in says. Without ``--isolated`` it calls setuptools' PEP 517 hook in this Python (what ``python -m build
 --sdist --no-isolation`` calls; needs nothing beyond setuptools, works offline); with it, ``python -m build --sdist``
 in its own build environment, the command a release is made with. Background: docs/packaging.md.
 """
