@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: build and run the CUDA and Triton paths, and measure the method at real model shapes.
 #
-#   bash bench/gpu_check.sh [--out DIR] [--steps 1,2,3,4,5,6] [--dry-run]
+#   bash bench/gpu_check.sh [--out DIR] [--steps 1,2,3,4,5,6,7] [--dry-run]
 #
-# Six steps, in order, each under its own time limit (`timeout`); a step that fails or times out is recorded and the
+# Seven steps, in order, each under its own time limit (`timeout`); a step that fails or times out is recorded and the
 # next one runs. Everything lands in DIR (default gpu_check_out/): one log per step, the steps' JSON results,
 # steps.jsonl (status, exit code, seconds per step) and summary.md / summary.json (bench/gpu_summary.py).
 #   1  CUDA torch (the installed torch's version; reinstalled from $VLMTEACH_TORCH_INDEX only if it is a CPU build),
@@ -16,16 +16,18 @@
 #      480p x 49 frames and 704p x 121 frames (bench/gpu_step.py)
 #   5  the same step with block checkpointing and in k-step mode (T=4, K=2), 480p
 #   6  the denoiser's fwd and fwd+bwd under each attention backend of diffusers' dispatcher (bench/gpu_attention.py)
+#   7  the step and the candidate with the planner's settings for one 80 GB card at both geometries
+#      (bench/plan_predictions.json, made on a CPU by bench/plan_predictions.py; summary.md sets them side by side)
 # --dry-run shrinks every shape to tiny and runs on the CPU (a few minutes on 2 cores): it skips the CUDA torch
 # install and the CUDA build, and measures nothing; it exists so that this script cannot rot (CI runs it).
-# Time limits (seconds) per step: GPU_CHECK_LIMIT_1 ... GPU_CHECK_LIMIT_6 override the defaults below, which add up
+# Time limits (seconds) per step: GPU_CHECK_LIMIT_1 ... GPU_CHECK_LIMIT_7 override the defaults below, which add up
 # to about 15 minutes. Python: $PYTHON (default: python).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=gpu_check_out
 DRY=0
-STEPS="1,2,3,4,5,6"
+STEPS="1,2,3,4,5,6,7"
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY=1 ;;
@@ -46,13 +48,13 @@ OUT="$(cd "$OUT" && pwd)"
 if [ "$DRY" = 1 ]; then
     DRYFLAG="--dry-run"
     export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1  # the dry run shares small CI machines
-    DEFAULT_LIMITS=(0 120 300 180 240 240 180)
+    DEFAULT_LIMITS=(0 120 300 180 240 240 180 240)
     LORA_SHAPES="128x96x16,128x96x64"
     LORA_ROUNDS=3
 else
     DRYFLAG=""
     # ~15 min of GPU time in all: the sum of these is 900 s.
-    DEFAULT_LIMITS=(0 240 90 150 210 120 90)
+    DEFAULT_LIMITS=(0 230 60 120 170 100 60 160)
     LORA_SHAPES=""
     for f in 3072 5120; do for t in 8192 16384 32768; do for r in 16 64; do
         LORA_SHAPES="${LORA_SHAPES:+$LORA_SHAPES,}${t}x${f}x${r}"
@@ -155,6 +157,14 @@ run_step 5 "the step with block checkpointing and k-step (K=2)" \
 
 run_step 6 "attention backends, denoiser fwd and fwd+bwd" \
     "$PY bench/gpu_attention.py $DRYFLAG --out '$OUT/step6_attention.json'"
+
+# 7: the planner's settings for an 80 GB card (bench/plan_predictions.json, made on a CPU) at both geometries.
+STEP7=""
+for g in 480p49 704p121; do
+    flags=$($PY -c "import json; print(json.load(open('bench/plan_predictions.json'))['geometries']['$g']['gpu_step_flags'])")
+    STEP7="${STEP7:+$STEP7 && }$PY bench/gpu_step.py $DRYFLAG --out '$OUT/step7_$g.json' $flags --geometries $g"
+done
+run_step 7 "the planner's settings for one 80 GB card, next to its predictions" "$STEP7"
 
 echo "== summary"
 $PY bench/gpu_summary.py "$OUT" ${DRYFLAG:+--dry-run}

@@ -114,6 +114,9 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="one_step", help=f"comma-separated, of {sorted(VARIANTS)}")
     ap.add_argument("--geometries", default="480p49", help=f"comma-separated, of {sorted(shapes.GEOMETRIES)}")
     ap.add_argument("--rank", type=int, default=16, help="LoRA rank (default 16)")
+    ap.add_argument("--teacher-checkpointing", action="store_true",
+                    help="RewardConfig(checkpoint_layers=True): the teacher's layers recomputed in backward")
+    ap.add_argument("--last-blocks", type=int, default=None, help="LoRASpec.last_blocks (default: every block)")
     args = ap.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     geometries = [g for g in args.geometries.split(",") if g]
@@ -135,10 +138,12 @@ def main(argv=None) -> int:
               "runs": []}
     t0 = time.perf_counter()
     pipe = shapes.wan_ti2v_pipeline(args.dry_run, device, dtype)
-    reasoner = Reasoner.from_pipeline(pipe, LoRASpec(rank=args.rank))
-    teacher = shapes.qwen25_vl_teacher(args.dry_run, device, dtype, reward_config=RewardConfig())
+    reasoner = Reasoner.from_pipeline(pipe, LoRASpec(rank=args.rank, last_blocks=args.last_blocks))
+    teacher = shapes.qwen25_vl_teacher(args.dry_run, device, dtype,
+                                       reward_config=RewardConfig(checkpoint_layers=args.teacher_checkpointing))
     result["build_seconds"] = time.perf_counter() - t0
-    result["lora"] = {"rank": args.rank, "fused": reasoner.fuse_report is not None}
+    result["lora"] = {"rank": args.rank, "fused": reasoner.fuse_report is not None, "last_blocks": args.last_blocks}
+    result["teacher_checkpointing"] = args.teacher_checkpointing
     t0 = time.perf_counter()
     decoder_cfg = LightDecoderConfig(cache_dir=os.path.join(os.path.dirname(os.path.abspath(args.out)), "ldc"),
                                      **(dict(fit_samples=1, fit_latent_size=4) if args.dry_run else {}))

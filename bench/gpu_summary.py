@@ -23,6 +23,7 @@ TITLES = {
     4: "optimize step vs Best-of-N candidate, Wan2.2-5B + Qwen2.5-VL-7B shapes",
     5: "the step with block checkpointing and k-step (K=2)",
     6: "attention backends, denoiser fwd and fwd+bwd",
+    7: "the planner's settings for one 80 GB card, next to its predictions",
 }
 STEP_PHASES = ("predict", "light_decode", "reward_fwd", "reward_bwd", "denoiser_bwd", "optimizer")
 CANDIDATE_PHASES = ("sample_4step", "full_decode", "reward_score")
@@ -85,6 +86,27 @@ def lora_rows(data: dict) -> list[dict]:
         if "fused_ms" in row and "base_ms" in row:
             row["fused_over_base"] = row["fused_ms"] / row["base_ms"]
     return sorted(rows.values(), key=lambda r: tuple(str(v) for v in r.values())[:5])
+
+
+def planned_section(out: str, summary: dict) -> list[str]:
+    """Step 7: each geometry's measured peak and step / candidate beside the plan's (bench/plan_predictions.json)."""
+    md = [f"## Step 7: {TITLES[7]}\n"]
+    pred = _load_json(os.path.join(os.path.dirname(os.path.abspath(__file__)), "plan_predictions.json")) or {}
+    rows = []
+    for geo, p in (pred.get("geometries") or {}).items():
+        data = _load_json(os.path.join(out, f"step7_{geo}.json"))
+        run = (data or {}).get("runs", [{}])[0] if data else {}
+        if "step_seconds" in run:
+            rows.append(dict(geometry=geo, settings=p["settings"], peak_predicted_gib=p["peak_gib"],
+                             peak_measured_gib=run["peak_bytes"] / 2**30, ratio_predicted=p["step_over_candidate"],
+                             ratio_measured=run["step_over_candidate"]))
+            md.append(f"- {geo} {p['settings']}: peak predicted {p['peak_gib']:.1f} GiB, measured "
+                      f"{_gib(run['peak_bytes'])}; step / candidate predicted {p['step_over_candidate']:.2f} (H100 "
+                      f"rates), measured {run['step_over_candidate']:.2f}")
+        else:
+            md.append(f"- {geo}: {run.get('error', 'no result file')[:200]}")
+    summary["steps"].setdefault(7, {})["planned"] = rows
+    return md + [""]
 
 
 def summarize(out: str, dry: bool) -> tuple[dict, str]:
@@ -179,6 +201,7 @@ def summarize(out: str, dry: bool) -> tuple[dict, str]:
         md.append("\nPeak memory: " + ("torch.cuda.max_memory_allocated per phase (weights included)"
                                        if not dry else "bytes of tensors created in the phase (CPU; weights excluded)"))
         md.append("")
+    md += planned_section(out, summary)
     # 6
     md.append(f"## Step 6: {TITLES[6]}\n")
     data = _load_json(os.path.join(out, "step6_attention.json"))

@@ -38,8 +38,9 @@ def _load_extension(backend: str, name: str, wanted: bool, why_unwanted: str) ->
     except ImportError as err:
         msg = str(err)
         if "No module named" in msg:
-            reason = (f"vlmteach_fast.{name} is not built (see docs/kernels.md, 'Building the CUDA extension'; "
-                      f"installed {_torch_desc()})")
+            how = ("docs/kernels.md, 'Building the CUDA extension'" if backend == "cuda" else
+                   "docs/packaging.md: build with --no-build-isolation against the installed torch")
+            reason = f"vlmteach_fast.{name} is not built (see {how}; installed {_torch_desc()})"
         else:  # built, but for another torch / CUDA: the loader says which symbol or library is missing
             reason = f"vlmteach_fast.{name} failed to load with {_torch_desc()}: {msg}"
         return Backend(backend, False, reason)

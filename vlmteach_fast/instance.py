@@ -55,6 +55,9 @@ class SamplingConfig:
     guidance_scale: float = field(default=1.0, metadata={"help": "CFG scale, 1 = off"})
     negative_prompt: str | None = field(default=None, metadata={"help": "negative prompt (CFG only)"})
     max_sequence_length: int = field(default=512, metadata={"help": "text tokens"})
+    offload_text_encoder: bool = field(default=False, metadata={
+        "help": "keep the text encoder on the CPU except while it encodes the prompt (frees its weights on the "
+                "device for the run; `vlmteach-fast plan` says when it is needed)"})
     attention_backend: str = field(default=DEFAULT_ATTENTION_BACKEND,
                                    metadata={"help": "denoiser attention: 'native' (torch SDPA), 'xformers', 'flash'"})
 
@@ -65,6 +68,8 @@ class SamplingConfig:
         for name in ("height", "width", "max_area"):
             check_int(f"SamplingConfig.{name}", getattr(self, name), optional=True)
         check_number("SamplingConfig.guidance_scale", self.guidance_scale, minimum=1.0)  # 1 = off
+        if not isinstance(self.offload_text_encoder, bool):
+            raise TypeError(f"SamplingConfig.offload_text_encoder must be a bool, got {self.offload_text_encoder!r}")
         try:
             self.attention_backend = check_attention_backend(self.attention_backend)
         except ValueError as err:
@@ -254,7 +259,8 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     prepared = reasoner.prepare(prompt, image, sampling.negative_prompt, num_frames=sampling.num_frames,
                                 height=height, width=width, seed=sampling.seed + seed_offset,
                                 guidance_scale=sampling.guidance_scale,
-                                max_sequence_length=sampling.max_sequence_length)
+                                max_sequence_length=sampling.max_sequence_length,
+                                offload_text_encoder=sampling.offload_text_encoder)
     return InstanceSetup(reasoner, prompt, image, first, q, prepared, sampling, geometry)
 
 

@@ -9,6 +9,7 @@ account every phase's peak live bytes, FLOPs and bytes moved, at real shapes, on
   True);
 - ``scaled_dot_product_attention`` runs as the memory-efficient (flash) kernel a GPU runs: output and log-sum-exp
   kept, never the (L, S) attention matrix (``attention_kernel``);
+- a copy to the host (an offloaded model) stays shape-only and leaves the account;
 - every storage an op creates is counted until freed (the tracker's weak references), so activations kept for
   backward, checkpoint recomputation and the optimizer's states are in the peak as they are on a device.
 The same mode on real CPU tensors (``meta=False``) gives the numbers a real run allocates, which is how the tests pin
@@ -148,6 +149,9 @@ class ShapeOnlyRun(TensorMemoryTracker):
                 if func is _aten._to_copy.default and kwargs.get("dtype") in (None, tensors[0].dtype):
                     return tensors[0]
                 kwargs = {k: v for k, v in kwargs.items() if k != "device"}
+            elif (func is _aten._to_copy.default and tensors[0].is_meta and kwargs.get("device") is not None
+                  and kwargs["device"] != META):  # device to host (an offload): host memory, not the device's
+                return func(*args, **{**kwargs, "device": META})
             elif func is _aten.fill_.Tensor and args[0].is_meta:  # one kernel, as on the host: the meta kernel
                 self._quiet = True                                   # splits it into ops this mode would count
                 try:

@@ -105,6 +105,8 @@ class RewardConfig:
                 "RewardConfig.augment_noise must be >= 0 and augment_shift an int >= 0, got "
                 f"{self.augment_noise!r} and {self.augment_shift!r}"
             )
+        if not isinstance(self.checkpoint_layers, bool):
+            raise TypeError(f"RewardConfig.checkpoint_layers must be a bool, got {self.checkpoint_layers!r}")
         if not self.video_fps > 0:
             raise ValueError(f"RewardConfig.video_fps must be > 0, got {self.video_fps!r}")
         if self.frames_as not in ("images", "video"):
