@@ -135,3 +135,16 @@ def test_plan_cli_prints_one_json_object_and_refuses_bad_input_in_one_line(capsy
     err = capsys.readouterr().err.strip()
     assert "num_frames" in err and len(err.splitlines()) == 1
     assert main(["plan", "--gpu-memory", "lots"]) == 2 and "gpu_memory" in capsys.readouterr().err
+
+
+def test_an_offloaded_text_encoder_leaves_the_device_after_the_prompt():
+    held = account_run(DRY_GEOMETRY, dry=True)
+    offloaded = account_run(DRY_GEOMETRY, dry=True, offload_text_encoder=True)
+    encoder = held["weights_bytes"]["text_encoder"]
+    assert encoder > 0
+    for name in STEP:
+        assert held["phases"][name]["peak_bytes"] - offloaded["phases"][name]["peak_bytes"] == encoder, name
+    with pytest.raises(TypeError, match="offload_text_encoder"):
+        from vlmteach_fast.instance import SamplingConfig
+
+        SamplingConfig(offload_text_encoder="yes")
