@@ -104,7 +104,7 @@ def test_teacher_layer_checkpointing_keeps_less_and_gives_the_same_gradient():
 def test_planner_picks_the_first_settings_that_fit_and_refuses_below_the_weights():
     geo = dict(num_frames=DRY_GEOMETRY[0], height=DRY_GEOMETRY[1], width=DRY_GEOMETRY[2])
     roomy = plan(**geo, gpu_memory="1GiB", headroom=0, dry=True)
-    assert roomy["fits"] and roomy["settings"] == {"block_checkpointing": False, "checkpoint_layers": False}
+    assert roomy["fits"] and not any(roomy["settings"].values())
     assert len(roomy["options"]) == 1 and roomy["steps_within_budget"] >= 1
     peaks = [o["peak_gib"] for o in plan(**geo, gpu_memory=roomy["peak_gib"] * 2**30 - 1, headroom=0,
                                          dry=True)["options"]]

@@ -16,13 +16,15 @@ __all__ = ["SETTINGS", "TEACHER_SHAPES", "VIDEO_SHAPES", "parse_bytes", "plan", 
 GIB = 2**30
 VIDEO_SHAPES = ("wan2.2-ti2v-5b",)
 TEACHER_SHAPES = ("qwen2.5-vl-7b",)
-# Settings in the order they are tried (cheapest in time first). Each changes memory, not what the loop computes;
-# ``last_blocks`` changes what is optimized and is only listed (``levers``), never chosen.
+# The settings tried: each changes memory and time, not what the loop computes. The plan keeps the fitting one with
+# the shortest predicted step. ``last_blocks`` and teacher pixels change what is optimized: listed in
+# docs/planning.md with their measured effect, never chosen here.
 SETTINGS = (
-    {"block_checkpointing": False, "checkpoint_layers": False},
-    {"block_checkpointing": False, "checkpoint_layers": True},
-    {"block_checkpointing": True, "checkpoint_layers": False},
-    {"block_checkpointing": True, "checkpoint_layers": True},
+    {"offload_text_encoder": False, "checkpoint_layers": False, "block_checkpointing": False},
+    {"offload_text_encoder": True, "checkpoint_layers": False, "block_checkpointing": False},
+    {"offload_text_encoder": True, "checkpoint_layers": True, "block_checkpointing": False},
+    {"offload_text_encoder": True, "checkpoint_layers": False, "block_checkpointing": True},
+    {"offload_text_encoder": True, "checkpoint_layers": True, "block_checkpointing": True},
 )
 # What the device's allocator cannot hand out (CUDA context, cuBLAS workspace, fragmentation): kept free.
 HEADROOM_BYTES = 2 * GIB
@@ -61,7 +63,7 @@ def _option(geometry, settings, device, rank, text_encoder, reward_config, dry) 
     rc = dataclasses.replace(reward_config or RewardConfig(), checkpoint_layers=settings["checkpoint_layers"])
     variant = "block_checkpointing" if settings["block_checkpointing"] else "one_step"
     acc = account_run(geometry, variant, rank=rank, text_encoder=text_encoder, reward_config=rc, dry=dry,
-                      keep_ops=True)
+                      offload_text_encoder=settings["offload_text_encoder"], keep_ops=True)
     sec = {p: phase_seconds(d.pop("ops"), device) for p, d in acc["phases"].items()}
     for p, d in acc["phases"].items():
         d["predicted_seconds"] = sec[p]
@@ -72,7 +74,8 @@ def plan(video: str = "wan2.2-ti2v-5b", teacher: str = "qwen2.5-vl-7b", *, num_f
          height: int = 704, width: int = 1280, gpu_memory="80GiB", device: str = "h100", best_of_n: int = 5,
          rank: int = 16, text_encoder: str = "umt5-xxl", reward_config=None, headroom=HEADROOM_BYTES,
          dry: bool = False) -> dict:
-    """Account the settings of ``SETTINGS`` in turn and return the first that fits ``gpu_memory``.
+    """Account the settings of ``SETTINGS`` and return the one with the shortest predicted step among those that fit
+    ``gpu_memory`` (the plain settings alone when they fit).
 
     Args:
         video, teacher: named shapes (``VIDEO_SHAPES``, ``TEACHER_SHAPES``).
@@ -113,14 +116,16 @@ def plan(video: str = "wan2.2-ti2v-5b", teacher: str = "qwen2.5-vl-7b", *, num_f
     for settings in SETTINGS:
         opt = _option((num_frames, height, width), settings, dev, rank, text_encoder, reward_config, dry)
         options.append(opt)
-        weights = sum(opt.account["weights_bytes"].values())
-        if weights + headroom > limit:
-            raise ValueError(f"`gpu_memory` {limit / GIB:.2f} GiB is below the models' weights ({weights / GIB:.2f} "
-                             f"GiB) plus {headroom / GIB:.2f} GiB of headroom")
-        if opt.peak_bytes + headroom <= limit:
-            break
+        if not options[1:]:  # the first account knows the weights: a limit below them is refused at once
+            w = opt.account["weights_bytes"]
+            resident = sum(w.values()) - w["text_encoder"]
+            if resident + headroom > limit:
+                raise ValueError(f"`gpu_memory` {limit / GIB:.2f} GiB is below the models' weights ({resident / GIB:.2f}"
+                                 f" GiB without the text encoder) plus {headroom / GIB:.2f} GiB of headroom")
+        if opt is options[0] and opt.peak_bytes + headroom <= limit:
+            break  # the plain settings fit: nothing to trade
     fitting = [o for o in options if o.peak_bytes + headroom <= limit]
-    chosen = fitting[0] if fitting else min(options, key=lambda o: o.peak_bytes)
+    chosen = min(fitting, key=lambda o: o.step_seconds) if fitting else min(options, key=lambda o: o.peak_bytes)
     units = UnitCosts(candidate=chosen.candidate_seconds, step=chosen.step_seconds)
     return {
         "video": video, "teacher": teacher, "geometry": [num_frames, height, width], "device": dev.name,
@@ -148,8 +153,9 @@ def plan_markdown(result: dict) -> str:
     lines = [f"# Plan: {result['video']} + {result['teacher']}, {'x'.join(map(str, result['geometry']))} "
              f"(frames x height x width), {result['device']}, {result['gpu_memory_gib']:.0f} GiB",
              "",
-             f"{'fits' if result['fits'] else 'does NOT fit'} with block_checkpointing={s['block_checkpointing']}, "
-             f"RewardConfig(checkpoint_layers={s['checkpoint_layers']}): peak {result['peak_gib']:.1f} GiB in "
+             f"{'fits' if result['fits'] else 'does NOT fit'} with OptimizeConfig(block_checkpointing="
+             f"{s['block_checkpointing']}), RewardConfig(checkpoint_layers={s['checkpoint_layers']}), SamplingConfig("
+             f"offload_text_encoder={s['offload_text_encoder']}): peak {result['peak_gib']:.1f} GiB in "
              f"{result['peak_phase']}; step / candidate {result['step_over_candidate']:.2f}; best_of_n:"
              f"{result['best_of_n']} buys {result['steps_within_budget']} steps "
              f"(step {result['step_seconds']:.2f} s, candidate {result['candidate_seconds']:.2f} s, estimated)",

@@ -119,19 +119,33 @@ LAYER_LISTS = ("layers", "blocks")  # transformers' decoder layers and vision bl
 
 
 def _checkpointed(forward, *args, **kwargs):
+    """``forward`` (a layer's) under checkpointing; with a KV cache only its ``mlp`` is (the layer's recompute would
+    append to the cache a second time; the MLP, 5x wider than the hidden state in Qwen2.5-VL, holds most of what a
+    layer keeps)."""
     from torch.utils.checkpoint import checkpoint
 
-    if any(v is not None for k, v in kwargs.items() if k in ("cache", "past_key_values", "past_key_value")):
+    if not any(v is not None for k, v in kwargs.items() if k in ("cache", "past_key_values", "past_key_value")):
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    mlp = getattr(forward.__self__, "mlp", None)
+    if mlp is None:
         return forward(*args, **kwargs)
-    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    own = mlp.__dict__.get("forward")
+    mlp.forward = functools.partial(checkpoint, mlp.forward, use_reentrant=False)
+    try:
+        return forward(*args, **kwargs)
+    finally:
+        if own is None:
+            del mlp.forward
+        else:
+            mlp.forward = own
 
 
 @contextlib.contextmanager
 def checkpointed_layers(model: torch.nn.Module):
     """Run every layer of ``model``'s layer lists (``LAYER_LISTS``) under activation checkpointing while inside:
     each keeps only its inputs for backward and recomputes its forward there. Works in eval mode (transformers'
-    own switch acts only in training). A call that fills or reads a KV cache (the shared visual prefix) runs as
-    is: its recomputation would append to the cache a second time."""
+    own switch acts only in training). In a call that fills or reads a KV cache (the shared visual prefix) only the
+    layer's MLP is checkpointed."""
     patched = []
     for name, module in model.named_modules():
         if name.rsplit(".", 1)[-1] in LAYER_LISTS and isinstance(module, torch.nn.ModuleList):
