@@ -85,7 +85,7 @@ def run(args) -> dict:
         overrides["decoder"] = (LightDecoderConfig(kind="tiny", path=args.decoder_path) if args.decoder_path
                                 else LightDecoderConfig(kind=args.decoder))
     base = dataclasses.replace(base, **overrides)
-    lora = {k: v for k, v in (("rank", args.rank), ("include_ffn", args.include_ffn),
+    lora = {k: v for k, v in (("rank", args.rank), ("include_ffn", args.include_ffn), ("last_blocks", args.last_blocks),
                               ("target_modules", tuple(args.targets.split(",")) if args.targets else None)) if v}
     if "rank" in lora:  # alpha = rank (scale 1): the spec's alpha was filled in from the demo's rank
         lora["alpha"] = float(args.rank)
@@ -199,6 +199,8 @@ def main() -> int:
     ap.add_argument("--reduce", default="mean", choices=("mean", "min"), help="how an ensemble combines answers")
     ap.add_argument("--rank", type=int, default=None, help="override the LoRA rank (alpha = rank)")
     ap.add_argument("--include-ffn", dest="include_ffn", action="store_true", help="also adapt the feed-forward layers")
+    ap.add_argument("--last-blocks", dest="last_blocks", type=int, default=None,
+                    help="adapt only the last N transformer blocks (LoRASpec.last_blocks)")
     ap.add_argument("--targets", default=None, help="LoRA target modules, comma-separated (default: the family's)")
     ap.add_argument("--judge", default=None, help="a held-out judge teacher folder for optimize (optimize(judge=))")
     ap.add_argument("--bon", type=_ints, default=[1, 2, 3, 5, 8], help="Best-of-N's N values")
