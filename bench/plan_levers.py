@@ -38,7 +38,7 @@ LEVERS = {
     "block + teacher ckpt + offload": dict(variant="block_checkpointing", offload_text_encoder=True, **CK),
     "+ adapter on last 10 blocks": dict(variant="block_checkpointing", offload_text_encoder=True, last_blocks=10,
                                         **CK),
-    "+ last 10 blocks, no block ckpt": dict(variant="one_step", offload_text_encoder=True, last_blocks=10, **CK),
+    "+ last 10 blocks without block ckpt": dict(variant="one_step", offload_text_encoder=True, last_blocks=10, **CK),
     "+ teacher max_pixels 200k": dict(variant="block_checkpointing", offload_text_encoder=True,
                                       reward_config=RewardConfig(checkpoint_layers=True, max_pixels=200_000)),
 }
@@ -49,10 +49,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--geometries", default="480p49,704p121")
     ap.add_argument("--levers", default=",".join(LEVERS), help="comma-separated row names")
+    ap.add_argument("--append", action="store_true", help="keep the rows already in --out")
     ap.add_argument("--device", default="h100", choices=sorted(DEVICES))
     args = ap.parse_args(argv)
     device = DEVICES[args.device]
     rows = []
+    if args.append and os.path.exists(args.out):
+        with open(args.out, encoding="utf-8") as f:
+            rows = json.load(f)["rows"]
     for geo in args.geometries.split(","):
         for name in args.levers.split(","):
             kw = dict(LEVERS[name])
