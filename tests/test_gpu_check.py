@@ -26,7 +26,7 @@ def test_gpu_check_dry_run(tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dry_run"] is True
-    assert sorted(summary["steps"], key=int) == ["1", "2", "3", "4", "5", "6"]
+    assert sorted(summary["steps"], key=int) == ["1", "2", "3", "4", "5", "6", "7"]
     assert {s["status"] for s in summary["steps"].values()} == {"ok"}, summary["steps"]
     md = (out / "summary.md").read_text()
     for n in range(1, 7):
