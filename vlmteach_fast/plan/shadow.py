@@ -29,7 +29,7 @@ from torch.utils.flop_counter import flop_registry
 
 from ..reasoner.memory import TensorMemoryTracker
 
-__all__ = ["PhaseAccount", "ShapeOnlyRun", "attention_kernel", "flash_sdpa", "meta_modules"]
+__all__ = ["PhaseAccount", "ShapeOnlyRun", "attention_kernel", "flash_sdpa"]
 
 META = torch.device("meta")
 _aten = torch.ops.aten
@@ -242,12 +242,3 @@ def attention_kernel():
         yield
     finally:
         F.scaled_dot_product_attention = _SDPA
-
-
-def meta_modules(*modules) -> None:
-    """Check that every parameter of ``modules`` is on the meta device (a shape-only account of a real model)."""
-    for m in modules:
-        bad = next((n for n, p in m.named_parameters() if not p.is_meta), None)
-        if bad is not None:
-            raise ValueError(f"shape-only accounting needs models on the meta device; {type(m).__name__}.{bad} "
-                             f"is on {next(m.parameters()).device}")
