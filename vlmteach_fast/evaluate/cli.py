@@ -191,16 +191,18 @@ def run_bench_command(args) -> int:
 def _write_reports(suite, cfg, args) -> int:
     """Reports of every method run into ``--out`` (latest config of each), and the summary line of this run's
     method. Returns how many of this run's instances are recorded."""
+    from .fingerprint import current_records, item_keys
     from .records import read_all_records
     from .summary import latest_configs, write_reports
 
     items = suite.items[: cfg.limit] if cfg.limit else suite.items
-    ids = {it.id for it in items}
-    everything = [r for r in read_all_records(cfg.out) if r["instance_id"] in ids]  # every method run into --out
+    keys = item_keys(items)
+    ours = [r for r in read_all_records(cfg.out) if r["instance_id"] in keys]  # every method run into --out
+    everything = current_records(ours, keys, cfg.out)
     current = latest_configs(everything)
-    if len(current) < len(everything):
-        print(f"bench: {len(everything) - len(current)} records of earlier configs are left out of the reports "
-              "(kept in shards/)", flush=True)
+    if len(current) < len(ours):
+        print(f"bench: {len(ours) - len(current)} records of earlier configs, changed suite items or changed "
+              "weights are left out of the reports (kept in shards/)", flush=True)
     paths = write_reports(cfg.out, current, items, suite.errors, title=f"{suite.name}", baseline=args.baseline_method)
     if suite.kind in ("ruler", "vbvr"):
         from .export import export_official

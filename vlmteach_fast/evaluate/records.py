@@ -5,8 +5,9 @@ Why this is crash-safe:
   record is appended, so a record always points at complete files;
 - a record is one ``os.write`` of one line followed by ``fsync``; a ``kill -9`` can at worst leave a torn last line
   (no trailing newline), which ``RecordWriter`` cuts off when it reopens the file and ``read_records`` ignores;
-- an instance counts as done when a record with its (instance id, method, config hash) exists, so a re-run skips it
-  and redoes only the unfinished one; duplicates (possible only if two runs overlap) are collapsed, last one wins.
+- an instance counts as done when a record with its (instance id, method, config hash) exists and its ``item_key``
+  and ``models_key`` still match the suite item and the models' files (``fingerprint.py``), so a re-run skips it and
+  redoes only the unfinished or stale ones; duplicates (possible only if two runs overlap) are collapsed, last one wins.
 
 Layout of ``out/``: ``shards/records-rank{R}.jsonl`` (one per process; the durable source), ``records.jsonl`` (merged
 by the main process, sorted by suite order: derived, rewritten atomically after every run).
@@ -28,7 +29,7 @@ __all__ = ["RECORD_KEYS", "READ_KEYS", "method_labels", "config_hash", "record_k
 # Every record has these keys (values may be None): see runner.run_item for their meaning.
 RECORD_KEYS = ("instance_id", "task", "category", "split", "method", "config_hash", "status", "error", "score",
                "score_name", "passed", "scores", "teacher_p_yes", "stop_reason", "seconds", "cost", "video",
-               "adapter", "rank", "finished_at")
+               "adapter", "rank", "finished_at", "item_key", "models_key")
 
 
 # What a reader needs of a record: which instance, method and config it is for and whether it finished. A line

@@ -1,7 +1,8 @@
 """Running one method over a suite: resumable, one record per finished instance, sharded across processes.
 
 Recipe of ``run_bench``:
-1. read every shard's records; pending = suite items without a record for (id, method, config hash);
+1. read every shard's records; pending = suite items without a current record for (id, method, config hash):
+   one whose item content or models' files changed since (``fingerprint.py``) is stale and runs again;
 2. barrier (every process has read before any writes), take this process's slice (accelerate);
 3. load the models (only if this process has work), run each instance under its lock (``locks.py``: another run
    into the same ``--out`` holding it, or having recorded it meanwhile, means skip it): method -> scores -> outputs
@@ -30,6 +31,7 @@ from ..checks import check_int
 from ..io_atomic import atomic_write_json
 from ..methods import METHODS
 from .locks import InstanceLock, lock_path
+from .fingerprint import item_keys, models_key, stale_reason
 from .records import RecordWriter, config_hash, merge_records, read_all_records, shard_path
 from .shard import ProcessInfo, split_pending
 from .suites import DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, checklist_queries
@@ -53,6 +55,9 @@ class BenchConfig:
         retry_failed: re-run instances whose record says "error" (otherwise they count as done).
         fps: of the written videos.
         identity: extra settings that define "the same run" (model specs): part of the config hash.
+        models_key: stands for the models' files (``fingerprint.models_key``); records made with another are stale.
+            Default: computed from ``identity``'s pipeline / teacher / judge specs (None when it names none: models
+            passed as objects are not checked).
         scorer: optional ``scorer(item, frames (1, F, 3, H, W) float in [0, 1]) -> float | {"score", "passed",
             "parts"}``: the suite's own scorer (e.g. VBVR-Bench's rule scorers); it becomes the primary score. Put
             its name in ``identity`` so that changing it changes the hash.
@@ -68,6 +73,7 @@ class BenchConfig:
     fps: int = 8
     identity: dict = field(default_factory=dict)
     scorer: object = None
+    models_key: str | None = None
 
     def __post_init__(self):
         from ..optimization import OptimizeConfig
@@ -195,7 +201,8 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
            "split": item.split,
            "method": cfg.method, "config_hash": chash, "status": "ok", "error": None, "score": None,
            "score_name": None, "passed": None, "scores": {}, "teacher_p_yes": None, "stop_reason": None,
-           "seconds": None, "cost": None, "video": None, "adapter": None, "geometry": None, "rank": rank}
+           "seconds": None, "cost": None, "video": None, "adapter": None, "geometry": None, "rank": rank,
+           "item_key": None, "models_key": None}
     t0 = time.perf_counter()
     stage = "run"
     try:
@@ -225,11 +232,30 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
 
 
 def pending_items(items: list[BenchItem], records: list[dict], method: str, chash: str,
-                  retry_failed: bool = False) -> list[BenchItem]:
-    """Items without a record for (id, method, config hash); with ``retry_failed`` also those whose record failed."""
-    done = {r["instance_id"] for r in records if r["method"] == method and r["config_hash"] == chash
-            and (r["status"] == "ok" or not retry_failed)}
-    return [it for it in items if it.id not in done]
+                  retry_failed: bool = False, keys: dict | None = None, models: str | None = None,
+                  stale: list | None = None) -> list[BenchItem]:
+    """Items without a record for (id, method, config hash); with ``retry_failed`` also those whose record failed.
+    With ``keys`` ({id: ``fingerprint.item_key``}) and ``models`` (``models_key``), a record whose item or models
+    changed since does not count, and (id, reason) is appended to ``stale``."""
+    done = {}
+    for r in records:
+        if r["method"] == method and r["config_hash"] == chash and (r["status"] == "ok" or not retry_failed):
+            done[r["instance_id"]] = r
+    pending = []
+    for it in items:
+        reason = None if keys is None or it.id not in done else stale_reason(done[it.id], keys[it.id], models)
+        if reason is not None and stale is not None:
+            stale.append((it.id, reason))
+        if it.id not in done or reason is not None:
+            pending.append(it)
+    return pending
+
+
+def _print_stale(stale: list, shown: int = 10) -> None:
+    for iid, reason in stale[:shown]:
+        print(f"bench: instance {iid}: {reason} since it was recorded: running it again", flush=True)
+    if len(stale) > shown:
+        print(f"bench: ... and {len(stale) - shown} more instance(s) whose records are stale", flush=True)
 
 
 def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | None = None, progress: bool = True):
@@ -248,7 +274,9 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     info = info or ProcessInfo()
     chash = cfg.hash()
     items = suite.items[: cfg.limit] if cfg.limit else list(suite.items)
-    pending = pending_items(items, read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed)
+    keys, models = item_keys(items), cfg.models_key or models_key(cfg.identity)
+    stale = []
+    pending = pending_items(items, read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed, keys, models, stale)
     if info.is_main:
         # what a hash stands for, beside the records that carry it
         atomic_write_json(os.path.join(cfg.out, "configs", f"{chash}.json"), cfg.settings())
@@ -257,6 +285,7 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     if info.is_main:
         print(f"bench: {len(items)} instances, {len(items) - len(pending)} already done, {len(pending)} to run "
               f"on {info.world} process(es); method {cfg.method}, config {chash}", flush=True)
+        _print_stale(stale)
     try:
         if mine:
             pipe, teacher, judge = load_models()
@@ -268,9 +297,11 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
                             print(f"bench: [rank {info.rank}] {item.id} is being run by {lock.holder}: skipped",
                                   flush=True)
                             continue
-                        if not pending_items([item], read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed):
+                        if not pending_items([item], read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed,
+                                             keys, models):
                             continue  # another run into the same --out finished it after we listed it
                         rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
+                        rec.update(item_key=keys[item.id], models_key=models)
                         writer.append(rec)  # before the lock is released: the next holder sees the record
                     if rec["status"] != "ok":
                         print(f"bench: [rank {info.rank}] {item.id} failed: {rec['error']}", flush=True)
@@ -284,9 +315,8 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     if not info.is_main:
         return None
     merge_records(cfg.out, [it.id for it in items])
-    ids = {it.id for it in items}
-    return [r for r in read_all_records(cfg.out)
-            if r["method"] == cfg.method and r["config_hash"] == chash and r["instance_id"] in ids]
+    return [r for r in read_all_records(cfg.out) if r["method"] == cfg.method and r["config_hash"] == chash
+            and r["instance_id"] in keys and stale_reason(r, keys[r["instance_id"]], models) is None]
 
 
 def _progress(items, info: ProcessInfo, enabled: bool):
