@@ -232,3 +232,26 @@ def test_index_page_links_the_percent_encoded_instance_folders(ruler_run):
     href = f'src="{rec["video"].replace("%", "%25")}"'
     assert href in page  # the browser decodes %25 back to the folder's literal "%2F"
     assert os.path.isfile(out / unquote(rec["video"].replace("%", "%25")))
+
+
+def test_an_official_tree_holds_one_config_and_refuses_a_folder_of_other_files(pipe, tmp_path):
+    """A config edit then a ``--limit 1`` run: the tree holds that run's one video, not it beside the old config's
+    others (a judge would score the mix as one model); a destination with the user's files is never replaced."""
+    from vlmteach_fast.evaluate.export import export_official
+    from vlmteach_fast.io_atomic import OutputSetError
+
+    suite = load_suite(os.path.join(DATA, "vbvr"))
+    out, dest = tmp_path / "run", tmp_path / "official"
+    run_bench(suite, _cfg(out), lambda: (pipe, BrightnessTeacher(), None), progress=False)
+    assert len(export_official(out, dest, link=True)) == 3
+    edited = _cfg(out, height=32, width=32)
+    edited.limit = 1
+    (new,) = run_bench(suite, edited, lambda: (pipe, BrightnessTeacher(), None), progress=False)
+    written = export_official(out, dest, link=True)
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == \
+        ["In-Domain_50/G-3_stable_sort_data-generator/00000.mp4"]
+    assert open(written[0], "rb").read() == (out / new["video"]).read_bytes()
+    (dest / "notes.txt").write_text("mine")
+    with pytest.raises(OutputSetError, match="notes.txt"):
+        export_official(out, dest)
+    assert (dest / "notes.txt").read_text() == "mine"

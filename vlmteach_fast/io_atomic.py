@@ -251,12 +251,14 @@ def check_replaceable_dir(final_dir, known=None, what: str = "output folder") ->
 
 
 @contextlib.contextmanager
-def atomic_dir(directory, known=None):
+def atomic_dir(directory, known=None, manifest: bool = True):
     """Yield a fresh temporary folder beside ``directory``; when the block ends without error its files get the
     umask's permissions, a ``manifest.json`` (every file, its size and SHA-256) is added and the folder replaces
     ``directory`` as a whole (see the module docstring); else it is deleted and nothing changes. A symlink to a
     folder is followed: the set is written into its target and the link stays. ``known``: see
-    ``check_replaceable_dir`` (None: the caller owns ``directory``, whatever is there is replaced)."""
+    ``check_replaceable_dir`` (None: the caller owns ``directory``, whatever is there is replaced). ``manifest=False``:
+    no manifest (a tree another tool reads, which must hold its own files only); a kill between the two renames of
+    the fallback swap then leaves the new tree in a temporary folder, not completed by the next write."""
     final_dir = _resolve(directory)
     check_replaceable_dir(final_dir, known)
     parent, tmp_prefix, old_prefix = _tmp_names(final_dir)
@@ -271,7 +273,8 @@ def atomic_dir(directory, known=None):
                 follow_umask(os.path.join(d, name), is_dir=True)
             for name in files:
                 follow_umask(os.path.join(d, name), is_dir=False)
-        _write_manifest(tmp)
+        if manifest:
+            _write_manifest(tmp)
         if not os.path.isdir(final_dir):
             os.replace(tmp, final_dir)
         elif _exchange(tmp, final_dir):
@@ -287,9 +290,9 @@ def atomic_dir(directory, known=None):
     _remove_stale(final_dir)  # what killed earlier writers of this target left
 
 
-def commit_dir(write, directory, known=None) -> str:
+def commit_dir(write, directory, known=None, manifest: bool = True) -> str:
     """Run ``write(tmp_dir)`` inside :func:`atomic_dir`. Returns ``directory`` (absolute)."""
-    with atomic_dir(directory, known) as tmp:
+    with atomic_dir(directory, known, manifest) as tmp:
         write(tmp)
     return os.path.abspath(os.fspath(directory))
 

@@ -9,6 +9,13 @@ them unchanged.
 
 ``vlmteach-fast bench`` writes these trees itself under ``OUT/official/{method}/`` after every run;
 ``vlmteach-fast bench-export`` (``export_official``) writes them anywhere, for any method of a run folder.
+
+A judge scores a tree as one model: every video in it must come from one config. So a tree holds exactly the
+current records of one config (the method's latest, ``summary.latest_configs``) and is replaced whole on every
+export (``io_atomic.commit_dir``, without a manifest: the tree holds videos only): after a config edit and a
+``--limit 2`` run it holds those 2 videos, not 2 new ones beside the old config's others. The videos of earlier
+configs stay under ``OUT/instances/{method}-{hash}/``. A destination holding anything but ``.mp4`` files is not an
+earlier export and is refused, never deleted.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from ..io_atomic import OutputSetError, commit_dir
 from .records import read_all_records
 from .suites import check_path_component
 from .summary import latest_configs
@@ -53,17 +61,28 @@ def official_relpath(rec: dict, layout: str = "auto") -> str:
 
 def _place(src: str, dst: str, link: bool) -> None:
     os.makedirs(os.path.dirname(dst), exist_ok=True)
-    tmp = dst + ".tmp"
-    if os.path.lexists(tmp):
-        os.remove(tmp)
     if link:
         try:
-            os.link(src, tmp)  # same file system: no copy, and the run's own video stays the source of truth
+            os.link(src, dst)  # same file system: no copy, and the run's own video stays the source of truth
+            return
         except OSError:
-            shutil.copyfile(src, tmp)
-    else:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+            pass
+    shutil.copyfile(src, dst)
+
+
+def _check_dest(dest: str) -> None:
+    """``dest`` is absent or an earlier export (videos only); otherwise it is the user's, and replacing the tree would
+    delete those files."""
+    if not os.path.exists(dest):
+        return
+    if not os.path.isdir(dest):
+        raise OutputSetError(f"official tree {dest!r} exists and is not a directory")
+    other = [os.path.relpath(os.path.join(d, f), dest) for d, _, files in os.walk(dest) for f in files
+             if not f.endswith(".mp4")]
+    if other:
+        raise OutputSetError(f"official tree {dest!r} holds files that are not videos ({', '.join(sorted(other)[:5])}"
+                             f"{', ...' if len(other) > 5 else ''}); the export replaces the whole tree and would "
+                             "delete them: choose an empty or new folder")
 
 
 def export_official(run_dir, dest, method: str | None = None, layout: str = "auto", link: bool = False,
@@ -72,7 +91,8 @@ def export_official(run_dir, dest, method: str | None = None, layout: str = "aut
 
     Args:
         run_dir: a ``bench`` output folder (records and ``instances/``).
-        dest: folder of the official tree (created; files already there are replaced, others left alone).
+        dest: folder of the official tree, replaced whole (absent, or holding only ``.mp4`` files of an earlier
+            export; anything else raises ``OutputSetError`` before a file is written).
         method: which method's videos; None when the run holds a single method.
         layout: "auto" | "ruler" | "vbvr" (see ``official_relpath``).
         link: hard-link instead of copying where the file system allows.
@@ -99,11 +119,14 @@ def export_official(run_dir, dest, method: str | None = None, layout: str = "aut
             raise ValueError(f"records {seen[rel]!r} and {r['instance_id']!r} both map to {rel!r}")
         seen[rel] = r["instance_id"]
         chosen[rel] = os.path.join(run_dir, r["video"])
-    written = []
-    for rel, src in sorted(chosen.items()):
+    for src in chosen.values():
         if not os.path.isfile(src):
             raise FileNotFoundError(f"video of a finished record is missing: {src!r}")
-        dst = os.path.join(dest, rel)
-        _place(src, dst, link)
-        written.append(dst)
-    return written
+    _check_dest(dest)
+
+    def write(tree):
+        for rel, src in chosen.items():
+            _place(src, os.path.join(tree, rel), link)
+
+    commit_dir(write, dest, manifest=False)
+    return [os.path.join(dest, rel) for rel in sorted(chosen)]
