@@ -10,6 +10,7 @@ A file looks like::
     sampling: {num_frames: 17, final_steps: 4, seed: 0}
     n: 5          # best_of_n only
     rounds: 0     # vlm_as_solver only
+    reward: {checkpoint_layers: true, process_frames: 4}   # the teacher's RewardConfig
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ def load_config(source=None) -> tuple[OptimizeConfig, dict]:
     try:
         check_int("n", options["n"])  # before any model loads (run_method checks again, for API callers)
         check_int("rounds", options["rounds"], minimum=0)
+        if options["reward"] is not None:
+            from .teacher import RewardConfig
+
+            _build(RewardConfig, options["reward"], f"{where}: reward")  # checked now; applied to the teacher's own
         return _build(OptimizeConfig, data, where), options
     except (TypeError, ValueError) as err:
         if str(err).startswith(where):

@@ -225,7 +225,8 @@ def prepare_first_frame(reasoner: Reasoner, image, sampling: SamplingConfig):
 
 
 def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, sampling: SamplingConfig | None = None,
-                   lora: LoRASpec | None = None, max_process: int = 3, seed_offset: int = 0) -> InstanceSetup:
+                   lora: LoRASpec | None = None, max_process: int = 3, seed_offset: int = 0,
+                   check=None) -> InstanceSetup:
     """Check inputs, build/reuse the reasoner, get queries, encode conditions once.
 
     Args:
@@ -238,6 +239,8 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
         lora: LoRA spec used when a new reasoner is built.
         max_process: process questions the teacher may write.
         seed_offset: added to ``sampling.seed`` (Best-of-N candidates).
+        check: called as ``check(reasoner, image=, geometry=, queries=)`` (``queries`` None when the teacher will
+            write them) once the geometry is known, before any model runs (``optimize``'s memory check).
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"`prompt` must be a non-empty string, got {prompt!r}")
@@ -251,6 +254,8 @@ def setup_instance(pipe, teacher, prompt: str, image=None, queries=None, samplin
     image, geometry = prepare_first_frame(reasoner, image, sampling)
     height, width = geometry["height"], geometry["width"]
     first = _image_tensor(image)
+    if check is not None:
+        check(reasoner, image=image, geometry=geometry, queries=None if queries is None else as_queries(queries))
     if queries is not None:
         q = as_queries(queries)
         warn_unless_yes_no(q)

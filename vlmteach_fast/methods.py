@@ -11,6 +11,7 @@ same LoRA-wrapped model, so their costs and videos are comparable).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -21,7 +22,8 @@ from .cost import CostRecord
 __all__ = ["METHODS", "METHOD_OPTIONS", "MethodOutput", "run_method"]
 
 METHODS = ("optimize", "best_of_n", "vlm_as_solver", "baseline")
-METHOD_OPTIONS = {"n": 5, "rounds": 0}  # best_of_n's candidates, vlm_as_solver's critique rounds (defaults)
+# best_of_n's candidates, vlm_as_solver's critique rounds, the teacher's RewardConfig (None: the teacher's own)
+METHOD_OPTIONS = {"n": 5, "rounds": 0, "reward": None}
 
 
 @runtime_checkable
@@ -50,7 +52,7 @@ class MethodOutput(Protocol):
 
 
 def run_method(name: str, pipe, teacher, prompt: str, image=None, queries=None, config=None, *, n: int = 5,
-               rounds: int = 0, out_dir=None) -> MethodOutput:
+               rounds: int = 0, reward=None, out_dir=None) -> MethodOutput:
     """Run method ``name`` (one of ``METHODS``) on one instance.
 
     Args:
@@ -64,6 +66,8 @@ def run_method(name: str, pipe, teacher, prompt: str, image=None, queries=None, 
         config: ``OptimizeConfig`` (None: defaults).
         n: Best-of-N's candidates (``best_of_n`` only), int >= 1.
         rounds: VLM-as-solver critique rounds (``vlm_as_solver`` only), int >= 0.
+        reward: ``RewardConfig`` fields (a dict) set on the teacher's own config from now on (config files:
+            ``reward: {checkpoint_layers: true}``); None keeps it as it is.
         out_dir: ``optimize`` writes its files there as it finishes; the others are saved with ``result.save``.
     """
     from .baselines import baseline, best_of_n, vlm_as_solver
@@ -76,6 +80,13 @@ def run_method(name: str, pipe, teacher, prompt: str, image=None, queries=None, 
         raise TypeError(f"`config` must be an OptimizeConfig, got {type(config).__name__}")
     check_int("n", n)
     check_int("rounds", rounds, minimum=0)
+    if reward is not None:
+        from .teacher import RewardConfig
+
+        if not isinstance(reward, dict) or not isinstance(getattr(teacher, "config", None), RewardConfig):
+            raise TypeError(f"`reward` must be a dict of RewardConfig fields for a teacher that has one (a "
+                            f"VLMTeacher), got {type(reward).__name__} for {type(teacher).__name__}")
+        teacher.config = dataclasses.replace(teacher.config, **reward)
     if name == "optimize":
         return optimize(pipe, teacher, prompt, image=image, queries=queries, config=config, out_dir=out_dir)
     kw = dict(image=image, queries=queries, sampling=config.sampling, lora=config.lora)

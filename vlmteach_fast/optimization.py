@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import functools
 import time
 import warnings
 import weakref
@@ -29,6 +30,8 @@ from .checks import check_bool, check_int, check_number
 from .cost import Budget, CostMeter, UnitCosts, denoiser_cost, parse_budget
 from .instance import InstanceSetup, SamplingConfig, score_frames, setup_instance
 from .optim import LR_SCHEDULES, OPTIMIZERS, lr_factor, make_optimizer
+from .plan.fit import check_run
+from .plan.planner import check_size
 from .optimize_result import STOP_REASONS, OptimizeResult, StepInfo
 from .reasoner import LightDecoderConfig, LoRASpec
 
@@ -106,6 +109,13 @@ class OptimizeConfig:
                 "compares it); False: final_p_yes is the kept step's in-loop score and the finish is only the decode"})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "geometry, seed, final steps"})
     progress: bool = field(default=True, metadata={"help": "tqdm bar"})
+    # memory check before the first model call (vlmteach_fast.plan.fit)
+    memory_limit: object = field(default="auto", metadata={
+        "help": "refuse a run whose accounted peak is over this, naming the settings that fit: 'auto' = the CUDA "
+                "device's memory (no check on other devices, or with the teacher on another device), a size such "
+                "as '80GiB' or bytes (any device), or None (no check)"})
+    memory_headroom: object = field(default="2GiB", metadata={
+        "help": "memory the check keeps free for the CUDA context, workspaces and fragmentation"})
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -150,6 +160,9 @@ class OptimizeConfig:
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"OptimizeConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         self.budget = parse_budget(self.budget)
+        if self.memory_limit not in (None, "auto"):
+            check_size("OptimizeConfig.memory_limit", self.memory_limit, "'auto', None or ", minimum=1)
+        check_size("OptimizeConfig.memory_headroom", self.memory_headroom)
 
 
 def _finite_grads(params) -> bool:
@@ -282,7 +295,9 @@ def optimize(pipe, teacher, prompt: str, image=None, queries=None, config: Optim
         from .loading import check_out_dir
 
         check_out_dir(out_dir, "`out_dir`", output_set=True)
-    setup = setup_instance(pipe, teacher, prompt, image, queries, config.sampling, config.lora, config.max_process)
+    setup = setup_instance(pipe, teacher, prompt, image, queries, config.sampling, config.lora, config.max_process,
+                           check=functools.partial(check_run, teacher=teacher, config=config,
+                                                   max_process=config.max_process))
     reasoner = setup.reasoner
     reasoner.reset_lora()
 

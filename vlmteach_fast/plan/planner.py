@@ -12,7 +12,7 @@ from .account import account_run
 from .phases import CANDIDATE_PHASES, STEP_PHASES
 from .roofline import DEVICES, EFFICIENCY, phase_seconds
 
-__all__ = ["SETTINGS", "TEACHER_SHAPES", "VIDEO_SHAPES", "parse_bytes", "plan", "plan_markdown"]
+__all__ = ["SETTINGS", "TEACHER_SHAPES", "VIDEO_SHAPES", "check_size", "parse_bytes", "plan", "plan_markdown"]
 
 GIB = 2**30
 VIDEO_SHAPES = ("wan2.2-ti2v-5b",)
@@ -42,6 +42,19 @@ def parse_bytes(text) -> int:
     scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
              "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]
     return int(float(m.group(1)) * scale)
+
+
+def check_size(name: str, value, also: str = "", minimum: int = 0) -> int:
+    """``parse_bytes(value)``, or a ``ValueError`` naming ``name`` (``also``: the other values it may take) when it
+    is not a size of at least ``minimum`` bytes."""
+    try:
+        size = parse_bytes(value)
+    except ValueError:
+        size = None
+    if size is None or size < minimum:
+        raise ValueError(f"`{name}` must be {also}a size such as '80GiB' or a number of bytes >= {minimum}, "
+                         f"got {value!r}")
+    return size
 
 
 @dataclass
