@@ -18,6 +18,8 @@ or a mix of two writes, where a reader looks.
 - Permissions follow the process umask (``tempfile`` creates 0600 files and 0700 folders, which a shared multi-node
   output folder cannot read).
 - JSON is strict: non-finite floats (NaN, inf) are written as ``null`` (``json_safe``).
+- ``storage_error`` tells a full, read-only or over-quota file system (every later write fails the same way, so a
+  run stops instead of blaming each item) from an error of one write.
 """
 
 from __future__ import annotations
@@ -34,9 +36,25 @@ import socket
 import tempfile
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_dir", "commit_dir", "json_safe",
-           "to_json_text", "follow_umask", "check_replaceable_dir", "verify_output_set", "OutputSetError", "MANIFEST"]
+           "to_json_text", "follow_umask", "check_replaceable_dir", "verify_output_set", "OutputSetError", "MANIFEST", "storage_error"]
 
 MANIFEST = "manifest.json"
+# Errors of the file system rather than of one write: nothing written there succeeds until space is freed, the
+# quota raised or the mount made writable.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+
+
+def storage_error(err: BaseException) -> str | None:
+    """``os.strerror`` of the storage errno (``STORAGE_ERRNOS``) behind ``err`` (itself, its causes and contexts, or a
+    wrapped message that quotes it, as ffmpeg's and torch's writers do), else None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        for code in STORAGE_ERRNOS:
+            if (isinstance(err, OSError) and err.errno == code) or os.strerror(code) in str(err):
+                return os.strerror(code)
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _umask() -> int:

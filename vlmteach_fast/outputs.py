@@ -111,12 +111,16 @@ def save_frames_result(frames: torch.Tensor, summary: dict, out_dir, fps: int = 
     return _paths(out_dir)
 
 
-def save_optimize_result(result, out_dir, fps: int = 8) -> dict:
+def save_optimize_result(result, out_dir, fps: int = 8, videos: bool = True) -> dict:
     """All files of an ``OptimizeResult`` as one set: video.mp4, video.gif, adapter/ (``result.adapter``, the weights
-    the result holds, whatever the reasoner holds now), history.json, reward.png, result.json, manifest.json."""
+    the result holds, whatever the reasoner holds now), history.json, reward.png, result.json, manifest.json.
+    ``videos=False``: adapter/, history.json and result.json only (what a nearly full disk may still take)."""
 
     def write(d):
-        _write_frames(result.frames, result.summary(), d, fps)
+        if videos:
+            _write_frames(result.frames, result.summary(), d, fps)
+        else:
+            atomic_write_json(os.path.join(d, "result.json"), result.summary())
         reasoner = result.reasoner
         current = reasoner.snapshot_lora()
         try:
@@ -125,6 +129,7 @@ def save_optimize_result(result, out_dir, fps: int = 8) -> dict:
         finally:
             reasoner.restore_lora(current)
         atomic_write_json(os.path.join(d, "history.json"), [h.to_dict() for h in result.history])
-        save_reward_plot(result.history, result.queries.questions, os.path.join(d, "reward.png"))
+        if videos:
+            save_reward_plot(result.history, result.queries.questions, os.path.join(d, "reward.png"))
 
     return _paths(commit_output_set(write, out_dir))

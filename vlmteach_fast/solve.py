@@ -64,11 +64,10 @@ def run_solve(args) -> int:
     pipe = load_pipeline(pipe_src, device, dtype, args.trust_remote_code)
     teacher = load_teacher(args.teacher, args.teacher_device or device, dtype, args.trust_remote_code)
 
-    # 3. the method (optimize writes its files as it finishes; the others are saved here)
+    # 3. the method, then its files (saved here, not by optimize: a full disk must not lose the result)
     result = run_method(args.method, pipe, teacher, args.prompt, image=image, queries=queries, config=config,
-                        out_dir=args.out if args.method == "optimize" else None, **options)
-    if args.method != "optimize":
-        result.save(args.out)
+                        **options)
+    _save(result, args.out)
     print(f"{args.method}: P(Yes) per query {[round(p, 4) for p in result.p_yes]}, "
           f"{result.cost.seconds:.1f} s, outputs in {args.out}")
     if result.stop_reason == "interrupted":
@@ -78,3 +77,28 @@ def run_solve(args) -> int:
               "far and its video (result.json says stop_reason: interrupted)", file=sys.stderr)
         return exit_code()  # the shell's code for the signal: 130 (Ctrl-C), 143 (SIGTERM)
     return 0
+
+
+def _save(result, out: str) -> None:
+    """``result.save(out)``; on a full, read-only or over-quota file system (``io_atomic.storage_error``) one line
+    instead of a traceback, after trying to keep an optimized adapter without its videos (the bulk of the set)."""
+    from .io_atomic import storage_error
+
+    try:
+        result.save(out)
+        return
+    except Exception as err:
+        if not storage_error(err):
+            raise
+        why = f"{storage_error(err)} ({err})"
+    kept = "nothing was saved"
+    if hasattr(result, "adapter"):  # an OptimizeResult: its adapter is what took the time
+        from .outputs import save_optimize_result
+
+        try:
+            save_optimize_result(result, out, videos=False)
+            kept = f"the adapter, history.json and result.json are saved in {out} (no videos)"
+        except Exception as err:
+            if not storage_error(err):
+                raise
+    raise SystemExit(f"error: could not save the result in {out}: {why}; {kept}")

@@ -171,6 +171,15 @@ def run_bench_command(args) -> int:
 
     try:
         records = run_bench(suite, cfg, load_models, info, progress=not args.no_progress)
+    except Exception as err:
+        from ..io_atomic import storage_error
+
+        if not storage_error(err):
+            raise
+        print(f"bench: stopped: {storage_error(err)} ({err}); the finished instances are recorded, the one that was "
+              "running is not: free space (or make --out writable) and re-run the same command to resume",
+              file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         from ..interrupts import exit_code, stop_name
 

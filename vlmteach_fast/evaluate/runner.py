@@ -9,6 +9,7 @@ Recipe of ``run_bench``:
    written as one set -> record appended (flush + fsync); an instance that raises is recorded with its error, the
    run goes on;
 4. barrier; the main process merges the shards into ``records.jsonl`` and writes the reports.
+A full, read-only or over-quota file system stops the run the same way, recording nothing for the instance it hit.
 Ctrl-C stops the run: the instance it cut is not recorded, the records of finished ones are merged (the ``bench``
 command then writes their reports and exits 130); re-running the same command resumes.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..checks import check_int
-from ..io_atomic import atomic_write_json
+from ..io_atomic import atomic_write_json, storage_error
 from ..methods import METHODS
 from .locks import InstanceLock, lock_path
 from .fingerprint import item_keys, models_key, stale_reason
@@ -193,8 +194,9 @@ def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=
 
 def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank: int = 0,
              chash: str | None = None) -> dict:
-    """Run, score and save one instance; never raises for a failing instance (the record says "error").
-    Ctrl-C (``KeyboardInterrupt``, also when ``optimize`` stopped early on it) propagates: no record is made, so a
+    """Run, score and save one instance; never raises for a failing instance (the record says "error"), but does for
+    a full, read-only or over-quota file system (``io_atomic.storage_error``): no record is made, so the same
+    command resumes once space is freed. Ctrl-C (``KeyboardInterrupt``, also when ``optimize`` stopped early on it) propagates: no record is made, so a
     resumed run redoes the instance."""
     chash = chash or cfg.hash()
     rec = {"instance_id": item.id, "task": item.task, "index": item.index, "category": item.category,
@@ -221,6 +223,8 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
         rec.update(score_item(item, result.frames, result.p_yes, judge, cfg.scorer,
                               video=os.path.join(cfg.out, rec["video"])))
     except Exception as err:  # noqa: BLE001 - one bad instance (bad image, OOM, NaN) must not stop the benchmark
+        if storage_error(err):  # a full or read-only disk fails every instance alike: stop, record nothing
+            raise
         log.warning("instance %s failed: %s", item.id, traceback.format_exc(limit=3))
         where = "" if stage == "run" else f"{stage} failed (the video is kept at {rec['video']}): "
         rec.update(status="error", error=f"{where}{type(err).__name__}: {err}", score=None, passed=None)
