@@ -21,6 +21,7 @@ from .family import VLMFamily
 from .lm_batch import gather_last, left_pad, suffix_batch
 from .preprocess import (normalize, qwen3_video_smart_resize, qwen_patchify, qwen_video_patchify, resize_images,
                          smart_resize)
+from .vision_attention import batch_windows
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -140,6 +141,7 @@ class QwenVLFamily(VLMFamily):
         self.vision_start_id, self.vision_end_id = ids["<|vision_start|>"], ids["<|vision_end|>"]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids["<|im_end|>"]
         linear_patch_embed(model.model.visual)
+        batch_windows(model.model.visual)
 
     @property
     def vision_module(self):
