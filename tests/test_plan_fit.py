@@ -63,6 +63,10 @@ def test_users_models_account_like_the_named_shapes(peaks):
                            max_sequence_length=16)
     assert peaks[0] == named["peak_bytes"]
     assert peaks[1] < peaks[0]  # the text encoder's weights leave the device
+    # models already on the meta device: the copy must not share their storages, or the offload would free nothing
+    meta = (as_reasoner(shapes.wan_ti2v_pipeline(True, device="meta")), shapes.qwen25_vl_teacher(True, device="meta"))
+    off = check_fits(*meta, _config(offload=True), GEO, shapes.QUESTIONS, FRAME, 2**40, 0)["peak_bytes"]
+    assert off == peaks[1]
 
 
 def test_optimize_refuses_before_any_model_call_naming_what_fits(peaks, monkeypatch):

@@ -50,7 +50,7 @@ def meta_copy(obj):
         for t in list(m.parameters()) + list(m.buffers()):
             if id(t) in memo:
                 continue
-            empty = t.detach().to("meta")
+            empty = torch.empty_like(t, device="meta")  # a storage of its own, even when ``t`` is on meta
             memo[id(t)] = torch.nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(
                 t, torch.nn.Parameter) else empty
     return copy.deepcopy(obj, memo)
