@@ -97,6 +97,10 @@ def test_bench_report_writes_markdown_and_rejects_bad_json(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SystemExit, match=r"bad\.json:1: not valid JSON"):
         main(["bench-report", str(tmp_path / "bad.json")])
+    data["benchmarks"][0].pop("stats")  # valid JSON, not what pytest-benchmark writes
+    (tmp_path / "nostats.json").write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match=r"nostats\.json: benchmark 'test_x\[a\]' lacks stats \['median'"):
+        main(["bench-report", str(tmp_path / "nostats.json")])
 
 
 def test_conftest_hook_records_versions_in_the_benchmark_json(tmp_path):
@@ -141,3 +145,19 @@ def test_allow_outside_paths_reaches_the_suite_loader(tmp_path):
     assert not refused.items and "leads outside the suite's folder" in refused.errors[0].message
     allowed, _ = _prepare(parser.parse_args(_bench(suite, tmp_path / "out", "--allow-outside-paths")))
     assert [it.image for it in allowed.items] == [str(tmp_path / "frame.png")] and not allowed.errors
+
+
+def test_limit_reads_a_jsonl_suite_only_that_far(tmp_path):
+    import argparse
+
+    from vlmteach_fast.evaluate.cli import _prepare, add_bench_parsers
+
+    suite = tmp_path / "s.jsonl"
+    good = [json.dumps({"index": k, "task_name": "t", "category": "c", "prompt": "p"}) for k in range(2)]
+    suite.write_text("\n".join(good + ["{not json"] * 3) + "\n")  # stands for the rest of a huge file
+    parser = argparse.ArgumentParser()
+    add_bench_parsers(parser.add_subparsers())
+    whole, _ = _prepare(parser.parse_args(_bench(suite, tmp_path / "out")))
+    assert len(whole.items) == 2 and len(whole.errors) == 3
+    first, _ = _prepare(parser.parse_args(_bench(suite, tmp_path / "out", "--limit", "1")))
+    assert [it.id for it in first.items] == ["t/0"] and not first.errors  # the lines after it were never parsed

@@ -114,3 +114,21 @@ def test_sigterm_before_any_result_exits_143_and_says_so(models, tmp_path):
     assert run.returncode == 143, run.stdout[-2000:] + run.stderr[-3000:]
     assert "vlmteach-fast solve: stopped by SIGTERM before any result was written" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_solve_with_toy_specs_runs_the_built_in_models_offline(tmp_path, monkeypatch):
+    """``--pipeline toy --teacher toy`` means the shipped toy models (as in ``bench``), not a Hub repo named toy."""
+    from PIL import Image
+
+    from vlmteach_fast import toy
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)  # no folder named toy here
+    inst = toy.make_instances(1)[0]
+    pixels = (inst.first_frame.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    Image.fromarray(pixels).save(tmp_path / "frame.png")
+    (tmp_path / "cfg.yaml").write_text("progress: false\nsampling: {num_frames: 9, final_steps: 2}\n")
+    assert main(["solve", "--pipeline", "toy", "--teacher", "toy", "--prompt", inst.prompt, "--image",
+                 str(tmp_path / "frame.png"), "--method", "baseline", "--config", str(tmp_path / "cfg.yaml"),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["method"] == "baseline"

@@ -46,5 +46,5 @@ def test_demo_with_recorded_units_plans_the_same_steps_on_any_machine(tmp_path, 
     assert f"--units '{json.dumps(units)}'" in out
     with pytest.raises(SystemExit, match="--units must be a JSON object"):
         main(["demo", "--instances", "1", "--out", str(tmp_path / "x"), "--units", "{candidate: 1}"])
-    with pytest.raises(ValueError, match="DemoConfig.unit_costs has unknown or missing keys"):
+    with pytest.raises(SystemExit, match="error: DemoConfig.unit_costs has unknown or missing keys"):
         main(["demo", "--instances", "1", "--out", str(tmp_path / "y"), "--units", '{"candidate": 1.0}'])

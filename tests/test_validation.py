@@ -68,6 +68,7 @@ def test_json_config_syntax_error_names_file_and_line(tmp_path):
     (torch.rand(32, 32, 3), r"channels first\), got shape \(32, 32, 3\) \(channels last: use image\.permute"),
     (torch.rand(3, 32, 32) * 255, r"`image` values must be in \[0, 1\]"),
     ((torch.rand(3, 32, 32) * 255).to(torch.uint8), r"must be a float tensor.*uint8"),
+    (torch.rand(3, 0, 0), r"`image` is empty: shape \(3, 0, 0\)"),
 ])
 def test_bad_image_tensors_are_rejected_by_name(image, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -192,3 +193,52 @@ def test_solve_checks_geometry_against_the_pipeline_configs_before_models_load(s
     with pytest.raises(SystemExit, match=pattern):
         main(args)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_pil_image_is_refused_by_name():
+    from PIL import Image
+
+    with pytest.raises(ValueError, match=r"`image` is empty \(0x0 pixels\)"):
+        load_image(Image.new("RGB", (0, 0)))
+
+
+def test_nan_frames_are_blamed_on_the_model_not_on_a_value_range():
+    from vlmteach_fast.teacher.base import check_frames
+
+    frames = torch.rand(1, 5, 3, 8, 8)
+    frames[0, 2] = math.nan  # what a video model with corrupted weights returns
+    with pytest.raises(ValueError, match=r"`frames` holds 192 NaN / inf value\(s\) of 960: the video model produced"):
+        check_frames(frames)
+
+
+@pytest.mark.parametrize("part,pattern", [
+    ("vae", r"model_index\.json lists `vae` \(AutoencoderKLWan\) but the folder has no vae/"),
+    ("tokenizer", r"model_index\.json lists `tokenizer` \(.*\) but the folder has no tokenizer/"),
+])
+def test_a_pipeline_folder_missing_a_component_fails_in_one_line(solve_args, pipeline_folder, tmp_path, part, pattern):
+    import shutil
+
+    from vlmteach_fast.cli import main
+
+    broken = tmp_path / "broken"
+    shutil.copytree(pipeline_folder, broken)
+    shutil.rmtree(broken / part)
+    args = solve_args()
+    args[args.index("--pipeline") + 1] = str(broken)
+    with pytest.raises(SystemExit, match=pattern):
+        main(args)
+
+
+def test_a_teacher_folder_without_its_tokenizer_fails_in_one_line(solve_args, tmp_path):
+    from vlmteach_fast.cli import main
+
+    (tmp_path / "teacher" / "config.json").write_text('{"model_type": "qwen2_vl"}')
+    with pytest.raises(SystemExit, match=r"--teacher '.*teacher' has no tokenizer \(none of tokenizer\.json"):
+        main(solve_args())
+
+
+def test_demo_with_no_instances_fails_in_one_line(tmp_path):
+    from vlmteach_fast.cli import main
+
+    with pytest.raises(SystemExit, match=r"error: `DemoConfig\.instances` must be"):
+        main(["demo", "--instances", "0", "--out", str(tmp_path / "d")])

@@ -122,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=_example)
     so = sub.add_parser("solve", help="solve one instance and write video.mp4, video.gif, adapter/, history.json, "
                                       "reward.png, result.json")
-    so.add_argument("--pipeline", required=True, help="diffusers pipeline directory or hub id")
-    so.add_argument("--teacher", required=True, help="transformers VLM directory or hub id")
+    so.add_argument("--pipeline", required=True,
+                    help="diffusers pipeline directory, hub id, 'toy' (the built-in model) or py:MODULE:FACTORY")
+    so.add_argument("--teacher", required=True,
+                    help="transformers VLM directory, hub id, 'toy' (the built-in model) or py:MODULE:FACTORY")
     so.add_argument("--prompt", required=True, help="the task prompt")
     so.add_argument("--image", default=None, help="first frame (image-to-video pipelines)")
     so.add_argument("--queries", default=None,

@@ -330,7 +330,10 @@ def main_demo(args) -> int:
         except json.JSONDecodeError as err:
             raise SystemExit(f"--units must be a JSON object of seconds, e.g. '{{\"candidate\": 0.09, \"step\": "
                              f"0.1}}', got {args.units!r} ({err})") from None
-    cfg = DemoConfig(instances=args.instances, out=args.out, seed=args.seed, unit_costs=units)
+    try:
+        cfg = DemoConfig(instances=args.instances, out=args.out, seed=args.seed, unit_costs=units)
+    except (ValueError, TypeError) as err:  # --instances 0: one line, not a traceback
+        raise SystemExit(f"error: {err}") from None
     t0 = time.perf_counter()
     result = run_demo(cfg)
     if result["interrupted"]:

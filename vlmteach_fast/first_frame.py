@@ -119,11 +119,14 @@ def image_to_rgb(image, name: str = "`image`"):
       values up to 65535 as 16-bit; anything else is refused.
     - "F" (32-bit float): values in [0, 1] (clipped within 1e-3 of it); anything else is refused.
     - other modes (RGB, L, P, RGBA, CMYK, ...): PIL's own ``convert("RGB")``.
-    ``ValueError`` names ``name`` (how the caller calls the image), the mode and the range of values seen.
+    ``ValueError`` names ``name`` (how the caller calls the image), the mode and the range of values seen, or says
+    the image is empty (0 pixels wide or high).
     """
     import numpy as np
     from PIL import Image
 
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"{name} is empty ({image.width}x{image.height} pixels)")
     mode = image.mode
     if not (mode.startswith("I;16") or mode in ("I", "F")):
         return image.convert("RGB")  # a new image also for RGB: the caller may close the file it came from

@@ -153,6 +153,8 @@ def check_image_tensor(image: torch.Tensor, name: str = "image") -> None:
         hint = " (channels last: use image.permute(2, 0, 1))" if shape[-1] == 3 else ""
         raise ValueError(f"`{name}` must be a (3, H, W) tensor in [0, 1] (channels first), got shape "
                          f"{tuple(image.shape)}{hint}")
+    if shape[1] == 0 or shape[2] == 0:
+        raise ValueError(f"`{name}` is empty: shape {tuple(image.shape)}")
     if not image.is_floating_point():
         raise ValueError(f"`{name}` must be a float tensor in [0, 1], got dtype {image.dtype} (divide uint8 by 255)")
     bad = int((~torch.isfinite(image)).sum())

@@ -36,7 +36,8 @@ import socket
 import tempfile
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_dir", "commit_dir", "json_safe",
-           "to_json_text", "follow_umask", "check_replaceable_dir", "verify_output_set", "OutputSetError", "MANIFEST", "storage_error"]
+           "to_json_text", "follow_umask", "check_replaceable_dir", "verify_output_set", "OutputSetError", "MANIFEST",
+           "storage_error"]
 
 MANIFEST = "manifest.json"
 # Errors of the file system rather than of one write: nothing written there succeeds until space is freed, the

@@ -9,8 +9,8 @@ import tempfile
 
 import torch
 
-__all__ = ["check_source", "check_out_dir", "check_device_dtype", "family_from_folder", "default_dtype", "load_pipeline",
-           "load_teacher"]
+__all__ = ["check_source", "check_model_folder", "check_out_dir", "check_device_dtype", "family_from_folder",
+           "default_dtype", "load_pipeline", "load_teacher"]
 
 
 def check_source(value: str, arg: str) -> str:
@@ -22,6 +22,35 @@ def check_source(value: str, arg: str) -> str:
     if looks_local and not os.path.isdir(path):
         raise FileNotFoundError(f"{arg} directory not found: {value!r}")
     return path if looks_local else value
+
+
+# A transformers model folder holds its tokenizer as one of these (fast, sentencepiece, BPE vocabulary).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "vocab.json")
+
+
+def check_model_folder(path: str, arg: str) -> None:
+    """A local model folder has the parts its loader will ask for, so a missing one fails in one line before any
+    model loads: a diffusers pipeline (``model_index.json``) every component it lists (``vae/``, ``tokenizer/``,
+    ...), a transformers VLM (``config.json``, for ``--teacher`` / ``--judge``) its tokenizer. ``FileNotFoundError`` naming
+    ``arg``, the folder and the part. Folders of other layouts are left to their loaders."""
+    import json
+
+    index = os.path.join(path, "model_index.json")
+    if os.path.isfile(index):
+        try:
+            with open(index, encoding="utf-8") as f:
+                components = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{arg} {path!r}: model_index.json is not readable JSON ({err})") from err
+        for name, spec in sorted(components.items()):
+            listed = isinstance(spec, list) and len(spec) == 2 and spec[1] is not None and not name.startswith("_")
+            if listed and not os.path.isdir(os.path.join(path, name)):
+                raise FileNotFoundError(f"{arg} {path!r}: model_index.json lists `{name}` ({spec[1]}) but the folder "
+                                        f"has no {name}/; copy the pipeline's {name} folder into it")
+    elif arg in ("--teacher", "--judge") and os.path.isfile(os.path.join(path, "config.json")):
+        if not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
+            raise FileNotFoundError(f"{arg} {path!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); save "
+                                    "the model's tokenizer or processor into it")
 
 
 def check_out_dir(out: str, arg: str = "--out", output_set: bool = False) -> None:

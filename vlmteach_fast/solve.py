@@ -38,7 +38,8 @@ def parse_queries_arg(value):
 def run_solve(args) -> int:
     from .config_io import load_config
     from .instance import check_instance_geometry, load_image
-    from .loading import check_device_dtype, check_out_dir, check_source, family_from_folder, load_pipeline, load_teacher
+    from .evaluate.models import check_spec, load_pipeline_spec, load_teacher_spec, toy_folder
+    from .loading import check_device_dtype, check_out_dir, check_source, family_from_folder
     from .methods import run_method
 
     # 1. everything cheap first: a typo must not cost a model load
@@ -48,21 +49,22 @@ def run_solve(args) -> int:
         config, options = load_config(args.config)
         image = load_image(args.image)
         queries = parse_queries_arg(args.queries)
-        pipe_src = check_source(args.pipeline, "--pipeline")
+        check_spec(args.pipeline, "--pipeline")  # toy: the built-in model (evaluate.models), never the Hub
+        pipe_src = toy_folder("--pipeline") if args.pipeline == "toy" else check_source(args.pipeline, "--pipeline")
         family = family_from_folder(pipe_src)  # frames / size / first frame vs the model, from its configs alone
         if family is not None:
             check_instance_geometry(family, config.sampling, image)
-        check_source(args.teacher, "--teacher")
+        check_spec(args.teacher, "--teacher")
         device, dtype = check_device_dtype(args.device, args.dtype)
         if args.teacher_device:
             check_device_dtype(args.teacher_device, args.dtype, "--teacher-device")
         check_out_dir(args.out, output_set=True)
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
         raise SystemExit(f"error: {err}") from err
 
     # 2. models
-    pipe = load_pipeline(pipe_src, device, dtype, args.trust_remote_code)
-    teacher = load_teacher(args.teacher, args.teacher_device or device, dtype, args.trust_remote_code)
+    pipe = load_pipeline_spec(args.pipeline, device, dtype, args.trust_remote_code)
+    teacher = load_teacher_spec(args.teacher, args.teacher_device or device, dtype, args.trust_remote_code)
 
     # 3. the method, then its files (saved here, not by optimize: a full disk must not lose the result)
     result = run_method(args.method, pipe, teacher, args.prompt, image=image, queries=queries, config=config,

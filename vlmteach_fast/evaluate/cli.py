@@ -41,7 +41,8 @@ def _add_bench(sub):
                         "[0, 1][, video_path=saved mp4]) -> score or {score, passed, parts}")
     p.add_argument("--config", default=None, help="YAML/JSON config (OptimizeConfig fields, plus n and rounds)")
     p.add_argument("--out", required=True, help="output folder (records, videos, reports)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N suite items")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N suite items (a .jsonl suite is read only that far)")
     p.add_argument("--query-metrics", default=",".join(DEFAULT_QUERY_METRICS),
                    help=f"checklist metrics used as the teacher's queries (default {','.join(DEFAULT_QUERY_METRICS)})")
     p.add_argument("--allow-outside-paths", action="store_true",
@@ -124,7 +125,8 @@ def _prepare(args):
     from .suites import load_suite
 
     try:
-        suite = load_suite(args.suite, allow_outside_paths=args.allow_outside_paths)
+        limit = args.limit if args.limit is not None and args.limit > 0 else None  # else refused by BenchConfig
+        suite = load_suite(args.suite, allow_outside_paths=args.allow_outside_paths, limit=limit)
         if suite.kind == "toy":
             args.pipeline = args.pipeline or "toy"
             args.teacher = args.teacher or "toy"

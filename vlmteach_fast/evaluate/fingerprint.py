@@ -84,9 +84,9 @@ def spec_fingerprint(spec: str | None, role: str = "pipeline"):
     if not spec or spec in ("none", "teacher"):
         return spec
     if spec == "toy":
-        from ..toy import models
+        from .models import toy_folder
 
-        return _folder_fingerprint(models.PIPELINE_DIR if role == "pipeline" else models.TEACHER_DIR)
+        return _folder_fingerprint(toy_folder("--pipeline" if role == "pipeline" else "--teacher"))
     if spec.startswith("py:"):
         import importlib.util
 

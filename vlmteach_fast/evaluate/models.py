@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 
-__all__ = ["check_spec", "resolve_factory", "load_pipeline_spec", "load_teacher_spec", "load_judge_spec"]
+__all__ = ["check_spec", "resolve_factory", "toy_folder", "load_pipeline_spec", "load_teacher_spec", "load_judge_spec"]
 
 
 def resolve_factory(spec: str, arg: str):
@@ -33,21 +33,26 @@ def resolve_factory(spec: str, arg: str):
     return fn
 
 
-def _toy(what: str):
+def _toy(what: str, device="cpu"):
     try:
         from .. import toy
 
-        return getattr(toy, f"load_{what}")()
+        return getattr(toy, f"load_{what}")(device=device)
     except (ImportError, FileNotFoundError) as err:
         raise RuntimeError(f"the built-in toy {what} is not available yet ({err}); pass --{what} explicitly") from err
 
 
-def _toy_weights_present(arg: str) -> None:
+def toy_folder(arg: str) -> str:
+    """The folder of the shipped toy model that ``--pipeline toy`` / ``--teacher toy`` (``arg``) stands for."""
     try:
         from ..toy import models
     except ImportError as err:
         raise RuntimeError(f"{arg} toy: vlmteach_fast.toy could not be imported ({err})") from err
-    path = models.PIPELINE_DIR if arg == "--pipeline" else models.TEACHER_DIR
+    return models.PIPELINE_DIR if arg == "--pipeline" else models.TEACHER_DIR
+
+
+def _toy_weights_present(arg: str) -> None:
+    path = toy_folder(arg)
     marker = "model_index.json" if arg == "--pipeline" else "config.json"
     if not os.path.isfile(os.path.join(path, marker)):
         raise RuntimeError(f"{arg} toy: the built-in toy model is not shipped yet ({path!r} has no {marker}); "
@@ -55,7 +60,8 @@ def _toy_weights_present(arg: str) -> None:
 
 
 def check_spec(spec: str | None, arg: str) -> None:
-    """Cheap checks before any model loads: factories import, local folders exist."""
+    """Cheap checks before any model loads: factories import, local folders exist and hold the parts their loader
+    reads (``loading.check_model_folder``)."""
     if spec == "toy":
         _toy_weights_present(arg)
         return
@@ -64,14 +70,16 @@ def check_spec(spec: str | None, arg: str) -> None:
     if spec.startswith("py:"):
         resolve_factory(spec, arg)
         return
-    from ..loading import check_source
+    from ..loading import check_model_folder, check_source
 
-    check_source(spec, arg)
+    path = check_source(spec, arg)
+    if os.path.isdir(path):
+        check_model_folder(path, arg)
 
 
 def load_pipeline_spec(spec: str, device, dtype, trust_remote_code: bool = False):
     if spec == "toy":
-        return _toy("pipeline").to(device)
+        return _toy("pipeline", device)
     if spec.startswith("py:"):
         pipe = resolve_factory(spec, "--pipeline")()
         return pipe.to(device) if hasattr(pipe, "to") else pipe
@@ -82,7 +90,7 @@ def load_pipeline_spec(spec: str, device, dtype, trust_remote_code: bool = False
 
 def load_teacher_spec(spec: str, device, dtype, trust_remote_code: bool = False):
     if spec == "toy":
-        return _toy("teacher")
+        return _toy("teacher", device)
     if spec.startswith("py:"):
         return resolve_factory(spec, "--teacher")()
     from ..loading import load_teacher

@@ -195,9 +195,9 @@ def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=
 def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank: int = 0,
              chash: str | None = None) -> dict:
     """Run, score and save one instance; never raises for a failing instance (the record says "error"), but does for
-    a full, read-only or over-quota file system (``io_atomic.storage_error``): no record is made, so the same
-    command resumes once space is freed. Ctrl-C (``KeyboardInterrupt``, also when ``optimize`` stopped early on it) propagates: no record is made, so a
-    resumed run redoes the instance."""
+    a full, read-only or over-quota file system (``io_atomic.storage_error``), and Ctrl-C (``KeyboardInterrupt``,
+    also when ``optimize`` stopped early on it) propagates: then no record is made, so the same command redoes the
+    instance once resumed (after space is freed)."""
     chash = chash or cfg.hash()
     rec = {"instance_id": item.id, "task": item.task, "index": item.index, "category": item.category,
            "split": item.split,

@@ -189,52 +189,60 @@ def _ruler_path(obj: dict, key: str, base_dir: str, allow_outside_paths: bool = 
     return path
 
 
-def load_ruler(path: str, allow_outside_paths: bool = False) -> Suite:
+def _jsonl_entries(f):
+    """(line number, parsed object or the ValueError saying why not) per non-empty line, read as they come."""
+    for lineno, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as err:
+            yield lineno, ValueError(f"not valid JSON ({err.msg} at column {err.colno})")
+
+
+def _json_entries(path: str, f) -> list:
+    text = f.read()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        # one bad character spoils a whole .json file: nothing can run, so this one is fatal
+        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from err
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        data = data["items"]
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: a RULER-style .json suite must hold a list of items (or {{\"items\": [...]}})")
+    return list(zip(_item_lines(text, len(data)), data))
+
+
+def load_ruler(path: str, allow_outside_paths: bool = False, limit: int | None = None) -> Suite:
     """A RULER-Bench style ``.json`` or ``.jsonl`` file. Bad items become ``SuiteError``s ("file:line: item
-    task/index: why"). ``allow_outside_paths``: let the items' paths lead outside the file's folder."""
+    task/index: why"). ``allow_outside_paths``: let the items' paths lead outside the file's folder. ``limit``: stop
+    after that many usable items; a ``.jsonl`` file is then read only that far (``bench --limit 1`` on a
+    million-item suite does not parse, or report errors of, the lines after the first item)."""
     path = os.fspath(path)
     base = os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    entries = []  # (line number, parsed object or exception)
-    if path.endswith(".jsonl"):
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entries.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as err:
-                entries.append((lineno, ValueError(f"not valid JSON ({err.msg} at column {err.colno})")))
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            # one bad character spoils a whole .json file: nothing can run, so this one is fatal
-            raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from err
-        if isinstance(data, dict) and isinstance(data.get("items"), list):
-            data = data["items"]
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: a RULER-style .json suite must hold a list of items (or {{\"items\": [...]}})")
-        lines = _item_lines(text, len(data))
-        entries = list(zip(lines, data))
     items, errors, seen = [], [], {}
-    for position, (lineno, obj) in enumerate(entries):
-        where = f"{path}:{lineno}"
-        label = f"item {obj['task_name']}/{obj.get('index', position)}: " if isinstance(obj, dict) and \
-            "task_name" in obj else ""
-        try:
-            if isinstance(obj, Exception):
-                raise obj
-            item = _ruler_item(obj, base, where, position, allow_outside_paths)
-            if not item.prompt.strip():
-                raise ValueError("`prompt` must be a non-empty string")
-            if item.id in seen:
-                raise ValueError(f"duplicate index {item.index!r} in task {item.task!r} (first at {seen[item.id]})")
-        except ValueError as err:
-            errors.append(SuiteError(where, label + str(err)))
-            continue
-        seen[item.id] = where
-        items.append(item)
+    with open(path, encoding="utf-8") as f:
+        entries = _jsonl_entries(f) if path.endswith(".jsonl") else _json_entries(path, f)
+        for position, (lineno, obj) in enumerate(entries):
+            if limit is not None and len(items) >= limit:
+                break
+            where = f"{path}:{lineno}"
+            label = f"item {obj['task_name']}/{obj.get('index', position)}: " if isinstance(obj, dict) and \
+                "task_name" in obj else ""
+            try:
+                if isinstance(obj, Exception):
+                    raise obj
+                item = _ruler_item(obj, base, where, position, allow_outside_paths)
+                if not item.prompt.strip():
+                    raise ValueError("`prompt` must be a non-empty string")
+                if item.id in seen:
+                    raise ValueError(f"duplicate index {item.index!r} in task {item.task!r} (first at {seen[item.id]})")
+            except ValueError as err:
+                errors.append(SuiteError(where, label + str(err)))
+                continue
+            seen[item.id] = where
+            items.append(item)
     return Suite(os.path.splitext(os.path.basename(path))[0], items, errors, "ruler")
 
 
@@ -328,9 +336,10 @@ def load_toy(n: int = TOY_DEFAULT_N, seed: int = 0) -> Suite:
     return Suite("toy", items, [], "toy")
 
 
-def load_suite(spec: str, allow_outside_paths: bool = False) -> Suite:
+def load_suite(spec: str, allow_outside_paths: bool = False, limit: int | None = None) -> Suite:
     """``spec``: ``toy`` / ``toy:N``, a ``.json`` / ``.jsonl`` file, or a VBVR-style folder. ``allow_outside_paths``:
-    a RULER-style file's paths may lead outside its folder."""
+    a RULER-style file's paths may lead outside its folder. ``limit``: a RULER-style file is read only up to that
+    many usable items (``load_ruler``); the others load whole."""
     spec = os.fspath(spec)
     if spec == "toy" or spec.startswith("toy:"):
         n = spec.partition(":")[2] or str(TOY_DEFAULT_N)
@@ -342,5 +351,5 @@ def load_suite(spec: str, allow_outside_paths: bool = False) -> Suite:
     if os.path.isfile(spec):
         if not spec.endswith((".json", ".jsonl")):
             raise ValueError(f"--suite file must end in .json or .jsonl (RULER-style), got {spec!r}")
-        return load_ruler(spec, allow_outside_paths)
+        return load_ruler(spec, allow_outside_paths, limit)
     raise FileNotFoundError(f"--suite not found: {spec!r} (a .json/.jsonl file, a VBVR-style folder, or 'toy[:N]')")

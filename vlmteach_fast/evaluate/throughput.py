@@ -57,6 +57,10 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["vlmteach_fast"] = environment_info()
 
 
+# what the tables read of each benchmark's "stats"
+STATS_KEYS = ("median", "mean", "stddev", "rounds")
+
+
 def load_benchmarks(paths) -> tuple[dict, list[dict]]:
     """(machine_info of the first file, every benchmark of every file). Raises ValueError naming a bad file."""
     machine, benches = None, []
@@ -72,7 +76,14 @@ def load_benchmarks(paths) -> tuple[dict, list[dict]]:
             raise ValueError(f"{path}: not a pytest-benchmark JSON (no 'benchmarks' list); write one with "
                              "--benchmark-json=FILE")
         machine = machine if machine is not None else data.get("machine_info", {})
-        for b in data["benchmarks"]:
+        for i, b in enumerate(data["benchmarks"]):
+            stats = b.get("stats") if isinstance(b, dict) else None
+            missing = [k for k in STATS_KEYS if not isinstance(stats, dict) or k not in stats]
+            if missing or "name" not in b:
+                label = b.get("name", i) if isinstance(b, dict) else i
+                lacks = f"stats {missing}" if missing else "a name"
+                raise ValueError(f"{path}: benchmark {label!r} lacks {lacks}; not what pytest --benchmark-json=FILE "
+                                 "writes")
             b = dict(b)
             b["_file"] = os.path.basename(path)
             benches.append(b)

@@ -121,7 +121,8 @@ class Teacher(Protocol):
 
 
 def check_frames(frames, name: str = "frames") -> torch.Tensor:
-    """Validate a video batch: a floating (B, F, 3, H, W) tensor with values in [0, 1]. Returns it unchanged."""
+    """Validate a video batch: a floating (B, F, 3, H, W) tensor with finite values in [0, 1]. Returns it
+    unchanged."""
     if not isinstance(frames, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor of shape (B, F, 3, H, W), got {type(frames).__name__}")
     if frames.ndim != 5:
@@ -133,6 +134,10 @@ def check_frames(frames, name: str = "frames") -> torch.Tensor:
     if not frames.is_floating_point():
         raise TypeError(f"`{name}` must be a floating tensor in [0, 1] (e.g. float32), got dtype {frames.dtype}")
     with torch.no_grad():
+        bad = int((~torch.isfinite(frames)).sum())
+        if bad:  # not a range the caller can convert: what made the frames is broken
+            raise ValueError(f"`{name}` holds {bad} NaN / inf value(s) of {frames.numel()}: the video model produced "
+                             "them (corrupted or overflowing weights, e.g. float16 on the CPU)")
         lo, hi = float(frames.min()), float(frames.max())
     if not (lo >= -RANGE_SLACK and hi <= 1.0 + RANGE_SLACK):
         raise ValueError(
