@@ -31,8 +31,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 def check_model_folder(path: str, arg: str) -> None:
     """A local model folder has the parts its loader will ask for, so a missing one fails in one line before any
     model loads: a diffusers pipeline (``model_index.json``) every component it lists (``vae/``, ``tokenizer/``,
-    ...), a transformers VLM (``config.json``, for ``--teacher`` / ``--judge``) its tokenizer. ``FileNotFoundError`` naming
-    ``arg``, the folder and the part. Folders of other layouts are left to their loaders."""
+    ...), a transformers VLM (``config.json``, for ``--teacher`` / ``--judge``) its tokenizer.
+    ``FileNotFoundError`` naming ``arg``, the folder and the part. Folders of other layouts are left to their
+    loaders."""
     import json
 
     index = os.path.join(path, "model_index.json")

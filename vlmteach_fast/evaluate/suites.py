@@ -237,7 +237,8 @@ def load_ruler(path: str, allow_outside_paths: bool = False, limit: int | None =
                 if not item.prompt.strip():
                     raise ValueError("`prompt` must be a non-empty string")
                 if item.id in seen:
-                    raise ValueError(f"duplicate index {item.index!r} in task {item.task!r} (first at {seen[item.id]})")
+                    raise ValueError(f"duplicate index {item.index!r} in task {item.task!r} "
+                                     f"(first at {seen[item.id]})")
             except ValueError as err:
                 errors.append(SuiteError(where, label + str(err)))
                 continue
