@@ -112,3 +112,30 @@ def test_specs_with_nothing_on_disk_fingerprint_as_themselves(spec):
     from vlmteach_fast.evaluate.fingerprint import spec_fingerprint
 
     assert spec_fingerprint(spec, "judge") == spec
+
+
+def test_the_reports_leave_out_another_methods_records_of_an_edited_item(write_jsonl_suite, tmp_path):
+    """baseline ran on t/i0 and t/i1; t/i1 is edited; best_of_n runs into the same --out: the report compares the
+    methods on current records only (baseline's t/i1 is of the old item)."""
+    import csv
+
+    from vlmteach_fast.evaluate.cli import main
+
+    root = write_jsonl_suite(2, "make the video bright", "max_steps: 1\nprogress: false\nn: 2\n"
+                                                          "sampling: {num_frames: 5, final_steps: 1}\n")
+    out = tmp_path / "out"
+
+    def bench(method):
+        return main(["bench", "--suite", str(root / "suite.jsonl"), "--method", method, "--pipeline",
+                     "py:vlmteach_fast.testing:tiny_ti2v_pipeline", "--teacher",
+                     "py:vlmteach_fast.testing:BrightnessTeacher", "--config", str(root / "cfg.yaml"), "--out",
+                     str(out), "--no-progress"])
+
+    assert bench("baseline") == 0
+    lines = (root / "suite.jsonl").read_text().splitlines()
+    lines[1] = lines[1].replace("make the video bright", "make the video dark")
+    (root / "suite.jsonl").write_text("\n".join(lines) + "\n")
+    assert bench("best_of_n") == 0
+    with open(out / "summary.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f) if r["level"] == "all"}
+    assert rows["best_of_n"]["instances"] == "2" and rows["baseline"]["instances"] == "1"

@@ -173,6 +173,8 @@ def run_bench_command(args) -> int:
 
     try:
         records = run_bench(suite, cfg, load_models, info, progress=not args.no_progress)
+        if records is not None:  # the main process: reports and the official tree (those writes can fail alike)
+            _write_reports(suite, cfg, args)
     except Exception as err:
         from ..io_atomic import storage_error
 
@@ -193,7 +195,6 @@ def run_bench_command(args) -> int:
         return exit_code()  # the shell's code for the signal: 130 (Ctrl-C), 143 (SIGTERM)
     if records is None:  # not the main process: it has written its shard
         return 0
-    _write_reports(suite, cfg, args)
     items = suite.items[: cfg.limit] if cfg.limit else suite.items
     ok = [r for r in records if r["status"] == "ok"]
     return 0 if len(ok) == len(items) and not suite.errors else 1
@@ -218,9 +219,14 @@ def _write_reports(suite, cfg, args) -> int:
     if suite.kind in ("ruler", "vbvr"):
         from .export import export_official
 
+        from ..io_atomic import OutputSetError
+
         official = os.path.join(cfg.out, "official", cfg.method)
-        export_official(cfg.out, official, method=cfg.method, layout=suite.kind, link=True, records=current)
-        paths["official"] = official
+        try:
+            export_official(cfg.out, official, method=cfg.method, layout=suite.kind, link=True, records=current)
+            paths["official"] = official
+        except OutputSetError as err:  # the user's files in our tree: the reports stand, the tree is not replaced
+            print(f"bench: official layout not written: {err}", file=sys.stderr, flush=True)
     chash = cfg.hash()
     records = [r for r in everything if r["method"] == cfg.method and r["config_hash"] == chash]
     ok = [r for r in records if r["status"] == "ok"]

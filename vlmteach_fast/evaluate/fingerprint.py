@@ -79,8 +79,8 @@ def _folder_fingerprint(root: str) -> dict:
 
 def spec_fingerprint(spec: str | None, role: str = "pipeline"):
     """What a ``--pipeline`` / ``--teacher`` / ``--judge`` spec (``evaluate.models``) stands for on disk: the folder's
-    files (a local folder, ``toy``'s shipped weights, a hub id's cached snapshot), the factory module's source
-    (``py:MODULE:CALLABLE``), or the spec itself where nothing on disk can be found (``none``, ``teacher``)."""
+    files (a local folder, ``toy``'s shipped weights, a hub id's cached snapshot), the source file defining the
+    factory (``py:MODULE:CALLABLE``), or the spec itself where nothing on disk can be found (``none``, ``teacher``)."""
     if not spec or spec in ("none", "teacher"):
         return spec
     if spec == "toy":
@@ -88,13 +88,15 @@ def spec_fingerprint(spec: str | None, role: str = "pipeline"):
 
         return _folder_fingerprint(toy_folder("--pipeline" if role == "pipeline" else "--teacher"))
     if spec.startswith("py:"):
-        import importlib.util
+        import inspect
+
+        from .models import resolve_factory
 
         try:
-            origin = importlib.util.find_spec(spec.split(":")[1]).origin
-        except (ImportError, AttributeError, ValueError):
+            source = inspect.getsourcefile(resolve_factory(spec, f"--{role}"))
+        except (ValueError, TypeError):  # not importable now, or built-in: the spec is all there is
             return spec
-        return {spec: file_digest(origin)} if origin and os.path.isfile(origin) else spec
+        return {spec: file_digest(source)} if source and os.path.isfile(source) else spec
     path = os.path.expanduser(spec)
     if os.path.isdir(path):
         return _folder_fingerprint(path)
