@@ -5,6 +5,7 @@ Public API:
   ``load_ruler``, ``load_vbvr``, ``load_toy``, ``checklist_queries``, ``RULER_METRICS``;
 - running: ``BenchConfig``, ``run_bench(suite, cfg, load_models, info)``, ``run_item``, ``score_item``;
 - records: ``RecordWriter`` (JSONL, flush + fsync), ``read_all_records``, ``merge_records``, ``config_hash``;
+- what counts as done: ``fingerprint`` (``item_key``: the item's fields and files; ``models_key``: the models' files);
 - processes: ``process_state()``, ``split_pending`` (accelerate's ``split_between_processes``);
 - judge: ``checklist_score``, ``VLMChecklistJudge`` (local and unofficial);
 - reports: ``summarize``, ``write_reports`` (markdown, CSV, PNG, HTML); ``throughput_markdown`` (pytest-benchmark);
