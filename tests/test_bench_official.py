@@ -255,3 +255,19 @@ def test_an_official_tree_holds_one_config_and_refuses_a_folder_of_other_files(p
     with pytest.raises(OutputSetError, match="notes.txt"):
         export_official(out, dest)
     assert (dest / "notes.txt").read_text() == "mine"
+
+
+def test_a_users_file_in_the_bench_official_tree_leaves_it_unwritten_with_a_warning(tmp_path, capsys):
+    from vlmteach_fast.evaluate.cli import main
+
+    out = tmp_path / "run"
+    (out / "official" / "baseline").mkdir(parents=True)
+    (out / "official" / "baseline" / "notes.txt").write_text("mine")
+    (tmp_path / "cfg.yaml").write_text("progress: false\nsampling: {num_frames: 5, final_steps: 1}\n")
+    code = main(["bench", "--suite", os.path.join(DATA, "vbvr"), "--method", "baseline", "--limit", "1",
+                 "--pipeline", "py:vlmteach_fast.testing:tiny_ti2v_pipeline", "--teacher",
+                 "py:vlmteach_fast.testing:BrightnessTeacher", "--config", str(tmp_path / "cfg.yaml"), "--out",
+                 str(out), "--no-progress"])
+    assert code == 0 and (out / "summary.md").is_file()  # the run and its reports stand
+    assert "bench: official layout not written:" in capsys.readouterr().err
+    assert os.listdir(out / "official" / "baseline") == ["notes.txt"]

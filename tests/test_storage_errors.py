@@ -83,3 +83,23 @@ def test_solve_on_a_full_disk_keeps_the_adapter_and_says_so(tmp_path, monkeypatc
     assert "the adapter, history.json and result.json are saved" in message
     assert sorted(os.listdir(tmp_path / "out")) == ["adapter", "history.json", "manifest.json", "result.json"]
     load_adapter(tiny_ti2v_pipeline(), tmp_path / "out")  # a whole, verified set
+
+
+def test_bench_on_a_disk_that_fills_while_the_reports_are_written_says_so_in_one_line(write_jsonl_suite, tmp_path,
+                                                                                        monkeypatch, capsys):
+    import vlmteach_fast.evaluate.summary as summary
+    from vlmteach_fast.evaluate import read_all_records
+    from vlmteach_fast.evaluate.cli import main
+
+    root = write_jsonl_suite(1, "make the video bright", CONFIG)
+
+    def full(*a, **k):
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), str(tmp_path / "out" / "summary.md"))
+
+    monkeypatch.setattr(summary, "write_reports", full)
+    assert main(["bench", "--suite", str(root / "suite.jsonl"), "--method", "baseline", "--pipeline",
+                 "py:vlmteach_fast.testing:tiny_ti2v_pipeline", "--teacher",
+                 "py:vlmteach_fast.testing:BrightnessTeacher", "--config", str(root / "cfg.yaml"), "--out",
+                 str(tmp_path / "out"), "--no-progress"]) == 1
+    assert f"bench: stopped: {os.strerror(errno.EDQUOT)}" in capsys.readouterr().err
+    assert [r["status"] for r in read_all_records(tmp_path / "out")] == ["ok"]  # the finished instance stays
