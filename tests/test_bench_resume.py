@@ -86,7 +86,7 @@ def test_changed_weights_at_the_same_path_run_again_and_stale_records_leave_the_
     (weights / "model.safetensors").write_bytes(os.urandom(SMALL_FILE + 12345))  # retrained into the same path
     capsys.readouterr()
     second = _run(path, _cfg(out, identity=identity, limit=1), pipe)
-    assert "instance t/0: weights changed" in capsys.readouterr().out
+    assert "instance t/0: weights changed (--pipeline) since it was recorded" in capsys.readouterr().out
     assert second["t/0"]["models_key"] != first["t/0"]["models_key"]
     # t/1 still holds the old weights' record: the reports (and the official export) must not show it
     suite = load_suite(path)

@@ -108,15 +108,15 @@ def spec_fingerprint(spec: str | None, role: str = "pipeline"):
         return spec
 
 
-def models_key(identity: dict) -> str | None:
-    """12 hex digits for the files behind ``identity``'s ``pipeline``, ``teacher`` and ``judge`` specs; None when it
-    names no pipeline (models passed as objects: nothing on disk to fingerprint)."""
+def models_key(identity: dict) -> dict | None:
+    """{role: 12 hex digits for the files behind ``identity``'s spec of it} for the ``pipeline``, ``teacher`` and
+    ``judge``; None when it names no pipeline (models passed as objects: nothing on disk to fingerprint)."""
     if not identity.get("pipeline"):
         return None
-    return config_hash({role: spec_fingerprint(identity.get(role), role) for role in ("pipeline", "teacher", "judge")})
+    return {role: config_hash(spec_fingerprint(identity.get(role), role)) for role in ("pipeline", "teacher", "judge")}
 
 
-def models_key_of_config(out_dir, chash: str) -> str | None:
+def models_key_of_config(out_dir, chash: str) -> dict | None:
     """``models_key`` of the specs a config hash ran with (``out/configs/<hash>.json``, written by ``run_bench``),
     now; None when that file or its specs are missing (then nothing can be said about those records' models)."""
     try:
@@ -126,12 +126,16 @@ def models_key_of_config(out_dir, chash: str) -> str | None:
         return None
 
 
-def stale_reason(rec: dict, item_key_now: str | None, models_key_now: str | None) -> str | None:
+def stale_reason(rec: dict, item_key_now: str | None, models_key_now) -> str | None:
     """Why ``rec`` no longer stands for its instance (None: it does). ``item_key_now`` None: not checked (an item
     not in this suite); ``models_key_now`` None: models not checked."""
     if item_key_now is not None and rec.get("item_key") != item_key_now:
         return "suite item changed" if rec.get("item_key") else "recorded without a content key (older version)"
-    if models_key_now is not None and rec.get("models_key") != models_key_now:
+    then = rec.get("models_key")
+    if models_key_now is not None and then != models_key_now:
+        if isinstance(then, dict) and isinstance(models_key_now, dict):
+            roles = [r for r in models_key_now if then.get(r) != models_key_now[r]]
+            return f"weights changed ({', '.join('--' + r for r in roles)})"
         return "weights changed"
     return None
 

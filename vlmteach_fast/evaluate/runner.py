@@ -56,7 +56,8 @@ class BenchConfig:
         retry_failed: re-run instances whose record says "error" (otherwise they count as done).
         fps: of the written videos.
         identity: extra settings that define "the same run" (model specs): part of the config hash.
-        models_key: stands for the models' files (``fingerprint.models_key``); records made with another are stale.
+        models_key: stands for the models' files (``fingerprint.models_key``; any JSON value); records made with
+            another are stale.
             Default: computed from ``identity``'s pipeline / teacher / judge specs (None when it names none: models
             passed as objects are not checked).
         scorer: optional ``scorer(item, frames (1, F, 3, H, W) float in [0, 1]) -> float | {"score", "passed",
@@ -74,7 +75,7 @@ class BenchConfig:
     fps: int = 8
     identity: dict = field(default_factory=dict)
     scorer: object = None
-    models_key: str | None = None
+    models_key: object = None
 
     def __post_init__(self):
         from ..optimization import OptimizeConfig
@@ -236,7 +237,7 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
 
 
 def pending_items(items: list[BenchItem], records: list[dict], method: str, chash: str,
-                  retry_failed: bool = False, keys: dict | None = None, models: str | None = None,
+                  retry_failed: bool = False, keys: dict | None = None, models=None,
                   stale: list | None = None) -> list[BenchItem]:
     """Items without a record for (id, method, config hash); with ``retry_failed`` also those whose record failed.
     With ``keys`` ({id: ``fingerprint.item_key``}) and ``models`` (``models_key``), a record whose item or models
