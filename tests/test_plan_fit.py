@@ -130,3 +130,14 @@ def test_config_file_sets_the_teachers_reward_fields(models):
     run_method("baseline", reasoner, teacher, "a ball", image=FRAME, queries=["Is it red?"], config=_config(),
                reward={"checkpoint_layers": True})
     assert teacher.config.checkpoint_layers and teacher.config.process_frames == before.process_frames
+
+
+def test_bench_hash_counts_reward_fields_not_the_memory_check():
+    from vlmteach_fast.evaluate.runner import BenchConfig
+
+    def h(options=None, **kw):
+        return BenchConfig(method="optimize", out="x", optimize=OptimizeConfig(**kw),
+                           options=options or {"n": 5, "rounds": 0}).hash()
+
+    assert h() == h(memory_limit="40GiB", memory_headroom=0)
+    assert h() != h({"n": 5, "rounds": 0, "reward": {"checkpoint_layers": True}})

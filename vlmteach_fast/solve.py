@@ -67,8 +67,13 @@ def run_solve(args) -> int:
     teacher = load_teacher_spec(args.teacher, args.teacher_device or device, dtype, args.trust_remote_code)
 
     # 3. the method, then its files (saved here, not by optimize: a full disk must not lose the result)
-    result = run_method(args.method, pipe, teacher, args.prompt, image=image, queries=queries, config=config,
-                        **options)
+    from .plan.fit import MemoryPlanError
+
+    try:
+        result = run_method(args.method, pipe, teacher, args.prompt, image=image, queries=queries, config=config,
+                            **options)
+    except MemoryPlanError as err:  # refused before the first model call, with the settings that fit
+        raise SystemExit(f"error: {err}") from err
     _save(result, args.out)
     print(f"{args.method}: P(Yes) per query {[round(p, 4) for p in result.p_yes]}, "
           f"{result.cost.seconds:.1f} s, outputs in {args.out}")

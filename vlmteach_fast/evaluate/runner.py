@@ -50,7 +50,8 @@ class BenchConfig:
         method: one of ``METHODS``.
         out: output folder (records, instance outputs, reports).
         optimize: ``OptimizeConfig`` (its ``sampling`` and ``lora`` are used by every method).
-        options: {"n": Best-of-N candidates, "rounds": VLM-as-solver critique rounds}.
+        options: {"n": Best-of-N candidates, "rounds": VLM-as-solver critique rounds, "reward": the teacher's
+            ``RewardConfig`` fields set from a config file, or None}.
         limit: run only the first ``limit`` suite items (None: all).
         query_metrics: checklist metrics whose questions become the teacher's queries.
         retry_failed: re-run instances whose record says "error" (otherwise they count as done).
@@ -102,7 +103,10 @@ class BenchConfig:
             settings["n"] = self.options.get("n")
         if self.method == "vlm_as_solver":
             settings["rounds"] = self.options.get("rounds")
-        settings["optimize"].pop("progress", None)  # a progress bar changes nothing
+        if self.options.get("reward"):
+            settings["reward"] = self.options["reward"]  # the teacher's RewardConfig fields the config file sets
+        for name in ("progress", "memory_limit", "memory_headroom"):  # a progress bar, the memory check: no result
+            settings["optimize"].pop(name, None)
         return json.loads(json.dumps(settings, default=str))
 
     def hash(self) -> str:
@@ -127,7 +131,7 @@ def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher):
 
     return run_method(cfg.method, pipe, teacher, item.prompt, image=_first_frame(item),
                       queries=checklist_queries(item, cfg.query_metrics), config=cfg.optimize,
-                      n=cfg.options.get("n", 5), rounds=cfg.options.get("rounds", 0))
+                      n=cfg.options.get("n", 5), rounds=cfg.options.get("rounds", 0), reward=cfg.options.get("reward"))
 
 
 def _final_frame_match(frames: torch.Tensor, path: str) -> float:
