@@ -141,3 +141,45 @@ def test_bench_hash_counts_reward_fields_not_the_memory_check():
 
     assert h() == h(memory_limit="40GiB", memory_headroom=0)
     assert h() != h({"n": 5, "rounds": 0, "reward": {"checkpoint_layers": True}})
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    from vlmteach_fast.testing import tiny_wan_pipeline
+    from vlmteach_fast.testing.vlm import make_qwen_vl
+
+    root = tmp_path_factory.mktemp("ckpt")
+    tiny_wan_pipeline("ti2v").save_pretrained(root / "pipe")
+    model, tok = make_qwen_vl("qwen2_5_vl")
+    model.save_pretrained(root / "vlm")
+    tok.save_pretrained(root / "vlm")
+    return str(root / "pipe"), str(root / "vlm")
+
+
+def test_plan_accounts_checkpoint_folders_like_the_loaded_models(folders):
+    """`vlmteach-fast plan` on the user's folders (built from their configs, no weights read) gives the account of
+    the same checkpoints loaded with their weights."""
+    from diffusers import DiffusionPipeline
+
+    from vlmteach_fast.plan.planner import plan
+    from vlmteach_fast.teacher import VLMTeacher
+
+    planned = plan(*folders, num_frames=9, height=64, width=64, gpu_memory="1GiB", headroom=0)
+    assert planned["fits"] and planned["settings"] == {"offload_text_encoder": False, "checkpoint_layers": False,
+                                                       "block_checkpointing": False}
+    pipe = DiffusionPipeline.from_pretrained(folders[0], torch_dtype=torch.bfloat16)
+    teacher = VLMTeacher.from_pretrained(folders[1], dtype=torch.bfloat16)
+    geo = {"num_frames": 9, "height": 64, "width": 64}
+    config = OptimizeConfig(sampling=SamplingConfig(**geo, max_sequence_length=512), progress=False)
+    loaded = check_fits(as_reasoner(pipe), teacher, config, geo, shapes.QUESTIONS, shapes.first_frame(64, 64),
+                        "1GiB", 0)
+    assert planned["peak_gib"] * 2**30 == loaded["peak_bytes"]
+
+
+def test_plan_refuses_bad_folders_and_geometry_in_one_line(folders, tmp_path):
+    from vlmteach_fast.plan.planner import plan
+
+    with pytest.raises(ValueError, match="model_index.json"):
+        plan(str(tmp_path), folders[1], num_frames=9, height=64, width=64)
+    with pytest.raises(ValueError, match="num_frames"):
+        plan(*folders, num_frames=10, height=64, width=64)

@@ -90,12 +90,12 @@ def account_models(pipe, teacher, geometry: tuple[int, int, int], predict: dict,
     device = "meta" if meta else "cpu"
     num_frames, height, width = geometry
     queries = as_queries(list(questions or shapes.QUESTIONS))
+    reasoner = as_reasoner(pipe, lora)  # wrapped before the account: the adapter is counted as held, as in a run
     with ShapeOnlyRun(meta=meta) as run, use_backend("reference"):  # the LoRA as cuBLAS runs it (the CUDA default)
-        base = pipe.pipe if hasattr(pipe, "family") else pipe
-        weights = {name: run.adopt(m) for name, m in base.components.items() if isinstance(m, torch.nn.Module)}
+        weights = {"lora": run.adopt(*reasoner.lora_parameters(), *reasoner.held_tensors())}  # + initial copy
+        weights |= {name: run.adopt(m) for name, m in reasoner.pipe.components.items()
+                    if isinstance(m, torch.nn.Module)}
         weights["teacher"] = run.adopt(teacher.model)
-        reasoner = as_reasoner(pipe, lora)
-        weights["lora"] = run.adopt(*reasoner.lora_parameters())  # 0 when adopted with the transformer
         if isinstance(image, str) and image == "auto":
             image = shapes.first_frame(height, width) if reasoner.family.is_i2v is not False else None
         with run.phase("prepare"):

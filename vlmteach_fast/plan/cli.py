@@ -36,8 +36,10 @@ def add_plan_parser(sub) -> None:
 
     p = sub.add_parser("plan", help="peak memory, FLOPs and step / candidate at real shapes, and the settings that "
                                     "fit --gpu-memory (a shape-only account on the CPU, a minute per setting)")
-    p.add_argument("--video", default=VIDEO_SHAPES[0], choices=VIDEO_SHAPES, help="named video model shape")
-    p.add_argument("--teacher", default=TEACHER_SHAPES[0], choices=TEACHER_SHAPES, help="named teacher shape")
+    p.add_argument("--video", default=VIDEO_SHAPES[0], help=f"a named video model shape ({', '.join(VIDEO_SHAPES)}; "
+                   "default) or a diffusers pipeline folder (its configs are read, not its weights)")
+    p.add_argument("--teacher", default=TEACHER_SHAPES[0], help=f"a named teacher shape ({', '.join(TEACHER_SHAPES)};"
+                   " default) or a transformers VLM folder (its configs and tokenizer are read, not its weights)")
     p.add_argument("--frames", type=int, default=121, help="frames (4k + 1; default 121)")
     p.add_argument("--height", type=int, default=704, help="height in pixels (default 704)")
     p.add_argument("--width", type=int, default=1280, help="width in pixels (default 1280)")

@@ -17,7 +17,7 @@ import torch
 from .account import account_models
 from .planner import HEADROOM_BYTES, parse_bytes
 
-__all__ = ["MemoryPlanError", "check_fits", "check_run", "device_memory", "meta_copy"]
+__all__ = ["MemoryPlanError", "check_fits", "check_run", "device_memory", "device_tensors", "meta_copy"]
 
 GIB = 2**30
 # What the refusal may propose, cheapest first (they change memory and time, not what the loop computes).
@@ -42,37 +42,39 @@ class MemoryPlanError(ValueError):
 
 
 def meta_copy(obj):
-    """A deep copy of ``obj`` (a pipeline, a ``Reasoner``, a teacher) whose modules' tensors live on the meta
-    device: no data is copied. Tensors outside modules (a cached map, a buffer kept as an attribute) are copied as
-    they are."""
+    """A deep copy of ``obj`` (a pipeline, a ``Reasoner``, a teacher) whose device tensors live on the meta device:
+    every module's parameters and buffers and what a reasoner holds besides (``Reasoner.held_tensors``) is replaced
+    by an empty tensor of the same shape and dtype; no data is copied. Other tensors (a scheduler's sigmas, kept on
+    the host) are copied as they are."""
     memo = {}
-    for m in _modules(obj):
-        for t in list(m.parameters()) + list(m.buffers()):
-            if id(t) in memo:
-                continue
-            empty = torch.empty_like(t, device="meta")  # a storage of its own, even when ``t`` is on meta
-            memo[id(t)] = torch.nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(
-                t, torch.nn.Parameter) else empty
+    for t in device_tensors(obj):
+        empty = torch.empty_like(t, device="meta")  # a storage of its own, even when ``t`` is on meta
+        memo[id(t)] = torch.nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(
+            t, torch.nn.Parameter) else empty
     return copy.deepcopy(obj, memo)
 
 
-def _modules(obj) -> list[torch.nn.Module]:
-    """Every module reachable from ``obj`` through attributes, dicts, lists and tuples (cycles followed once)."""
-    found, seen, todo = [], set(), [obj]
+def device_tensors(obj) -> list[torch.Tensor]:
+    """The tensors a run of ``obj`` holds on its device besides activations: the parameters and buffers of every
+    module reachable through attributes, dicts, lists and tuples (cycles followed once), and every reachable
+    reasoner's ``held_tensors()``."""
+    found, seen, todo = {}, set(), [obj]
     while todo:
         o = todo.pop()
-        if id(o) in seen or isinstance(o, (str, bytes, int, float, bool, type(None), torch.Tensor)):
+        if id(o) in seen or isinstance(o, (str, bytes, int, float, bool, type(None), type, torch.Tensor)):
             continue
         seen.add(id(o))
         if isinstance(o, torch.nn.Module):
-            found.append(o)
-        elif isinstance(o, dict):
+            found.update((id(t), t) for t in list(o.parameters()) + list(o.buffers()))
+        elif callable(getattr(o, "held_tensors", None)):
+            found.update((id(t), t) for t in o.held_tensors())
+        if isinstance(o, dict):
             todo += list(o.values())
         elif isinstance(o, (list, tuple, set)):
             todo += list(o)
-        elif hasattr(o, "__dict__") and not isinstance(o, type):
+        elif hasattr(o, "__dict__") and not isinstance(o, torch.nn.Module):
             todo += list(vars(o).values())
-    return found
+    return list(found.values())
 
 
 def device_memory(device) -> int | None:

@@ -8,8 +8,7 @@ import re
 from dataclasses import dataclass
 
 from ..checks import check_int
-from .account import account_run
-from .phases import CANDIDATE_PHASES, STEP_PHASES
+from .phases import CANDIDATE_PHASES, STEP_PHASES, VARIANTS
 from .roofline import DEVICES, EFFICIENCY, phase_seconds
 
 __all__ = ["SETTINGS", "TEACHER_SHAPES", "VIDEO_SHAPES", "check_size", "parse_bytes", "plan", "plan_markdown"]
@@ -70,13 +69,31 @@ class _Option:
         return self.account["peak_bytes"]
 
 
-def _option(geometry, settings, device, rank, text_encoder, reward_config, dry) -> _Option:
+def _models(video: str, teacher: str, text_encoder: str, reward_config, dry: bool):
+    """(pipeline, teacher, text tokens) on the meta device: named shapes, or the user's folders (``plan.folders``)."""
+    from . import shapes
+    from .folders import meta_pipeline, meta_teacher
+
+    if video in VIDEO_SHAPES:
+        pipe, tokens = shapes.wan_ti2v_pipeline(dry, device="meta", text_encoder=text_encoder), shapes.wan_configs(dry)[2]
+    else:
+        pipe, tokens = meta_pipeline(video), shapes.WAN22_TEXT_TOKENS
+    if teacher in TEACHER_SHAPES:
+        return pipe, shapes.qwen25_vl_teacher(dry, device="meta", reward_config=reward_config), tokens
+    return pipe, meta_teacher(teacher, reward_config=reward_config), tokens
+
+
+def _option(geometry, settings, device, rank, models, reward_config) -> _Option:
+    from ..reasoner import LoRASpec
     from ..teacher import RewardConfig
+    from .account import account_models
 
     rc = dataclasses.replace(reward_config or RewardConfig(), checkpoint_layers=settings["checkpoint_layers"])
     variant = "block_checkpointing" if settings["block_checkpointing"] else "one_step"
-    acc = account_run(geometry, variant, rank=rank, text_encoder=text_encoder, reward_config=rc, dry=dry,
-                      offload_text_encoder=settings["offload_text_encoder"], keep_ops=True)
+    pipe, teacher, tokens = models(rc)
+    acc = account_models(pipe, teacher, geometry, VARIANTS[variant], lora=LoRASpec(rank=rank),
+                         max_sequence_length=tokens, offload_text_encoder=settings["offload_text_encoder"],
+                         keep_ops=True)
     device_only = dataclasses.replace(EFFICIENCY, host_seconds_per_kernel=0.0)  # kernels issued at no cost
     for d in acc["phases"].values():
         ops = d.pop("ops")
@@ -97,7 +114,8 @@ def plan(video: str = "wan2.2-ti2v-5b", teacher: str = "qwen2.5-vl-7b", *, num_f
     ``gpu_memory`` (the plain settings alone when they fit).
 
     Args:
-        video, teacher: named shapes (``VIDEO_SHAPES``, ``TEACHER_SHAPES``).
+        video, teacher: named shapes (``VIDEO_SHAPES``, ``TEACHER_SHAPES``), or the user's checkpoint folders (a
+            diffusers pipeline folder, a transformers VLM folder), built from their configs without reading weights.
         num_frames, height, width: the video's geometry (the family's rules: frames 4k + 1, sides multiples of 32).
         gpu_memory: the device's memory (``parse_bytes``); ``headroom`` bytes of it are kept free (default
             ``HEADROOM_BYTES``).
@@ -115,29 +133,36 @@ def plan(video: str = "wan2.2-ti2v-5b", teacher: str = "qwen2.5-vl-7b", *, num_f
     """
     from ..cost import UnitCosts
 
-    if video not in VIDEO_SHAPES:
-        raise ValueError(f"`video` must be one of {list(VIDEO_SHAPES)}, got {video!r}")
-    if teacher not in TEACHER_SHAPES:
-        raise ValueError(f"`teacher` must be one of {list(TEACHER_SHAPES)}, got {teacher!r}")
+    import os
+
+    if video not in VIDEO_SHAPES and not os.path.isdir(str(video)):
+        raise ValueError(f"`video` must be one of {list(VIDEO_SHAPES)} or a pipeline folder, got {video!r}")
+    if teacher not in TEACHER_SHAPES and not os.path.isdir(str(teacher)):
+        raise ValueError(f"`teacher` must be one of {list(TEACHER_SHAPES)} or a model folder, got {teacher!r}")
     if device not in DEVICES:
         raise ValueError(f"`device` must be one of {sorted(DEVICES)}, got {device!r}")
     check_int("best_of_n", best_of_n)
     check_int("num_frames", num_frames)
-    if (num_frames - 1) % 4:
-        raise ValueError(f"`num_frames` must be 4k + 1 for {video} (its VAE compresses time 4x), got {num_frames}")
     for name, side in (("height", height), ("width", width)):
         check_int(name, side)
-        if side % 32:
-            raise ValueError(f"`{name}` must be a multiple of 32 for {video} (16x VAE, 2x2 patches), got {side}")
+    if video in VIDEO_SHAPES:  # a folder's family checks its own geometry when the account prepares the instance
+        if (num_frames - 1) % 4:
+            raise ValueError(f"`num_frames` must be 4k + 1 for {video} (its VAE compresses time 4x), got {num_frames}")
+        for name, side in (("height", height), ("width", width)):
+            if side % 32:
+                raise ValueError(f"`{name}` must be a multiple of 32 for {video} (16x VAE, 2x2 patches), got {side}")
     limit, headroom = parse_bytes(gpu_memory), parse_bytes(headroom)
     dev = DEVICES[device]
     options = []
+    def models(rc):
+        return _models(video, teacher, text_encoder, rc, dry)
+
     for settings in SETTINGS:
-        opt = _option((num_frames, height, width), settings, dev, rank, text_encoder, reward_config, dry)
+        opt = _option((num_frames, height, width), settings, dev, rank, models, reward_config)
         options.append(opt)
         if not options[1:]:  # the first account knows the weights: a limit below them is refused at once
             w = opt.account["weights_bytes"]
-            resident = sum(w.values()) - w["text_encoder"]
+            resident = sum(w.values()) - w.get("text_encoder", 0)
             if resident + headroom > limit:
                 raise ValueError(f"`gpu_memory` {limit / GIB:.2f} GiB is below the models' weights ({resident / GIB:.2f}"
                                  f" GiB without the text encoder) plus {headroom / GIB:.2f} GiB of headroom")

@@ -468,6 +468,11 @@ class Reasoner:
         cost on a pipeline without an adapter."""
         return bypass_lora(self.transformer)
 
+    def held_tensors(self) -> list[torch.Tensor]:
+        """Tensors this reasoner keeps on the device besides its modules' (the adapter's initial weights, for
+        ``reset_lora``): what a memory account must count (``vlmteach_fast.plan``)."""
+        return list(self._initial.values())
+
     def snapshot_lora(self) -> dict[str, torch.Tensor]:
         """Detached copies of the adapter weights (best-so-far keeping)."""
         return snapshot_lora(self.transformer, self.lora_spec.adapter_name)
