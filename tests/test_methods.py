@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vlmteach_fast.instance import SamplingConfig
-from vlmteach_fast.methods import METHODS, MethodOutput, run_method
+from vlmteach_fast.methods import MODEL_METHODS, MethodOutput, run_method
 from vlmteach_fast.optimization import OptimizeConfig
 from vlmteach_fast.teacher import RewardOutput
 from vlmteach_fast.testing import GEOM, BrightnessTeacher, first_frame
@@ -16,7 +16,7 @@ CONFIG = OptimizeConfig(max_steps=2, progress=False, sampling=SamplingConfig(fin
 
 
 
-@pytest.mark.parametrize("name", [m for m in METHODS if m != "vlm_as_solver"])
+@pytest.mark.parametrize("name", [m for m in MODEL_METHODS if m != "vlm_as_solver"])
 def test_every_method_returns_the_shared_protocol(pipe, name):
     teacher = BrightnessTeacher()
     res = run_method(name, pipe, teacher, PROMPT, image=first_frame(), config=CONFIG, n=2)

@@ -34,9 +34,9 @@ class MethodResult:
     """What a baseline returns.
 
     Attributes:
-        method: "baseline", "best_of_n" or "vlm_as_solver".
+        method: "baseline", "best_of_n", "vlm_as_solver", or a sanity method (``sanity.py``).
         frames: (1, F, 3, H, W) float32 in [0, 1], the returned video.
-        queries: the questions the teacher scored with.
+        queries: the questions the teacher scored with (None: no teacher scored, a sanity method's option).
         p_yes: P(Yes) per query on the returned video.
         cost: ``CostRecord`` of the whole method.
         candidates: per candidate {"seed", "prompt", "p_yes", "reward"}, best first (the ranking).
@@ -46,7 +46,7 @@ class MethodResult:
 
     method: str
     frames: torch.Tensor
-    queries: Queries
+    queries: Queries | None
     p_yes: list[float]
     cost: CostRecord
     candidates: list[dict] = field(default_factory=list)
@@ -59,7 +59,8 @@ class MethodResult:
         return None
 
     def summary(self) -> dict:
-        return {"method": self.method, "questions": self.queries.questions, "p_yes": self.p_yes,
+        questions = [] if self.queries is None else self.queries.questions
+        return {"method": self.method, "questions": questions, "p_yes": self.p_yes,
                 "prompt": self.prompt, "candidates": self.candidates, "cost": self.cost.to_dict(),
                 "geometry": self.geometry}
 

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import torch
 
-from .methods import METHODS
+from .methods import MODEL_METHODS
 
 
 def _doctor(args) -> int:
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--image", default=None, help="first frame (image-to-video pipelines)")
     so.add_argument("--queries", default=None,
                     help="JSON file or inline JSON: a list of questions (first = goal) or {goal, process}")
-    so.add_argument("--method", default="optimize", choices=METHODS, help="default optimize")
+    so.add_argument("--method", default="optimize", choices=MODEL_METHODS, help="default optimize")
     so.add_argument("--config", default=None, help="YAML/JSON config (OptimizeConfig fields, plus n and rounds)")
     so.add_argument("--out", required=True, help="output directory")
     so.add_argument("--device", default=None, help="pipeline device (default cuda if available, else cpu)")

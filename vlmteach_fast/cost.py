@@ -211,14 +211,17 @@ class CostMeter:
     """Counts one run's cost. Use as ``meter = CostMeter(reasoner)`` ... ``record = meter.finish()``.
 
     Denoiser forward evaluations and full decodes are read from the reasoner's ``usage()`` (delta since start); the
-    method reports the rest with ``count_*`` (the only writers of the record's counters).
+    method reports the rest with ``count_*`` (the only writers of the record's counters). ``reasoner`` None: a method
+    that runs no video model (``sanity.py``): its denoiser and decode counts stay 0.
     """
 
     def __init__(self, reasoner, device: torch.device | None = None):
         self.reasoner = reasoner
         self.record = CostRecord()
-        self.device = device if device is not None else reasoner.device
-        self._start = reasoner.usage()
+        if device is None:
+            device = torch.device("cpu") if reasoner is None else reasoner.device
+        self.device = device
+        self._start = None if reasoner is None else reasoner.usage()
         self._t0 = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -247,9 +250,11 @@ class CostMeter:
 
     def sync(self) -> CostRecord:
         """Bring the counters, time and memory up to date and return the record (the meter keeps running)."""
-        r, now = self.record, self.reasoner.usage()
-        r.denoiser_forward = now.denoiser_evals - self._start.denoiser_evals
-        r.full_decodes = now.vae_decodes - self._start.vae_decodes
+        r = self.record
+        if self.reasoner is not None:
+            now = self.reasoner.usage()
+            r.denoiser_forward = now.denoiser_evals - self._start.denoiser_evals
+            r.full_decodes = now.vae_decodes - self._start.vae_decodes
         r.seconds = self.elapsed()
         if self.device.type == "cuda":
             r.peak_memory_bytes, r.memory_kind = int(torch.cuda.max_memory_allocated(self.device)), "cuda_allocated"

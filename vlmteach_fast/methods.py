@@ -6,7 +6,8 @@ runner and the demo all go through ``run_method``.
 
 Every method returns an object with the ``MethodOutput`` protocol (``OptimizeResult`` or ``MethodResult``).
 ``optimize`` uses the whole ``OptimizeConfig``; the others use its ``sampling`` and ``lora`` (same instance setup,
-same LoRA-wrapped model, so their costs and videos are comparable).
+same LoRA-wrapped model, so their costs and videos are comparable). The sanity methods make their videos from the
+first frame and the benchmark's ground truth, without a video model (``sanity.py``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ import torch
 from .checks import check_int
 from .cost import CostRecord
 
-__all__ = ["METHODS", "METHOD_OPTIONS", "MethodOutput", "run_method"]
+__all__ = ["METHODS", "MODEL_METHODS", "SANITY_METHODS", "METHOD_OPTIONS", "MethodOutput", "run_method"]
 
-METHODS = ("optimize", "best_of_n", "vlm_as_solver", "baseline")
+MODEL_METHODS = ("optimize", "best_of_n", "vlm_as_solver", "baseline")
+# reference videos made without a video model (sanity.py): what a benchmark's scorer gives doing nothing, a cut to
+# the answer, and the answer itself
+SANITY_METHODS = ("static", "end_state", "ground_truth")
+METHODS = MODEL_METHODS + SANITY_METHODS
 # best_of_n's candidates, vlm_as_solver's critique rounds, the teacher's RewardConfig (None: the teacher's own)
 METHOD_OPTIONS = {"n": 5, "rounds": 0, "reward": None}
 
@@ -52,14 +57,15 @@ class MethodOutput(Protocol):
 
 
 def run_method(name: str, pipe, teacher, prompt: str, image=None, queries=None, config=None, *, n: int = 5,
-               rounds: int = 0, reward=None, out_dir=None) -> MethodOutput:
+               rounds: int = 0, reward=None, out_dir=None, ground_truth: dict | None = None) -> MethodOutput:
     """Run method ``name`` (one of ``METHODS``) on one instance.
 
     Args:
-        name: "optimize", "best_of_n", "vlm_as_solver" or "baseline".
-        pipe: a diffusers video pipeline or a ``Reasoner``.
+        name: "optimize", "best_of_n", "vlm_as_solver", "baseline", or a sanity method ("static", "end_state",
+            "ground_truth": ``sanity.run_sanity``, no video model).
+        pipe: a diffusers video pipeline or a ``Reasoner`` (unused by sanity methods: None is fine there).
         teacher: the teacher that writes queries and scores (a ``VLMTeacher`` or any ``Teacher``; ``vlm_as_solver``
-            needs one with ``generate_text``).
+            needs one with ``generate_text``; a sanity method takes None: no teacher score).
         prompt: the task prompt.
         image: first frame (PIL image, (3, H, W) float tensor in [0, 1] or a path) for image-to-video pipelines.
         queries: ``Queries``, a list of questions (first = goal), or None (the teacher writes them).
@@ -69,6 +75,8 @@ def run_method(name: str, pipe, teacher, prompt: str, image=None, queries=None, 
         reward: ``RewardConfig`` fields (a dict) set on the teacher's own config from now on (config files:
             ``reward: {checkpoint_layers: true}``); None keeps it as it is.
         out_dir: ``optimize`` writes its files there as it finishes; the others are saved with ``result.save``.
+        ground_truth: the instance's {"final_frame", "video"} (paths or tensors), for ``end_state`` and
+            ``ground_truth``; the others ignore it.
     """
     from .baselines import baseline, best_of_n, vlm_as_solver
     from .optimization import OptimizeConfig, optimize
@@ -80,13 +88,18 @@ def run_method(name: str, pipe, teacher, prompt: str, image=None, queries=None, 
         raise TypeError(f"`config` must be an OptimizeConfig, got {type(config).__name__}")
     check_int("n", n)
     check_int("rounds", rounds, minimum=0)
-    if reward is not None:
+    if reward is not None and teacher is not None:
         from .teacher import RewardConfig
 
         if not isinstance(reward, dict) or not isinstance(getattr(teacher, "config", None), RewardConfig):
             raise TypeError(f"`reward` must be a dict of RewardConfig fields for a teacher that has one (a "
                             f"VLMTeacher), got {type(reward).__name__} for {type(teacher).__name__}")
         teacher.config = dataclasses.replace(teacher.config, **reward)
+    if name in SANITY_METHODS:
+        from .sanity import run_sanity
+
+        return run_sanity(name, teacher, prompt, image=image, queries=queries, sampling=config.sampling,
+                          ground_truth=ground_truth)
     if name == "optimize":
         return optimize(pipe, teacher, prompt, image=image, queries=queries, config=config, out_dir=out_dir)
     kw = dict(image=image, queries=queries, sampling=config.sampling, lora=config.lora)

@@ -120,6 +120,7 @@ def _prepare(args):
     """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
     from ..config_io import load_config
     from ..loading import check_device_dtype, check_out_dir
+    from ..methods import SANITY_METHODS
     from .models import check_spec
     from .runner import BenchConfig
     from .suites import load_suite
@@ -130,12 +131,21 @@ def _prepare(args):
         if suite.kind == "toy":
             args.pipeline = args.pipeline or "toy"
             args.teacher = args.teacher or "toy"
+        sanity = args.method in SANITY_METHODS
+        if sanity:  # no video model: --pipeline is not loaded, nor part of the config; the teacher only scores
+            args.pipeline = None
         for name in ("pipeline", "teacher"):
-            if getattr(args, name) is None:
+            if getattr(args, name) is None and not sanity:
                 raise ValueError(f"--{name} is required for suite {args.suite!r}")
-            check_spec(getattr(args, name), f"--{name}")
+            if getattr(args, name) is not None:
+                check_spec(getattr(args, name), f"--{name}")
         check_spec(args.judge, "--judge")
         scorer = _scorer(args.scorer, suite)
+        if sanity and suite.kind == "ruler" and args.teacher is None and args.judge == "none" and scorer is None:
+            raise ValueError(f"--method {args.method} on a RULER-style suite needs --teacher, --judge or --scorer: "
+                             "nothing else scores its videos")
+        if args.judge == "teacher" and args.teacher is None:
+            raise ValueError("--judge teacher needs --teacher")
         config, options = load_config(args.config)
         check_device_dtype(args.device, args.dtype)
         if args.no_progress:
@@ -166,8 +176,10 @@ def run_bench_command(args) -> int:
     def load_models():
         device = info.device(args.device)
         dtype = default_dtype(device, args.dtype)
-        pipe = load_pipeline_spec(args.pipeline, device, dtype, args.trust_remote_code)
-        teacher = load_teacher_spec(args.teacher, device, dtype, args.trust_remote_code)
+        pipe = None if args.pipeline is None else load_pipeline_spec(args.pipeline, device, dtype,
+                                                                     args.trust_remote_code)
+        teacher = None if args.teacher is None else load_teacher_spec(args.teacher, device, dtype,
+                                                                      args.trust_remote_code)
         judge = load_judge_spec(args.judge, teacher, device, dtype, args.trust_remote_code)
         return pipe, teacher, judge
 
@@ -205,7 +217,7 @@ def _write_reports(suite, cfg, args) -> int:
     method. Returns how many of this run's instances are recorded."""
     from .fingerprint import current_records, item_keys
     from .records import read_all_records
-    from .summary import latest_configs, write_reports
+    from .summary import latest_configs, sanity_notes, write_reports
 
     items = suite.items[: cfg.limit] if cfg.limit else suite.items
     keys = item_keys(items)
@@ -216,6 +228,9 @@ def _write_reports(suite, cfg, args) -> int:
         print(f"bench: {len(ours) - len(current)} records of earlier configs, changed suite items or changed "
               "weights are left out of the reports (kept in shards/)", flush=True)
     paths = write_reports(cfg.out, current, items, suite.errors, title=f"{suite.name}", baseline=args.baseline_method)
+    for warning, text in sanity_notes(current):
+        if warning:
+            print(f"bench: {text.replace('**', '')}", flush=True)
     if suite.kind in ("ruler", "vbvr"):
         from .export import export_official
 

@@ -110,8 +110,9 @@ def spec_fingerprint(spec: str | None, role: str = "pipeline"):
 
 def models_key(identity: dict) -> dict | None:
     """{role: 12 hex digits for the files behind ``identity``'s spec of it} for the ``pipeline``, ``teacher`` and
-    ``judge``; None when it names no pipeline (models passed as objects: nothing on disk to fingerprint)."""
-    if not identity.get("pipeline"):
+    ``judge``; None when it names neither a pipeline nor a teacher (models passed as objects, or a sanity method
+    without a teacher: nothing on disk to fingerprint)."""
+    if not identity.get("pipeline") and not identity.get("teacher"):
         return None
     return {role: config_hash(spec_fingerprint(identity.get(role), role)) for role in ("pipeline", "teacher", "judge")}
 

@@ -37,7 +37,7 @@ from .records import RecordWriter, config_hash, merge_records, read_all_records,
 from .shard import ProcessInfo, split_pending
 from .suites import DEFAULT_QUERY_METRICS, RULER_METRICS, BenchItem, Suite, checklist_queries
 
-__all__ = ["METHODS", "BenchConfig", "run_item", "run_bench", "pending_items"]
+__all__ = ["METHODS", "BenchConfig", "run_item", "run_bench", "pending_items", "ground_truth_of"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,19 @@ def _first_frame(item: BenchItem):
     return load_image(item.image)
 
 
+def ground_truth_of(item: BenchItem) -> dict:
+    """The item's answer as the sanity methods use it: {"final_frame", "video"} where the suite has them. VBVR: the
+    sample's final_frame.png and ground_truth.mp4; RULER: ``gt_image_path`` (the reference image of the solved state
+    its judge is shown) as the final frame; the toy world: its solution video (9 frames) and that video's last
+    frame."""
+    gt = dict(item.ground_truth)
+    if item.extra.get("gt_image_path"):
+        gt.setdefault("final_frame", item.extra["gt_image_path"])
+    if item.toy is not None:
+        gt.update(video=item.toy.solution, final_frame=item.toy.solution[-1])
+    return gt
+
+
 def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher):
     """Run the method on one item; returns its ``MethodOutput`` (whose ``geometry`` says how the first frame was
     brought to the model's size)."""
@@ -131,7 +144,8 @@ def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher):
 
     return run_method(cfg.method, pipe, teacher, item.prompt, image=_first_frame(item),
                       queries=checklist_queries(item, cfg.query_metrics), config=cfg.optimize,
-                      n=cfg.options.get("n", 5), rounds=cfg.options.get("rounds", 0), reward=cfg.options.get("reward"))
+                      n=cfg.options.get("n", 5), rounds=cfg.options.get("rounds", 0), reward=cfg.options.get("reward"),
+                      ground_truth=ground_truth_of(item))
 
 
 def _final_frame_match(frames: torch.Tensor, path: str) -> float:
@@ -168,9 +182,12 @@ def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=
     ``scorer``'s (see ``BenchConfig.scorer``), else the suite's rule scorer (toy: 0..1), else the checklist judge
     (0..100), else the ground-truth final-frame match (0..1), else the teacher's mean P(Yes) (0..1). ``passed``: the
     scorer's / rule passed / every checklist label Good / None (proxy) / every P(Yes) >= 0.5. ``video``: the saved
-    video file, passed to a scorer that takes a ``video_path`` argument."""
-    scores = {"teacher": sum(p_yes) / len(p_yes)}
-    primary = ("teacher", scores["teacher"], all(p >= 0.5 for p in p_yes))
+    video file, passed to a scorer that takes a ``video_path`` argument. ``p_yes`` empty (a sanity method run
+    without a teacher) and none of the others: ``ValueError``."""
+    scores, primary = {}, (None, None, None)
+    if p_yes:
+        scores["teacher"] = sum(p_yes) / len(p_yes)
+        primary = ("teacher", scores["teacher"], all(p >= 0.5 for p in p_yes))
     if "final_frame" in item.ground_truth:
         scores["final_frame_match"] = _final_frame_match(frames, item.ground_truth["final_frame"])
         primary = ("final_frame_match", scores["final_frame_match"], None)
@@ -194,6 +211,9 @@ def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=
             raise ValueError(f"the scorer must return a number or a dict with 'score', got keys {sorted(out)}")
         scores.update(scorer=float(out["score"]), scorer_parts=out.get("parts", {}))
         primary = ("scorer", float(out["score"]), None if out.get("passed") is None else bool(out["passed"]))
+    if primary[0] is None:
+        raise ValueError("nothing scores this video: no teacher, judge, scorer or ground-truth final frame "
+                         "(give --teacher, --judge or --scorer)")
     return {"score_name": primary[0], "score": primary[1], "passed": primary[2], "scores": scores}
 
 

@@ -20,7 +20,7 @@ from ..io_atomic import atomic_write_bytes
 from .html import instances_html
 from .records import method_labels
 
-__all__ = ["SummaryRow", "latest_configs", "summarize", "to_markdown", "to_csv",
+__all__ = ["SummaryRow", "latest_configs", "summarize", "sanity_notes", "to_markdown", "to_csv",
            "plot_score_vs_seconds", "plot_categories", "write_reports"]
 
 
@@ -121,6 +121,60 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRo
     return rows
 
 
+def _paired(records: list[dict], label: str, ref: str, labels: dict) -> tuple[float, float, int, str] | None:
+    """(mean of ``label``, mean of ``ref``, instances, score name) over the instances both finished with the same
+    kind of score; None when there are none."""
+    by = {}
+    for r in records:
+        if r["status"] == "ok" and r["score"] is not None:
+            by.setdefault(labels[(r["method"], r["config_hash"])], {})[r["instance_id"]] = r
+    a, b = by.get(label, {}), by.get(ref, {})
+    both = [i for i in a if i in b and a[i]["score_name"] == b[i]["score_name"]]
+    if not both:
+        return None
+    n = len(both)
+    return (sum(a[i]["score"] for i in both) / n, sum(b[i]["score"] for i in both) / n, n,
+            Counter(a[i]["score_name"] for i in both).most_common(1)[0][0])
+
+
+def sanity_notes(records: list[dict]) -> list[tuple[bool, str]]:
+    """What the sanity rows (``methods.SANITY_METHODS``) say about the other methods' scores, in words: one
+    (warning, sentence) per method, paired over the instances both finished. A method whose mean does not exceed
+    ``static``'s (the first frame held: a video in which nothing happens) is a warning: on this scorer its videos
+    are not shown to do anything. ``ground_truth`` and ``end_state`` give the scorer's ceiling and what a cut to the
+    answer earns. Without a ``static`` row, one sentence saying how to add it."""
+    from ..methods import SANITY_METHODS
+
+    labels = method_labels(records)
+    sanity = {labels[k]: k[0] for k in labels if k[0] in SANITY_METHODS}
+    real = sorted({v for k, v in labels.items() if k[0] not in SANITY_METHODS})
+    statics = [lab for lab, m in sanity.items() if m == "static"]
+    if not statics:
+        return [(False, "No `static` row: run `vlmteach-fast bench --method static` into the same --out to see "
+                        "what this scorer gives a video in which nothing happens.")] if real else []
+    static, notes = statics[0], []
+    for label in real:
+        pair = _paired(records, label, static, labels)
+        if pair is None:
+            continue
+        m, s, n, name = pair
+        if m <= s:
+            notes.append((True, f"**{label} does not beat `static`** on {name}: {m:.3f} against {s:.3f} over {n} "
+                                "instances both finished. Holding the first frame scores as well: on this scorer "
+                                "its videos are not shown to solve anything."))
+        else:
+            notes.append((False, f"{label} beats `static` on {name} by {m - s:+.3f} ({m:.3f} against {s:.3f}, {n} "
+                                 "instances both finished)."))
+    for label in sorted(lab for lab, meth in sanity.items() if meth != "static"):
+        pair = _paired(records, label, static, labels)
+        if pair is not None:
+            m, s, n, name = pair
+            what = "the benchmark's own answer" if sanity[label] == "ground_truth" else "a cut to the answer"
+            notes.append((False, f"`{label}` ({what}) scores {m:.3f} on {name} against `static`'s {s:.3f} ({n} "
+                                 "instances)."))
+    return notes
+
+
 def _fmt(v, pct=False):
     if v is None:
         return "-"
@@ -129,8 +183,8 @@ def _fmt(v, pct=False):
     return str(v)
 
 
-def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary") -> str:
-    """One table per level (all, split, category, task)."""
+def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary", notes=()) -> str:
+    """One table per level (all, split, category, task); ``notes`` (``sanity_notes``) after the overall table."""
     out = [f"# {title}\n"]
     head = ("| method | {g} | n | failed | score | mean score | pass rate | s / instance | denoiser evals "
             "| peak MiB | gain vs baseline |")
@@ -144,6 +198,10 @@ def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary") -> str
             out.append(f"| {r.method} | {r.group} | {r.instances} | {r.failed} | {r.score_name or '-'} | "
                        f"{_fmt(r.mean_score)} | {_fmt(r.pass_rate, pct=True)} | {_fmt(r.mean_seconds)} | "
                        f"{_fmt(r.mean_denoiser_evals)} | {_fmt(r.mean_peak_mib)} | {_fmt(r.gain_over_baseline)} |")
+        if level == "all" and notes:
+            out += ["\n## Sanity rows\n", "`static`, `end_state` and `ground_truth` are made without a video model "
+                    "(the first frame held; a cut to the ground-truth final frame; the ground-truth video).\n"]
+            out += [f"- {text}" for _, text in notes]
     return "\n".join(out) + "\n"
 
 
@@ -194,7 +252,7 @@ def plot_score_vs_seconds(records: list[dict]) -> bytes:
     ax.set_xlabel("seconds per instance")
     ax.set_ylabel(f"score ({names.most_common(1)[0][0] if names else '-'})")
     ax.grid(alpha=0.3)
-    if labels:
+    if ax.get_legend_handles_labels()[0]:  # none when every instance failed: no empty legend, no warning
         ax.legend(fontsize=8)
     return _png(fig)
 
@@ -226,7 +284,7 @@ def write_reports(out_dir, records: list[dict], items=None, suite_errors=(), tit
 
     out_dir = os.fspath(out_dir)
     rows = summarize(records, baseline)
-    md = to_markdown(rows, title)
+    md = to_markdown(rows, title, sanity_notes(records))
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         md += "\n## Failed instances\n\n" + "".join(f"- {r['method']} {r['instance_id']}: {r['error']}\n"
