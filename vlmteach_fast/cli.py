@@ -160,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from .interrupts import exit_code, stop_name, stop_signals_as_interrupt
+    from .quiet import quiet_dependencies
 
+    quiet_dependencies()
     args = build_parser().parse_args(argv)
     with stop_signals_as_interrupt():  # SIGTERM (timeout, scancel, docker stop) runs the Ctrl-C paths
         try:

@@ -172,6 +172,8 @@ def run_bench_command(args) -> int:
     if info.is_main:
         for err in suite.errors:  # malformed entries: reported, skipped; the others run
             print(f"bench: skipping {err}", file=sys.stderr, flush=True)
+        for warning in suite.warnings:
+            print(f"bench: warning: {warning}", file=sys.stderr, flush=True)
 
     def load_models():
         device = info.device(args.device)
@@ -273,6 +275,9 @@ def main(argv=None) -> int:
     """Stand-alone entry (``python -m vlmteach_fast.evaluate.cli bench ...``) until cli.py wires the subcommands."""
     import argparse
 
+    from ..quiet import quiet_dependencies
+
+    quiet_dependencies()
     parser = argparse.ArgumentParser(prog="vlmteach-fast")
     add_bench_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

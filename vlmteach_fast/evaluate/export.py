@@ -106,7 +106,8 @@ def export_official(run_dir, dest, method: str | None = None, layout: str = "aut
     methods = sorted({r["method"] for r in recs})
     if method is None:
         if len(methods) != 1:
-            raise ValueError(f"{run_dir!r} holds methods {methods}: choose one with `method`")
+            raise ValueError(f"{run_dir!r} holds methods {methods}: choose one with `method` (bench-export: "
+                             f"--method {methods[0] if methods else 'NAME'})")
         method = methods[0]
     if method not in methods:
         raise ValueError(f"`method` {method!r} has no records in {run_dir!r} (found {methods})")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from urllib.parse import quote, unquote
 from dataclasses import dataclass, field
 
@@ -122,6 +123,7 @@ class Suite:
     items: list[BenchItem]
     errors: list[SuiteError] = field(default_factory=list)
     kind: str = "ruler"  # "ruler" | "vbvr" | "toy"
+    warnings: list[SuiteError] = field(default_factory=list)  # entries that run, but not as the benchmark's own
 
 
 def checklist_queries(item: BenchItem, metrics=DEFAULT_QUERY_METRICS):
@@ -282,11 +284,12 @@ def _item_lines(text: str, n: int) -> list[int]:
 
 def load_vbvr(root: str) -> Suite:
     """A VBVR-Bench style folder ``<split>/<task>/<sample>/{first_frame.png, prompt.txt, [final_frame.png],
-    [ground_truth.mp4]}``. Samples missing a first frame or prompt become ``SuiteError``s naming the folder."""
+    [ground_truth.mp4]}``. Samples missing a first frame or prompt become ``SuiteError``s naming the folder; a sample
+    folder not named with five digits (the EvalKit skips it) loads with a warning in ``Suite.warnings``."""
     from .vbvr import vbvr_category
 
     root = os.path.abspath(os.fspath(root))
-    items, errors = [], []
+    items, errors, warns = [], [], []
     for split in sorted(os.listdir(root)):
         split_dir = os.path.join(root, split)
         if not os.path.isdir(split_dir) or split.startswith("."):
@@ -312,12 +315,16 @@ def load_vbvr(root: str) -> Suite:
                 gt = {k: os.path.join(d, name) for k, name in (("final_frame", "final_frame.png"),
                                                                 ("video", "ground_truth.mp4"))
                       if os.path.isfile(os.path.join(d, name))}
+                if not re.fullmatch(r"\d{5}", sample):
+                    warns.append(SuiteError(d, "the sample folder's name is not five digits: VBVR-EvalKit's "
+                                               "run_evaluation.py skips such a video, so the official numbers leave "
+                                               "it out (this run still makes and scores it)"))
                 items.append(BenchItem(id=f"{split}/{task}/{sample}", task=task,
                                        category=vbvr_category(task) or task, prompt=prompt, image=first,
                                        split=split, ground_truth=gt, source=d, index=sample))
     if not items and not errors:
         raise ValueError(f"{root}: no <split>/<task>/<sample>/ folders found (VBVR-style suite)")
-    return Suite(os.path.basename(root.rstrip("/")), items, errors, "vbvr")
+    return Suite(os.path.basename(root.rstrip("/")), items, errors, "vbvr", warns)
 
 
 # -- built-in ------------------------------------------------------------------------------------------------------
