@@ -1,5 +1,6 @@
 """Small frictions of the bench commands: an export that needs --method says so, a VBVR sample folder the official
-script skips is warned about, and messages that do not concern the user stay out of the output."""
+script skips is warned about, messages that do not concern the user stay out of the output, and a VBVR excerpt runs
+end to end on a CPU with the tiny models (``--pipeline tiny --teacher tiny``)."""
 
 import logging
 import os
@@ -79,3 +80,23 @@ def test_score_plot_without_a_finished_instance_warns_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert plot_score_vs_seconds(failed)[:4] == b"\x89PNG"
+
+
+def test_tiny_models_run_a_vbvr_excerpt_end_to_end_on_a_cpu(tmp_path):
+    import json
+
+    from vlmteach_fast.evaluate.cli import main
+    from vlmteach_fast.evaluate.models import TINY_SPECS
+
+    cfg = tmp_path / "cpu.yaml"
+    cfg.write_text("max_steps: 1\nsampling: {num_frames: 5, height: 32, width: 32, final_steps: 1}\n"
+                   "lora: {rank: 2}\ndecoder: {kind: full}\n")
+    out = tmp_path / "run"
+    assert main(["bench", "--suite", VBVR, "--method", "optimize", "--pipeline", "tiny", "--teacher", "tiny",
+                 "--config", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert len(list((out / "official" / "optimize").rglob("*.mp4"))) == 3
+    (settings,) = [json.loads(p.read_text()) for p in (out / "configs").iterdir()]
+    assert settings["identity"]["pipeline"] == TINY_SPECS["--pipeline"]  # the factory it stands for
+    with pytest.raises(SystemExit, match="'tiny' names a pipeline or a teacher only"):
+        main(["bench", "--suite", VBVR, "--method", "baseline", "--pipeline", "tiny", "--teacher", "tiny",
+              "--judge", "tiny", "--out", str(tmp_path / "x")])

@@ -28,9 +28,11 @@ def _add_bench(sub):
                    help="RULER-style .json/.jsonl file, VBVR-style folder, or 'toy[:N]' (built-in demo world)")
     p.add_argument("--method", default="optimize", choices=METHODS, help="default optimize")
     p.add_argument("--pipeline", default=None,
-                   help="diffusers pipeline folder / hub id, 'toy', or py:MODULE:FACTORY (default 'toy' for the toy "
-                        "suite, else required)")
-    p.add_argument("--teacher", default=None, help="VLM folder / hub id, 'toy', or py:MODULE:FACTORY (as --pipeline)")
+                   help="diffusers pipeline folder / hub id, 'toy', 'tiny' (random-weight test model: a plumbing "
+                        "check on a CPU, not a result), or py:MODULE:FACTORY (default 'toy' for the toy suite, else "
+                        "required; not loaded by the sanity methods)")
+    p.add_argument("--teacher", default=None,
+                   help="VLM folder / hub id, 'toy', 'tiny' (rewards bright frames), or py:MODULE:FACTORY")
     p.add_argument("--judge", default="none",
                    help="checklist judge: none | teacher | VLM folder | py:MODULE:FACTORY (local, NOT the official "
                         "RULER-Bench judge); default none")
@@ -121,7 +123,7 @@ def _prepare(args):
     from ..config_io import load_config
     from ..loading import check_device_dtype, check_out_dir
     from ..methods import SANITY_METHODS
-    from .models import check_spec
+    from .models import check_spec, expand_spec
     from .runner import BenchConfig
     from .suites import load_suite
 
@@ -131,6 +133,8 @@ def _prepare(args):
         if suite.kind == "toy":
             args.pipeline = args.pipeline or "toy"
             args.teacher = args.teacher or "toy"
+        args.pipeline, args.teacher = expand_spec(args.pipeline, "--pipeline"), expand_spec(args.teacher, "--teacher")
+        args.judge = expand_spec(args.judge, "--judge")
         sanity = args.method in SANITY_METHODS
         if sanity:  # no video model: --pipeline is not loaded, nor part of the config; the teacher only scores
             args.pipeline = None

@@ -2,6 +2,8 @@
 
 A spec is one of:
 - ``toy``: the built-in demo world's shipped model (``vlmteach_fast.toy.load_pipeline`` / ``load_teacher``);
+- ``tiny``: the testing factories (``TINY_SPECS``): a random-weight tiny Wan2.2-TI2V-style pipeline and a teacher
+  that rewards bright frames. They run any suite on a CPU in seconds: a check of the plumbing, not a result;
 - ``py:MODULE:CALLABLE``: any importable zero-argument factory (your own wrapper, or tests' tiny models), called once
   per process;
 - a local folder or hub id: ``DiffusionPipeline.from_pretrained`` / ``VLMTeacher.from_pretrained`` (offline: the
@@ -15,7 +17,21 @@ from __future__ import annotations
 import importlib
 import os
 
-__all__ = ["check_spec", "resolve_factory", "toy_folder", "load_pipeline_spec", "load_teacher_spec", "load_judge_spec"]
+__all__ = ["TINY_SPECS", "expand_spec", "check_spec", "resolve_factory", "toy_folder", "load_pipeline_spec",
+           "load_teacher_spec", "load_judge_spec"]
+
+# what ``tiny`` stands for, per argument: the factories the tests use (vlmteach_fast.testing)
+TINY_SPECS = {"--pipeline": "py:vlmteach_fast.testing:tiny_ti2v_pipeline",
+              "--teacher": "py:vlmteach_fast.testing:BrightnessTeacher"}
+
+
+def expand_spec(spec: str | None, arg: str) -> str | None:
+    """``tiny`` -> its ``py:`` factory spec for ``arg`` (``TINY_SPECS``); any other spec as given."""
+    if spec == "tiny":
+        if arg not in TINY_SPECS:
+            raise ValueError(f"{arg} tiny: 'tiny' names a pipeline or a teacher only ({', '.join(TINY_SPECS)})")
+        return TINY_SPECS[arg]
+    return spec
 
 
 def resolve_factory(spec: str, arg: str):
