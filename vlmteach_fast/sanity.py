@@ -64,7 +64,8 @@ def _video(name: str, image, ground_truth: dict, sampling) -> tuple[torch.Tensor
         frames = read_video(video) if isinstance(video, str) else video.detach().float().cpu()
         frames, geometry = _fit(frames, size, sampling)
     else:
-        first, geometry = _fit(_frame(image, f"{name} needs a first frame, and this item has none")[None], size, sampling)
+        first = _frame(image, f"{name} needs a first frame, and this item has none")
+        first, geometry = _fit(first[None], size, sampling)
         if name == "static":
             frames = first.expand(sampling.num_frames, -1, -1, -1)
         else:

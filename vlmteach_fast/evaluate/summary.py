@@ -160,8 +160,8 @@ def sanity_notes(records: list[dict]) -> list[tuple[bool, str]]:
         m, s, n, name = pair
         if m <= s:
             notes.append((True, f"**{label} does not beat `static`** on {name}: {m:.3f} against {s:.3f} over {n} "
-                                "instances both finished. Holding the first frame scores at least as well: on this scorer "
-                                "its videos are not shown to solve anything."))
+                                "instances both finished. Holding the first frame scores at least as well: on this "
+                                "scorer its videos are not shown to solve anything."))
         else:
             notes.append((False, f"{label} beats `static` on {name} by {m - s:+.3f} ({m:.3f} against {s:.3f}, {n} "
                                  "instances both finished)."))
