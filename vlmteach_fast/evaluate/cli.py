@@ -26,7 +26,9 @@ def _add_bench(sub):
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--suite", required=True,
                    help="RULER-style .json/.jsonl file, VBVR-style folder, or 'toy[:N]' (built-in demo world)")
-    p.add_argument("--method", default="optimize", choices=METHODS, help="default optimize")
+    p.add_argument("--method", default="optimize", choices=METHODS,
+                   help="default optimize; static, end_state, ground_truth: sanity rows made without a video model "
+                        "(the first frame held, a cut to the ground-truth final frame, the ground-truth video)")
     p.add_argument("--pipeline", default=None,
                    help="diffusers pipeline folder / hub id, 'toy', 'tiny' (random-weight test model: a plumbing "
                         "check on a CPU, not a result), or py:MODULE:FACTORY (default 'toy' for the toy suite, else "
