@@ -19,7 +19,12 @@ import torch
 from .baselines import MethodResult
 from .cost import CostMeter
 
-__all__ = ["run_sanity", "read_video"]
+__all__ = ["SanityRefusal", "run_sanity", "read_video"]
+
+
+class SanityRefusal(ValueError):
+    """The item lacks what the sanity method needs (a first frame, a final frame, an answer video): recorded as the
+    instance's error, without a traceback (nothing went wrong in the code)."""
 
 
 def read_video(path: str) -> torch.Tensor:
@@ -39,7 +44,7 @@ def _frame(value, missing: str) -> torch.Tensor:
     from .instance import _image_tensor, load_image
 
     if value is None:
-        raise ValueError(missing)
+        raise SanityRefusal(missing)
     return _image_tensor(load_image(value))
 
 
@@ -59,7 +64,7 @@ def _video(name: str, image, ground_truth: dict, sampling) -> tuple[torch.Tensor
     if name == "ground_truth":
         video = ground_truth.get("video")
         if video is None:
-            raise ValueError("ground_truth needs the suite's ground-truth video, and this item has none "
+            raise SanityRefusal("ground_truth needs the suite's ground-truth video, and this item has none "
                              "(VBVR: ground_truth.mp4 in the sample folder)")
         frames = read_video(video) if isinstance(video, str) else video.detach().float().cpu()
         frames, geometry = _fit(frames, size, sampling)
@@ -90,7 +95,8 @@ def run_sanity(name: str, teacher, prompt: str, image=None, queries=None, sampli
         queries: ``Queries`` / list of questions / None.
         sampling: ``SamplingConfig``: ``num_frames``, ``height``, ``width``, ``fit``.
         ground_truth: {"final_frame": path or (3, H, W) tensor, "video": path or (F, 3, H, W) tensor}, what the
-            suite item has. A method whose part is missing raises ``ValueError`` saying what it needs.
+            suite item has. A method whose part is missing raises ``SanityRefusal`` (a ``ValueError``) saying
+            what it needs.
     """
     from .instance import SamplingConfig, _image_tensor, load_image, score_frames
     from .teacher import as_queries

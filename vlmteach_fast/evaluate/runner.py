@@ -250,7 +250,10 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
     except Exception as err:  # noqa: BLE001 - one bad instance (bad image, OOM, NaN) must not stop the benchmark
         if storage_error(err):  # a full or read-only disk fails every instance alike: stop, record nothing
             raise
-        log.warning("instance %s failed: %s", item.id, traceback.format_exc(limit=3))
+        from ..sanity import SanityRefusal
+
+        if not isinstance(err, SanityRefusal):  # a refusal is its one-line reason, not a bug to trace
+            log.warning("instance %s failed: %s", item.id, traceback.format_exc(limit=3))
         where = "" if stage == "run" else f"{stage} failed (the video is kept at {rec['video']}): "
         rec.update(status="error", error=f"{where}{type(err).__name__}: {err}", score=None, passed=None)
         if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
