@@ -1,15 +1,20 @@
-"""Triton kernels for the fused LoRA linear ``y = x W^T + b + s (x A^T) B^T``.
+"""Triton kernels for the fused LoRA linear ``y = x W^T + b + s (x A^T) B^T`` (design: docs/kernels.md).
 
-* ``_lora_fwd_kernel``: one (BLOCK_M, BLOCK_N) output tile. The K loop feeds both the base product x W^T and the
-  rank-r product x A^T from the same x tile; the LoRA term and bias are added in the epilogue, so the adapter costs
-  no extra pass over x and no output-size temporary. Programs with pid_n == 0 also store xa (M, r) for backward.
-* ``_lora_bwd_dx_kernel``: one (BLOCK_M, BLOCK_K) tile of dX = dY W + (s dY B) A in one pass over W and B: the N
-  loop feeds both dY W and dXA = dY B from the same dY tile; dXA A is added in the epilogue; pid_k == 0 stores dXA.
-* ``_lora_bwd_dw_kernel``: C = alpha * P^T Q reduced over the M tokens, for dA = dXA^T X and dB = s dY^T XA; split
-  over M (SPLIT_M partial sums, summed after) so a small (r, K) result still fills the GPU.
+Forward, two launches:
+* ``_lora_rank_kernel``: S = x A^T (M, r), the one pass over x for the adapter; S is kept for backward.
+* ``_lora_gemm_kernel``: the base GEMM x W^T whose fp32 accumulator also receives S (s B)^T and the bias before the
+  store: no output-size temporary and no second pass over the output.
+Backward, three launches plus a deterministic sum:
+* ``_lora_dy_kernel``: the one pass over dY: per M tile, dS = s dY B (M, r) and a partial dB = s dY^T S for that
+  tile (fp32, summed over tiles afterwards in a fixed order: two-stage, no atomics, bitwise reproducible).
+* ``_lora_gemm_kernel`` again: dX = dY W with dS A added in the same accumulator.
+* ``_lora_bwd_dw_kernel``: dA = dS^T x, split over M into fp32 partial sums that are summed after (two-stage).
 
-All accumulate in fp32. Under TRITON_INTERPRET=1 (CPU tests) inputs are upcast to fp32 before tl.dot because the
-interpreter's reduced-precision dot is broken (docs/architecture.md, "Tests and the dev machine"); on a GPU fp16/bf16 tiles go to the tensor cores as they are.
+The GEMM walks its tiles in grouped order (GROUP_M row tiles share each column band, so W stays in L2) and is
+autotuned over a small set of tile configurations keyed on (M, N, K). All accumulate in fp32. Under TRITON_INTERPRET=1
+(CPU tests) inputs are upcast to fp32 before tl.dot because the interpreter's reduced-precision dot is broken
+(docs/architecture.md, "Tests and the dev machine"), and a single configuration is used (nothing to time on a CPU);
+on a GPU fp16/bf16 tiles go to the tensor cores as they are.
 """
 
 import os
@@ -21,93 +26,129 @@ import triton.language as tl
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _gemm_configs():
+    """Tile configurations the autotuner tries per (M, N, K). Unmeasured on a GPU so far (docs/kernels.md, "gate"):
+    the set is the usual one for bf16 GEMMs of this size (Triton's matmul tutorial), kept small so the first call
+    at a new shape tunes in seconds."""
+    if _INTERPRET:
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}, num_warps=4)]
+    shapes = [(128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 64, 4, 4), (128, 128, 32, 4, 4),
+              (64, 128, 64, 4, 4), (128, 64, 64, 4, 4)]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_warps=w, num_stages=s)
+            for m, n, k, w, s in shapes]
+
+
 @triton.jit
-def _lora_fwd_kernel(
-    x_ptr, w_ptr, b_ptr, a_ptr, lb_ptr, out_ptr, xa_ptr,
-    M, N, K, R, scale,
-    stride_xm, stride_xk, stride_wn, stride_wk, stride_ar, stride_ak, stride_bn, stride_br,
-    stride_om, stride_on, stride_xam, stride_xar,
-    HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
+def _grouped_tile(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(pid_m, pid_n) for program pid: GROUP_M consecutive row tiles per column band, so the programs that run at
+    the same time share W's column tiles in L2 instead of streaming all of W per row of tiles."""
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    width = GROUP_M * num_n
+    first_m = (pid // width) * GROUP_M
+    size_m = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % width) % size_m
+    pid_n = (pid % width) // size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def _lora_rank_kernel(
+    x_ptr, a_ptr, s_ptr, M, K, R,
+    stride_xm, stride_xk, stride_ar, stride_ak, stride_sm, stride_sr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    """S = x A^T for one BLOCK_M row tile: x (M, K), A (r, K) -> S (M, r) in x's dtype."""
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rr = tl.arange(0, BLOCK_R)
     rk = tl.arange(0, BLOCK_K)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    xa = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + rk
         x = tl.load(x_ptr + rm[:, None] * stride_xm + kk[None, :] * stride_xk,
                     mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)  # (BM, BK)
-        w = tl.load(w_ptr + rn[None, :] * stride_wn + kk[:, None] * stride_wk,
-                    mask=(rn[None, :] < N) & (kk[:, None] < K), other=0.0)  # (BK, BN) = W^T tile
         a = tl.load(a_ptr + rr[None, :] * stride_ar + kk[:, None] * stride_ak,
                     mask=(rr[None, :] < R) & (kk[:, None] < K), other=0.0)  # (BK, BR) = A^T tile
         if UPCAST:
-            x, w, a = x.to(tl.float32), w.to(tl.float32), a.to(tl.float32)
-        acc += tl.dot(x, w, input_precision=PRECISION)
-        xa += tl.dot(x, a, input_precision=PRECISION)
-    lb = tl.load(lb_ptr + rr[:, None] * stride_br + rn[None, :] * stride_bn,
-                 mask=(rr[:, None] < R) & (rn[None, :] < N), other=0.0)  # (BR, BN) = B^T tile
-    # xa is rounded to the storage dtype before the up-projection, as the reference (and PEFT) do.
-    xa_lp = xa.to(xa_ptr.dtype.element_ty)
+            x, a = x.to(tl.float32), a.to(tl.float32)
+        acc += tl.dot(x, a, input_precision=PRECISION)
+    tl.store(s_ptr + rm[:, None] * stride_sm + rr[None, :] * stride_sr, acc.to(s_ptr.dtype.element_ty),
+             mask=(rm[:, None] < M) & (rr[None, :] < R))
+
+
+@triton.autotune(configs=_gemm_configs(), key=["M", "N", "K"])
+@triton.jit
+def _lora_gemm_kernel(
+    p_ptr, q_ptr, s_ptr, z_ptr, b_ptr, c_ptr,
+    M, N, K, R, scale,
+    stride_pm, stride_pk, stride_qk, stride_qn, stride_sm, stride_sr, stride_zr, stride_zn, stride_cm, stride_cn,
+    HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr, BLOCK_R: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """C (M, N) = P (M, K) Q (K, N) + scale * S (M, r) Z (r, N) [+ bias (N,)], all in one fp32 accumulator.
+    Forward: P = x, Q = W^T, S = x A^T, Z = B^T, scale = s. dX: P = dY, Q = W, S = dS (already scaled), Z = A."""
+    pid_m, pid_n = _grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = tl.arange(0, BLOCK_K)
+    rr = tl.arange(0, BLOCK_R)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        kk = k0 + rk
+        p = tl.load(p_ptr + rm[:, None] * stride_pm + kk[None, :] * stride_pk,
+                    mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)  # (BM, BK)
+        q = tl.load(q_ptr + kk[:, None] * stride_qk + rn[None, :] * stride_qn,
+                    mask=(kk[:, None] < K) & (rn[None, :] < N), other=0.0)  # (BK, BN)
+        if UPCAST:
+            p, q = p.to(tl.float32), q.to(tl.float32)
+        acc += tl.dot(p, q, input_precision=PRECISION)
+    s = tl.load(s_ptr + rm[:, None] * stride_sm + rr[None, :] * stride_sr,
+                mask=(rm[:, None] < M) & (rr[None, :] < R), other=0.0)  # (BM, BR)
+    z = tl.load(z_ptr + rr[:, None] * stride_zr + rn[None, :] * stride_zn,
+                mask=(rr[:, None] < R) & (rn[None, :] < N), other=0.0)  # (BR, BN)
     if UPCAST:
-        acc += scale * tl.dot(xa_lp.to(tl.float32), lb.to(tl.float32), input_precision=PRECISION)
-    else:
-        acc += scale * tl.dot(xa_lp, lb, input_precision=PRECISION)
+        s, z = s.to(tl.float32), z.to(tl.float32)
+    acc += scale * tl.dot(s, z, input_precision=PRECISION)
     if HAS_BIAS:
         acc += tl.load(b_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
-    tl.store(out_ptr + rm[:, None] * stride_om + rn[None, :] * stride_on, acc.to(out_ptr.dtype.element_ty),
+    tl.store(c_ptr + rm[:, None] * stride_cm + rn[None, :] * stride_cn, acc.to(c_ptr.dtype.element_ty),
              mask=(rm[:, None] < M) & (rn[None, :] < N))
-    if pid_n == 0:
-        tl.store(xa_ptr + rm[:, None] * stride_xam + rr[None, :] * stride_xar, xa_lp,
-                 mask=(rm[:, None] < M) & (rr[None, :] < R))
 
 
 @triton.jit
-def _lora_bwd_dx_kernel(
-    dy_ptr, w_ptr, a_ptr, lb_ptr, dx_ptr, dxa_ptr,
-    M, N, K, R, scale,
-    stride_dym, stride_dyn, stride_wn, stride_wk, stride_ar, stride_ak, stride_bn, stride_br,
-    stride_dxm, stride_dxk, stride_dxam, stride_dxar,
+def _lora_dy_kernel(
+    dy_ptr, lb_ptr, s_ptr, ds_ptr, dbp_ptr, M, N, R, scale,
+    stride_dym, stride_dyn, stride_bn, stride_br, stride_sm, stride_sr, stride_dsm, stride_dsr,
+    stride_pt, stride_pn, stride_pr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    rr = tl.arange(0, BLOCK_R)
+    """One pass over dY for one BLOCK_M row tile: dS = s dY B (M, r) stored in dY's dtype, and this tile's partial
+    dB = s dY^T S (N, r) stored in fp32 at dbp[pid] (summed over tiles by the caller)."""
+    pid = tl.program_id(0)
+    rm = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = tl.arange(0, BLOCK_N)
-    acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
-    dxa = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
+    rr = tl.arange(0, BLOCK_R)
+    s = tl.load(s_ptr + rm[:, None] * stride_sm + rr[None, :] * stride_sr,
+                mask=(rm[:, None] < M) & (rr[None, :] < R), other=0.0)  # (BM, BR)
+    if UPCAST:
+        s = s.to(tl.float32)
+    ds = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
     for n0 in range(0, N, BLOCK_N):
         nn = n0 + rn
         dy = tl.load(dy_ptr + rm[:, None] * stride_dym + nn[None, :] * stride_dyn,
                      mask=(rm[:, None] < M) & (nn[None, :] < N), other=0.0)  # (BM, BN)
-        w = tl.load(w_ptr + nn[:, None] * stride_wn + rk[None, :] * stride_wk,
-                    mask=(nn[:, None] < N) & (rk[None, :] < K), other=0.0)  # (BN, BK)
         lb = tl.load(lb_ptr + nn[:, None] * stride_bn + rr[None, :] * stride_br,
                      mask=(nn[:, None] < N) & (rr[None, :] < R), other=0.0)  # (BN, BR)
         if UPCAST:
-            dy, w, lb = dy.to(tl.float32), w.to(tl.float32), lb.to(tl.float32)
-        acc += tl.dot(dy, w, input_precision=PRECISION)
-        dxa += tl.dot(dy, lb, input_precision=PRECISION)
-    dxa_lp = (dxa * scale).to(dxa_ptr.dtype.element_ty)
-    a = tl.load(a_ptr + rr[:, None] * stride_ar + rk[None, :] * stride_ak,
-                mask=(rr[:, None] < R) & (rk[None, :] < K), other=0.0)  # (BR, BK)
-    if UPCAST:
-        acc += tl.dot(dxa_lp.to(tl.float32), a.to(tl.float32), input_precision=PRECISION)
-    else:
-        acc += tl.dot(dxa_lp, a, input_precision=PRECISION)
-    tl.store(dx_ptr + rm[:, None] * stride_dxm + rk[None, :] * stride_dxk, acc.to(dx_ptr.dtype.element_ty),
-             mask=(rm[:, None] < M) & (rk[None, :] < K))
-    if pid_k == 0:
-        tl.store(dxa_ptr + rm[:, None] * stride_dxam + rr[None, :] * stride_dxar, dxa_lp,
-                 mask=(rm[:, None] < M) & (rr[None, :] < R))
+            dy, lb = dy.to(tl.float32), lb.to(tl.float32)
+        ds += tl.dot(dy, lb, input_precision=PRECISION)
+        db = tl.dot(tl.trans(dy), s, input_precision=PRECISION) * scale  # (BN, BR)
+        tl.store(dbp_ptr + pid * stride_pt + nn[:, None] * stride_pn + rr[None, :] * stride_pr, db,
+                 mask=(nn[:, None] < N) & (rr[None, :] < R))
+    tl.store(ds_ptr + rm[:, None] * stride_dsm + rr[None, :] * stride_dsr, (ds * scale).to(ds_ptr.dtype.element_ty),
+             mask=(rm[:, None] < M) & (rr[None, :] < R))
 
 
 @triton.jit
@@ -149,31 +190,43 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def _tiles(block_r: int):
-    """(BLOCK_M, BLOCK_N/K, BLOCK_K/N, num_warps). The fp32 rank accumulator (BLOCK_M x BLOCK_R) lives in registers,
-    so large ranks get a shorter M tile: 64 x 256 fp32 would be 128 registers per thread for it alone at 4 warps."""
-    if block_r >= 128:
-        return 32, 64, 32, 4
-    return 64, 64, 32, 4
+def _rank_rows(block_r: int) -> int:
+    """Row tile of the rank-r passes. Their fp32 (BLOCK_M x BLOCK_R) accumulator lives in registers: 64 x 256 fp32
+    is 128 registers per thread at 4 warps, so large ranks get 32 rows."""
+    return 32 if block_r >= 128 else 64
+
+
+def _gemm(p, q_strides, s, z_strides, z, bias, out, scale: float):
+    """out (M, N) = p (M, K) q (K, N) + scale * s (M, r) z (r, N) [+ bias]; q / z are passed as (tensor, strides)."""
+    q, (sqk, sqn) = q_strides
+    M, K = p.shape
+    N, R = out.shape[1], s.shape[1]
+    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)  # noqa: E731
+    _lora_gemm_kernel[grid](
+        p, q, s, z, bias if bias is not None else out, out,
+        M, N, K, R, float(scale),
+        p.stride(0), p.stride(1), sqk, sqn, s.stride(0), s.stride(1), z_strides[0], z_strides[1],
+        out.stride(0), out.stride(1),
+        HAS_BIAS=bias is not None, UPCAST=_INTERPRET, PRECISION=_precision(p.dtype), BLOCK_R=_rank_block(R),
+    )
+    return out
 
 
 def lora_fwd_triton(x, weight, bias, lora_A, lora_B, scale: float):
     """x (M, K), weight (N, K), bias (N,) | None, lora_A (r, K), lora_B (N, r) -> (out (M, N), xa (M, r))."""
     M, K = x.shape
     N, R = weight.shape[0], lora_A.shape[0]
-    out = torch.empty((M, N), device=x.device, dtype=x.dtype)
-    xa = torch.empty((M, R), device=x.device, dtype=x.dtype)
     block_r = _rank_block(R)
-    bm, bn, bk, warps = _tiles(block_r)
-    grid = (triton.cdiv(M, bm), triton.cdiv(N, bn))
-    _lora_fwd_kernel[grid](
-        x, weight, bias if bias is not None else x, lora_A, lora_B, out, xa,
-        M, N, K, R, float(scale),
-        x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), lora_A.stride(0), lora_A.stride(1),
-        lora_B.stride(0), lora_B.stride(1), out.stride(0), out.stride(1), xa.stride(0), xa.stride(1),
-        HAS_BIAS=bias is not None, UPCAST=_INTERPRET, PRECISION=_precision(x.dtype),
-        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, BLOCK_R=block_r, num_warps=warps,
+    xa = torch.empty((M, R), device=x.device, dtype=x.dtype)  # (M, r), rounded to x's dtype as the reference does
+    bm = _rank_rows(block_r)
+    _lora_rank_kernel[(triton.cdiv(M, bm),)](
+        x, lora_A, xa, M, K, R,
+        x.stride(0), x.stride(1), lora_A.stride(0), lora_A.stride(1), xa.stride(0), xa.stride(1),
+        UPCAST=_INTERPRET, PRECISION=_precision(x.dtype), BLOCK_M=bm, BLOCK_K=64, BLOCK_R=block_r, num_warps=4,
     )
+    out = torch.empty((M, N), device=x.device, dtype=x.dtype)
+    _gemm(x, (weight, (weight.stride(1), weight.stride(0))), xa, (lora_B.stride(1), lora_B.stride(0)), lora_B,
+          bias, out, scale)
     return out, xa
 
 
@@ -187,7 +240,7 @@ def _t_matmul(p, q, alpha: float, out_dtype):
     split = max(1, min(triton.cdiv(256, tiles), triton.cdiv(M, 256)))
     rows = triton.cdiv(triton.cdiv(M, split), bm) * bm
     split = triton.cdiv(M, rows) if M > 0 else 1
-    partial = torch.zeros((split, P, Q), device=p.device, dtype=torch.float32)
+    partial = torch.empty((split, P, Q), device=p.device, dtype=torch.float32)
     grid = (triton.cdiv(P, bp), triton.cdiv(Q, bq), split)
     _lora_bwd_dw_kernel[grid](
         p, q, partial, M, P, Q, float(alpha), rows,
@@ -201,20 +254,21 @@ def lora_bwd_triton(grad_out, x, xa, weight, lora_A, lora_B, scale: float):
     """grad_out (M, N), x (M, K), xa (M, r) -> (dx (M, K), dA (r, K), dB (N, r)); see the module docstring."""
     M, N = grad_out.shape
     K, R = x.shape[1], lora_A.shape[0]
-    dx = torch.empty((M, K), device=x.device, dtype=x.dtype)
-    dxa = torch.empty((M, R), device=x.device, dtype=x.dtype)
     block_r = _rank_block(R)
-    bm, bk, bn, warps = _tiles(block_r)
-    grid = (triton.cdiv(M, bm), triton.cdiv(K, bk))
-    _lora_bwd_dx_kernel[grid](
-        grad_out, weight, lora_A, lora_B, dx, dxa,
-        M, N, K, R, float(scale),
-        grad_out.stride(0), grad_out.stride(1), weight.stride(0), weight.stride(1), lora_A.stride(0),
-        lora_A.stride(1), lora_B.stride(0), lora_B.stride(1), dx.stride(0), dx.stride(1), dxa.stride(0),
-        dxa.stride(1),
-        UPCAST=_INTERPRET, PRECISION=_precision(x.dtype),
-        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, BLOCK_R=block_r, num_warps=warps,
+    bm = _rank_rows(block_r)
+    tiles = triton.cdiv(M, bm)
+    dxa = torch.empty((M, R), device=x.device, dtype=x.dtype)  # dS = s dY B (M, r)
+    # Partial dB per row tile, fp32 (tiles, N, r): 16384 tokens x 3072 x r 16 is 256 x 3072 x 16 x 4 B = 50 MB.
+    db_partial = torch.empty((tiles, N, R), device=x.device, dtype=torch.float32)
+    _lora_dy_kernel[(tiles,)](
+        grad_out, lora_B, xa, dxa, db_partial, M, N, R, float(scale),
+        grad_out.stride(0), grad_out.stride(1), lora_B.stride(0), lora_B.stride(1), xa.stride(0), xa.stride(1),
+        dxa.stride(0), dxa.stride(1), db_partial.stride(0), db_partial.stride(1), db_partial.stride(2),
+        UPCAST=_INTERPRET, PRECISION=_precision(x.dtype), BLOCK_M=bm, BLOCK_N=64, BLOCK_R=block_r, num_warps=4,
     )
+    grad_B = db_partial.sum(0).to(lora_B.dtype)  # (N, r): second stage, fixed order
+    dx = torch.empty((M, K), device=x.device, dtype=x.dtype)
+    _gemm(grad_out, (weight, (weight.stride(0), weight.stride(1))), dxa, (lora_A.stride(0), lora_A.stride(1)),
+          lora_A, None, dx, 1.0)
     grad_A = _t_matmul(dxa, x, 1.0, lora_A.dtype)  # (r, K)
-    grad_B = _t_matmul(grad_out, xa, scale, lora_B.dtype)  # (N, r)
     return dx, grad_A, grad_B
