@@ -54,6 +54,13 @@ def _doctor(args) -> int:
         except RuntimeError as err:
             name, why = "error", str(err)
         print(f"  on {dev.type:<4}: {name:<9} ({why}); available: {', '.join(available_backends(dev))}")
+    from .ops import measured
+    from .ops.dispatch import _why_not
+
+    gpu = torch.device("cuda") if cuda else None
+    for line in measured.describe(measured.load_table(), torch.cuda.get_device_name(0) if cuda else None,
+                                  lambda b: gpu is not None and _why_not(b, gpu) is None):
+        print(line)
     from .teacher.vlm import FAMILY_NOTES
 
     print("teacher families (what the teacher shows the VLM):")

@@ -1,8 +1,8 @@
 """Backend choice for every op: by device, availability and the user's override.
 
 Order of preference: CPU tensors use the C++ CPU extension, then the reference. CUDA tensors use the reference
-(cuBLAS matmuls): it measured fastest of the three on a GPU (bench/RESULTS.md, "GPU (real model shapes)"), so the
-two hand-written CUDA kernels run only when forced. Triton on CPU tensors is used only when forced under
+(cuBLAS matmuls) unless the shipped measurements (``measured.py``, written by bench/gpu_check.sh step 3) show a
+usable kernel faster than it on this GPU at the nearest measured shape (``select_backend_for_shape``). Triton on CPU tensors is used only when forced under
 TRITON_INTERPRET=1 (tests).
 Override with ``use_backend("reference")`` (a context manager), ``set_backend`` or the environment variable
 ``VLMTEACH_BACKEND``.
@@ -15,11 +15,13 @@ from typing import Iterator, List, Optional, Tuple
 import torch
 
 from .. import _ext
+from . import measured
 
 BACKENDS = ("triton", "cuda", "cpu", "reference")
 
 _forced: Optional[str] = None
 _choice_cache: dict = {}  # (device type, forced) -> (backend, reason): availability is fixed after import
+_shape_cache: dict = {}  # (device index, tokens, K, N, r, dtype) -> (backend, reason), CUDA only, not forced
 
 
 def _check_name(name: Optional[str], arg: str) -> Optional[str]:
@@ -103,3 +105,20 @@ def _select(device: torch.device, forced: Optional[str]) -> Tuple[str, str]:
             return name, ("preferred for " + device.type) if not skipped else "; ".join(skipped)
         skipped.append(f"{name}: {why}")
     return "reference", "; ".join(skipped)
+
+
+def select_backend_for_shape(device: torch.device, tokens: int, in_features: int, out_features: int, rank: int,
+                             dtype: torch.dtype) -> Tuple[str, str]:
+    """(backend, reason) for one call of the LoRA op: ``select_backend`` on CPU tensors or when a backend is forced;
+    on CUDA tensors the measured table (``measured.choose``), memoized per shape."""
+    choice = select_backend(device)
+    if device.type != "cuda" or get_backend() is not None:
+        return choice
+    key = (device.index, tokens, in_features, out_features, rank, dtype)
+    hit = _shape_cache.get(key)
+    if hit is None:
+        hit = measured.choose(measured.load_table(), torch.cuda.get_device_name(device), tokens, in_features,
+                              out_features, rank, str(dtype).removeprefix("torch."),
+                              lambda name: _why_not(name, device) is None)
+        _shape_cache[key] = hit
+    return hit

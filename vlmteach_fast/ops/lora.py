@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .. import _ext
 from ..reference.lora import lora_linear_bwd_ref, lora_linear_fwd_ref
-from .dispatch import select_backend
+from .dispatch import select_backend_for_shape
 
 __all__ = ["lora_linear"]
 
@@ -46,8 +46,9 @@ def _bwd(backend: str, grad_out, x, xa, weight, lora_A, lora_B, scale):
     return lora_linear_bwd_ref(grad_out, x, xa, weight, lora_A, lora_B, scale)
 
 
-def _backend_for(x: Tensor) -> str:
-    backend, _ = select_backend(x.device)
+def _backend_for(x: Tensor, out_features: int, rank: int) -> str:
+    """The backend for x (M, K): by device, and on CUDA by the measured table at this shape."""
+    backend, _ = select_backend_for_shape(x.device, x.shape[0], x.shape[1], out_features, rank, x.dtype)
     # float64 is a testing dtype (gradcheck); only the reference and the CPU extension handle it.
     if x.dtype == torch.float64 and backend in ("triton", "cuda"):
         return "reference"
@@ -62,7 +63,7 @@ def _forward_impl(x: Tensor, weight: Tensor, bias: Optional[Tensor], lora_A: Ten
     if x2.shape[0] == 0:
         out, xa = x2.new_empty(0, weight.shape[0]), x2.new_empty(0, lora_A.shape[0])
     else:
-        out, xa = _fwd(_backend_for(x), x2, weight, bias, lora_A, lora_B, scale)
+        out, xa = _fwd(_backend_for(x2, weight.shape[0], lora_A.shape[0]), x2, weight, bias, lora_A, lora_B, scale)
     return out.reshape(*lead, weight.shape[0]), xa.reshape(*lead, lora_A.shape[0])
 
 
@@ -85,7 +86,7 @@ def _backward_impl(grad_out: Tensor, x: Tensor, xa: Tensor, weight: Tensor, lora
     g2, x2, xa2 = grad_out.reshape(-1, N), x.reshape(-1, K), xa.reshape(-1, R)
     if g2.shape[0] == 0:
         return torch.zeros_like(x), torch.zeros_like(lora_A), torch.zeros_like(lora_B)
-    grad_x, grad_A, grad_B = _bwd(_backend_for(x), g2, x2, xa2, weight, lora_A, lora_B, scale)
+    grad_x, grad_A, grad_B = _bwd(_backend_for(x2, N, R), g2, x2, xa2, weight, lora_A, lora_B, scale)
     return grad_x.reshape(x.shape), grad_A, grad_B
 
 
@@ -204,7 +205,8 @@ def lora_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], lora_A: Tenso
 
     All tensors share one dtype (float32, float16 or bfloat16; float64 for gradcheck) and one device.
     Accumulation is in fp32 on every backend. Returns (..., out_features) in x's dtype.
-    The backend (triton | cuda | cpu | reference) is chosen per device; see ``vlmteach_fast.ops.select_backend``.
+    The backend (triton | cuda | cpu | reference) is chosen per device and, on CUDA, per shape from the shipped
+    measurements; see ``vlmteach_fast.ops.select_backend_for_shape``.
     """
     scale = _check(x, weight, bias, lora_A, lora_B, scale)
     if torch.compiler.is_compiling():
