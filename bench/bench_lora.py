@@ -6,7 +6,11 @@ Run:  python -m pytest bench/bench_lora.py --benchmark-only --benchmark-json=ben
 Providers (what a user would otherwise run):
   base   the frozen nn.Linear alone (no adapter): the floor.
   peft   peft.tuners.lora.Linear wrapping it (dropout 0): what diffusers' add_adapter gives.
-  fused  the same PEFT layer after vlmteach_fast.fuse_peft_lora: what this library gives.
+  fused  the same PEFT layer after vlmteach_fast.fuse_peft_lora: what this library gives (its automatic backend).
+  reference / triton / cuda  the fused layer with that backend forced: the rows bench/lora_table.py turns into the
+         table the op chooses its CUDA backend from (triton and cuda on GPUs only: interpreter timings mean nothing).
+  compile  torch.compile(mode="max-autotune") of the plain-torch reference: what users get for free (GPU only;
+         skipped with the reason when it cannot compile).
 The input requires grad, as inside a network; the base weight is frozen. Shapes are a video DiT's token x feature
 sizes: CPU 2048 x 1536 (r 16, 64); GPU Wan2.2-5B's 3072 features with 8k and 32k tokens (r 16, 64, 128).
 extra_info: backend used, bytes autograd saved for backward (all devices), peak GPU memory (CUDA), and from the
@@ -19,6 +23,7 @@ Overrides (bench/gpu_check.sh uses them; comma-separated):
   VLMTEACH_BENCH_LORA_ROUNDS  timed rounds per benchmark (default 10)
 """
 
+import contextlib
 import os
 import sys
 
@@ -28,7 +33,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 from closeness import assert_close_verbose  # noqa: E402
 from vlmteach_fast.nn import fuse_peft_lora  # noqa: E402
-from vlmteach_fast.ops import select_backend  # noqa: E402
+from vlmteach_fast.ops import select_backend, use_backend  # noqa: E402
+from vlmteach_fast.ops.dispatch import _why_not  # noqa: E402
 from vlmteach_fast.reference.lora import lora_linear_ref  # noqa: E402
 
 CUDA = torch.cuda.is_available()
@@ -90,6 +96,38 @@ def work(provider: str, mode: str, tokens: int, features: int, rank: int, itemsi
     return float(flops), float(nbytes)
 
 
+FORCED = ("reference", "triton", "cuda")  # providers that run the fused layer with one backend forced
+PROVIDERS = ["base", "peft", "fused", *FORCED, "compile"]
+
+
+class _CompiledReference(torch.nn.Module):
+    """torch.compile(mode="max-autotune") of the reference on a PEFT layer's parameters; ``source`` is that layer."""
+
+    def __init__(self, source: torch.nn.Module):
+        super().__init__()
+        self.source = source
+        name = next(iter(source.lora_A))
+        self._args = (source.base_layer.weight, source.base_layer.bias, source.lora_A[name].weight,
+                      source.lora_B[name].weight, float(source.scaling[name]))
+        self._fn = torch.compile(lora_linear_ref, mode="max-autotune")
+
+    def forward(self, x):
+        return self._fn(x, *self._args)
+
+
+def _skip_reason(provider: str):
+    """Why ``provider`` cannot be measured here, or None."""
+    if provider in ("triton", "cuda", "compile") and not CUDA:
+        return f"{provider}: GPU only (CPU timings of it would mean nothing)"
+    if provider in FORCED:
+        return _why_not(provider, DEVICE)
+    return None
+
+
+def _backend_context(provider: str):
+    return use_backend(provider) if provider in FORCED else contextlib.nullcontext()
+
+
 def _layer(provider: str, features: int, rank: int, dtype: torch.dtype) -> torch.nn.Module:
     from peft import LoraConfig, inject_adapter_in_model
 
@@ -101,9 +139,11 @@ def _layer(provider: str, features: int, rank: int, dtype: torch.dtype) -> torch
     model = inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=["0"],
                                                init_lora_weights=False), torch.nn.Sequential(base))
     model.to(device=DEVICE, dtype=dtype)
-    if provider == "fused":
+    if provider == "fused" or provider in FORCED:
         report = fuse_peft_lora(model)
         assert report.swapped == ["0"], report
+    if provider == "compile":
+        return _CompiledReference(model[0])
     return model[0]
 
 
@@ -111,14 +151,16 @@ def _check_against_reference(layer, provider, x, grad) -> None:
     """Once, outside the timed part: the layer's output and input gradient against the plain-torch reference (in
     float64, with the tolerance taken from the reference's own error in x's dtype), so no benchmark times a wrong
     kernel."""
+    run = layer
     if provider == "base":
         w, b, a, bb, scale = layer.weight, layer.bias, None, None, 0.0
     else:
+        layer = getattr(layer, "source", layer)  # the compiled reference checks against its PEFT layer's weights
         name = next(iter(layer.lora_A))
         w, b = layer.base_layer.weight, layer.base_layer.bias
         a, bb, scale = layer.lora_A[name].weight, layer.lora_B[name].weight, float(layer.scaling[name])
     xr = x.detach().clone().requires_grad_(True)
-    out = layer(xr)
+    out = run(xr)
     out.backward(grad)
 
     def ref(dtype):
@@ -155,19 +197,33 @@ def _saved_bytes(layer, x) -> int:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("provider", ["base", "peft", "fused"])
+@pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
 @pytest.mark.parametrize("tokens,features,rank", [pytest.param(*s, id=f"{s[0]}x{s[1]}-r{s[2]}") for s in SHAPES])
 def test_lora_layer(benchmark, provider, mode, dtype, tokens, features, rank):
+    why = _skip_reason(provider)
+    if why is not None:
+        pytest.skip(why)
+    with _backend_context(provider):
+        _measure(benchmark, provider, mode, dtype, tokens, features, rank)
+
+
+def _measure(benchmark, provider, mode, dtype, tokens, features, rank):
     layer = _layer(provider, features, rank, dtype)
     x = torch.randn(tokens, features, device=DEVICE, dtype=dtype, requires_grad=True)
     grad = torch.randn(tokens, features, device=DEVICE, dtype=dtype)
     benchmark.group = f"{DEVICE.type} {tokens}x{features} r{rank} {str(dtype).removeprefix('torch.')} {mode}"
+    if provider == "compile":
+        try:
+            layer(x)
+        except Exception as err:  # noqa: BLE001 - inductor / compiler failures come as many types
+            pytest.skip(f"torch.compile max-autotune could not compile the reference: {type(err).__name__}: {err}")
     if mode == MODES[0]:  # one check per (provider, dtype, shape): it covers forward and backward
         _check_against_reference(layer, provider, x, grad)
     benchmark.extra_info.update(provider=provider, mode=mode, tokens=tokens, features=features, rank=rank,
                                 dtype=str(dtype), device=torch.cuda.get_device_name(0) if CUDA else "cpu",
-                                backend=select_backend(DEVICE)[0] if provider == "fused" else "torch",
+                                backend=(select_backend(DEVICE)[0] if provider == "fused" else
+                                         provider if provider in FORCED else "torch"),
                                 saved_bytes=_saved_bytes(layer, x))
 
     def fwd():

@@ -10,8 +10,10 @@
 #      the sdist (scripts/sdist.py), a wheel built from it with VLMTEACH_BUILD_CUDA=1 for this GPU's architecture
 #      and installed, `vlmteach-fast doctor` run outside the checkout
 #   2  VLMTEACH_EXPECT_CUDA_EXT=1 pytest tests -m cuda (kernels on CUDA and Triton, the teacher's CUDA-vs-CPU test)
-#   3  fused LoRA vs PEFT vs the frozen base, fwd+bwd, bf16 and fp16, ranks 16 / 64, 3072 and 5120 features,
-#      8k-32k tokens (bench/bench_lora.py; ms, TFLOP/s, GB/s; ratios in summary.md)
+#   3  fused LoRA vs PEFT vs the frozen base, and each backend forced (reference, triton, cuda) beside
+#      torch.compile max-autotune of the reference, fwd+bwd, bf16 and fp16, ranks 16 / 64, 3072 and 5120 features,
+#      8k-32k tokens (bench/bench_lora.py; ms, TFLOP/s, GB/s; ratios in summary.md); bench/lora_table.py writes
+#      the backend table the op ships (vlmteach_fast/ops/lora_backends.json) and a copy to DIR
 #   4  one optimize step and one Best-of-N candidate, Wan2.2-TI2V-5B + Qwen2.5-VL-7B shapes, random bf16 weights,
 #      480p x 49 frames and 704p x 121 frames (bench/gpu_step.py)
 #   5  the same step with block checkpointing and in k-step mode (T=4, K=2), 480p
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
         --out=*) OUT="${1#--out=}" ;;
         --steps) STEPS="${2:?--steps needs a list such as 1,3,4}"; shift ;;
         --steps=*) STEPS="${1#--steps=}" ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$1' (expected --out DIR, --steps LIST, --dry-run)" >&2; exit 2 ;;
     esac
     shift
@@ -51,6 +53,7 @@ if [ "$DRY" = 1 ]; then
     DEFAULT_LIMITS=(0 120 300 180 240 240 180 240)
     LORA_SHAPES="128x96x16,128x96x64"
     LORA_ROUNDS=3
+    LORA_TABLE_ARGS="--out '$OUT/lora_backends.json'"  # CPU rows never reach the shipped table
 else
     DRYFLAG=""
     # ~15 min of GPU time in all: the sum of these is 900 s.
@@ -60,6 +63,8 @@ else
         LORA_SHAPES="${LORA_SHAPES:+$LORA_SHAPES,}${t}x${f}x${r}"
     done; done; done
     LORA_ROUNDS=10
+    # the measured rows replace this GPU's rows in the table the op ships (commit it), a copy lands in DIR
+    LORA_TABLE_ARGS="&& cp vlmteach_fast/ops/lora_backends.json '$OUT/lora_backends.json'"
 fi
 
 # run_step N TITLE COMMAND: run COMMAND (a bash string) under the step's time limit, log to DIR/stepN.log, and
@@ -146,7 +151,8 @@ run_step 3 "fused LoRA vs PEFT vs base, fwd+bwd" \
     "VLMTEACH_BENCH_LORA_SHAPES='$LORA_SHAPES' VLMTEACH_BENCH_LORA_DTYPES='${LORA_DTYPES:-bfloat16}' \
 VLMTEACH_BENCH_LORA_MODES=full VLMTEACH_BENCH_LORA_ROUNDS=$LORA_ROUNDS \
 $PY -m pytest bench/bench_lora.py -q -p no:cacheprovider --benchmark-only --benchmark-json='$OUT/step3_lora.json' \
-&& $PY -m vlmteach_fast.cli bench-report '$OUT/step3_lora.json' --reference peft,base --out '$OUT/step3_lora.md'"
+&& $PY -m vlmteach_fast.cli bench-report '$OUT/step3_lora.json' --reference peft,base --out '$OUT/step3_lora.md' \
+&& $PY bench/lora_table.py '$OUT/step3_lora.json' $LORA_TABLE_ARGS"
 
 run_step 4 "optimize step vs Best-of-N candidate, Wan2.2-5B + Qwen2.5-VL-7B shapes" \
     "$PY bench/gpu_step.py $DRYFLAG --out '$OUT/step4_step.json' --variants one_step --geometries 480p49,704p121"
