@@ -100,3 +100,20 @@ def test_non_contiguous_parameters():
 
 def test_fp16_odd_shape():
     _check_against_reference("triton", _make((2, 37), 70, 90, 16, torch.float16))
+
+
+@pytest.mark.parametrize("layout", ["fwd", "dx"])
+def test_gate_benchmark_times_the_same_product_as_torch_mm(layout):
+    """bench/bench_lora_gemm.py compares the fused GEMM with torch.mm: both must compute the same base product
+    (the fused one plus the rank-r term and bias), or the gate compares unlike work."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "bench_lora_gemm.py")
+    spec = importlib.util.spec_from_file_location("bench_lora_gemm", path)
+    gate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gate)
+    mm, fused = gate.operands(layout, 40, 48, 4, torch.device("cpu"), torch.float32)
+    base, full = mm(), fused()
+    assert base.shape == full.shape == (40, 48)
+    assert 0 < (full - base).abs().max() < 20  # the rank-r term (and bias) on top of the same product
