@@ -2,8 +2,8 @@
 
 Order of preference: CPU tensors use the C++ CPU extension, then the reference. CUDA tensors use the reference
 (cuBLAS matmuls) unless the shipped measurements (``measured.py``, written by bench/gpu_check.sh step 3) show a
-usable kernel faster than it on this GPU at the nearest measured shape (``select_backend_for_shape``). Triton on CPU tensors is used only when forced under
-TRITON_INTERPRET=1 (tests).
+usable kernel faster than it on this GPU at the nearest measured shape (``select_backend_for_shape``).
+Triton on CPU tensors is used only when forced under TRITON_INTERPRET=1 (tests).
 Override with ``use_backend("reference")`` (a context manager), ``set_backend`` or the environment variable
 ``VLMTEACH_BACKEND``.
 """

@@ -87,7 +87,7 @@ def describe(rows: Sequence[Row], device: Optional[str], usable: Callable[[str],
     devices = sorted({row.device for row in rows})
     lines = [f"measured LoRA table ({len(rows)} rows): " + (", ".join(devices) if devices else "empty")]
     if device is None:
-        lines.append("  no GPU here: the table is not consulted (CPU tensors use the CPU extension, then the reference)")
+        lines.append("  no GPU here: the table is not consulted (CPU tensors: the CPU extension, then the reference)")
         return lines
     shapes = sorted({(row.tokens, row.in_features, row.out_features, row.rank, row.dtype)
                      for row in rows if row.device == device})
