@@ -149,3 +149,24 @@ def test_gpu_check_step3_dry_run_writes_the_table_and_measures_each_backend(tmp_
     assert {r.backend for r in rows} == {"reference"} and {r.device for r in rows} == {"cpu"}
     providers = {b["extra_info"]["provider"] for b in json.loads((out / "step3_lora.json").read_text())["benchmarks"]}
     assert providers == {"base", "peft", "fused", "reference"}  # triton, cuda, compile: GPU only, skipped
+
+
+def _bench(name):
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_bench_compile_row_is_checked_against_the_reference_and_skipped_without_a_gpu(monkeypatch):
+    bench = _bench("bench_lora")
+    assert bench.PROVIDERS[-1] == "compile" and set(bench.FORCED) == {"reference", "triton", "cuda"}
+    if not bench.CUDA:
+        assert bench._skip_reason("compile") == "compile: GPU only (CPU timings of it would mean nothing)"
+        assert bench._skip_reason("reference") is None
+    # the compiled row's correctness check reads its PEFT layer's weights (compiled eagerly here: no compiler needed)
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: fn)
+    layer = bench._layer("compile", 32, 4, torch.float32)
+    x = torch.randn(9, 32, requires_grad=True)
+    bench._check_against_reference(layer, "compile", x, torch.randn(9, 32))
