@@ -20,8 +20,8 @@ SHAPES = [tuple(int(v) for v in s.lower().split("x"))
 
 
 def operands(layout: str, tokens: int, features: int, rank: int, device, dtype):
-    """(mm, fused): two callables computing the base product with torch.mm, and the fused GEMM with the rank-r
-    term (and bias for fwd) in its accumulator, on the same operands."""
+    """(mm, fused, extra): callables for the base product with torch.mm, the fused GEMM with the rank-r term (and
+    bias for fwd) in its accumulator, and that term alone in torch (the check that both time the same product)."""
     from vlmteach_fast.kernels import lora as K
 
     g = torch.Generator(device=device).manual_seed(0)
@@ -43,7 +43,11 @@ def operands(layout: str, tokens: int, features: int, rank: int, device, dtype):
     def fused():
         return K._gemm(p, q, s, zs, z, bias, out, 0.5)
 
-    return mm, fused
+    def extra():
+        term = 0.5 * s.float() @ (z.t() if layout == "fwd" else z).float()
+        return term + bias.float() if bias is not None else term
+
+    return mm, fused, extra
 
 
 @pytest.mark.skipif(not CUDA, reason="the gate compares GPU GEMMs; CPU timings of it would mean nothing")
@@ -51,7 +55,7 @@ def operands(layout: str, tokens: int, features: int, rank: int, device, dtype):
 @pytest.mark.parametrize("layout", ["fwd", "dx"])
 @pytest.mark.parametrize("tokens,features,rank", SHAPES)
 def test_gemm_gate(benchmark, provider, layout, tokens, features, rank):
-    mm, fused = operands(layout, tokens, features, rank, torch.device("cuda"), torch.bfloat16)
+    mm, fused, _ = operands(layout, tokens, features, rank, torch.device("cuda"), torch.bfloat16)
     fn = mm if provider == "mm" else fused
     fn()  # autotune outside the timed part
     benchmark.group = f"gate {layout} {tokens}x{features} r{rank} bf16"

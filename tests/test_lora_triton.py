@@ -113,7 +113,5 @@ def test_gate_benchmark_times_the_same_product_as_torch_mm(layout):
     spec = importlib.util.spec_from_file_location("bench_lora_gemm", path)
     gate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gate)
-    mm, fused = gate.operands(layout, 40, 48, 4, torch.device("cpu"), torch.float32)
-    base, full = mm(), fused()
-    assert base.shape == full.shape == (40, 48)
-    assert 0 < (full - base).abs().max() < 20  # the rank-r term (and bias) on top of the same product
+    mm, fused, extra = gate.operands(layout, 40, 48, 4, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(fused(), mm() + extra(), rtol=1e-5, atol=1e-5)
