@@ -64,3 +64,26 @@ def write_jsonl_suite(tmp_path):
         return tmp_path
 
     return write
+
+
+@pytest.fixture
+def fake_evalkit():
+    """The stand-in VBVR-EvalKit (tests/fake_evalkit) in place of any installed one, for this test only."""
+    import sys
+
+    def ours():
+        return [m for m in sys.modules if m == "vbvr_bench" or m.startswith("vbvr_bench.")]
+
+    saved = {m: sys.modules.pop(m) for m in ours()}
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_evalkit")
+    sys.path.insert(0, path)
+    try:
+        from vbvr_bench import evaluators
+
+        evaluators.CALLS.clear()
+        yield evaluators
+    finally:
+        sys.path.remove(path)
+        for m in ours():
+            del sys.modules[m]
+        sys.modules.update(saved)

@@ -89,29 +89,6 @@ def test_vbvr_export_is_the_evalkit_tree_and_folder_names_give_the_ids_back(vbvr
         export_official(out, tmp_path / "x", layout="vbvr", records=[dict(r, split="") for r in recs.values()])
 
 
-@pytest.fixture
-def fake_evalkit():
-    """The stand-in VBVR-EvalKit (tests/fake_evalkit) in place of any installed one, for this test only."""
-    import sys
-
-    def ours():
-        return [m for m in sys.modules if m == "vbvr_bench" or m.startswith("vbvr_bench.")]
-
-    saved = {m: sys.modules.pop(m) for m in ours()}
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_evalkit")
-    sys.path.insert(0, path)
-    try:
-        from vbvr_bench import evaluators
-
-        evaluators.CALLS.clear()
-        yield evaluators
-    finally:
-        sys.path.remove(path)
-        for m in ours():
-            del sys.modules[m]
-        sys.modules.update(saved)
-
-
 def test_vbvr_scorer_without_the_evalkit_says_how_to_install_it(monkeypatch):
     import sys
 
