@@ -224,7 +224,8 @@ def _write_reports(suite, cfg, args) -> int:
     """Reports of every method run into ``--out`` (latest config of each), and the summary line of this run's
     method. Returns how many of this run's instances are recorded."""
     from .fingerprint import current_records, item_keys
-    from .records import read_all_records
+    from .provenance import provenance_notes
+    from .records import method_labels, read_all_records
     from .summary import latest_configs, sanity_notes, write_reports
 
     items = suite.items[: cfg.limit] if cfg.limit else suite.items
@@ -236,7 +237,7 @@ def _write_reports(suite, cfg, args) -> int:
         print(f"bench: {len(ours) - len(current)} records of earlier configs, changed suite items or changed "
               "weights are left out of the reports (kept in shards/)", flush=True)
     paths = write_reports(cfg.out, current, items, suite.errors, title=f"{suite.name}", baseline=args.baseline_method)
-    for warning, text in sanity_notes(current):
+    for warning, text in provenance_notes(current, method_labels(current)) + sanity_notes(current):
         if warning:
             print(f"bench: {text.replace('**', '')}", flush=True)
     if suite.kind in ("ruler", "vbvr"):

@@ -8,6 +8,7 @@ comparable between methods judged by the same local model, not with published RU
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
@@ -61,6 +62,17 @@ class VLMChecklistJudge(ChecklistJudge):
         if not 0.0 <= self.medium <= self.good <= 1.0:
             raise ValueError(f"thresholds must satisfy 0 <= medium <= good <= 1, got medium={self.medium}, "
                              f"good={self.good}")
+
+    @property
+    def prompt_text(self) -> str:
+        """What the judge model is asked besides the checklist questions, as text (the reports hash it): the
+        question suffix, the answer form, the system prompt and the label thresholds."""
+        config = getattr(self.teacher, "config", None)
+        return json.dumps({"question_suffix": getattr(config, "question_suffix", None),
+                           "answer_form": getattr(config, "answer_form", None),
+                           "system": getattr(getattr(self.teacher, "family", None), "system", None),
+                           "good": self.good, "medium": self.medium, "teacher": type(self.teacher).__qualname__},
+                          sort_keys=True)
 
     def label(self, frames, prompt, questions):
         from ..teacher import Queries

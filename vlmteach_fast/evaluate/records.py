@@ -29,7 +29,7 @@ __all__ = ["RECORD_KEYS", "READ_KEYS", "method_labels", "config_hash", "record_k
 # Every record has these keys (values may be None): see runner.run_item for their meaning.
 RECORD_KEYS = ("instance_id", "task", "category", "split", "method", "config_hash", "status", "error", "score",
                "score_name", "passed", "scores", "teacher_p_yes", "stop_reason", "seconds", "cost", "video",
-               "adapter", "rank", "finished_at", "item_key", "models_key")
+               "adapter", "rank", "finished_at", "item_key", "models_key", "provenance")
 
 
 # What a reader needs of a record: which instance, method and config it is for and whether it finished. A line

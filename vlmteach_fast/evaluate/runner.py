@@ -32,6 +32,7 @@ from ..checks import check_int
 from ..io_atomic import atomic_write_json, storage_error
 from ..methods import METHODS
 from .locks import InstanceLock, lock_path
+from .provenance import run_provenance
 from .fingerprint import item_keys, models_key, stale_reason
 from .records import RecordWriter, config_hash, merge_records, read_all_records, shard_path
 from .shard import ProcessInfo, split_pending
@@ -63,7 +64,8 @@ class BenchConfig:
             passed as objects are not checked).
         scorer: optional ``scorer(item, frames (1, F, 3, H, W) float in [0, 1]) -> float | {"score", "passed",
             "parts"}``: the suite's own scorer (e.g. VBVR-Bench's rule scorers); it becomes the primary score. Put
-            its name in ``identity`` so that changing it changes the hash.
+            its name in ``identity`` so that changing it changes the hash. Its version and commit (a ``provenance()``
+            method, else its module's package) are stored in every record (``provenance.run_provenance``).
     """
 
     method: str = "optimize"
@@ -229,7 +231,7 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
            "method": cfg.method, "config_hash": chash, "status": "ok", "error": None, "score": None,
            "score_name": None, "passed": None, "scores": {}, "teacher_p_yes": None, "stop_reason": None,
            "seconds": None, "cost": None, "video": None, "adapter": None, "geometry": None, "rank": rank,
-           "item_key": None, "models_key": None}
+           "item_key": None, "models_key": None, "provenance": None}
     t0 = time.perf_counter()
     stage = "run"
     try:
@@ -321,6 +323,8 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     try:
         if mine:
             pipe, teacher, judge = load_models()
+            # who scores (scorer version and commit, judge prompt): stored in each record, compared by the reports
+            prov = run_provenance(cfg.scorer, cfg.identity.get("scorer"), judge, cfg.identity.get("judge"))
             bar = _progress(mine, info, progress)
             with RecordWriter(shard_path(cfg.out, info.rank)) as writer:
                 for item in bar:
@@ -333,7 +337,7 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
                                              keys, models):
                             continue  # another run into the same --out finished it after we listed it
                         rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
-                        rec.update(item_key=keys[item.id], models_key=models)
+                        rec.update(item_key=keys[item.id], models_key=models, provenance=prov)
                         writer.append(rec)  # before the lock is released: the next holder sees the record
                     if rec["status"] != "ok":
                         print(f"bench: [rank {info.rank}] {item.id} failed: {rec['error']}", flush=True)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from ..io_atomic import atomic_write_bytes
 from .html import instances_html
+from .provenance import describe, provenance_notes, scored_by
 from .records import method_labels
 
 __all__ = ["SummaryRow", "latest_configs", "summarize", "sanity_notes", "to_markdown", "to_csv",
@@ -38,6 +39,7 @@ class SummaryRow:
     mean_denoiser_evals: float | None
     mean_peak_mib: float | None
     gain_over_baseline: float | None
+    scored_by: str | None = None  # ``provenance.describe`` of the scorer(s) behind the scores; "MIXED: a | b"
 
 
 def latest_configs(records: list[dict]) -> list[dict]:
@@ -84,6 +86,11 @@ def _split_label(rec: dict) -> str:
     return vbvr_domain(split) or split
 
 
+def _scored_by(ok: list[dict]) -> str | None:
+    lines = sorted({describe(scored_by(r)) for r in ok})
+    return None if not lines else lines[0] if len(lines) == 1 else "MIXED: " + " | ".join(lines)
+
+
 def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRow]:
     """Summary rows for every method label x {all, each split (VBVR: In-Domain / Out-of-Domain), each category,
     each task}: VBVR's headline numbers (per split, per cognitive category) beside the per-task ones. ``records``:
@@ -117,7 +124,7 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRo
                 mean_seconds=_mean([_seconds(r) for r in ok]),
                 mean_denoiser_evals=_mean([_evals(r) for r in ok]),
                 mean_peak_mib=_mean([_peak_mib(r) for r in ok]),
-                gain_over_baseline=_mean(paired) if paired else None))
+                gain_over_baseline=_mean(paired) if paired else None, scored_by=_scored_by(ok)))
     return rows
 
 
@@ -183,9 +190,12 @@ def _fmt(v, pct=False):
     return str(v)
 
 
-def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary", notes=()) -> str:
-    """One table per level (all, split, category, task); ``notes`` (``sanity_notes``) after the overall table."""
+def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary", notes=(), provenance=()) -> str:
+    """One table per level (all, split, category, task); ``provenance`` (``provenance_notes``: who scored) before
+    them, ``notes`` (``sanity_notes``) after the overall table."""
     out = [f"# {title}\n"]
+    if provenance:
+        out += ["\n## Provenance\n"] + [f"- {text}" for _, text in provenance]
     head = ("| method | {g} | n | failed | score | mean score | pass rate | s / instance | denoiser evals "
             "| peak MiB | gain vs baseline |")
     for level in ("all", "split", "category", "task"):
@@ -284,7 +294,7 @@ def write_reports(out_dir, records: list[dict], items=None, suite_errors=(), tit
 
     out_dir = os.fspath(out_dir)
     rows = summarize(records, baseline)
-    md = to_markdown(rows, title, sanity_notes(records))
+    md = to_markdown(rows, title, sanity_notes(records), provenance_notes(records, method_labels(records)))
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         md += "\n## Failed instances\n\n" + "".join(f"- {r['method']} {r['instance_id']}: {r['error']}\n"

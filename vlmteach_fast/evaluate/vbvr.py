@@ -25,6 +25,9 @@ import os
 __all__ = ["VBVR_SCORERS", "INSTALL_HINT", "require_evalkit", "vbvr_category", "vbvr_domain", "VBVRScorer"]
 
 VBVR_SCORERS = {"vbvr": "run_evaluation", "vbvr:weighted": "evaluate"}
+# what each --scorer reproduces, in the words the reports use (``provenance``)
+MODES = {"vbvr": "vbvr (rule score only, as run_evaluation.py)",
+         "vbvr:weighted": "vbvr:weighted (weighted with frame similarity, as evaluate.py)"}
 INSTALL_HINT = ("VBVR-EvalKit is not importable (module `vbvr_bench`); it is not on the package index: "
                 "git clone https://github.com/Video-Reason/VBVR-EvalKit && pip install -e VBVR-EvalKit")
 DOMAINS = {"In-Domain_50": "In-Domain", "Out-of-Domain_50": "Out-of-Domain"}
@@ -77,6 +80,13 @@ class VBVRScorer:
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
+
+    def provenance(self) -> dict:
+        """{"name", "mode", "package", "version", "commit"}: which EvalKit code scored, and how
+        (``provenance.source_provenance`` of the evaluators' module)."""
+        from .provenance import source_provenance
+
+        return {"name": "VBVR-EvalKit", "mode": MODES[self.name], **source_provenance(self.evaluators.__name__)}
 
     def eval_info(self, item, video: str) -> dict:
         """The ``eval_info`` this entry point's script builds for ``item``'s sample folder and ``video``."""
