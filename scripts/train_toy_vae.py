@@ -59,6 +59,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clip", type=int, default=5, choices=(5, 9), help="frames per training clip")
     ap.add_argument("--init", default=None, help="continue from a saved VAE")
+    ap.add_argument("--temporal", type=int, default=4, choices=(1, 2, 4),
+                    help="temporal compression of a fresh VAE (1: one latent frame per frame, a moving agent is "
+                         "never averaged with its neighbours)")
     ap.add_argument("--colour-margin", type=float, default=0.0,
                     help="also penalise pixels whose RGB distance to the target (in [0, 1] units) exceeds this "
                          "margin, squared (the rule scorer reads a pixel as its palette colour only within 0.3); "
@@ -80,7 +83,7 @@ def main():
 
         vae = AutoencoderKLWan.from_pretrained(args.init).train()
     else:
-        vae = build_vae().train()
+        vae = build_vae(args.temporal).train()
     params = vae.parameters()
     z_all = None
     if args.decoder_only:

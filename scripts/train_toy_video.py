@@ -6,7 +6,8 @@ Recipe:
    random valid directions and ignores the goal), encoded once to normalized latents (16, 3, 8, 8). With
    ``--solution-share p`` each instance's ground-truth solution is encoded too and a share p of every batch is drawn
    from the solutions: a model that sometimes solves the task, like a real video model (held-out instances come
-   from another split, so no test solution is seen).
+   from another split, so no test solution is seen). With ``--near-share q`` a share q is drawn from near-solutions
+   (the solution's first 1-7 moves, then a physics walk: ``physics_video(prefix=k)``).
 3. Text: the three prompts through a frozen random tiny UMT5 (``max_sequence_length=512``, the Reasoner's default).
 4. Loss: rectified flow, x_t = (1 - s) x0 + s eps, target v = eps - x0, on latent frames 1-2 only; frame 0 is the
    clean image latent with timestep 0 (the TI2V form). s = shift(u), u ~ U(0, 1), with the sampler's shift, so
@@ -30,7 +31,7 @@ from vlmteach_fast.toy.tasks import PROMPTS, TASK_TYPES, make_instances, physics
 
 
 def encode_videos(vae, videos: torch.Tensor, batch: int = 32) -> torch.Tensor:
-    """(N, 9, 3, 32, 32) in [0, 1] -> (N, 16, 3, 8, 8) normalized latents (posterior mode, as the pipeline)."""
+    """(N, 9, 3, 32, 32) in [0, 1] -> (N, 16, F_lat, 8, 8) normalized latents (posterior mode, as the pipeline)."""
     mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     out = []
@@ -54,10 +55,13 @@ def main():
     ap.add_argument("--init", default=None, help="continue from a saved pipeline's transformer")
     ap.add_argument("--solution-share", dest="solution_share", type=float, default=0.0,
                     help="share of each batch drawn from the train instances' ground-truth solutions")
+    ap.add_argument("--near-share", dest="near_share", type=float, default=0.0,
+                    help="share of each batch drawn from near-solutions (solution prefix, then a walk)")
     ap.add_argument("--device", default="cpu", help="where the transformer trains (data is encoded on the CPU)")
     args = ap.parse_args()
-    if not 0.0 <= args.solution_share <= 1.0:
-        raise SystemExit(f"--solution-share must be in [0, 1], got {args.solution_share}")
+    if not (0.0 <= args.solution_share and 0.0 <= args.near_share and args.solution_share + args.near_share <= 1.0):
+        raise SystemExit(f"--solution-share and --near-share must be >= 0 with a sum <= 1, got "
+                         f"{args.solution_share} and {args.near_share}")
     # One thread: the dev machine's 2 cores are shared, and 2 OpenMP threads per process under contention ran
     # 2.3x slower than 1 (measured: VAE encode of 32 videos 1.05 s vs 0.47 s).
     torch.set_num_threads(1)
@@ -73,6 +77,10 @@ def main():
     lat = encode_videos(vae, videos)
     sol_lat = encode_videos(vae, torch.stack([i.solution for i in insts])) if args.solution_share > 0 else None
     sol_task = torch.tensor([TASK_TYPES.index(i.task_type) for i in insts])
+    near_lat = None
+    if args.near_share > 0:
+        near_lat = encode_videos(vae, torch.stack([physics_video(i, rng.randrange(10 ** 6), prefix=rng.randint(1, 7))
+                                                   for i in insts]))
     print(f"encoded {len(lat)} walks{'' if sol_lat is None else f' and {len(sol_lat)} solutions'} in "
           f"{time.time() - t0:.0f}s; latent std {lat.std():.3f}", flush=True)
 
@@ -91,7 +99,10 @@ def main():
     transformer.to(dev).train()
     lat, text, task_idx = lat.to(dev), text.to(dev), task_idx.to(dev)
     if sol_lat is not None:
-        sol_lat, sol_task = sol_lat.to(dev), sol_task.to(dev)
+        sol_lat = sol_lat.to(dev)
+    if near_lat is not None:
+        near_lat = near_lat.to(dev)
+    sol_task = sol_task.to(dev)
     opt = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(args.seed)
     f_lat, h, w = lat.shape[2:]
@@ -104,10 +115,15 @@ def main():
             pg["lr"] = args.lr * min(1.0, frac / 0.03) * (0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(frac * 3.14159)).item()))
         idx = torch.randint(0, len(lat), (args.batch,), generator=g).to(dev)
         x0, cond = lat[idx], text[task_idx[idx]]
-        if sol_lat is not None:  # a share of the batch: ground-truth solutions instead of walks
-            pick = (torch.rand(args.batch, generator=g) < args.solution_share).to(dev)
-            sidx = torch.randint(0, len(sol_lat), (args.batch,), generator=g).to(dev)
-            x0 = torch.where(pick.view(-1, 1, 1, 1, 1), sol_lat[sidx], x0)
+        # Shares of the batch: ground-truth solutions, then near-solutions, instead of walks (one instance each).
+        r = torch.rand(args.batch, generator=g) if args.solution_share + args.near_share > 0 else None
+        for pool, lo, hi in ((sol_lat, 0.0, args.solution_share),
+                             (near_lat, args.solution_share, args.solution_share + args.near_share)):
+            if pool is None or r is None:
+                continue
+            pick = ((r >= lo) & (r < hi)).to(dev)
+            sidx = torch.randint(0, len(pool), (args.batch,), generator=g).to(dev)
+            x0 = torch.where(pick.view(-1, 1, 1, 1, 1), pool[sidx], x0)
             cond = torch.where(pick.view(-1, 1, 1), text[sol_task[sidx]], cond)
         b = x0.shape[0]
         u = torch.rand(b, generator=g)
@@ -130,7 +146,7 @@ def main():
     transformer.to("cpu").eval()
     pipe.save_pretrained(args.out, safe_serialization=True)
     json.dump({"steps": step, "seconds": time.time() - start, "final_loss_ema": ema, "videos": len(lat),
-               "solution_share": args.solution_share, "device": args.device, "lr": args.lr, "init": args.init},
+               "solution_share": args.solution_share, "near_share": args.near_share, "device": args.device, "lr": args.lr, "init": args.init},
               open(f"{args.out}/train_log.json", "w"))
     print("saved", args.out, "steps", step, flush=True)
 

@@ -86,6 +86,20 @@ def test_physics_walks_keep_rules_and_rarely_reach_goal():
     assert sum(s.passed for s in scores) < 0.3 * len(scores)
 
 
+def test_near_solutions_follow_the_solution_then_keep_the_rules():
+    insts = make_instances(30, seed=5)
+    for i in insts[:6]:
+        assert torch.equal(physics_video(i, 3, prefix=8), i.solution)
+        assert torch.equal(physics_video(i, 3, prefix=4)[:5], i.solution[:5])
+    pass_rate = {k: sum(score_video(i, physics_video(i, 1, prefix=k)).passed for i in insts) for k in (0, 6)}
+    assert pass_rate[6] > pass_rate[0]
+    for i in insts:
+        s = score_video(i, physics_video(i, 2, prefix=5))
+        assert s.parts["rules"] == 1.0 and s.parts["integrity"] == 1.0
+    with pytest.raises(ValueError, match="prefix"):
+        physics_video(insts[0], 0, prefix=9)
+
+
 def test_noise_and_blank_videos_fail():
     inst = make_instance("reach", 0)
     blank = torch.zeros(NUM_FRAMES, 3, SIZE, SIZE)

@@ -41,11 +41,15 @@ SAMPLE_STEPS = 4
 SHIFT = 3.0
 
 
-def build_vae():
+def build_vae(temporal: int = 4):
+    """A fresh toy ``AutoencoderKLWan``: 4x spatial, ``temporal`` (1, 2 or 4) x temporal compression, 16 channels."""
     from diffusers import AutoencoderKLWan
 
+    if temporal not in (1, 2, 4):
+        raise ValueError(f"`temporal` must be 1, 2 or 4, got {temporal!r}")
+    downsample = {1: [False, False], 2: [False, True], 4: [True, True]}[temporal]
     return AutoencoderKLWan(base_dim=12, z_dim=16, dim_mult=[1, 2, 2], num_res_blocks=1,
-                            temperal_downsample=[True, True], scale_factor_spatial=4, scale_factor_temporal=4,
+                            temperal_downsample=downsample, scale_factor_spatial=4, scale_factor_temporal=temporal,
                             latents_mean=[0.0] * 16, latents_std=[1.0] * 16)
 
 

@@ -237,20 +237,27 @@ def make_instances(n: int, seed: int = 0, task_types=TASK_TYPES, split: str = "t
             for i in range(n)]
 
 
-def physics_video(instance: ToyInstance, seed: int, persistence: float = 0.7, stay: float = 0.1) -> torch.Tensor:
+def physics_video(instance: ToyInstance, seed: int, persistence: float = 0.7, stay: float = 0.1,
+                  prefix: int = 0) -> torch.Tensor:
     """A video that obeys the world's physics but ignores the goal: (9, 3, 32, 32) float32 in [0, 1].
 
     From ``instance``'s first frame the agent takes a random walk: each frame it stays with probability ``stay``,
     otherwise keeps its last direction with probability ``persistence`` or picks a random one. Moves into walls or
     off the grid are replaced by another valid direction; a move into the block pushes it when the cell beyond is
-    free (else the move is invalid).
+    free (else the move is invalid). ``prefix`` (0-8) frames after the first follow the solution instead, and the
+    walk starts from where the solution left the agent (a near-solution: the right start, then wandering; 8 is the
+    solution itself).
     """
+    check_int("prefix", prefix, 0, NUM_FRAMES - 1)
     rng = random.Random(f"physics:{instance.task_type}:{instance.seed}:{seed}")
     walls = instance.walls
-    agent = instance.agent_start
-    block = instance.block_start
-    agents, blocks = [agent], [block]
+    agents = list(instance.agent_path[:prefix + 1])
+    blocks = [None] * (prefix + 1) if instance.block_path is None else list(instance.block_path[:prefix + 1])
+    agent, block = agents[-1], blocks[-1]
     direction = rng.choice(MOVES)
+    if prefix:
+        last = (agents[-1][0] - agents[-2][0], agents[-1][1] - agents[-2][1])
+        direction = last if last in MOVES else direction
 
     def valid(cell, blk, m):
         nxt = (cell[0] + m[0], cell[1] + m[1])
@@ -261,7 +268,7 @@ def physics_video(instance: ToyInstance, seed: int, persistence: float = 0.7, st
             return in_grid(beyond) and not walls[beyond]
         return True
 
-    for _ in range(NUM_FRAMES - 1):
+    for _ in range(NUM_FRAMES - 1 - prefix):
         if rng.random() >= stay:
             if rng.random() >= persistence or not valid(agent, block, direction):
                 options = [m for m in MOVES if valid(agent, block, m)]
