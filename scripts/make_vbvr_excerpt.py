@@ -169,7 +169,7 @@ def write_sample(folder: str, frames: list[np.ndarray], prompt: str, meta: dict 
         f.write(prompt + "\n")
     if meta is not None:
         with open(os.path.join(folder, "metadata.json"), "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
+            json.dump(meta, f, sort_keys=True)
             f.write("\n")
 
 

@@ -41,7 +41,8 @@ def _add_bench(sub):
     p.add_argument("--scorer", default=None,
                    help="the suite's own scorer, the primary score: 'vbvr' (VBVR-EvalKit's evaluators as its "
                         "run_evaluation.py runs them: rule score only), 'vbvr:weighted' (as its evaluate.py: weighted "
-                        "with frame similarity), or py:MODULE:FUNC called as FUNC(item, frames (1, F, 3, H, W) in "
+                        "with frame similarity), 'vbvr-pro' (VBVR-Pro-Bench's evaluators as its run_evaluation_video.py "
+                        "runs them; a sample without a video scores 0), or py:MODULE:FUNC called as FUNC(item, frames (1, F, 3, H, W) in "
                         "[0, 1][, video_path=saved mp4]) -> score or {score, passed, parts}")
     p.add_argument("--config", default=None, help="YAML/JSON config (OptimizeConfig fields, plus n and rounds)")
     p.add_argument("--out", required=True, help="output folder (records, videos, reports)")
@@ -113,10 +114,12 @@ def _scorer(spec: str | None, suite):
 
     if spec is None:
         return None
-    if spec in VBVR_SCORERS:
+    from .vbvr_pro import PRO_SCORER, VBVRProScorer
+
+    if spec in VBVR_SCORERS or spec == PRO_SCORER:
         if suite.kind != "vbvr":
-            raise ValueError(f"--scorer {spec} scores VBVR-Bench samples; --suite is a {suite.kind} suite")
-        return VBVRScorer(spec)
+            raise ValueError(f"--scorer {spec} scores VBVR-style samples; --suite is a {suite.kind} suite")
+        return VBVRProScorer() if spec == PRO_SCORER else VBVRScorer(spec)
     return resolve_factory(spec, "--scorer")
 
 

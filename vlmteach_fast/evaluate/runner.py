@@ -258,6 +258,12 @@ def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank:
             log.warning("instance %s failed: %s", item.id, traceback.format_exc(limit=3))
         where = "" if stage == "run" else f"{stage} failed (the video is kept at {rec['video']}): "
         rec.update(status="error", error=f"{where}{type(err).__name__}: {err}", score=None, passed=None)
+        missing = getattr(cfg.scorer, "missing_video_score", None)
+        if stage == "run" and missing is not None:
+            # a benchmark whose official script scores a sample without a video (VBVR-Pro-Bench: 0) counts the
+            # failure in its means; the record stays failed, so --retry-failed still redoes it
+            rec.update(score=float(missing), score_name="scorer",
+                       scores={"scorer": float(missing), "scorer_parts": {"error": "no prediction"}})
         if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
             torch.cuda.empty_cache()
     rec["seconds"] = time.perf_counter() - t0

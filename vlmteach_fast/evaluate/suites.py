@@ -16,7 +16,7 @@ or the sample folder (VBVR), and the other items still run. Formats:
   (``gt_image_path``, ``input_video_path``: resolved like the image; ``implicit_explanation``) are kept in
   ``BenchItem.extra``.
 - VBVR-Bench style folder (the downloaded ground truth): ``<split>/<task>/<sample>/first_frame.png`` + ``prompt.txt``,
-  optional ``final_frame.png`` and ``ground_truth.mp4``. The category is VBVR's cognitive category of the task
+  optional ``final_frame.png``, ``ground_truth.mp4`` and (VBVR-Pro-Bench) ``metadata.json``. The category is VBVR's cognitive category of the task
   (Abstraction, Knowledge, Perception, Spatiality, Transformation) when VBVR-EvalKit is installed (its task table),
   else the task name; the split folder (In-Domain_50 / Out-of-Domain_50) is ``BenchItem.split``.
 - ``toy`` or ``toy:N``: N (default 12) held-out instances of the built-in demo world (``vlmteach_fast.toy``), scored
@@ -59,7 +59,8 @@ class BenchItem:
         image: absolute path of the first frame, or None (text-to-video).
         checklist: [(metric, question)] in file order (RULER), else empty.
         split: VBVR split name, "" otherwise.
-        ground_truth: {"final_frame": path, "video": path} where present (VBVR).
+        ground_truth: {"final_frame": path, "video": path, "metadata": path} where present (VBVR; "metadata":
+            VBVR-Pro-Bench's ``metadata.json``).
         source: "file:line" or folder the item came from (for error messages).
         extra: the benchmark's other fields, kept for its official judge (RULER: ``gt_image_path`` and
             ``input_video_path`` as absolute paths, ``implicit_explanation``).
@@ -284,9 +285,11 @@ def _item_lines(text: str, n: int) -> list[int]:
 
 def load_vbvr(root: str) -> Suite:
     """A VBVR-Bench style folder ``<split>/<task>/<sample>/{first_frame.png, prompt.txt, [final_frame.png],
-    [ground_truth.mp4]}``. Samples missing a first frame or prompt become ``SuiteError``s naming the folder; a sample
+    [ground_truth.mp4], [metadata.json]}`` (VBVR-Pro-Bench adds ``metadata.json``, kept as
+    ``ground_truth["metadata"]``). Samples missing a first frame or prompt become ``SuiteError``s naming the folder; a sample
     folder not named with five digits (the EvalKit skips it) loads with a warning in ``Suite.warnings``."""
     from .vbvr import vbvr_category
+    from .vbvr_pro import vbvr_pro_category
 
     root = os.path.abspath(os.fspath(root))
     items, errors, warns = [], [], []
@@ -313,14 +316,17 @@ def load_vbvr(root: str) -> Suite:
                     errors.append(SuiteError(prompt_file, "empty prompt"))
                     continue
                 gt = {k: os.path.join(d, name) for k, name in (("final_frame", "final_frame.png"),
-                                                                ("video", "ground_truth.mp4"))
+                                                                ("video", "ground_truth.mp4"),
+                                                                ("metadata", "metadata.json"))
                       if os.path.isfile(os.path.join(d, name))}
                 if not re.fullmatch(r"\d{5}", sample):
                     warns.append(SuiteError(d, "the sample folder's name is not five digits: VBVR-EvalKit's "
                                                "run_evaluation.py skips such a video, so the official numbers leave "
                                                "it out (this run still makes and scores it)"))
+                # a metadata.json marks VBVR-Pro-Bench, whose task table may differ from VBVR-EvalKit's
+                category = (vbvr_pro_category(task) if "metadata" in gt else None) or vbvr_category(task) or task
                 items.append(BenchItem(id=f"{split}/{task}/{sample}", task=task,
-                                       category=vbvr_category(task) or task, prompt=prompt, image=first,
+                                       category=category, prompt=prompt, image=first,
                                        split=split, ground_truth=gt, source=d, index=sample))
     if not items and not errors:
         raise ValueError(f"{root}: no <split>/<task>/<sample>/ folders found (VBVR-style suite)")

@@ -119,7 +119,8 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRo
             rows.append(SummaryRow(
                 method=label, level=level, group=g, instances=len(rs), failed=len(rs) - len(ok),
                 score_name=names.most_common(1)[0][0] if names else None,
-                mean_score=_mean([r["score"] for r in ok]),
+                # failed records carry a score only where the benchmark scores a missing video (VBVR-Pro: 0)
+                mean_score=_mean([r["score"] for r in rs if r["status"] == "ok" or r["score"] is not None]),
                 pass_rate=sum(passes) / len(passes) if passes else None,
                 mean_seconds=_mean([_seconds(r) for r in ok]),
                 mean_denoiser_evals=_mean([_evals(r) for r in ok]),
