@@ -41,9 +41,10 @@ def _add_bench(sub):
     p.add_argument("--scorer", default=None,
                    help="the suite's own scorer, the primary score: 'vbvr' (VBVR-EvalKit's evaluators as its "
                         "run_evaluation.py runs them: rule score only), 'vbvr:weighted' (as its evaluate.py: weighted "
-                        "with frame similarity), 'vbvr-pro' (VBVR-Pro-Bench's evaluators as its run_evaluation_video.py "
-                        "runs them; a sample without a video scores 0), or py:MODULE:FUNC called as FUNC(item, frames (1, F, 3, H, W) in "
-                        "[0, 1][, video_path=saved mp4]) -> score or {score, passed, parts}")
+                        "with frame similarity), 'vbvr-pro' (VBVR-Pro-Bench's evaluators as its "
+                        "run_evaluation_video.py runs them; a sample without a video scores 0), or py:MODULE:FUNC "
+                        "called as FUNC(item, frames (1, F, 3, H, W) in [0, 1][, video_path=saved mp4]) -> score or "
+                        "{score, passed, parts}")
     p.add_argument("--config", default=None, help="YAML/JSON config (OptimizeConfig fields, plus n and rounds)")
     p.add_argument("--out", required=True, help="output folder (records, videos, reports)")
     p.add_argument("--limit", type=int, default=None,

@@ -16,9 +16,10 @@ or the sample folder (VBVR), and the other items still run. Formats:
   (``gt_image_path``, ``input_video_path``: resolved like the image; ``implicit_explanation``) are kept in
   ``BenchItem.extra``.
 - VBVR-Bench style folder (the downloaded ground truth): ``<split>/<task>/<sample>/first_frame.png`` + ``prompt.txt``,
-  optional ``final_frame.png``, ``ground_truth.mp4`` and (VBVR-Pro-Bench) ``metadata.json``. The category is VBVR's cognitive category of the task
-  (Abstraction, Knowledge, Perception, Spatiality, Transformation) when VBVR-EvalKit is installed (its task table),
-  else the task name; the split folder (In-Domain_50 / Out-of-Domain_50) is ``BenchItem.split``.
+  optional ``final_frame.png``, ``ground_truth.mp4`` and (VBVR-Pro-Bench) ``metadata.json``. The category is
+  VBVR's cognitive category of the task (Abstraction, Knowledge, Perception, Spatiality, Transformation) when
+  VBVR-EvalKit (or, for a sample with ``metadata.json``, VBVR-Pro-Bench) is installed (its task table), else the
+  task name; the split folder (In-Domain_50 / Out-of-Domain_50) is ``BenchItem.split``.
 - ``toy`` or ``toy:N``: N (default 12) held-out instances of the built-in demo world (``vlmteach_fast.toy``), scored
   by its rule scorers.
 """
@@ -286,8 +287,8 @@ def _item_lines(text: str, n: int) -> list[int]:
 def load_vbvr(root: str) -> Suite:
     """A VBVR-Bench style folder ``<split>/<task>/<sample>/{first_frame.png, prompt.txt, [final_frame.png],
     [ground_truth.mp4], [metadata.json]}`` (VBVR-Pro-Bench adds ``metadata.json``, kept as
-    ``ground_truth["metadata"]``). Samples missing a first frame or prompt become ``SuiteError``s naming the folder; a sample
-    folder not named with five digits (the EvalKit skips it) loads with a warning in ``Suite.warnings``."""
+    ``ground_truth["metadata"]``). Samples missing a first frame or prompt become ``SuiteError``s naming the folder;
+    a sample folder not named with five digits (the EvalKit skips it) loads with a warning in ``Suite.warnings``."""
     from .vbvr import vbvr_category
     from .vbvr_pro import vbvr_pro_category
 
