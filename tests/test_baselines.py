@@ -90,3 +90,63 @@ def test_vlm_as_solver_needs_a_text_teacher(pipe):
 def test_best_of_n_rejects_bad_n(pipe, bad, pattern):
     with pytest.raises(ValueError, match=pattern):
         best_of_n(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), n=bad, sampling=SAMPLING)
+
+
+def test_best_of_n_picks_with_the_judge_when_one_is_given(pipe):
+    """A judge with the opposite preference picks the candidate the teacher ranks last: selection follows the
+    judge, the teacher still scores every candidate, and the judge's calls are counted apart."""
+    from vlmteach_fast.testing import DarknessTeacher
+
+    teacher, judge = BrightnessTeacher(), DarknessTeacher()
+    by_teacher = best_of_n(pipe, teacher, PROMPT, image=first_frame(), n=3, sampling=SAMPLING)
+    by_judge = best_of_n(pipe, teacher, PROMPT, image=first_frame(), n=3, sampling=SAMPLING, judge=judge)
+    assert by_teacher.selected_by == "teacher" and by_judge.selected_by == "judge"
+    worst_for_teacher = min(by_teacher.candidates, key=lambda c: c["reward"])["seed"]
+    assert by_judge.candidates[0]["seed"] == worst_for_teacher != by_teacher.candidates[0]["seed"]
+    picked = [c["judge_reward"] for c in by_judge.candidates]
+    assert picked == sorted(picked, reverse=True) and picked == [c["selection"] for c in by_judge.candidates]
+    # the returned video is the judge's pick, and its p_yes is the teacher's on it
+    assert float(judge.reward(by_judge.frames, by_judge.queries).reward) == pytest.approx(picked[0], abs=1e-6)
+    assert by_judge.p_yes == pytest.approx(teacher.reward(by_judge.frames, by_judge.queries).p_yes, abs=1e-6)
+    assert by_judge.cost.reward_calls == 3 and by_judge.cost.judge_reward_calls == 3 and judge.calls == 3 + 1
+    assert by_teacher.cost.judge_reward_calls == 0
+    assert by_judge.summary()["selected_by"] == "judge"
+
+
+def test_best_of_n_oracle_picks_by_the_given_score(pipe):
+    from vlmteach_fast.baselines import best_of_n_oracle
+
+    seen = []
+
+    def darkness(frames, p_yes):  # a score the teacher disagrees with
+        seen.append(len(p_yes))
+        return float(1.0 - frames[0, -1].mean())
+
+    res = best_of_n_oracle(pipe, BrightnessTeacher(), PROMPT, darkness, image=first_frame(), n=3, sampling=SAMPLING)
+    assert res.method == "best_of_n_oracle" and res.selected_by == "oracle" and seen == [2, 2, 2]
+    scores = [c["selection"] for c in res.candidates]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 3
+    assert darkness(res.frames, res.p_yes) == pytest.approx(scores[0], abs=1e-6)
+    assert res.cost.extra["oracle_score_calls"] == 3 and res.cost.judge_reward_calls == 0
+
+
+def test_run_method_routes_the_judge_and_the_oracle_and_refuses_misuse(pipe):
+    from vlmteach_fast.methods import MODEL_METHODS, REFERENCE_METHODS, run_method
+    from vlmteach_fast.optimization import OptimizeConfig
+    from vlmteach_fast.testing import DarknessTeacher
+
+    assert "best_of_n_oracle" in REFERENCE_METHODS and "best_of_n_oracle" not in MODEL_METHODS
+    cfg = OptimizeConfig(progress=False, sampling=SAMPLING)
+    res = run_method("best_of_n", pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg, n=2,
+                     select_judge=DarknessTeacher())
+    assert res.selected_by == "judge" and res.cost.judge_reward_calls == 2
+    with pytest.raises(ValueError, match="`select_judge` picks Best-of-N's candidates: only method 'best_of_n'"):
+        run_method("baseline", pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg,
+                   select_judge=DarknessTeacher())
+    with pytest.raises(ValueError, match="`oracle_score` must be the benchmark's score.*got NoneType"):
+        run_method("best_of_n_oracle", pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg)
+    with pytest.raises(ValueError, match="only 'best_of_n_oracle' takes one, got method 'best_of_n'"):
+        run_method("best_of_n", pipe, BrightnessTeacher(), PROMPT, image=first_frame(), config=cfg,
+                   oracle_score=lambda f, p: 0.0)
+    with pytest.raises(TypeError, match="`judge` must be None .* got str"):
+        best_of_n(pipe, BrightnessTeacher(), PROMPT, image=first_frame(), n=2, sampling=SAMPLING, judge="gpt")

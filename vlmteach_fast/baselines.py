@@ -1,6 +1,8 @@
 """The alternatives ``optimize`` is judged against, with the same teacher, the same instance setup and the same cost
-record: ``baseline`` (one plain sample), ``best_of_n`` (N seeds, the teacher picks) and ``vlm_as_solver`` (the
-teacher writes a refined prompt / plan, the video model samples once; optional critique rounds)."""
+record: ``baseline`` (one plain sample), ``best_of_n`` (N seeds, a VLM picks: the teacher, or a separate judge model)
+and ``vlm_as_solver`` (the teacher writes a refined prompt / plan, the video model samples once; optional critique
+rounds). ``best_of_n_oracle`` is no method: it picks among the same N candidates by the benchmark's own score, an
+upper reference (pass@k) of what any picker could get from those N samples."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from .instance import SamplingConfig, score_frames, setup_instance
 from .reasoner import LoRASpec
 from .teacher import Queries
 
-__all__ = ["MethodResult", "baseline", "best_of_n", "vlm_as_solver"]
+__all__ = ["MethodResult", "baseline", "best_of_n", "best_of_n_oracle", "vlm_as_solver"]
 
 SOLVER_INSTRUCTION = (
     "A video generation model must make a video that solves this task, starting from the shown first frame.\n"
@@ -34,7 +36,7 @@ class MethodResult:
     """What a baseline returns.
 
     Attributes:
-        method: "baseline", "best_of_n", "vlm_as_solver", or a sanity method (``sanity.py``).
+        method: "baseline", "best_of_n", "vlm_as_solver", "best_of_n_oracle", or a sanity method (``sanity.py``).
         frames: (1, F, 3, H, W) float32 in [0, 1], the returned video.
         queries: the questions the teacher scored with (None: no teacher scored, a sanity method's option).
         p_yes: P(Yes) per query on the returned video.
@@ -42,6 +44,8 @@ class MethodResult:
         candidates: per candidate {"seed", "prompt", "p_yes", "reward"}, best first (the ranking).
         prompt: the prompt the returned video was sampled with.
         geometry: how the first frame was brought to the video's size (``instance.prepare_first_frame``).
+        selected_by: who picked the returned video among candidates: "teacher", "judge" (a separate VLM,
+            ``best_of_n(judge=...)``), "oracle" (the benchmark's score, ``best_of_n_oracle``); None: nothing picked.
     """
 
     method: str
@@ -52,6 +56,7 @@ class MethodResult:
     candidates: list[dict] = field(default_factory=list)
     prompt: str = ""
     geometry: dict = field(default_factory=dict)
+    selected_by: str | None = None
 
     @property
     def stop_reason(self) -> None:
@@ -62,7 +67,7 @@ class MethodResult:
         questions = [] if self.queries is None else self.queries.questions
         return {"method": self.method, "questions": questions, "p_yes": self.p_yes,
                 "prompt": self.prompt, "candidates": self.candidates, "cost": self.cost.to_dict(),
-                "geometry": self.geometry}
+                "geometry": self.geometry, "selected_by": self.selected_by}
 
     def save(self, out_dir, fps: int = 8) -> dict:
         """video.mp4, video.gif, result.json (atomically)."""
@@ -106,31 +111,88 @@ def baseline(pipe, teacher, prompt: str, image=None, queries=None, sampling: Sam
                         setup.geometry)
 
 
+def _check_judge(judge) -> None:
+    if judge is not None and not callable(getattr(judge, "reward", None)):
+        raise TypeError(f"`judge` must be None (the teacher picks) or a Teacher-like scorer with reward(frames, "
+                        f"queries), got {type(judge).__name__}")
+
+
+def _pick(pipe, teacher, prompt, image, queries, n, sampling, lora, select, selected_by: str) -> MethodResult:
+    """Best-of-N's loop, one picker: ``select(frames, info, meter, queries) -> float`` rates a candidate the teacher
+    has scored (``info``), higher is better; ties keep the earlier seed."""
+    check_int("n", n)
+    setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
+    best_frames, best_value, ranking = None, None, []
+    for i in range(n):
+        frames, info = _candidate(setup, teacher, meter, prompt, i, setup.prepared if i == 0 else None)
+        info["selection"] = float(select(frames, info, meter, setup.queries))
+        ranking.append(info)
+        if best_value is None or info["selection"] > best_value:
+            best_frames, best_value = frames, info["selection"]
+    ranking.sort(key=lambda r: -r["selection"])  # stable: ties keep seed order, as the pick did
+    return MethodResult("best_of_n", best_frames, setup.queries, ranking[0]["p_yes"], meter.finish(), ranking, prompt,
+                        setup.geometry, selected_by)
+
+
 def best_of_n(pipe, teacher, prompt: str, image=None, queries=None, n: int = 5,
-              sampling: SamplingConfig | None = None, lora: LoRASpec | None = None) -> MethodResult:
-    """Sample ``n`` videos (seeds ``sampling.seed + i``), score each with the teacher on the full decode, keep the best.
+              sampling: SamplingConfig | None = None, lora: LoRASpec | None = None, judge=None) -> MethodResult:
+    """Sample ``n`` videos (seeds ``sampling.seed + i``), score each on the full decode, keep the one the selecting
+    VLM likes best: the teacher, or ``judge`` when given (the published Best-of-N anchors pick with a VLM judge that
+    need not be the model ``optimize`` trains against).
 
     Args:
         pipe: a supported diffusers pipeline or a ``Reasoner`` (its LoRA is reset to zero: the plain model).
-        teacher: a ``Teacher``.
+        teacher: a ``Teacher``; writes the queries when none are given, and scores every candidate (the returned
+            ``p_yes``).
         prompt: task prompt. image: first frame for image-to-video pipelines (PIL / (3, H, W) in [0, 1] / path).
         queries: given questions, or None to let the teacher write them.
         n: candidates (>= 1).
         sampling: geometry, base seed, final steps.
+        judge: None (the teacher picks) or a Teacher-like scorer (``reward(frames (1, F, 3, H, W) float in [0, 1],
+            queries) -> RewardOutput``) asked the same queries; it only picks: its reward calls are counted apart
+            (``CostRecord.judge_reward_calls``) and its values stored per candidate (``judge_p_yes``,
+            ``judge_reward``).
     Returns:
-        ``MethodResult`` whose ``candidates`` is the ranking (best first).
+        ``MethodResult`` whose ``candidates`` is the ranking (best first by ``selection``, the picker's reward) and
+        whose ``selected_by`` is "teacher" or "judge".
     """
-    check_int("n", n)
-    setup, meter = _setup(pipe, teacher, prompt, image, queries, sampling, lora)
-    best_frames, ranking = None, []
-    for i in range(n):
-        frames, info = _candidate(setup, teacher, meter, prompt, i, setup.prepared if i == 0 else None)
-        ranking.append(info)
-        if best_frames is None or info["reward"] > max(r["reward"] for r in ranking[:-1]):
-            best_frames = frames
-    ranking.sort(key=lambda r: -r["reward"])
-    return MethodResult("best_of_n", best_frames, setup.queries, ranking[0]["p_yes"], meter.finish(), ranking, prompt,
-                        setup.geometry)
+    _check_judge(judge)
+    if judge is None:
+        return _pick(pipe, teacher, prompt, image, queries, n, sampling, lora,
+                     lambda frames, info, meter, queries: info["reward"], "teacher")
+
+    def by_judge(frames, info, meter, queries):
+        out, p_yes = score_frames(judge, frames, queries)
+        meter.count_judge_reward()
+        info.update(judge_p_yes=p_yes, judge_reward=float(out.reward.mean()))
+        return info["judge_reward"]
+
+    return _pick(pipe, teacher, prompt, image, queries, n, sampling, lora, by_judge, "judge")
+
+
+def best_of_n_oracle(pipe, teacher, prompt: str, score, image=None, queries=None, n: int = 5,
+                     sampling: SamplingConfig | None = None, lora: LoRASpec | None = None) -> MethodResult:
+    """Best-of-N whose pick is made by the benchmark's own score: an oracle no deployed method has, so its row is an
+    upper reference (pass@k over the same ``n`` candidates), never a competitor. Arguments as ``best_of_n``, plus:
+
+    Args:
+        score: ``score(frames (1, F, 3, H, W) float32 in [0, 1], p_yes list[float]) -> float``, higher is better
+            (the bench runner passes the score it records for a video). Its calls are counted in the cost record's
+            ``extra["oracle_score_calls"]``.
+    Returns:
+        ``MethodResult`` with ``method`` "best_of_n_oracle" and ``selected_by`` "oracle"; each candidate's
+        ``selection`` is its score.
+    """
+    if not callable(score):
+        raise TypeError(f"`score` must be callable(frames, p_yes) -> float, got {type(score).__name__}")
+
+    def by_score(frames, info, meter, queries):
+        meter.record.extra["oracle_score_calls"] = meter.record.extra.get("oracle_score_calls", 0) + 1
+        return score(frames, info["p_yes"])
+
+    res = _pick(pipe, teacher, prompt, image, queries, n, sampling, lora, by_score, "oracle")
+    res.method = "best_of_n_oracle"
+    return res
 
 
 def _generate(teacher, instruction: str, image, max_new_tokens: int, meter: CostMeter) -> str:

@@ -173,6 +173,7 @@ class CostRecord:
         denoiser_recompute: checkpointed evaluations recomputed during backward.
         light_decodes / full_decodes: light decoder and full VAE decode calls.
         reward_calls / reward_backward: teacher reward forward calls and backward passes through them.
+        judge_reward_calls: reward calls of a separate judge model that picks Best-of-N's candidates.
         generate_calls: teacher text generations (query synthesis, plans).
         seconds: wall time. peak_memory_bytes: CUDA peak allocated on the reasoner's device, or the process's peak
             resident set size on CPU (``ru_maxrss``, a process-wide high-water mark); ``memory_kind`` says which.
@@ -185,6 +186,7 @@ class CostRecord:
     full_decodes: int = 0
     reward_calls: int = 0
     reward_backward: int = 0
+    judge_reward_calls: int = 0
     generate_calls: int = 0
     seconds: float = 0.0
     peak_memory_bytes: int = 0
@@ -236,6 +238,10 @@ class CostMeter:
     def count_reward(self) -> None:
         """One teacher reward call (forward)."""
         self.record.reward_calls += 1
+
+    def count_judge_reward(self) -> None:
+        """One reward call of a separate judge model (Best-of-N's picker when it is not the teacher)."""
+        self.record.judge_reward_calls += 1
 
     def count_light_decode(self) -> None:
         """One light-decoder call."""

@@ -35,6 +35,17 @@ class BrightnessTeacher:
         return RewardOutput(reward=(lp * w).sum(-1), log_probs=lp, weights=w, questions=q.questions, kinds=q.kinds)
 
 
+class DarknessTeacher(BrightnessTeacher):
+    """``BrightnessTeacher`` with the opposite preference ("Yes" = dark: it scores 1 - frames): a judge that ranks
+    any set of videos in the reverse order, to show who picked."""
+
+    def synthesize_queries(self, prompt, first_frame=None, max_process=3):
+        return Queries("Is the last frame dark?", ["Is the video dark throughout?"][:max_process])
+
+    def reward(self, frames, queries, **kwargs):
+        return super().reward(1.0 - frames, queries, **kwargs)
+
+
 def first_frame():
     """A fixed random first frame (3, 32, 32) float in [0, 1]."""
     return torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
