@@ -119,7 +119,8 @@ def _scorer(spec: str | None, suite):
 
     if spec in VBVR_SCORERS or spec == PRO_SCORER:
         if suite.kind != "vbvr":
-            raise ValueError(f"--scorer {spec} scores VBVR-style samples; --suite is a {suite.kind} suite")
+            bench = "VBVR-Pro-Bench" if spec == PRO_SCORER else "VBVR-Bench"
+            raise ValueError(f"--scorer {spec} scores {bench} samples; --suite is a {suite.kind} suite")
         return VBVRProScorer() if spec == PRO_SCORER else VBVRScorer(spec)
     return resolve_factory(spec, "--scorer")
 
