@@ -128,3 +128,11 @@ def test_without_vbvr_pro_bench_the_error_says_how_to_install_it(monkeypatch):
     finally:
         for m in _ours():
             del sys.modules[m]
+
+
+def test_vbvr_pro_scorer_is_refused_on_a_suite_that_is_not_vbvr_style():
+    from vlmteach_fast.evaluate.cli import _scorer
+
+    ruler = load_suite(os.path.join(HERE, "data", "ruler", "data.jsonl"))
+    with pytest.raises(ValueError, match="--scorer vbvr-pro scores VBVR-Pro-Bench samples; --suite is a ruler suite"):
+        _scorer("vbvr-pro", ruler)
