@@ -28,7 +28,9 @@ def _add_bench(sub):
                    help="RULER-style .json/.jsonl file, VBVR-style folder, or 'toy[:N]' (built-in demo world)")
     p.add_argument("--method", default="optimize", choices=METHODS,
                    help="default optimize; static, end_state, ground_truth: sanity rows made without a video model "
-                        "(the first frame held, a cut to the ground-truth final frame, the ground-truth video)")
+                        "(the first frame held, a cut to the ground-truth final frame, the ground-truth video); "
+                        "best_of_n_oracle: Best-of-N picked by the benchmark's own score, an upper reference "
+                        "(pass@k) reported apart from the methods")
     p.add_argument("--pipeline", default=None,
                    help="diffusers pipeline folder / hub id, 'toy', 'tiny' (random-weight test model: a plumbing "
                         "check on a CPU, not a result), or py:MODULE:FACTORY (default 'toy' for the toy suite, else "
@@ -38,6 +40,10 @@ def _add_bench(sub):
     p.add_argument("--judge", default="none",
                    help="checklist judge: none | teacher | VLM folder | py:MODULE:FACTORY (local, NOT the official "
                         "RULER-Bench judge); default none")
+    p.add_argument("--select-judge", default=None,
+                   help="best_of_n only: the VLM that picks among its candidates, loaded like --teacher (VLM folder "
+                        "/ hub id, 'toy', 'tiny', py:MODULE:FACTORY); default: the teacher picks. Never the "
+                        "benchmark's scorer: --method best_of_n_oracle picks by that, as a reference (pass@k)")
     p.add_argument("--scorer", default=None,
                    help="the suite's own scorer, the primary score: 'vbvr' (VBVR-EvalKit's evaluators as its "
                         "run_evaluation.py runs them: rule score only), 'vbvr:weighted' (as its evaluate.py: weighted "
@@ -125,6 +131,23 @@ def _scorer(spec: str | None, suite):
     return resolve_factory(spec, "--scorer")
 
 
+def _select_judge(args) -> str | None:
+    """``--select-judge`` expanded and checked (before any model loads); None when the teacher picks."""
+    from .models import check_spec, expand_spec
+
+    spec = expand_spec(getattr(args, "select_judge", None), "--select-judge")
+    if spec is None or spec == "teacher":
+        return None
+    if args.method != "best_of_n":
+        raise ValueError(f"--select-judge picks among Best-of-N's candidates: it needs --method best_of_n, got "
+                         f"--method {args.method}")
+    if spec == "none":
+        raise ValueError("--select-judge none: expected teacher, tiny, toy, a VLM folder / hub id or "
+                         "py:MODULE:FACTORY (Best-of-N always has a picker)")
+    check_spec(spec, "--select-judge")
+    return spec
+
+
 def _prepare(args):
     """Everything cheap, before any model loads: suite, config, specs, output folder. Raises SystemExit on bad input."""
     from ..config_io import load_config
@@ -151,6 +174,7 @@ def _prepare(args):
             if getattr(args, name) is not None:
                 check_spec(getattr(args, name), f"--{name}")
         check_spec(args.judge, "--judge")
+        args.select_judge = _select_judge(args)
         scorer = _scorer(args.scorer, suite)
         if sanity and suite.kind == "ruler" and args.teacher is None and args.judge == "none" and scorer is None:
             raise ValueError(f"--method {args.method} on a RULER-style suite needs --teacher, --judge or --scorer: "
@@ -165,7 +189,9 @@ def _prepare(args):
         cfg = BenchConfig(method=args.method, out=args.out, optimize=config, options=options, limit=args.limit,
                           query_metrics=metrics, retry_failed=args.retry_failed, scorer=scorer,
                           identity={"suite": suite.name, "pipeline": args.pipeline, "teacher": args.teacher,
-                                    "judge": args.judge, "scorer": args.scorer, "dtype": args.dtype})
+                                    "judge": args.judge, "scorer": args.scorer, "dtype": args.dtype,
+                                    # only when named: runs without one keep their config hash
+                                    **({"select_judge": args.select_judge} if args.select_judge else {})})
         check_out_dir(args.out)
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         raise SystemExit(f"error: {err}") from err
@@ -174,7 +200,7 @@ def _prepare(args):
 
 def run_bench_command(args) -> int:
     from ..loading import default_dtype
-    from .models import load_judge_spec, load_pipeline_spec, load_teacher_spec
+    from .models import load_judge_spec, load_pipeline_spec, load_select_judge_spec, load_teacher_spec
     from .runner import run_bench
     from .shard import process_state
 
@@ -194,7 +220,9 @@ def run_bench_command(args) -> int:
         teacher = None if args.teacher is None else load_teacher_spec(args.teacher, device, dtype,
                                                                       args.trust_remote_code)
         judge = load_judge_spec(args.judge, teacher, device, dtype, args.trust_remote_code)
-        return pipe, teacher, judge
+        select_judge = load_select_judge_spec(getattr(args, "select_judge", None), device, dtype,
+                                              args.trust_remote_code)
+        return pipe, teacher, judge, select_judge
 
     try:
         records = run_bench(suite, cfg, load_models, info, progress=not args.no_progress)
@@ -261,7 +289,11 @@ def _write_reports(suite, cfg, args) -> int:
     ok = [r for r in records if r["status"] == "ok"]
     scores = [r["score"] for r in ok]
     mean = f"{sum(scores) / len(scores):.3f} ({ok[0]['score_name']})" if ok else "-"
-    print(f"bench: {cfg.method}: {len(ok)}/{len(items)} finished, {len(records) - len(ok)} failed, "
+    from ..methods import REFERENCE_METHODS
+
+    what = " (oracle upper reference, pass@k: picked by the benchmark's own score; not a method)" \
+        if cfg.method in REFERENCE_METHODS else ""
+    print(f"bench: {cfg.method}{what}: {len(ok)}/{len(items)} finished, {len(records) - len(ok)} failed, "
           f"{len(suite.errors)} suite entries skipped; mean score {mean}; report {paths['summary.md']}"
           + (f"; official layout {paths['official']}" if "official" in paths else ""), flush=True)
     return len(records)

@@ -110,11 +110,12 @@ def spec_fingerprint(spec: str | None, role: str = "pipeline"):
 
 def models_key(identity: dict) -> dict | None:
     """{role: 12 hex digits for the files behind ``identity``'s spec of it} for the ``pipeline``, ``teacher`` and
-    ``judge``; None when it names neither a pipeline nor a teacher (models passed as objects, or a sanity method
-    without a teacher: nothing on disk to fingerprint)."""
+    ``judge``, and Best-of-N's ``select_judge`` where one is named; None when it names neither a pipeline nor a
+    teacher (models passed as objects, or a sanity method without a teacher: nothing on disk to fingerprint)."""
     if not identity.get("pipeline") and not identity.get("teacher"):
         return None
-    return {role: config_hash(spec_fingerprint(identity.get(role), role)) for role in ("pipeline", "teacher", "judge")}
+    roles = ("pipeline", "teacher", "judge") + (("select_judge",) if identity.get("select_judge") else ())
+    return {role: config_hash(spec_fingerprint(identity.get(role), role)) for role in roles}
 
 
 def models_key_of_config(out_dir, chash: str) -> dict | None:

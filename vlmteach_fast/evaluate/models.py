@@ -1,4 +1,4 @@
-"""Resolving ``--pipeline`` / ``--teacher`` / ``--judge`` specs to objects.
+"""Resolving ``--pipeline`` / ``--teacher`` / ``--judge`` / ``--select-judge`` specs to objects.
 
 A spec is one of:
 - ``toy``: the built-in demo world's shipped model (``vlmteach_fast.toy.load_pipeline`` / ``load_teacher``);
@@ -9,7 +9,8 @@ A spec is one of:
 - a local folder or hub id: ``DiffusionPipeline.from_pretrained`` / ``VLMTeacher.from_pretrained`` (offline: the
   hub id must be in the local cache).
 ``--judge`` also takes ``none`` (no checklist judging) and ``teacher`` (the teacher model, through
-``VLMChecklistJudge``).
+``VLMChecklistJudge``). ``--select-judge`` (Best-of-N's picker) is loaded like ``--teacher``; ``teacher`` there
+means the teacher picks (the default).
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ import importlib
 import os
 
 __all__ = ["TINY_SPECS", "expand_spec", "check_spec", "resolve_factory", "toy_folder", "load_pipeline_spec",
-           "load_teacher_spec", "load_judge_spec"]
+           "load_teacher_spec", "load_judge_spec", "load_select_judge_spec"]
 
 # what ``tiny`` stands for, per argument: the factories the tests use (vlmteach_fast.testing)
 TINY_SPECS = {"--pipeline": "py:vlmteach_fast.testing:tiny_ti2v_pipeline",
-              "--teacher": "py:vlmteach_fast.testing:BrightnessTeacher"}
+              "--teacher": "py:vlmteach_fast.testing:BrightnessTeacher",
+              "--select-judge": "py:vlmteach_fast.testing:BrightnessTeacher"}
 
 
 def expand_spec(spec: str | None, arg: str) -> str | None:
     """``tiny`` -> its ``py:`` factory spec for ``arg`` (``TINY_SPECS``); any other spec as given."""
     if spec == "tiny":
         if arg not in TINY_SPECS:
-            raise ValueError(f"{arg} tiny: 'tiny' names a pipeline or a teacher only ({', '.join(TINY_SPECS)})")
+            raise ValueError(f"{arg} tiny: 'tiny' names a pipeline or a teacher-like model only "
+                             f"({', '.join(TINY_SPECS)})")
         return TINY_SPECS[arg]
     return spec
 
@@ -104,11 +107,12 @@ def load_pipeline_spec(spec: str, device, dtype, trust_remote_code: bool = False
     return load_pipeline(check_source(spec, "--pipeline"), device, dtype, trust_remote_code)
 
 
-def load_teacher_spec(spec: str, device, dtype, trust_remote_code: bool = False):
+def load_teacher_spec(spec: str, device, dtype, trust_remote_code: bool = False, arg: str = "--teacher"):
+    """A teacher-like model for ``spec`` (``arg`` names the option in errors)."""
     if spec == "toy":
         return _toy("teacher", device)
     if spec.startswith("py:"):
-        return resolve_factory(spec, "--teacher")()
+        return resolve_factory(spec, arg)()
     from ..loading import load_teacher
 
     return load_teacher(spec, device, dtype, trust_remote_code)
@@ -125,3 +129,15 @@ def load_judge_spec(spec: str | None, teacher, device, dtype, trust_remote_code:
     model = resolve_factory(spec, "--judge")() if spec.startswith("py:") else \
         load_teacher_spec(spec, device, dtype, trust_remote_code)
     return model if hasattr(model, "label") else VLMChecklistJudge(model)
+
+
+def load_select_judge_spec(spec: str | None, device, dtype, trust_remote_code: bool = False):
+    """Best-of-N's picker for ``--select-judge``: None for None / ``teacher`` (the teacher picks), else a teacher-like
+    model loaded like ``--teacher`` that must score with ``reward(frames, queries)``."""
+    if spec in (None, "teacher"):
+        return None
+    model = load_teacher_spec(spec, device, dtype, trust_remote_code, arg="--select-judge")
+    if not callable(getattr(model, "reward", None)):
+        raise TypeError(f"--select-judge {spec!r}: expected a teacher-like model with reward(frames, queries), got "
+                        f"{type(model).__name__}")
+    return model

@@ -76,11 +76,14 @@ def _prompt_hash(judge) -> str | None:
     return None if text is None else hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def run_provenance(scorer=None, scorer_spec: str | None = None, judge=None, judge_spec: str | None = None) -> dict:
-    """What a run's records store: {"vlmteach_fast", "scorer", "judge"}. ``scorer``: the ``BenchConfig.scorer``
-    (one with a ``provenance()`` method describes itself, e.g. ``VBVRScorer``; any other callable is named by
+def run_provenance(scorer=None, scorer_spec: str | None = None, judge=None, judge_spec: str | None = None,
+                   selector: dict | None = None) -> dict:
+    """What a run's records store: {"vlmteach_fast", "scorer", "judge", "selector"}. ``scorer``: the
+    ``BenchConfig.scorer`` (one with a ``provenance()`` method describes itself, e.g. ``VBVRScorer``; any other callable is named by
     ``scorer_spec`` and described by its module's package); ``judge``: the loaded checklist judge (its
-    ``prompt_text``, if it has one, is hashed); ``judge_spec``: how it was named (``--judge``)."""
+    ``prompt_text``, if it has one, is hashed); ``judge_spec``: how it was named (``--judge``); ``selector``: who
+    picks among Best-of-N's candidates, {"name": "teacher" | "judge" | "oracle", "model": its spec} (None: the
+    method picks nothing)."""
     scorer_part = None
     if scorer is not None:
         if hasattr(scorer, "provenance"):
@@ -93,7 +96,8 @@ def run_provenance(scorer=None, scorer_spec: str | None = None, judge=None, judg
     if judge is not None:
         judge_part = {"name": getattr(judge, "name", type(judge).__name__), "model": judge_spec,
                       "prompt_hash": _prompt_hash(judge)}
-    return {"vlmteach_fast": source_provenance("vlmteach_fast"), "scorer": scorer_part, "judge": judge_part}
+    return {"vlmteach_fast": source_provenance("vlmteach_fast"), "scorer": scorer_part, "judge": judge_part,
+            "selector": None if selector is None else dict(selector)}
 
 
 def scored_by(rec: dict):
@@ -147,6 +151,13 @@ def provenance_notes(records: list[dict], labels: dict) -> list[tuple[bool, str]
             notes.append((True, f"**Scores `{name}` come from different scorers**: {parts}. They are not comparable: "
                                 "rerun the older ones with one scorer (a fresh --out, or the same scorer version "
                                 "and mode) before reading their means or gains side by side."))
+    picks: dict[str, set] = {}  # method label -> who picked its videos among candidates
+    for r in ok:
+        sel = (r.get("provenance") or {}).get("selector") if isinstance(r.get("provenance"), dict) else None
+        if isinstance(sel, dict):
+            picks.setdefault(labels[(r["method"], r["config_hash"])], set()).add(describe(sel))
+    for label in sorted(picks):
+        notes.append((False, f"{label} picks its video among the candidates by: {' | '.join(sorted(picks[label]))}"))
     own = [(r.get("provenance") or {}).get("vlmteach_fast") or {} for r in ok if isinstance(r.get("provenance"), dict)]
     versions = sorted({describe({"name": "vlmteach_fast", "version": v.get("version"), "commit": v.get("commit")})
                        for v in own})

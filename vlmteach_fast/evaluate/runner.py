@@ -101,7 +101,7 @@ class BenchConfig:
         """The settings that change results (not ``out``, ``limit``, ``retry_failed``), JSON-ready."""
         settings = {"method": self.method, "optimize": dataclasses.asdict(self.optimize),
                     "query_metrics": list(self.query_metrics), "identity": self.identity}
-        if self.method == "best_of_n":
+        if self.method in ("best_of_n", "best_of_n_oracle"):
             settings["n"] = self.options.get("n")
         if self.method == "vlm_as_solver":
             settings["rounds"] = self.options.get("rounds")
@@ -139,15 +139,36 @@ def ground_truth_of(item: BenchItem) -> dict:
     return gt
 
 
-def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher):
+def _solve(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, select_judge=None):
     """Run the method on one item; returns its ``MethodOutput`` (whose ``geometry`` says how the first frame was
-    brought to the model's size)."""
+    brought to the model's size). ``select_judge``: Best-of-N's picker when not the teacher; ``judge``: the
+    checklist judge, part of the score ``best_of_n_oracle`` picks by."""
     from ..methods import run_method
 
+    oracle = _oracle_score(item, cfg, judge) if cfg.method == "best_of_n_oracle" else None
     return run_method(cfg.method, pipe, teacher, item.prompt, image=_first_frame(item),
                       queries=checklist_queries(item, cfg.query_metrics), config=cfg.optimize,
                       n=cfg.options.get("n", 5), rounds=cfg.options.get("rounds", 0), reward=cfg.options.get("reward"),
-                      ground_truth=ground_truth_of(item))
+                      ground_truth=ground_truth_of(item),
+                      select_judge=select_judge if cfg.method == "best_of_n" else None, oracle_score=oracle)
+
+
+def _oracle_score(item: BenchItem, cfg: BenchConfig, judge):
+    """The score ``run_item`` records for a video (``score_item``'s primary score), as ``best_of_n_oracle``'s picker:
+    ``score(frames, p_yes) -> float``. A scorer that reads the saved file gets each candidate written to a
+    temporary folder first (as the runner saves a result)."""
+    import tempfile
+
+    from ..outputs import save_frames_result
+
+    def score(frames, p_yes):
+        if cfg.scorer is None or not _takes_video_path(cfg.scorer):
+            return score_item(item, frames, p_yes, judge, cfg.scorer)["score"]
+        with tempfile.TemporaryDirectory(prefix="vlmteach-oracle-") as tmp:
+            save_frames_result(frames, {}, tmp, fps=cfg.fps)
+            return score_item(item, frames, p_yes, judge, cfg.scorer, video=os.path.join(tmp, "video.mp4"))["score"]
+
+    return score
 
 
 def _final_frame_match(frames: torch.Tensor, path: str) -> float:
@@ -166,14 +187,18 @@ def _final_frame_match(frames: torch.Tensor, path: str) -> float:
     return float(1.0 - (last - gt).abs().mean())
 
 
-def _call_scorer(scorer, item, frames, video):
-    """``scorer(item, frames, video_path=path)`` when it takes ``video_path`` (official scorers read the saved file),
-    else ``scorer(item, frames)``."""
+def _takes_video_path(scorer) -> bool:
+    """Whether ``scorer`` takes a ``video_path`` argument (official scorers read the saved file)."""
     try:
         params = inspect.signature(scorer).parameters.values()
     except (TypeError, ValueError):
         params = ()
-    if any(p.name == "video_path" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+    return any(p.name == "video_path" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _call_scorer(scorer, item, frames, video):
+    """``scorer(item, frames, video_path=path)`` when it takes ``video_path``, else ``scorer(item, frames)``."""
+    if _takes_video_path(scorer):
         return scorer(item, frames, video_path=video)
     return scorer(item, frames)
 
@@ -220,26 +245,28 @@ def score_item(item: BenchItem, frames: torch.Tensor, p_yes: list[float], judge=
 
 
 def run_item(item: BenchItem, cfg: BenchConfig, pipe, teacher, judge=None, rank: int = 0,
-             chash: str | None = None) -> dict:
+             chash: str | None = None, select_judge=None) -> dict:
     """Run, score and save one instance; never raises for a failing instance (the record says "error"), but does for
     a full, read-only or over-quota file system (``io_atomic.storage_error``), and Ctrl-C (``KeyboardInterrupt``,
     also when ``optimize`` stopped early on it) propagates: then no record is made, so the same command redoes the
-    instance once resumed (after space is freed)."""
+    instance once resumed (after space is freed). ``select_judge``: Best-of-N's picker when not the teacher
+    (``best_of_n``'s ``judge``); the record's ``selected_by`` says who picked ("teacher", "judge", "oracle")."""
     chash = chash or cfg.hash()
     rec = {"instance_id": item.id, "task": item.task, "index": item.index, "category": item.category,
            "split": item.split,
            "method": cfg.method, "config_hash": chash, "status": "ok", "error": None, "score": None,
            "score_name": None, "passed": None, "scores": {}, "teacher_p_yes": None, "stop_reason": None,
            "seconds": None, "cost": None, "video": None, "adapter": None, "geometry": None, "rank": rank,
-           "item_key": None, "models_key": None, "provenance": None}
+           "item_key": None, "models_key": None, "provenance": None, "selected_by": None}
     t0 = time.perf_counter()
     stage = "run"
     try:
-        result = _solve(item, cfg, pipe, teacher)
+        result = _solve(item, cfg, pipe, teacher, judge, select_judge)
         if result.stop_reason == "interrupted":  # optimize turned Ctrl-C into an early stop: the run stops here
             raise KeyboardInterrupt
         rec.update(geometry=getattr(result, "geometry", None), teacher_p_yes=list(result.p_yes),
-                   stop_reason=result.stop_reason, cost=result.cost.to_dict())
+                   stop_reason=result.stop_reason, cost=result.cost.to_dict(),
+                   selected_by=getattr(result, "selected_by", None))
         # outputs first: a scorer that fails must not cost the generated video
         rel = os.path.join("instances", f"{cfg.method}-{chash}", item.dir_name)
         result.save(os.path.join(cfg.out, rel), fps=cfg.fps)  # one set, moved into place whole
@@ -304,8 +331,9 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     Args:
         suite: from ``load_suite``.
         cfg: the run's settings.
-        load_models: zero-argument callable -> (pipe, teacher, judge or None); called only if this process has
-            instances to run.
+        load_models: zero-argument callable -> (pipe, teacher, judge or None) or (pipe, teacher, judge, select
+            judge or None: Best-of-N's picker when not the teacher); called only if this process has instances to
+            run.
         info: this process's place (``shard.process_state()``); default: a single process.
     Returns:
         (records of this run's method and config hash, merged over all processes; only on the main process, else
@@ -328,9 +356,11 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
         _print_stale(stale)
     try:
         if mine:
-            pipe, teacher, judge = load_models()
-            # who scores (scorer version and commit, judge prompt): stored in each record, compared by the reports
-            prov = run_provenance(cfg.scorer, cfg.identity.get("scorer"), judge, cfg.identity.get("judge"))
+            pipe, teacher, judge, select_judge = (*load_models(), None)[:4]
+            # who scores (scorer version and commit, judge prompt) and who picks: stored in each record, compared by
+            # the reports
+            prov = run_provenance(cfg.scorer, cfg.identity.get("scorer"), judge, cfg.identity.get("judge"),
+                                  selector=_selector(cfg, select_judge))
             bar = _progress(mine, info, progress)
             with RecordWriter(shard_path(cfg.out, info.rank)) as writer:
                 for item in bar:
@@ -342,7 +372,7 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
                         if not pending_items([item], read_all_records(cfg.out), cfg.method, chash, cfg.retry_failed,
                                              keys, models):
                             continue  # another run into the same --out finished it after we listed it
-                        rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash)
+                        rec = run_item(item, cfg, pipe, teacher, judge, info.rank, chash, select_judge)
                         rec.update(item_key=keys[item.id], models_key=models, provenance=prov)
                         writer.append(rec)  # before the lock is released: the next holder sees the record
                     if rec["status"] != "ok":
@@ -359,6 +389,18 @@ def run_bench(suite: Suite, cfg: BenchConfig, load_models, info: ProcessInfo | N
     merge_records(cfg.out, [it.id for it in items])
     return [r for r in read_all_records(cfg.out) if r["method"] == cfg.method and r["config_hash"] == chash
             and r["instance_id"] in keys and stale_reason(r, keys[r["instance_id"]], models) is None]
+
+
+def _selector(cfg: BenchConfig, select_judge) -> dict | None:
+    """Who picks among Best-of-N's candidates, for the records' provenance: {"name", "model"}; None for methods that
+    pick nothing."""
+    if cfg.method == "best_of_n_oracle":
+        return {"name": "oracle", "model": f"the benchmark's score ({cfg.identity.get('scorer') or 'primary score'})"}
+    if cfg.method != "best_of_n":
+        return None
+    if select_judge is None:
+        return {"name": "teacher", "model": cfg.identity.get("teacher")}
+    return {"name": "judge", "model": cfg.identity.get("select_judge") or type(select_judge).__name__}
 
 
 def _progress(items, info: ProcessInfo, enabled: bool):

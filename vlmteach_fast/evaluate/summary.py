@@ -6,6 +6,10 @@ teacher scoring, not the report's own judging and file writing), denoiser evalua
 memory (the cost record's: CUDA peak allocated, or the process's peak RSS on CPU) per instance, and the gain over
 the baseline method: mean of (score - baseline score) over instances both finished (paired, so a method is not
 credited for the instances it happened to finish).
+
+Oracle references (``methods.REFERENCE_METHODS``: ``best_of_n_oracle``, Best-of-N picked by the benchmark's own
+score) are not methods: their rows have kind "oracle" in the CSV, no gain, and a table of their own in summary.md,
+beside the methods' tables, never in them.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from .html import instances_html
 from .provenance import describe, provenance_notes, scored_by
 from .records import method_labels
 
-__all__ = ["SummaryRow", "latest_configs", "summarize", "sanity_notes", "to_markdown", "to_csv",
-           "plot_score_vs_seconds", "plot_categories", "write_reports"]
+__all__ = ["SummaryRow", "ORACLE_NOTE", "latest_configs", "row_kind", "summarize", "sanity_notes", "to_markdown",
+           "to_csv", "plot_score_vs_seconds", "plot_categories", "write_reports"]
 
 
 @dataclass
@@ -40,6 +44,7 @@ class SummaryRow:
     mean_peak_mib: float | None
     gain_over_baseline: float | None
     scored_by: str | None = None  # ``provenance.describe`` of the scorer(s) behind the scores; "MIXED: a | b"
+    kind: str = "method"  # "method", "sanity" (made without a video model) or "oracle" (an upper reference, pass@k)
 
 
 def latest_configs(records: list[dict]) -> list[dict]:
@@ -52,6 +57,14 @@ def latest_configs(records: list[dict]) -> list[dict]:
         if r["method"] not in last or t >= last[r["method"]][0]:
             last[r["method"]] = (t, r["config_hash"])
     return [r for r in records if r["config_hash"] == last[r["method"]][1]]
+
+
+def row_kind(method: str) -> str:
+    """What a row of ``method`` is: "oracle" (``methods.REFERENCE_METHODS``: an upper reference that picked by the
+    benchmark's score, never a competitor), "sanity" (``methods.SANITY_METHODS``) or "method"."""
+    from ..methods import REFERENCE_METHODS, SANITY_METHODS
+
+    return "oracle" if method in REFERENCE_METHODS else "sanity" if method in SANITY_METHODS else "method"
 
 
 def _mean(xs):
@@ -105,6 +118,7 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRo
     rows = []
     for label in sorted(by_label):
         recs = by_label[label]
+        kind = row_kind(recs[0]["method"])
         groups = [("all", "all", recs)]
         for level, key in (("split", _split_label), ("category", lambda r: r["category"]),
                            ("task", lambda r: r["task"])):
@@ -114,8 +128,9 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRo
             ok = [r for r in rs if r["status"] == "ok"]
             names = Counter(r["score_name"] for r in ok)
             passes = [r["passed"] for r in ok if r["passed"] is not None]
-            paired = [r["score"] - base[r["instance_id"]][0] for r in ok
-                      if label != baseline and base.get(r["instance_id"], (0, None))[1] == r["score_name"]]
+            paired = [r["score"] - base[r["instance_id"]][0] for r in ok  # an oracle is no competitor: no gain
+                      if label != baseline and kind != "oracle"
+                      and base.get(r["instance_id"], (0, None))[1] == r["score_name"]]
             rows.append(SummaryRow(
                 method=label, level=level, group=g, instances=len(rs), failed=len(rs) - len(ok),
                 score_name=names.most_common(1)[0][0] if names else None,
@@ -125,7 +140,7 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[SummaryRo
                 mean_seconds=_mean([_seconds(r) for r in ok]),
                 mean_denoiser_evals=_mean([_evals(r) for r in ok]),
                 mean_peak_mib=_mean([_peak_mib(r) for r in ok]),
-                gain_over_baseline=_mean(paired) if paired else None, scored_by=_scored_by(ok)))
+                gain_over_baseline=_mean(paired) if paired else None, scored_by=_scored_by(ok), kind=kind))
     return rows
 
 
@@ -151,11 +166,9 @@ def sanity_notes(records: list[dict]) -> list[tuple[bool, str]]:
     ``static``'s (the first frame held: a video in which nothing happens) is a warning: on this scorer its videos
     are not shown to do anything. ``ground_truth`` and ``end_state`` give the scorer's ceiling and what a cut to the
     answer earns. Without a ``static`` row, one sentence saying how to add it."""
-    from ..methods import SANITY_METHODS
-
     labels = method_labels(records)
-    sanity = {labels[k]: k[0] for k in labels if k[0] in SANITY_METHODS}
-    real = sorted({v for k, v in labels.items() if k[0] not in SANITY_METHODS})
+    sanity = {labels[k]: k[0] for k in labels if row_kind(k[0]) == "sanity"}
+    real = sorted({v for k, v in labels.items() if row_kind(k[0]) == "method"})
     statics = [lab for lab, m in sanity.items() if m == "static"]
     if not statics:
         return [(False, "No `static` row: run `vlmteach-fast bench --method static` into the same --out to see "
@@ -191,28 +204,45 @@ def _fmt(v, pct=False):
     return str(v)
 
 
+ORACLE_NOTE = ("An oracle row is not a method: it picks among Best-of-N's N candidates by the benchmark's own score, "
+               "which no method sees, so it is an upper reference (pass@k: what a perfect picker gets from those N "
+               "samples), not a competitor. Gains are not computed for it.")
+
+
+def _table(rows: list[SummaryRow], group: str, cells=lambda r: (r.method, r.group)) -> list[str]:
+    """Markdown table lines; ``cells(row)``: its first two cells (method, group)."""
+    out = [f"| method | {group} | n | failed | score | mean score | pass rate | s / instance | denoiser evals "
+           "| peak MiB | gain vs baseline |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {' | '.join(cells(r))} | {r.instances} | {r.failed} | {r.score_name or '-'} | "
+                   f"{_fmt(r.mean_score)} | {_fmt(r.pass_rate, pct=True)} | {_fmt(r.mean_seconds)} | "
+                   f"{_fmt(r.mean_denoiser_evals)} | {_fmt(r.mean_peak_mib)} | {_fmt(r.gain_over_baseline)} |")
+    return out
+
+
 def to_markdown(rows: list[SummaryRow], title: str = "Benchmark summary", notes=(), provenance=()) -> str:
-    """One table per level (all, split, category, task); ``provenance`` (``provenance_notes``: who scored) before
-    them, ``notes`` (``sanity_notes``) after the overall table."""
+    """One table per level (all, split, category, task) of methods and sanity rows; ``provenance``
+    (``provenance_notes``: who scored, who picked) before them, ``notes`` (``sanity_notes``) after the overall table,
+    and oracle references (kind "oracle") in a block of their own after those, labelled as such."""
     out = [f"# {title}\n"]
     if provenance:
         out += ["\n## Provenance\n"] + [f"- {text}" for _, text in provenance]
-    head = ("| method | {g} | n | failed | score | mean score | pass rate | s / instance | denoiser evals "
-            "| peak MiB | gain vs baseline |")
     for level in ("all", "split", "category", "task"):
-        rs = [r for r in rows if r.level == level]
+        rs = [r for r in rows if r.level == level and r.kind != "oracle"]
         if not rs:
             continue
-        out += [f"\n## {'Overall' if level == 'all' else 'Per ' + level}\n", head.format(g=level),
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in sorted(rs, key=lambda r: (r.group, r.method)):
-            out.append(f"| {r.method} | {r.group} | {r.instances} | {r.failed} | {r.score_name or '-'} | "
-                       f"{_fmt(r.mean_score)} | {_fmt(r.pass_rate, pct=True)} | {_fmt(r.mean_seconds)} | "
-                       f"{_fmt(r.mean_denoiser_evals)} | {_fmt(r.mean_peak_mib)} | {_fmt(r.gain_over_baseline)} |")
+        out += [f"\n## {'Overall' if level == 'all' else 'Per ' + level}\n"]
+        out += _table(sorted(rs, key=lambda r: (r.group, r.method)), level)
         if level == "all" and notes:
             out += ["\n## Sanity rows\n", "`static`, `end_state` and `ground_truth` are made without a video model "
                     "(the first frame held; a cut to the ground-truth final frame; the ground-truth video).\n"]
             out += [f"- {text}" for _, text in notes]
+    oracle = [r for r in rows if r.kind == "oracle"]
+    if oracle:
+        levels = ("all", "split", "category", "task")
+        out += ["\n## References: oracle upper bounds (pass@k), not methods\n", ORACLE_NOTE + "\n"]
+        out += _table(sorted(oracle, key=lambda r: (levels.index(r.level), r.group, r.method)), "level: group",
+                      lambda r: (f"{r.method} (oracle, pass@k)", f"{r.level}: {r.group}"))
     return "\n".join(out) + "\n"
 
 
@@ -257,7 +287,8 @@ def plot_score_vs_seconds(records: list[dict]) -> bytes:
         xs, ys = [_seconds(r) for r in rs], [r["score"] for r in rs]
         c = f"C{i}"
         ax.scatter(xs, ys, s=12, alpha=0.4, color=c)
-        ax.scatter([sum(xs) / len(xs)], [sum(ys) / len(ys)], s=120, marker="*", color=c, label=label,
+        shown = f"{label} (oracle, pass@k)" if row_kind(rs[0]["method"]) == "oracle" else label
+        ax.scatter([sum(xs) / len(xs)], [sum(ys) / len(ys)], s=120, marker="*", color=c, label=shown,
                    edgecolors="black")
     names = Counter(r["score_name"] for r in records if r["status"] == "ok")
     ax.set_xlabel("seconds per instance")
