@@ -81,6 +81,7 @@ def test_oracle_picks_the_scorers_best_and_is_reported_as_a_reference(suite_file
     overall = methods_part.split("## Overall")[1]
     assert "| best_of_n |" in overall and "best_of_n_oracle |" not in overall
     assert "best_of_n picks its video among the candidates by: teacher" in md
+    assert "<th>best_of_n_oracle (oracle, pass@k)</th>" in open(paths["index.html"]).read()
     csv = open(paths["summary.csv"]).read().splitlines()
     assert csv[0].endswith(",kind") and any(line.startswith("best_of_n_oracle,all,") and line.endswith(",oracle")
                                             for line in csv)

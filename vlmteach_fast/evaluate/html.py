@@ -48,6 +48,9 @@ def instances_html(records: list[dict], items=None, title: str = "Benchmark inst
     first-seen order). Every instance of ``items`` and every record's instance gets a row."""
     labels = method_labels(records)
     methods = sorted(set(labels.values()))
+    from .summary import row_kind, shown_label  # summary imports this module
+
+    kind = {label: row_kind(key[0]) for key, label in labels.items()}
     cell = {(r["instance_id"], labels[(r["method"], r["config_hash"])]): r for r in records}
     rows, seen = [], set()
     for it in items or []:
@@ -62,7 +65,7 @@ def instances_html(records: list[dict], items=None, title: str = "Benchmark inst
            "<p>Summary: <a href='summary.md'>summary.md</a>, <a href='summary.csv'>summary.csv</a>, "
            "<a href='score_vs_seconds.png'>score vs seconds</a>, <a href='categories.png'>per category</a></p>",
            "<table><tr><th>instance</th><th>task / category</th><th>prompt</th>"
-           + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"]
+           + "".join(f"<th>{html.escape(shown_label(m, kind[m]))}</th>" for m in methods) + "</tr>"]
     for iid, task, cat, prompt in rows:
         out.append(f'<tr id="{html.escape(iid, quote=True)}"><td>{html.escape(iid)}</td>'
                    f"<td>{html.escape(task)}<br>{html.escape(cat)}</td><td>{html.escape(prompt)}</td>"

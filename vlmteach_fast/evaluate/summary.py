@@ -25,8 +25,8 @@ from .html import instances_html
 from .provenance import describe, provenance_notes, scored_by
 from .records import method_labels
 
-__all__ = ["SummaryRow", "ORACLE_NOTE", "latest_configs", "row_kind", "summarize", "sanity_notes", "to_markdown",
-           "to_csv", "plot_score_vs_seconds", "plot_categories", "write_reports"]
+__all__ = ["SummaryRow", "ORACLE_NOTE", "latest_configs", "row_kind", "shown_label", "summarize", "sanity_notes",
+           "to_markdown", "to_csv", "plot_score_vs_seconds", "plot_categories", "write_reports"]
 
 
 @dataclass
@@ -65,6 +65,12 @@ def row_kind(method: str) -> str:
     from ..methods import REFERENCE_METHODS, SANITY_METHODS
 
     return "oracle" if method in REFERENCE_METHODS else "sanity" if method in SANITY_METHODS else "method"
+
+
+def shown_label(label: str, kind: str) -> str:
+    """A method label as the plots and the HTML page show it; ``kind``: ``row_kind``'s. An oracle reference's says
+    so."""
+    return f"{label} (oracle, pass@k)" if kind == "oracle" else label
 
 
 def _mean(xs):
@@ -287,8 +293,8 @@ def plot_score_vs_seconds(records: list[dict]) -> bytes:
         xs, ys = [_seconds(r) for r in rs], [r["score"] for r in rs]
         c = f"C{i}"
         ax.scatter(xs, ys, s=12, alpha=0.4, color=c)
-        shown = f"{label} (oracle, pass@k)" if row_kind(rs[0]["method"]) == "oracle" else label
-        ax.scatter([sum(xs) / len(xs)], [sum(ys) / len(ys)], s=120, marker="*", color=c, label=shown,
+        ax.scatter([sum(xs) / len(xs)], [sum(ys) / len(ys)], s=120, marker="*", color=c,
+                   label=shown_label(label, row_kind(rs[0]["method"])),
                    edgecolors="black")
     names = Counter(r["score_name"] for r in records if r["status"] == "ok")
     ax.set_xlabel("seconds per instance")
@@ -305,11 +311,13 @@ def plot_categories(rows: list[SummaryRow]) -> bytes:
     rs = [r for r in rows if r.level == "category"]
     cats = sorted({r.group for r in rs})
     methods = sorted({r.method for r in rs})
+    kinds = {r.method: r.kind for r in rs}
     fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(cats) * max(1, len(methods)) / 2), 4.0), dpi=100)
     width = 0.8 / max(1, len(methods))
     for i, m in enumerate(methods):
         vals = {r.group: r.mean_score for r in rs if r.method == m}
-        ax.bar([c + i * width for c in range(len(cats))], [vals.get(c) or 0.0 for c in cats], width, label=m)
+        ax.bar([c + i * width for c in range(len(cats))], [vals.get(c) or 0.0 for c in cats], width,
+               label=shown_label(m, kinds[m]))
     ax.set_xticks([c + 0.4 - width / 2 for c in range(len(cats))])
     ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("mean score")
