@@ -51,13 +51,14 @@ class BenchConfig:
         method: one of ``METHODS``.
         out: output folder (records, instance outputs, reports).
         optimize: ``OptimizeConfig`` (its ``sampling`` and ``lora`` are used by every method).
-        options: {"n": Best-of-N candidates, "rounds": VLM-as-solver critique rounds, "reward": the teacher's
-            ``RewardConfig`` fields set from a config file, or None}.
+        options: {"n": Best-of-N candidates (also ``best_of_n_oracle``'s), "rounds": VLM-as-solver critique rounds,
+            "reward": the teacher's ``RewardConfig`` fields set from a config file, or None}.
         limit: run only the first ``limit`` suite items (None: all).
         query_metrics: checklist metrics whose questions become the teacher's queries.
         retry_failed: re-run instances whose record says "error" (otherwise they count as done).
         fps: of the written videos.
-        identity: extra settings that define "the same run" (model specs): part of the config hash.
+        identity: extra settings that define "the same run" (model specs; ``select_judge``: Best-of-N's picker
+            when it is not the teacher): part of the config hash.
         models_key: stands for the models' files (``fingerprint.models_key``; any JSON value); records made with
             another are stale.
             Default: computed from ``identity``'s pipeline / teacher / judge specs (None when it names none: models
