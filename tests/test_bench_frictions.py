@@ -97,6 +97,6 @@ def test_tiny_models_run_a_vbvr_excerpt_end_to_end_on_a_cpu(tmp_path):
     assert len(list((out / "official" / "optimize").rglob("*.mp4"))) == 3
     (settings,) = [json.loads(p.read_text()) for p in (out / "configs").iterdir()]
     assert settings["identity"]["pipeline"] == TINY_SPECS["--pipeline"]  # the factory it stands for
-    with pytest.raises(SystemExit, match="'tiny' names a pipeline or a teacher only"):
+    with pytest.raises(SystemExit, match="'tiny' names a pipeline or a teacher-like model only"):
         main(["bench", "--suite", VBVR, "--method", "baseline", "--pipeline", "tiny", "--teacher", "tiny",
               "--judge", "tiny", "--out", str(tmp_path / "x")])
