@@ -11,6 +11,11 @@ pipeline conditions on the mode too). After training, per-channel latent mean/st
     python scripts/train_toy_vae.py --out /tmp/toy/vae --seconds 600 --batch 8 --clip 9 --init /tmp/toy/vae1 --lr 1e-3
     python scripts/train_toy_vae.py --out /tmp/toy/vae3 --seconds 900 --batch 8 --clip 9 --init /tmp/toy/vae --lr 1e-3 \
         --decoder-only   # after train_toy_video.py has used /tmp/toy/vae's encoder
+
+The world with room (no temporal compression, so a moving agent is never smeared across frames; 9 latent frames):
+
+    python scripts/train_toy_vae.py --out /tmp/toy/vae_t1 --seconds 1200 --batch 8 --clip 9 --temporal 1 --lr 2e-3 \
+        --colour-margin 0.15
 """
 
 import argparse
@@ -131,9 +136,8 @@ def main():
         step += 1
     vae.eval()
     log = {"steps": step, "seconds": time.time() - start, "final_rec": rec.item()}
-    if args.decoder_only:  # the encoder, and so latents_mean/std, are unchanged; measure the new decoder's ceiling
-        log["decoded_ground_truth"] = decoded_ground_truth(vae)
-    else:
+    log["decoded_ground_truth"] = decoded_ground_truth(vae)  # the ceiling every method sampling through it meets
+    if not args.decoder_only:  # with --decoder-only the encoder, and so latents_mean/std, are unchanged
         with torch.no_grad():
             zs = torch.cat([vae.encode(x_all[i:i + 32]).latent_dist.mode()
                             for i in range(0, min(len(x_all), 960), 32)])

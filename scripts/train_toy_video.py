@@ -3,7 +3,7 @@
 Recipe:
 1. VAE: the one trained by ``scripts/train_toy_vae.py`` (``--vae``), frozen.
 2. Data: train-split instances of every task type; per instance ``--walks`` physics walks (the agent moves in
-   random valid directions and ignores the goal), encoded once to normalized latents (16, 3, 8, 8). With
+   random valid directions and ignores the goal), encoded once to normalized latents (16, F_lat, 8, 8): F_lat = 3 with the 4x temporal VAE, 9 with --temporal 1. With
    ``--solution-share p`` each instance's ground-truth solution is encoded too and a share p of every batch is drawn
    from the solutions: a model that sometimes solves the task, like a real video model (held-out instances come
    from another split, so no test solution is seen). With ``--near-share q`` a share q is drawn from near-solutions
@@ -21,6 +21,7 @@ Recipe:
 
 import argparse
 import json
+import os
 import random
 import time
 
@@ -58,6 +59,9 @@ def main():
     ap.add_argument("--near-share", dest="near_share", type=float, default=0.0,
                     help="share of each batch drawn from near-solutions (solution prefix, then a walk)")
     ap.add_argument("--device", default="cpu", help="where the transformer trains (data is encoded on the CPU)")
+    ap.add_argument("--checkpoint-every", dest="checkpoint_every", type=float, default=300,
+                    help="seconds between checkpoints (--out/checkpoint.pt: weights, optimizer, sampler state)")
+    ap.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt (same other arguments)")
     args = ap.parse_args()
     if not (0.0 <= args.solution_share and 0.0 <= args.near_share and args.solution_share + args.near_share <= 1.0):
         raise SystemExit(f"--solution-share and --near-share must be >= 0 with a sum <= 1, got "
@@ -109,7 +113,22 @@ def main():
     mask = torch.ones(1, 1, f_lat, h, w, device=dev)
     mask[:, :, 0] = 0  # frame 0: the clean image latent
     start, step, ema = time.time(), 0, None
+    ckpt_path = f"{args.out}/checkpoint.pt"
+    if args.resume:
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        transformer.load_state_dict(ckpt["transformer"])
+        opt.load_state_dict(ckpt["optimizer"])
+        g.set_state(ckpt["generator"])
+        step, ema, start = ckpt["step"], ckpt["ema"], time.time() - ckpt["elapsed"]
+        print(f"resumed at step {step}, {ckpt['elapsed']:.0f}s", flush=True)
+    last_ckpt = time.time()
     while time.time() - start < args.seconds:
+        if time.time() - last_ckpt > args.checkpoint_every:
+            os.makedirs(args.out, exist_ok=True)
+            torch.save({"transformer": transformer.state_dict(), "optimizer": opt.state_dict(), "generator": g.get_state(),
+                        "step": step, "ema": ema, "elapsed": time.time() - start}, ckpt_path + ".tmp")
+            os.replace(ckpt_path + ".tmp", ckpt_path)
+            last_ckpt = time.time()
         frac = (time.time() - start) / args.seconds
         for pg in opt.param_groups:  # 3% warm-up, then cosine to 5%
             pg["lr"] = args.lr * min(1.0, frac / 0.03) * (0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(frac * 3.14159)).item()))
@@ -148,6 +167,8 @@ def main():
     json.dump({"steps": step, "seconds": time.time() - start, "final_loss_ema": ema, "videos": len(lat),
                "solution_share": args.solution_share, "near_share": args.near_share, "device": args.device, "lr": args.lr, "init": args.init},
               open(f"{args.out}/train_log.json", "w"))
+    if os.path.exists(ckpt_path):
+        os.remove(ckpt_path)
     print("saved", args.out, "steps", step, flush=True)
 
 
