@@ -24,6 +24,7 @@ recorded in the log next to the weights.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -137,6 +138,7 @@ def main():
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pipeline", default=None, help="a toy pipeline folder (train_toy_video.py); default: the shipped one")
     ap.add_argument("--init", default=None,
                     help="start from this tiny decoder (e.g. the one distilled from an earlier decoder of the same "
                          "latent space) instead of random weights; its PSNR on the validation sets is printed first")
@@ -144,7 +146,7 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     wall0, cpu0 = time.time(), time.process_time()
-    reasoner = Reasoner.from_pipeline(load_pipeline())  # fresh LoRA, lora_B = 0: the shipped model's outputs
+    reasoner = Reasoner.from_pipeline(load_pipeline(args.pipeline))  # fresh LoRA, lora_B = 0: the model's outputs
     a = reasoner.family
     z_train, traj_train = build_set(reasoner, args.instances, args.seed, augment=True, trajectories=args.trajectories)
     z_val, traj_val = build_set(reasoner, args.val_instances, args.seed + 1, augment=False,
@@ -164,7 +166,10 @@ def main():
                   f"{psnr(model.decode_video(x_traj), y_traj):.2f} dB", flush=True)
         model.train()
     else:
-        model = TinyVideoDecoder(TOY_LIGHT_DECODER_CONFIG).train()
+        # The decoder grows time as the VAE compressed it: 4x -> two doubling stages, 1x -> none.
+        temporal = reasoner.pipe.vae.config.scale_factor_temporal
+        time_upscale = {1: (False, False, False), 2: (False, False, True), 4: (False, True, True)}[temporal]
+        model = TinyVideoDecoder(dataclasses.replace(TOY_LIGHT_DECODER_CONFIG, time_upscale=time_upscale)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(args.seed)
     start = time.time()
@@ -187,7 +192,8 @@ def main():
             "val_latents": len(x_val), "val_psnr_db": round(val_psnr, 2),
             "val_trajectory_psnr_db": round(traj_psnr, 2), "trajectories": args.trajectories,
             "data_cpu_seconds": round(data_cpu),            "cpu_seconds": round(time.process_time() - cpu0), "wall_seconds": round(time.time() - wall0),
-            "instances": args.instances, "seed": args.seed, "threads": 1, "init": args.init}
+            "instances": args.instances, "seed": args.seed, "threads": 1, "init": args.init,
+            "pipeline": args.pipeline}
     save_tiny_decoder(model, args.out, metadata={"vae_fingerprint": vae_fingerprint(reasoner.pipe.vae),
                                                  "latent_space": "vae", "train": json.dumps(info)})
     atomic_write_json(os.path.splitext(args.out)[0] + "_train_log.json", info)
