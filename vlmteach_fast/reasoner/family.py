@@ -165,7 +165,7 @@ class VideoFamily:
         check_int("height", height)
         check_int("width", width)
         t = self.temporal
-        if num_frames % t != 1:
+        if (num_frames - 1) % t:
             lo = (num_frames - 1) // t * t + 1
             raise ValueError(
                 f"`num_frames` must be k * {t} + 1 (the VAE compresses time {t}x after the first frame), got "
