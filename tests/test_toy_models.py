@@ -101,3 +101,16 @@ def test_teacher_gradient_points_toward_the_solution_on_plain_samples(reasoner):
             videos.append(reasoner.sample(prep, steps=SAMPLE_STEPS).frames[0])
     cos = gradient_alignment(teacher, torch.stack(videos), insts)
     assert cos.mean() > 0.2 and (cos > 0).float().mean() >= 0.8
+
+
+@pytest.mark.parametrize("temporal, accepted, refused", [(1, (1, 8, 9), ()), (4, (5, 9), (8, 10))])
+def test_frame_counts_follow_the_vaes_temporal_compression(temporal, accepted, refused):
+    from vlmteach_fast.toy.models import assemble_pipeline, build_text_encoder, build_transformer, build_vae
+
+    pipe = assemble_pipeline(build_vae(temporal), build_transformer(), *build_text_encoder())
+    family = Reasoner.from_pipeline(pipe).family
+    for n in accepted:
+        family.check_geometry(n, 32, 32)
+    for n in refused:
+        with pytest.raises(ValueError, match=f"k \\* {temporal} \\+ 1"):
+            family.check_geometry(n, 32, 32)
