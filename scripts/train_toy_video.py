@@ -3,7 +3,8 @@
 Recipe:
 1. VAE: the one trained by ``scripts/train_toy_vae.py`` (``--vae``), frozen.
 2. Data: train-split instances of every task type; per instance ``--walks`` physics walks (the agent moves in
-   random valid directions and ignores the goal), encoded once to normalized latents (16, F_lat, 8, 8): F_lat = 3 with the 4x temporal VAE, 9 with --temporal 1. With
+   random valid directions and ignores the goal), encoded once to normalized latents (16, F_lat, 8, 8), F_lat = 3
+   with the 4x temporal VAE, 9 with ``train_toy_vae.py --temporal 1``. With
    ``--solution-share p`` each instance's ground-truth solution is encoded too and a share p of every batch is drawn
    from the solutions: a model that sometimes solves the task, like a real video model (held-out instances come
    from another split, so no test solution is seen). With ``--near-share q`` a share q is drawn from near-solutions
