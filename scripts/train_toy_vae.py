@@ -74,12 +74,14 @@ def main():
     ap.add_argument("--colour-weight", type=float, default=10.0, help="weight of the --colour-margin term")
     ap.add_argument("--decoder-only", action="store_true",
                     help="freeze the encoder (the latent space the video model was trained in) and train the decoder")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 when anything else runs on the machine, the core count when alone")
     args = ap.parse_args()
     if args.decoder_only and args.clip != 9:
         ap.error("--decoder-only needs --clip 9 (latents of whole videos)")
-    # One thread: the dev machine's 2 cores are shared, and 2 OpenMP threads per process under contention ran
-    # 2.3x slower than 1 (measured: VAE encode of 32 videos 1.05 s vs 0.47 s).
-    torch.set_num_threads(1)
+    # One thread by default: on a shared 2-core machine, 2 OpenMP threads per process under contention ran 2.3x
+    # slower than 1 (VAE encode of 32 videos 1.05 s vs 0.47 s).
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     data = dataset(args.instances, args.seed)
     x_all = data.permute(0, 2, 1, 3, 4) * 2 - 1  # (N, 3, F, H, W) in [-1, 1]

@@ -63,13 +63,15 @@ def main():
     ap.add_argument("--checkpoint-every", dest="checkpoint_every", type=float, default=300,
                     help="seconds between checkpoints (--out/checkpoint.pt: weights, optimizer, sampler state)")
     ap.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt (same other arguments)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 when anything else runs on the machine, the core count when alone")
     args = ap.parse_args()
     if not (0.0 <= args.solution_share and 0.0 <= args.near_share and args.solution_share + args.near_share <= 1.0):
         raise SystemExit(f"--solution-share and --near-share must be >= 0 with a sum <= 1, got "
                          f"{args.solution_share} and {args.near_share}")
-    # One thread: the dev machine's 2 cores are shared, and 2 OpenMP threads per process under contention ran
-    # 2.3x slower than 1 (measured: VAE encode of 32 videos 1.05 s vs 0.47 s).
-    torch.set_num_threads(1)
+    # One thread by default: on a shared 2-core machine, 2 OpenMP threads per process under contention ran 2.3x
+    # slower than 1 (VAE encode of 32 videos 1.05 s vs 0.47 s).
+    torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(args.seed)
