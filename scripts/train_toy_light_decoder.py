@@ -19,7 +19,7 @@ instances (bench/bench_light_decoder.py).
     python scripts/train_toy_light_decoder.py --out /tmp/ld.safetensors --steps 50 --instances 12   # smoke run
 
 Seeded and bounded by steps, not seconds (the dev machine's 2 cores are shared with other jobs: a wall-clock bound
-gave 3x fewer steps under load); one torch thread (see scripts/train_toy_vae.py). CPU and wall seconds are
+gave 3x fewer steps under load); one torch thread unless --threads (see scripts/train_toy_vae.py). CPU and wall seconds are
 recorded in the log next to the weights.
 """
 
@@ -124,7 +124,7 @@ def build_set(reasoner, n: int, seed: int, augment: bool, trajectories: int) -> 
 
 @torch.no_grad()
 def targets(reasoner, z: torch.Tensor) -> torch.Tensor:
-    """Full VAE decode (N, 9, 3, 32, 32) in [0, 1] of normalized latents (N, 16, 3, 8, 8)."""
+    """Full VAE decode (N, 9, 3, 32, 32) in [0, 1] of normalized latents (N, 16, T, 8, 8), T = 1 + 8 / temporal."""
     return torch.cat([reasoner.family.decode(z[i:i + 32]) for i in range(0, len(z), 32)])
 
 
@@ -142,8 +142,10 @@ def main():
     ap.add_argument("--init", default=None,
                     help="start from this tiny decoder (e.g. the one distilled from an earlier decoder of the same "
                          "latent space) instead of random weights; its PSNR on the validation sets is printed first")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 when anything else runs on the machine, the core count when alone")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     wall0, cpu0 = time.time(), time.process_time()
     reasoner = Reasoner.from_pipeline(load_pipeline(args.pipeline))  # fresh LoRA, lora_B = 0: the model's outputs
