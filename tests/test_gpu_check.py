@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from bench_scripts import bench_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP4_PHASES = ("predict", "light_decode", "reward_fwd", "reward_bwd", "denoiser_bwd", "optimizer")
@@ -55,20 +56,12 @@ def test_gpu_check_dry_run(tmp_path):
             assert backends[name]["reason"]
 
 
-def _bench_module(name):
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
-
-
 def _clock(phases, seconds, peak=1):
     return {"seconds": {p: seconds / len(phases) for p in phases}, "peak_bytes": {p: peak for p in phases}}
 
 
 def test_step_budget_arithmetic():
-    gpu_step = _bench_module("gpu_step")
+    gpu_step = bench_module("gpu_step")
     cand = _clock(CANDIDATE_PHASES, 4.0)
     # optimize(budget="best_of_n:5"): 5 candidates = plain sample + steps + final sample -> floor(3 * 4 / 1) = 12
     out = gpu_step.derive(_clock(STEP4_PHASES, 1.0), cand, cuda=True)
@@ -87,7 +80,7 @@ def test_step_budget_arithmetic():
 
 
 def test_lora_work_counts():
-    bench_lora = _bench_module("bench_lora")
+    bench_lora = bench_module("bench_lora")
     t, f, r = 8, 6, 2
     flops, nbytes = bench_lora.work("base", "fwd", t, f, r, 2)
     assert flops == 2 * t * f * f and nbytes == (t * f + f * f + t * f) * 2

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from bench_scripts import bench_module
 
 from vlmteach_fast.ops import dispatch, measured
 from vlmteach_fast.ops.measured import Row, choose
@@ -122,11 +123,7 @@ def _bench_json(device, **ms):
 
 
 def test_table_writer_replaces_only_the_measured_devices_rows(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    try:
-        import lora_table
-    finally:
-        sys.path.pop(0)
+    lora_table = bench_module("lora_table")
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"rows": [dict(device="Other GPU", tokens=1, in_features=2, out_features=2, rank=1,
                                                dtype="float16", backend="reference", ms=1.0),
@@ -143,7 +140,8 @@ def test_table_writer_replaces_only_the_measured_devices_rows(tmp_path):
 def test_gpu_check_step3_dry_run_writes_the_table_and_measures_each_backend(tmp_path):
     out = tmp_path / "gc"
     res = subprocess.run(["bash", os.path.join(ROOT, "bench", "gpu_check.sh"), "--dry-run", "--steps", "3",
-                          "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=240)
+                          "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=240,
+                         env=dict(os.environ, PYTHON=sys.executable))  # this interpreter, not the first on PATH
     assert res.returncode == 0, res.stdout + res.stderr
     rows = measured.parse_rows(json.loads((out / "lora_backends.json").read_text()))
     assert {r.backend for r in rows} == {"reference"} and {r.device for r in rows} == {"cpu"}
@@ -151,16 +149,8 @@ def test_gpu_check_step3_dry_run_writes_the_table_and_measures_each_backend(tmp_
     assert providers == {"base", "peft", "fused", "reference"}  # triton, cuda, compile: GPU only, skipped
 
 
-def _bench(name):
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
-
-
 def test_bench_compile_row_is_checked_against_the_reference_and_skipped_without_a_gpu(monkeypatch):
-    bench = _bench("bench_lora")
+    bench = bench_module("bench_lora")
     assert bench.PROVIDERS[-1] == "compile" and set(bench.FORCED) == {"reference", "triton", "cuda"}
     if not bench.CUDA:
         assert bench._skip_reason("compile") == "compile: GPU only (CPU timings of it would mean nothing)"
