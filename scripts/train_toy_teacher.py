@@ -156,12 +156,16 @@ def label(tasks, videos) -> torch.Tensor:
     return torch.tensor([[float(score_video(i, v).parts[k] == 1.0) for k in KEYS] for i, v in zip(tasks, videos)])
 
 
+# The toy pipeline folder whose samples and loops the teacher learns from (--pipeline; None: the shipped one).
+PIPELINE: str | None = None
+
+
 def plain_sampler():
-    """``sample(instance, seed) -> (9, 3, 32, 32)``: a plain sample of the shipped video model (no gradient)."""
+    """``sample(instance, seed) -> (9, 3, 32, 32)``: a plain sample of the toy video model (no gradient)."""
     from vlmteach_fast.reasoner import Reasoner
     from vlmteach_fast.toy import SAMPLE_STEPS, load_pipeline
 
-    reasoner = Reasoner.from_pipeline(load_pipeline())
+    reasoner = Reasoner.from_pipeline(load_pipeline(PIPELINE))
 
     @torch.no_grad()
     def sample(inst, seed: int) -> torch.Tensor:
@@ -208,7 +212,7 @@ def adversarial_videos(teacher, n: int, steps: int, seed: int):
     from vlmteach_fast.toy import load_pipeline
     from vlmteach_fast.toy.gaming import gaming_run
 
-    pipe = load_pipeline()
+    pipe = load_pipeline(PIPELINE)
     insts = make_instances(n, seed=seed, split="train")
     vids, tasks, fooled, gain = [], [], 0, 0.0
     for k, inst in enumerate(insts):
@@ -234,7 +238,7 @@ def loop_videos(teacher, n: int, seed: int, anchor: float = 0.0):
     from vlmteach_fast.toy.gaming import RecordingTeacher
     from vlmteach_fast.toy.queries import queries_for
 
-    pipe = load_pipeline()
+    pipe = load_pipeline(PIPELINE)
     cfg = dataclasses.replace(demo_optimize_config(), anchor=anchor, max_steps=4)
     vids, tasks, gain = [], [], 0.0
     for k, inst in enumerate(make_instances(n, seed=seed, split="train")):
@@ -314,6 +318,9 @@ def main():
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vae", default=None)
+    ap.add_argument("--pipeline", default=None,
+                    help="toy pipeline folder (train_toy_video.py) for model samples, pools, alignment and rounds; "
+                         "default: the shipped one")
     ap.add_argument("--samples", default=None, help=".pt of {'videos', 'seeds', 'task_types'} from eval_toy.py")
     ap.add_argument("--init", default=None, help="continue from a saved teacher")
     ap.add_argument("--seed", type=int, default=0)
@@ -344,8 +351,8 @@ def main():
                     help="gradient alignment: plain samples of fresh train instances")
     ap.add_argument("--align-batch", dest="align_batch", type=int, default=4)
     args = ap.parse_args()
-    global SOFT_LABELS, LABEL_POWER
-    SOFT_LABELS, LABEL_POWER = args.soft_labels, args.label_power
+    global SOFT_LABELS, LABEL_POWER, PIPELINE
+    SOFT_LABELS, LABEL_POWER, PIPELINE = args.soft_labels, args.label_power, args.pipeline
     ROBUST.update(noise_std=args.noise_std, smooth=args.smooth)
     POOLS["weight"] = args.rank_weight
     torch.set_num_threads(1)  # shared 2-core machine: one thread per process (see train_toy_vae.py)
@@ -414,7 +421,7 @@ def main():
            "pools": args.pools, "pool_samples": args.pool_samples, "rank_weight": args.rank_weight,
            "label_power": args.label_power, "grad_align": args.grad_align,
            "align_samples": args.align_samples if args.grad_align > 0 else 0,
-           "seed": args.seed, "init": args.init, "phases": []}
+           "seed": args.seed, "init": args.init, "pipeline": args.pipeline, "phases": []}
     t1 = time.time()
     steps, ema = train(teacher, model, data, [], args.seconds, args.lr, args.batch, pos_weight, g)
     log["phases"].append({"phase": "base", "steps": steps, "seconds": time.time() - t1, "loss_ema": ema[0],
