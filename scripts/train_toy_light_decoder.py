@@ -19,8 +19,8 @@ instances (bench/bench_light_decoder.py).
     python scripts/train_toy_light_decoder.py --out /tmp/ld.safetensors --steps 50 --instances 12   # smoke run
 
 Seeded and bounded by steps, not seconds (the dev machine's 2 cores are shared with other jobs: a wall-clock bound
-gave 3x fewer steps under load); one torch thread unless --threads (see scripts/train_toy_vae.py). CPU and wall seconds are
-recorded in the log next to the weights.
+gave 3x fewer steps under load); one torch thread unless --threads (see scripts/train_toy_vae.py). CPU and wall
+seconds are recorded in the log next to the weights.
 """
 
 import argparse

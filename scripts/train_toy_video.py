@@ -191,8 +191,8 @@ def main():
     transformer.to("cpu").eval()
     pipe.save_pretrained(args.out, safe_serialization=True)
     json.dump({"steps": step, "seconds": time.time() - start, "final_loss_ema": ema, "videos": len(lat),
-               "solution_share": args.solution_share, "near_share": args.near_share, "device": args.device, "lr": args.lr, "init": args.init,
-               "motion_weight": args.motion_weight},
+               "solution_share": args.solution_share, "near_share": args.near_share, "device": args.device,
+               "lr": args.lr, "init": args.init, "motion_weight": args.motion_weight},
               open(f"{args.out}/train_log.json", "w"))
     if os.path.exists(ckpt_path):
         os.remove(ckpt_path)
