@@ -17,7 +17,9 @@ Recipe:
    at uniform weight the static background dominates the loss and the moving agent is learnt last (a model
    trained 2200 s that way let the agent vanish after the first frame). With ``--sampler-share r`` a share r of
    every batch is trained at exactly the sigmas the ``SAMPLE_STEPS``-step sampler evaluates (1, 0.86, 0.60, 0.009
-   for 4 steps at shift 3), and with ``--ema d`` the saved weights are an exponential moving average (decay d).
+   for 4 steps at shift 3); with ``--rollout-share q`` a share q is trained on the sampler's own state after its
+   first 1-2 steps (from the noise, with the current weights); with ``--ema d`` the saved weights are an
+   exponential moving average (decay d).
 5. Save the whole ``WanImageToVideoPipeline`` (safetensors) to ``--out``.
 
     python scripts/train_toy_video.py --vae /tmp/toy/vae --out /tmp/toy/video --seconds 600
@@ -62,6 +64,38 @@ def motion_cells(videos: torch.Tensor, temporal: int, cell: int = 4, tol: float 
     return torch.cat([first, per_latent], 1).unsqueeze(1).float()
 
 
+def token_timesteps(mask: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """(1, 1, F_lat, h, w) frame mask and (B,) sigmas -> (B, tokens) timesteps: 0 on the clean first frame."""
+    return mask[0, 0, :, ::2, ::2].flatten().unsqueeze(0) * sigma.view(-1, 1) * 1000
+
+
+@torch.no_grad()
+def rollout(transformer, xt, sigma, eps, x0, cond, mask, sampler_sigmas, share: float, g: torch.Generator):
+    """Replace a share of the batch by the sampler's own state: from the noise ``eps`` (sigma 1), Euler steps of the
+    current model down to one of the sampler's later sigmas (chosen per batch). Returns the new (xt, sigma, eps),
+    eps such that xt = (1 - sigma) x0 + sigma eps: the target eps - x0 is the velocity that reaches x0 from xt in
+    one step.
+
+    The sampler's first steps leave faint copies of the agent at the cells it could move to, an input that
+    noised ground truth never shows; trained on its own states, the model learns to resolve them."""
+    b = xt.shape[0]
+    pick = torch.rand(b, generator=g) < share
+    if not pick.any():
+        return xt, sigma, eps
+    k = int(torch.randint(1, len(sampler_sigmas) - 1, (1,), generator=g))  # stop at sampler sigma k (not the last)
+    idx = pick.nonzero().flatten().to(xt.device)
+    x = eps[idx]
+    for j in range(k):
+        sj = sampler_sigmas[j].to(xt.device).expand(len(idx))
+        v = transformer(hidden_states=mask * x + (1 - mask) * x0[idx], timestep=token_timesteps(mask, sj),
+                        encoder_hidden_states=cond[idx], return_dict=False)[0]
+        x = x + (sampler_sigmas[j + 1] - sampler_sigmas[j]) * v
+    xt, sigma, eps = xt.clone(), sigma.clone(), eps.clone()
+    sk = sampler_sigmas[k].to(sigma.device)
+    xt[idx], sigma[idx], eps[idx] = x, sk, (x - (1 - sk) * x0[idx]) / sk
+    return xt, sigma, eps
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vae", required=True)
@@ -81,6 +115,8 @@ def main():
                     help="extra loss weight on the latent pixels of cells that differ from the first frame")
     ap.add_argument("--sampler-share", dest="sampler_share", type=float, default=0.0,
                     help="share of each batch trained at the sigmas the SAMPLE_STEPS-step sampler visits")
+    ap.add_argument("--rollout-share", dest="rollout_share", type=float, default=0.0,
+                    help="share of each batch trained on the sampler's own state after its first steps")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="decay of an exponential moving average of the weights, saved instead of the raw ones "
                          "(0: off; 0.998 averages over about the last 500 steps)")
@@ -198,9 +234,11 @@ def main():
         eps = torch.randn(x0.shape, generator=g).to(dev)
         s = sigma.view(b, 1, 1, 1, 1)
         xt = (1 - s) * x0 + s * eps
+        if args.rollout_share > 0:
+            xt, sigma, eps = rollout(transformer, xt, sigma, eps, x0, cond, mask, sampler_sigmas, args.rollout_share, g)
         hidden = mask * xt + (1 - mask) * x0
-        ts = (mask[0, 0, :, ::2, ::2].flatten().unsqueeze(0) * sigma.view(b, 1) * 1000)  # (B, tokens)
-        v = transformer(hidden_states=hidden, timestep=ts, encoder_hidden_states=cond, return_dict=False)[0]
+        v = transformer(hidden_states=hidden, timestep=token_timesteps(mask, sigma), encoder_hidden_states=cond,
+                        return_dict=False)[0]
         weight = mask * (1 + args.motion_weight * m)  # (B, 1, F_lat, h, w)
         loss = ((v - (eps - x0)).square() * weight).sum() / (mask.sum() * b * x0.shape[1])
         opt.zero_grad()
@@ -220,7 +258,8 @@ def main():
     json.dump({"steps": step, "seconds": time.time() - start, "final_loss_ema": ema, "videos": len(lat),
                "solution_share": args.solution_share, "near_share": args.near_share, "device": args.device,
                "lr": args.lr, "init": args.init, "motion_weight": args.motion_weight, "batch": args.batch,
-               "sampler_share": args.sampler_share, "ema": args.ema, "seed": args.seed},
+               "sampler_share": args.sampler_share, "rollout_share": args.rollout_share, "ema": args.ema,
+               "seed": args.seed},
               open(f"{args.out}/train_log.json", "w"))
     if os.path.exists(ckpt_path):
         os.remove(ckpt_path)
